@@ -1,0 +1,144 @@
+//! `/etc/airlock/airlock.toml`: one file, a section per daemon.
+//!
+//! Every key is optional; unknown keys are errors so that a typo never
+//! silently leaves a default in force.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::names;
+use crate::timefmt::parse_duration;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub totp: TotpConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub policy_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit_dir: PathBuf,
+    /// How long a pending request waits for a human.
+    pub request_ttl: String,
+    pub default_grant_ttl: String,
+    pub max_grant_ttl: String,
+    /// Most pending requests one Unix user may have at once.
+    pub max_pending_per_user: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            policy_dir: names::DEFAULT_POLICY_DIR.into(),
+            state_dir: names::DEFAULT_GATEWAY_STATE_DIR.into(),
+            audit_dir: names::DEFAULT_AUDIT_DIR.into(),
+            request_ttl: "10m".into(),
+            default_grant_ttl: "60m".into(),
+            max_grant_ttl: "8h".into(),
+            max_pending_per_user: 32,
+        }
+    }
+}
+
+/// The gateway's durations, parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayTimes {
+    pub request_ttl: Duration,
+    pub default_grant_ttl: Duration,
+    pub max_grant_ttl: Duration,
+}
+
+impl GatewayConfig {
+    pub fn times(&self) -> Result<GatewayTimes, String> {
+        let times = GatewayTimes {
+            request_ttl: parse_duration(&self.request_ttl)?,
+            default_grant_ttl: parse_duration(&self.default_grant_ttl)?,
+            max_grant_ttl: parse_duration(&self.max_grant_ttl)?,
+        };
+        if times.default_grant_ttl > times.max_grant_ttl {
+            return Err("gateway.default_grant_ttl is longer than gateway.max_grant_ttl".into());
+        }
+        if times.request_ttl.is_zero() || times.max_grant_ttl.is_zero() {
+            return Err("gateway durations must be positive".into());
+        }
+        Ok(times)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    pub state_dir: PathBuf,
+    /// RFC 6238 time step.
+    pub period_secs: u32,
+    pub issuer: String,
+    /// Hard upper bound on any grant the signer issues, whatever the gateway asks.
+    pub max_grant_ttl: String,
+    /// The only non-root user allowed to call the TOTP service.
+    pub gateway_user: String,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig {
+            state_dir: names::DEFAULT_TOTP_STATE_DIR.into(),
+            period_secs: 30,
+            issuer: "Airlock".into(),
+            max_grant_ttl: "8h".into(),
+            gateway_user: names::GATEWAY_USER.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.gateway.times()?;
+        parse_duration(&config.totp.max_grant_ttl)?;
+        if !(15..=120).contains(&config.totp.period_secs) {
+            return Err("totp.period_secs must be between 15 and 120".into());
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = Config::parse("").unwrap();
+        let t = c.gateway.times().unwrap();
+        assert_eq!(t.default_grant_ttl, Duration::from_secs(3600));
+        assert_eq!(t.max_grant_ttl, Duration::from_secs(480 * 60));
+        assert_eq!(t.request_ttl, Duration::from_secs(600));
+        assert_eq!(c.totp.period_secs, 30);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        assert!(Config::parse("[gateway]\nmax_grant_tll = \"1h\"").is_err());
+        assert!(Config::parse("[gateway]\ndefault_grant_ttl = \"9h\"").is_err());
+        assert!(Config::parse("[totp]\nperiod_secs = 1").is_err());
+        assert!(Config::parse("[gateway]\nrequest_ttl = \"soon\"").is_err());
+    }
+}

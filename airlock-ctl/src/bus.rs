@@ -1,0 +1,40 @@
+//! Connecting to the gateway and explaining its errors to people.
+
+use airlock_common::dbus::{AirlockError, Gateway1Proxy};
+use anyhow::anyhow;
+
+pub async fn gateway() -> anyhow::Result<Gateway1Proxy<'static>> {
+    let conn = zbus::Connection::system().await.map_err(|e| {
+        anyhow!(
+            "cannot reach the D-Bus system bus ({e}); is dbus-daemon running? \
+             (`sudo scripts/airlock-up` starts one on machines without systemd)"
+        )
+    })?;
+    Ok(Gateway1Proxy::new(&conn).await?)
+}
+
+/// Turns a failed gateway call into a sentence that says what to do.
+pub fn explain(action: &str, error: zbus::Error) -> anyhow::Error {
+    if let zbus::Error::MethodError(name, message, _) = &error {
+        let message = message.clone().unwrap_or_default();
+        match name.as_str() {
+            "org.freedesktop.DBus.Error.AccessDenied" => {
+                return anyhow!(
+                    "{action}: the bus policy refused this call for your user ({message}); \
+                     approving, denying, revoking, enrolment and reloads need root or group airlock-admin"
+                )
+            }
+            "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+                return anyhow!(
+                    "{action}: airlock-gateway is not running on the system bus; start it \
+                     (`systemctl start airlock-gateway` or `sudo scripts/airlock-up`)"
+                )
+            }
+            _ => {}
+        }
+    }
+    match AirlockError::from_remote(error) {
+        AirlockError::ZBus(e) => anyhow!("{action}: {e}"),
+        other => anyhow!("{action}: {} ({})", other.message(), other.short_name()),
+    }
+}

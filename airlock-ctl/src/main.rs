@@ -1,0 +1,215 @@
+//! airlockctl: the command-line front end of Airlock.
+
+mod approvals;
+mod audit;
+mod bus;
+mod code;
+mod policy;
+mod totp;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use airlock_common::audit::Filter;
+use airlock_common::names;
+use airlock_common::timefmt::parse_duration;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "airlockctl",
+    version,
+    about = "Control Airlock: policy, approvals, grants and audit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the gateway, policy and TOTP state.
+    Status,
+    /// Check, validate or reload policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Enrol or inspect the approver's TOTP authenticator.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+    /// Ask a human for approval (prints the request id).
+    Request {
+        /// `command:terraform plan` or `services:gmail,calendar`.
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        reason: String,
+        /// Lifetime to ask for, e.g. 30m (the approver may change it).
+        #[arg(long, value_parser = duration)]
+        ttl: Option<Duration>,
+    },
+    /// List pending requests.
+    Requests {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request with a TOTP code (prompted without echo).
+    Approve {
+        /// Request id; may be left out when exactly one request is pending.
+        id: Option<String>,
+        /// Grant lifetime (default: what was asked, else 60m; at most 8h).
+        #[arg(long, value_parser = duration)]
+        ttl: Option<Duration>,
+        /// Grant write access (grants are read-only by default).
+        #[arg(long)]
+        write: bool,
+        /// Read the code from standard input instead of the terminal.
+        #[arg(long)]
+        code_stdin: bool,
+    },
+    /// Deny a pending request.
+    Deny {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List live grants.
+    Grants {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant, or all of them.
+    Revoke {
+        grant: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the audit log, or verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        verify: Option<AuditCommand>,
+        /// `1h`, `7d`, `today` or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Directory holding audit.jsonl.
+        #[arg(long, default_value = names::DEFAULT_AUDIT_DIR, global = true)]
+        audit_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the decision for a command: exit 0 allow, 2 approve, 3 block, 1 error.
+    Check {
+        /// Evaluate a policy directory locally instead of asking the gateway.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        #[arg(long)]
+        role: String,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Report every error in a policy directory with file:line:column.
+    Validate {
+        #[arg(default_value = names::DEFAULT_POLICY_DIR)]
+        dir: PathBuf,
+    },
+    /// Ask the gateway to re-read its policy directory.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum TotpCommand {
+    /// Create a secret, show it as a QR code, and activate it with a code.
+    Setup {
+        /// Replace an enrolled secret without its code (root only).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        code_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and name the first edited, removed or reordered record.
+    Verify,
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Status => approvals::status().await,
+        Command::Policy(PolicyCommand::Check {
+            policies,
+            role,
+            argv,
+        }) => policy::check(policies.as_deref(), &role, &argv).await,
+        Command::Policy(PolicyCommand::Validate { dir }) => policy::validate(&dir),
+        Command::Policy(PolicyCommand::Reload) => policy::reload().await,
+        Command::Totp(TotpCommand::Setup { force, code_stdin }) => {
+            totp::setup(force, code_stdin).await
+        }
+        Command::Request { scope, reason, ttl } => approvals::request(&scope, &reason, ttl).await,
+        Command::Requests { json } => approvals::list_requests(json).await,
+        Command::Approve {
+            id,
+            ttl,
+            write,
+            code_stdin,
+        } => approvals::approve(id.as_deref(), ttl, write, code_stdin).await,
+        Command::Deny { id, reason } => approvals::deny(&id, &reason).await,
+        Command::Grants { json } => approvals::list_grants(json).await,
+        Command::Revoke { grant, all } => approvals::revoke(grant.as_deref(), all).await,
+        Command::Audit {
+            verify: Some(AuditCommand::Verify),
+            audit_dir,
+            ..
+        } => audit::verify(&audit_dir),
+        Command::Audit {
+            verify: None,
+            since,
+            service,
+            session,
+            json,
+            audit_dir,
+        } => {
+            let filter = Filter {
+                since: since.as_deref().map(audit::parse_since).transpose()?,
+                service,
+                session,
+            };
+            audit::show(&audit_dir, &filter, json)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("airlockctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("airlockctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `airlockctl policy check|validate|reload`.
+
+use std::path::{Path, PathBuf};
+
+use airlock_common::policy::{CommandLine, PolicySet};
+
+use crate::bus;
+
+/// Exit status of `policy check` for each decision.
+pub fn exit_code(decision: &str) -> i32 {
+    match decision {
+        "allow" => 0,
+        "approve" => 2,
+        "block" => 3,
+        _ => 1,
+    }
+}
+
+fn print_decision(decision: &str, rule: &str, policy: &str, source: &str) {
+    println!("{decision}");
+    if rule.is_empty() {
+        println!("  rule:   (none matched; role default)");
+    } else {
+        println!("  rule:   {rule} (policy {policy})");
+    }
+    if !source.is_empty() {
+        println!("  source: {source}");
+    }
+}
+
+/// Resolves `argv[0]` the way `execvp` would, then follows symlinks, so that
+/// rules naming a real executable (or a symlink's target) match.
+fn resolve_executable(argv0: &str) -> Option<PathBuf> {
+    let candidate = if argv0.contains('/') {
+        PathBuf::from(argv0)
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(argv0))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.is_file())?
+    };
+    std::fs::canonicalize(candidate).ok()
+}
+
+pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyhow::Result<i32> {
+    match policies {
+        Some(dir) => {
+            let set = PolicySet::load_dir(dir).map_err(|diagnostics| {
+                let lines: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
+                anyhow::anyhow!(
+                    "the policy set in {} is invalid:\n{}",
+                    dir.display(),
+                    lines.join("\n")
+                )
+            })?;
+            let executable = argv.first().and_then(|a| resolve_executable(a));
+            let cmd = CommandLine {
+                argv,
+                executable: executable.as_deref(),
+            };
+            let decision = set.evaluate(role, &cmd)?;
+            let action = decision.action;
+            match decision.rule {
+                Some(rule) => print_decision(
+                    action.as_str(),
+                    &rule.command,
+                    &rule.policy_id,
+                    &rule.source.to_string(),
+                ),
+                None => {
+                    let source = set
+                        .role(role)
+                        .map(|r| r.source.to_string())
+                        .unwrap_or_default();
+                    print_decision(action.as_str(), "", "", &source)
+                }
+            }
+            Ok(exit_code(action.as_str()))
+        }
+        None => {
+            let gateway = bus::gateway().await?;
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let decision = gateway
+                .check_command(role, &argv)
+                .await
+                .map_err(|e| bus::explain("policy check", e))?;
+            print_decision(
+                &decision.decision,
+                &decision.rule,
+                &decision.policy,
+                &decision.source,
+            );
+            Ok(exit_code(&decision.decision))
+        }
+    }
+}
+
+pub fn validate(dir: &Path) -> anyhow::Result<i32> {
+    match PolicySet::load_dir(dir) {
+        Ok(set) => {
+            println!(
+                "{}: valid ({} policies, {} roles)",
+                dir.display(),
+                set.policies().len(),
+                set.roles().len()
+            );
+            Ok(0)
+        }
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "{}: {} error(s); this set would not be applied",
+                dir.display(),
+                diagnostics.len()
+            );
+            Ok(1)
+        }
+    }
+}
+
+pub async fn reload() -> anyhow::Result<i32> {
+    let gateway = bus::gateway().await?;
+    let message = gateway
+        .reload_policy()
+        .await
+        .map_err(|e| bus::explain("policy reload", e))?;
+    println!("{message}");
+    Ok(0)
+}

@@ -1,0 +1,46 @@
+//! `airlockctl totp setup`: enrol the approver's authenticator app.
+
+use qrcode::render::unicode::Dense1x2;
+use qrcode::QrCode;
+use zeroize::Zeroizing;
+
+use crate::bus;
+use crate::code::read_code;
+
+pub async fn setup(force: bool, code_stdin: bool) -> anyhow::Result<i32> {
+    let gateway = bus::gateway().await?;
+    let status = gateway
+        .status()
+        .await
+        .map_err(|e| bus::explain("totp setup", e))?;
+    anyhow::ensure!(
+        status.totp_reachable,
+        "airlock-totp is not reachable; start it first"
+    );
+    let current = if status.totp.enrolled && !force {
+        eprintln!("A TOTP secret is already enrolled: replacing it needs a current code (or root with --force).");
+        read_code(code_stdin, "Current TOTP code: ")?
+    } else {
+        Zeroizing::new(String::new())
+    };
+    let uri = Zeroizing::new(
+        gateway
+            .totp_setup(force, &current)
+            .await
+            .map_err(|e| bus::explain("totp setup", e))?,
+    );
+    if !code_stdin {
+        let qr = QrCode::new(uri.as_bytes())?;
+        println!("{}", qr.render::<Dense1x2>().quiet_zone(true).build());
+    }
+    println!("Scan the QR code, or enter this URI in your authenticator app:");
+    println!("{}", uri.as_str());
+    println!("The secret becomes active only once you type a valid code.");
+    let code = read_code(code_stdin, "Code from the app: ")?;
+    gateway
+        .totp_confirm(&code)
+        .await
+        .map_err(|e| bus::explain("totp setup", e))?;
+    println!("TOTP enrolment is active.");
+    Ok(0)
+}

@@ -1,0 +1,670 @@
+//! The gateway's state machine: policy, requests, grants and the audit trail.
+//!
+//! Every method takes `now` and does no D-Bus I/O, so the logic is plain and
+//! the service layer only translates calls. Each state change is written to
+//! the audit log (fsync'd) and then to the state file before the method
+//! returns: a crash after a call returned loses neither the record nor the
+//! change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airlock_common::audit::{AuditError, AuditLog};
+use airlock_common::config::GatewayTimes;
+use airlock_common::dbus::{
+    AirlockError, DecisionInfo, GrantInfo, GrantRequest, RequestInfo, SignedGrantWire,
+};
+use airlock_common::grant::{Access, GrantBody, Scope, SignedGrant};
+use airlock_common::policy::{CommandLine, PolicySet};
+use airlock_common::{ids, names, timefmt};
+use serde_json::{json, Map, Value};
+
+use crate::store::{PendingRequest, Snapshot, Store};
+
+/// The policy set in force and what happened at the last (re)load.
+pub struct PolicyState {
+    pub dir: PathBuf,
+    pub set: Arc<PolicySet>,
+    pub ok: bool,
+    pub message: String,
+}
+
+pub struct Core {
+    pub policy: PolicyState,
+    requests: BTreeMap<String, PendingRequest>,
+    grants: BTreeMap<String, (SignedGrant, GrantBody)>,
+    signing_key: Option<Vec<u8>>,
+    audit: AuditLog,
+    store: Store,
+    times: GatewayTimes,
+    max_pending_per_user: usize,
+}
+
+/// What the caller of `request_approval` gets back, for the signal.
+pub struct NewRequest {
+    pub id: String,
+    pub scope: String,
+    pub reason: String,
+    pub uid: u32,
+}
+
+fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> AirlockError {
+    tracing::error!("{context}: {e}");
+    AirlockError::Internal(format!("{context}: {e}"))
+}
+
+impl Core {
+    /// Opens the audit log and state, loads the policy directory, and drops
+    /// any stored grant whose signature does not verify.
+    pub fn open(
+        policy_dir: &Path,
+        state_dir: &Path,
+        audit_dir: &Path,
+        times: GatewayTimes,
+        max_pending_per_user: usize,
+    ) -> anyhow::Result<Core> {
+        let log_path = audit_dir.join(names::AUDIT_LOG_FILE);
+        let head_path = audit_dir.join(names::AUDIT_HEAD_FILE);
+        let mut audit = match AuditLog::open(&log_path, &head_path) {
+            Ok(log) => log,
+            Err(AuditError::Corrupt(reason)) => {
+                tracing::error!(
+                    "audit log {} is damaged ({reason}); continuing with a chain_restarted record, \
+                     `airlockctl audit verify` will keep reporting the damage",
+                    log_path.display()
+                );
+                AuditLog::open_after_break(&log_path, &head_path, &reason)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+        let store = Store::new(state_dir);
+        let snapshot = store.load()?;
+        let signing_key = snapshot
+            .signing_key
+            .as_deref()
+            .map(decode_key)
+            .transpose()?;
+        let mut grants = BTreeMap::new();
+        for signed in snapshot.grants {
+            let verified = match &signing_key {
+                Some(key) => signed.verify(key).map_err(|e| e.to_string()),
+                None => Err("no grant-verification key is pinned".to_string()),
+            };
+            match verified {
+                Ok(body) => {
+                    grants.insert(body.grant_id.clone(), (signed, body));
+                }
+                Err(reason) => {
+                    tracing::error!("dropping a stored grant that does not verify: {reason}");
+                    audit.append(
+                        "grant_rejected",
+                        fields(json!({"service": "gateway", "reason": reason})),
+                    )?;
+                }
+            }
+        }
+        let requests = snapshot
+            .requests
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+
+        let (set, ok, message) = match PolicySet::load_dir(policy_dir) {
+            Ok(set) => {
+                let message = format!(
+                    "loaded {} policies and {} roles from {}",
+                    set.policies().len(),
+                    set.roles().len(),
+                    policy_dir.display()
+                );
+                (set, true, message)
+            }
+            Err(diagnostics) => {
+                let message = format!(
+                    "policy set in {} is invalid; serving an empty set (role defaults only): {}",
+                    policy_dir.display(),
+                    join_diagnostics(&diagnostics)
+                );
+                tracing::error!("{message}");
+                (PolicySet::default(), false, message)
+            }
+        };
+        let mut core = Core {
+            policy: PolicyState {
+                dir: policy_dir.to_path_buf(),
+                set: Arc::new(set),
+                ok,
+                message: message.clone(),
+            },
+            requests,
+            grants,
+            signing_key,
+            audit,
+            store,
+            times,
+            max_pending_per_user,
+        };
+        let event = if ok {
+            "policy_reloaded"
+        } else {
+            "policy_reload_failed"
+        };
+        core.audit(event, json!({"service": "gateway", "message": message}))?;
+        core.audit(
+            "service_started",
+            json!({"service": "gateway", "grants": core.grants.len(), "pending_requests": core.requests.len()}),
+        )?;
+        Ok(core)
+    }
+
+    fn audit(&mut self, event: &str, value: Value) -> Result<(), AirlockError> {
+        self.audit
+            .append(event, fields(value))
+            .map(|_| ())
+            .map_err(|e| internal("cannot write the audit log", e))
+    }
+
+    fn persist(&self) -> Result<(), AirlockError> {
+        let snapshot = Snapshot {
+            version: 1,
+            signing_key: self.signing_key.as_deref().map(encode_key),
+            requests: self.requests.values().cloned().collect(),
+            grants: self.grants.values().map(|(s, _)| s.clone()).collect(),
+        };
+        self.store
+            .save(&snapshot)
+            .map_err(|e| internal("cannot save gateway state", e))
+    }
+
+    // ---- policy ----------------------------------------------------------
+
+    pub fn check_command(&self, role: &str, argv: &[String]) -> Result<DecisionInfo, AirlockError> {
+        let cmd = CommandLine {
+            argv,
+            executable: None,
+        };
+        let decision = self
+            .policy
+            .set
+            .evaluate(role, &cmd)
+            .map_err(|e| AirlockError::NotFound(e.to_string()))?;
+        Ok(match decision.rule {
+            Some(rule) => DecisionInfo {
+                decision: decision.action.as_str().into(),
+                rule: rule.command,
+                policy: rule.policy_id,
+                source: rule.source.to_string(),
+            },
+            None => DecisionInfo {
+                decision: decision.action.as_str().into(),
+                rule: String::new(),
+                policy: String::new(),
+                source: self
+                    .policy
+                    .set
+                    .role(role)
+                    .map(|r| r.source.to_string())
+                    .unwrap_or_default(),
+            },
+        })
+    }
+
+    /// Re-reads the policy directory. An invalid set is not applied: the
+    /// previous one stays in force and the error says why.
+    pub fn reload_policy(&mut self) -> Result<String, AirlockError> {
+        match PolicySet::load_dir(&self.policy.dir) {
+            Ok(set) => {
+                let message = format!(
+                    "loaded {} policies and {} roles from {}",
+                    set.policies().len(),
+                    set.roles().len(),
+                    self.policy.dir.display()
+                );
+                self.audit(
+                    "policy_reloaded",
+                    json!({"service": "gateway", "message": message}),
+                )?;
+                self.policy.set = Arc::new(set);
+                self.policy.ok = true;
+                self.policy.message = message.clone();
+                Ok(message)
+            }
+            Err(diagnostics) => {
+                let message = format!(
+                    "policy set in {} rejected; still serving the previous set. {} error(s):\n{}",
+                    self.policy.dir.display(),
+                    diagnostics.len(),
+                    diagnostics
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                self.audit(
+                    "policy_reload_failed",
+                    json!({"service": "gateway", "errors": join_diagnostics(&diagnostics)}),
+                )?;
+                self.policy.ok = false;
+                self.policy.message = message.clone();
+                Err(AirlockError::InvalidArgument(message))
+            }
+        }
+    }
+
+    // ---- requests --------------------------------------------------------
+
+    pub fn request_approval(
+        &mut self,
+        uid: u32,
+        scope: &str,
+        reason: &str,
+        requested_ttl_secs: u64,
+        now: i64,
+    ) -> Result<NewRequest, AirlockError> {
+        let scope = Scope::parse(scope).map_err(AirlockError::InvalidArgument)?;
+        check_text("reason", reason)?;
+        let max = self.times.max_grant_ttl.as_secs();
+        if requested_ttl_secs > max {
+            return Err(AirlockError::InvalidArgument(format!(
+                "requested ttl {} exceeds the maximum of {}",
+                timefmt::format_secs(requested_ttl_secs),
+                timefmt::format_secs(max)
+            )));
+        }
+        let pending = self
+            .requests
+            .values()
+            .filter(|r| r.requester_uid == uid)
+            .count();
+        if pending >= self.max_pending_per_user {
+            return Err(AirlockError::Conflict(format!(
+                "uid {uid} already has {pending} pending requests; wait for them to be decided or expire"
+            )));
+        }
+        let request = PendingRequest {
+            id: ids::new_id("req"),
+            scope,
+            reason: reason.to_string(),
+            requester_uid: uid,
+            session: None,
+            requested_ttl_secs,
+            created_at: now,
+            expires_at: now + self.times.request_ttl.as_secs() as i64,
+        };
+        self.audit(
+            "access_requested",
+            json!({
+                "service": "gateway",
+                "request_id": request.id,
+                "scope": request.scope.to_string(),
+                "reason": request.reason,
+                "uid": uid,
+                "requested_ttl_secs": requested_ttl_secs,
+            }),
+        )?;
+        let new = NewRequest {
+            id: request.id.clone(),
+            scope: request.scope.to_string(),
+            reason: request.reason.clone(),
+            uid,
+        };
+        self.requests.insert(request.id.clone(), request);
+        self.persist()?;
+        Ok(new)
+    }
+
+    pub fn list_requests(&self, uid: u32, admin: bool) -> Vec<RequestInfo> {
+        self.requests
+            .values()
+            .filter(|r| admin || r.requester_uid == uid)
+            .map(request_info)
+            .collect()
+    }
+
+    pub fn get_request(
+        &self,
+        id: &str,
+        uid: u32,
+        admin: bool,
+    ) -> Result<RequestInfo, AirlockError> {
+        check_id(id)?;
+        self.requests
+            .get(id)
+            .filter(|r| admin || r.requester_uid == uid)
+            .map(request_info)
+            .ok_or_else(|| AirlockError::NotFound(format!("no pending request {id}")))
+    }
+
+    /// Validates an approval and builds what `airlock-totp` is asked to sign.
+    pub fn prepare_approval(
+        &self,
+        id: &str,
+        ttl_secs: u64,
+        write: bool,
+    ) -> Result<GrantRequest, AirlockError> {
+        check_id(id)?;
+        let request = self
+            .requests
+            .get(id)
+            .ok_or_else(|| AirlockError::NotFound(format!("no pending request {id}")))?;
+        let max = self.times.max_grant_ttl.as_secs();
+        let ttl = match (ttl_secs, request.requested_ttl_secs) {
+            (0, 0) => self.times.default_grant_ttl.as_secs(),
+            (0, asked) => asked,
+            (given, _) => given,
+        };
+        if ttl > max {
+            return Err(AirlockError::InvalidArgument(format!(
+                "ttl {} exceeds the maximum of {}",
+                timefmt::format_secs(ttl),
+                timefmt::format_secs(max)
+            )));
+        }
+        Ok(GrantRequest {
+            request_id: request.id.clone(),
+            subject_uid: request.requester_uid,
+            session: request.session.clone().unwrap_or_default(),
+            scope: request.scope.to_string(),
+            access: if write { Access::Write } else { Access::Read }
+                .as_str()
+                .into(),
+            ttl_secs: ttl,
+        })
+    }
+
+    /// Records a failed code check reported by `airlock-totp`.
+    pub fn record_totp_failure(
+        &mut self,
+        request_id: &str,
+        approver_uid: u32,
+        error: &AirlockError,
+    ) -> Result<(), AirlockError> {
+        let event = match error {
+            AirlockError::Locked(_) => "totp_locked",
+            _ => "totp_failed",
+        };
+        self.audit(
+            event,
+            json!({
+                "service": "totp",
+                "request_id": request_id,
+                "approver_uid": approver_uid,
+                "error": error.short_name(),
+                "message": error.message(),
+            }),
+        )
+    }
+
+    /// Stores a grant signed by `airlock-totp`, after checking that it is
+    /// exactly what was asked for and signed by the pinned key.
+    pub fn complete_approval(
+        &mut self,
+        asked: &GrantRequest,
+        wire: SignedGrantWire,
+        approver_uid: u32,
+        now: i64,
+    ) -> Result<GrantInfo, AirlockError> {
+        let signed = SignedGrant {
+            payload: wire.payload,
+            signature: wire.signature,
+        };
+        let key = self.signing_key.as_deref().ok_or_else(|| {
+            AirlockError::Unavailable("no grant-verification key is pinned yet".into())
+        })?;
+        let body = signed
+            .verify(key)
+            .map_err(|e| internal("airlock-totp returned a grant that does not verify", e))?;
+        let matches = body.request_id == asked.request_id
+            && body.subject.uid == asked.subject_uid
+            && body.subject.session.clone().unwrap_or_default() == asked.session
+            && body.scope.to_string() == asked.scope
+            && body.access.as_str() == asked.access
+            && (body.expires_at - body.not_before) as u64 == asked.ttl_secs
+            && (body.not_before - now).abs() <= 60;
+        if !matches {
+            return Err(internal(
+                "airlock-totp signed a grant that differs from the request",
+                &body.grant_id,
+            ));
+        }
+        if !self.requests.contains_key(&asked.request_id) {
+            return Err(AirlockError::Conflict(format!(
+                "request {} was decided or expired while the code was being checked",
+                asked.request_id
+            )));
+        }
+        self.audit(
+            "totp_verified",
+            json!({"service": "totp", "request_id": asked.request_id, "approver_uid": approver_uid}),
+        )?;
+        self.audit(
+            "grant_issued",
+            json!({
+                "service": "gateway",
+                "request_id": body.request_id,
+                "grant_id": body.grant_id,
+                "scope": body.scope.to_string(),
+                "access": body.access.as_str(),
+                "uid": body.subject.uid,
+                "approver_uid": approver_uid,
+                "expires_at": timefmt::rfc3339(body.expires_at),
+            }),
+        )?;
+        let removed = self.requests.remove(&asked.request_id);
+        self.grants
+            .insert(body.grant_id.clone(), (signed, body.clone()));
+        if let Err(e) = self.persist() {
+            self.grants.remove(&body.grant_id);
+            if let Some(r) = removed {
+                self.requests.insert(r.id.clone(), r);
+            }
+            return Err(e);
+        }
+        Ok(grant_info(&body))
+    }
+
+    pub fn deny(&mut self, id: &str, reason: &str, approver_uid: u32) -> Result<(), AirlockError> {
+        check_id(id)?;
+        check_text("reason", reason)?;
+        if !self.requests.contains_key(id) {
+            return Err(AirlockError::NotFound(format!("no pending request {id}")));
+        }
+        self.audit(
+            "request_denied",
+            json!({"service": "gateway", "request_id": id, "reason": reason, "approver_uid": approver_uid}),
+        )?;
+        self.requests.remove(id);
+        self.persist()
+    }
+
+    // ---- grants ----------------------------------------------------------
+
+    pub fn list_grants(&self, uid: u32, admin: bool, now: i64) -> Vec<GrantInfo> {
+        self.grants
+            .values()
+            .filter(|(_, body)| body.is_live(now) && (admin || body.subject.uid == uid))
+            .map(|(_, body)| grant_info(body))
+            .collect()
+    }
+
+    pub fn revoke(&mut self, grant_id: &str, by_uid: u32) -> Result<(), AirlockError> {
+        check_id(grant_id)?;
+        if !self.grants.contains_key(grant_id) {
+            return Err(AirlockError::NotFound(format!("no live grant {grant_id}")));
+        }
+        self.audit(
+            "grant_revoked",
+            json!({"service": "gateway", "grant_id": grant_id, "by_uid": by_uid}),
+        )?;
+        self.grants.remove(grant_id);
+        self.persist()
+    }
+
+    pub fn revoke_all(&mut self, by_uid: u32) -> Result<u32, AirlockError> {
+        let ids: Vec<String> = self.grants.keys().cloned().collect();
+        for id in &ids {
+            self.audit(
+                "grant_revoked",
+                json!({"service": "gateway", "grant_id": id, "by_uid": by_uid}),
+            )?;
+        }
+        self.grants.clear();
+        self.persist()?;
+        Ok(ids.len() as u32)
+    }
+
+    /// Drops expired requests and grants, each with its audit record.
+    pub fn expire(&mut self, now: i64) -> Result<(), AirlockError> {
+        let stale_requests: Vec<String> = self
+            .requests
+            .values()
+            .filter(|r| r.expires_at <= now)
+            .map(|r| r.id.clone())
+            .collect();
+        let stale_grants: Vec<String> = self
+            .grants
+            .values()
+            .filter(|(_, body)| body.expires_at <= now)
+            .map(|(_, body)| body.grant_id.clone())
+            .collect();
+        if stale_requests.is_empty() && stale_grants.is_empty() {
+            return Ok(());
+        }
+        for id in &stale_requests {
+            self.audit(
+                "request_expired",
+                json!({"service": "gateway", "request_id": id}),
+            )?;
+            self.requests.remove(id);
+        }
+        for id in &stale_grants {
+            self.audit(
+                "grant_expired",
+                json!({"service": "gateway", "grant_id": id}),
+            )?;
+            self.grants.remove(id);
+        }
+        self.persist()
+    }
+
+    // ---- grant-verification key -----------------------------------------
+
+    /// Pins the signer's public key on first contact; afterwards a different
+    /// key is refused, since it would mean the signer's identity changed.
+    pub fn pin_signing_key(&mut self, key_b64: &str) -> Result<(), AirlockError> {
+        let key =
+            decode_key(key_b64).map_err(|e| internal("bad public key from airlock-totp", e))?;
+        match &self.signing_key {
+            Some(pinned) if *pinned == key => Ok(()),
+            Some(_) => Err(AirlockError::Internal(
+                "airlock-totp presents a different grant-signing key than the one pinned in \
+                 the gateway state; refusing its grants (if the TOTP state was reset on purpose, \
+                 stop the gateway and remove signing_key from its state.json)"
+                    .into(),
+            )),
+            None => {
+                self.signing_key = Some(key);
+                self.audit(
+                    "signing_key_pinned",
+                    json!({"service": "gateway", "key": key_b64}),
+                )?;
+                self.persist()
+            }
+        }
+    }
+
+    pub fn counts(&self, now: i64) -> (u32, u32) {
+        let live = self.grants.values().filter(|(_, b)| b.is_live(now)).count();
+        (self.requests.len() as u32, live as u32)
+    }
+
+    pub fn audit_event(&mut self, event: &str, value: Value) -> Result<(), AirlockError> {
+        self.audit(event, value)
+    }
+}
+
+fn join_diagnostics(diagnostics: &[airlock_common::policy::Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn check_id(id: &str) -> Result<(), AirlockError> {
+    if ids::is_well_formed(id) {
+        Ok(())
+    } else {
+        Err(AirlockError::InvalidArgument(format!(
+            "malformed id: ids are 1-{} characters of a-z, A-Z, 0-9, - and _",
+            ids::MAX_ID_LEN
+        )))
+    }
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), AirlockError> {
+    use airlock_common::dbus::MAX_TEXT_LEN;
+    if text.len() > MAX_TEXT_LEN {
+        return Err(AirlockError::InvalidArgument(format!(
+            "{what} is longer than {MAX_TEXT_LEN} bytes"
+        )));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(AirlockError::InvalidArgument(format!(
+            "{what} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn request_info(r: &PendingRequest) -> RequestInfo {
+    RequestInfo {
+        id: r.id.clone(),
+        scope: r.scope.to_string(),
+        reason: r.reason.clone(),
+        requester_uid: r.requester_uid,
+        session: r.session.clone().unwrap_or_default(),
+        requested_ttl_secs: r.requested_ttl_secs,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+    }
+}
+
+fn grant_info(body: &GrantBody) -> GrantInfo {
+    GrantInfo {
+        id: body.grant_id.clone(),
+        request_id: body.request_id.clone(),
+        scope: body.scope.to_string(),
+        access: body.access.as_str().into(),
+        subject_uid: body.subject.uid,
+        session: body.subject.session.clone().unwrap_or_default(),
+        not_before: body.not_before,
+        expires_at: body.expires_at,
+    }
+}
+
+fn encode_key(key: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// Decodes a standard-base64 Ed25519 public key and checks its length.
+fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.decode(text.trim())?;
+    anyhow::ensure!(
+        key.len() == 32,
+        "an Ed25519 public key is 32 bytes, got {}",
+        key.len()
+    );
+    Ok(key)
+}

@@ -1,0 +1,142 @@
+//! airlock-gateway: owns policy, approval requests, grants and the audit log.
+//!
+//! Runs as its own Unix user and serves `org.airlock.Gateway1` on the system
+//! bus. It cannot mint grants: those are signed by `airlock-totp` after a
+//! valid code, and the gateway only verifies and stores them.
+
+mod caller;
+mod core;
+mod service;
+mod store;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_common::config::Config;
+use airlock_common::dbus::Totp1Proxy;
+use airlock_common::names;
+use airlock_common::timefmt::now_unix;
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::core::Core;
+use crate::service::Gateway;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Airlock gateway: policy, approvals, grants and audit"
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, default_value = names::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Policy directory (overrides gateway.policy_dir).
+    #[arg(long)]
+    policy_dir: Option<PathBuf>,
+    /// State directory (overrides gateway.state_dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Audit log directory (overrides gateway.audit_dir).
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config::load(&args.config).map_err(anyhow::Error::msg)?;
+    let gw = config.gateway;
+    let times = gw.times().map_err(anyhow::Error::msg)?;
+    let policy_dir = args.policy_dir.unwrap_or(gw.policy_dir);
+    let state_dir = args.state_dir.unwrap_or(gw.state_dir);
+    let audit_dir = args.audit_dir.unwrap_or(gw.audit_dir);
+    ensure_private_dir(&state_dir, 0o700)?;
+    ensure_private_dir(&audit_dir, 0o750)?;
+
+    let core = Core::open(
+        &policy_dir,
+        &state_dir,
+        &audit_dir,
+        times,
+        gw.max_pending_per_user,
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(Arc::new(Mutex::new(core))))
+}
+
+/// Creates `dir` if needed and refuses to run if others can write to it.
+fn ensure_private_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    }
+    let meta = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    anyhow::ensure!(
+        meta.permissions().mode() & 0o002 == 0,
+        "{} is world-writable; refusing to keep state there",
+        dir.display()
+    );
+    Ok(())
+}
+
+async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
+    let conn = zbus::Connection::system()
+        .await
+        .context("cannot connect to the D-Bus system bus")?;
+    let totp = Totp1Proxy::new(&conn).await?;
+    let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+    let gateway = Gateway::new(core.clone(), totp, dbus);
+    if let Err(e) = gateway.pin_signing_key().await {
+        tracing::warn!(
+            "cannot learn the grant-signing key from airlock-totp yet ({}); will retry at the first approval",
+            e.message()
+        );
+    }
+    conn.object_server()
+        .at(names::GATEWAY_OBJECT_PATH, gateway)
+        .await?;
+    conn.request_name(names::GATEWAY_BUS_NAME)
+        .await
+        .with_context(|| format!("cannot own {} on the system bus", names::GATEWAY_BUS_NAME))?;
+    tracing::info!("serving {} on the system bus", names::GATEWAY_BUS_NAME);
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = core.expire(now_unix()) {
+                    tracing::error!("expiring requests and grants failed: {}", e.message());
+                }
+            }
+            _ = hangup.recv() => {
+                let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+                match core.reload_policy() {
+                    Ok(message) => tracing::info!("SIGHUP: {message}"),
+                    Err(e) => tracing::error!("SIGHUP: {}", e.message()),
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!("stopping");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    Ok(())
+}

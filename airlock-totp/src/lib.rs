@@ -1,0 +1,7 @@
+//! Library side of `airlock-totp`: the TOTP verifier, the grant signer, the
+//! file helpers both use, and the D-Bus service that wraps them.
+
+pub mod authenticator;
+pub mod files;
+pub mod service;
+pub mod signer;

@@ -1,0 +1,465 @@
+//! Harness for Airlock's system tests.
+//!
+//! Each [`System`] is a private, real deployment: a real `dbus-daemon` whose
+//! configuration is Debian's own `system.conf` plus Airlock's shipped bus
+//! policy, real Unix users, and `airlock-totp` and `airlock-gateway` running
+//! as their own users with state directories owned as in production. Agent
+//! and approver actions run the real `airlockctl` as those users.
+//!
+//! The tests need root (to create users and switch to them) and
+//! `dbus-daemon`; they fail, not skip, without them.
+
+pub mod totp;
+pub mod users;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock_common::dbus::{Gateway1Proxy, Totp1Proxy};
+use airlock_common::names;
+
+pub use users::{TestUser, AGENT, APPROVER, OUTSIDER};
+
+/// Where cargo put the workspace's binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/system-xxxx -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`; scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds a bus configuration from the distribution's `system.conf`, so the
+/// default-deny rules are the real ones, with Airlock's policy file included
+/// and a private socket instead of /run/dbus.
+fn bus_config(socket: &Path, extra_policy: Option<&Path>) -> String {
+    let system = fs::read_to_string("/usr/share/dbus-1/system.conf")
+        .expect("/usr/share/dbus-1/system.conf (install the dbus package)");
+    let mut out = String::new();
+    for line in system.lines() {
+        let t = line.trim();
+        let drop = t.starts_with("<user>")
+            || t == "<fork/>"
+            || t.starts_with("<pidfile>")
+            || t == "<syslog/>"
+            || t.starts_with("<servicehelper>")
+            || t == "<standard_system_servicedirs/>"
+            || t.starts_with("<includedir>")
+            || t.starts_with("<include ")
+            || t.starts_with("<include>");
+        if t.starts_with("<listen>") {
+            out.push_str(&format!(
+                "  <listen>unix:path={}</listen>\n",
+                socket.display()
+            ));
+        } else if t == "</busconfig>" {
+            let policy = repo_root().join("systemd/org.airlock.conf");
+            out.push_str(&format!("  <include>{}</include>\n", policy.display()));
+            if let Some(extra) = extra_policy {
+                out.push_str(&format!("  <include>{}</include>\n", extra.display()));
+            }
+            out.push_str(line);
+            out.push('\n');
+        } else if !drop {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Options for a [`System`].
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra `key = value` lines for the `[gateway]` section of airlock.toml.
+    pub gateway_config: Vec<(&'static str, &'static str)>,
+    /// Replace the shipped policy directory with these files.
+    pub policies: Option<Vec<(String, String)>>,
+    /// A bus policy that lets everyone call everything, to prove the
+    /// services' own uid checks (defence in depth).
+    pub permissive_bus: bool,
+}
+
+pub struct System {
+    pub dir: tempfile::TempDir,
+    pub bus_address: String,
+    bus: Child,
+    totp: Option<Child>,
+    gateway: Option<Child>,
+    options: Options,
+}
+
+impl System {
+    pub fn start() -> System {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> System {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the system tests need root: they create users and run each service as its user"
+        );
+        users::ensure_all();
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-test-")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+
+        let socket = dir.path().join("system_bus_socket");
+        let extra = options.permissive_bus.then(|| {
+            let path = dir.path().join("permissive.conf");
+            fs::write(
+                &path,
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><policy context="mandatory">
+  <allow send_destination="org.airlock.Gateway1"/>
+  <allow send_destination="org.airlock.Totp1"/>
+</policy></busconfig>
+"#,
+            )
+            .unwrap();
+            path
+        });
+        let config = dir.path().join("bus.conf");
+        fs::write(&config, bus_config(&socket, extra.as_deref())).unwrap();
+        let mut bus = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .arg("--print-address")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon (install the dbus-daemon package)");
+        let mut address = String::new();
+        BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let bus_address = address.trim().to_string();
+        assert!(!bus_address.is_empty(), "dbus-daemon printed no address");
+
+        // Directories owned as in production.
+        let totp_state = dir.path().join("totp");
+        let gateway_state = dir.path().join("gateway");
+        let audit = dir.path().join("audit");
+        let policies = dir.path().join("policies");
+        for (path, owner, group, mode) in [
+            (&totp_state, names::TOTP_USER, names::TOTP_USER, 0o700),
+            (
+                &gateway_state,
+                names::GATEWAY_USER,
+                names::GATEWAY_USER,
+                0o700,
+            ),
+            (&audit, names::GATEWAY_USER, names::ADMIN_GROUP, 0o2750),
+        ] {
+            fs::create_dir(path).unwrap();
+            chown(
+                path,
+                Some(users::uid(owner).as_raw()),
+                Some(users::gid(group).as_raw()),
+            )
+            .unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        fs::create_dir(&policies).unwrap();
+        match &options.policies {
+            Some(files) => {
+                for (name, text) in files {
+                    fs::write(policies.join(name), text).unwrap();
+                }
+            }
+            None => {
+                for entry in fs::read_dir(repo_root().join("policies")).unwrap() {
+                    let entry = entry.unwrap();
+                    fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
+                }
+            }
+        }
+        let mut config_text = format!(
+            "[totp]\nstate_dir = {:?}\n[gateway]\nstate_dir = {:?}\naudit_dir = {:?}\npolicy_dir = {:?}\n",
+            totp_state, gateway_state, audit, policies
+        );
+        for (key, value) in &options.gateway_config {
+            config_text.push_str(&format!("{key} = {value:?}\n"));
+        }
+        fs::write(dir.path().join("airlock.toml"), config_text).unwrap();
+
+        let mut system = System {
+            dir,
+            bus_address,
+            bus,
+            totp: None,
+            gateway: None,
+            options,
+        };
+        system.start_totp();
+        system.start_gateway();
+        system
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn audit_dir(&self) -> PathBuf {
+        self.path("audit")
+    }
+    pub fn audit_log(&self) -> PathBuf {
+        self.path("audit").join(names::AUDIT_LOG_FILE)
+    }
+    pub fn policy_dir(&self) -> PathBuf {
+        self.path("policies")
+    }
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn spawn_service(&self, binary: &str, user: &str) -> Child {
+        let log = fs::File::create(self.path(&format!("{binary}.log"))).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(bin(binary))
+            .arg("--config")
+            .arg(self.path("airlock.toml"))
+            .env_clear()
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn start_totp(&mut self) {
+        self.totp = Some(self.spawn_service("airlock-totp", names::TOTP_USER));
+        self.wait_for_name(names::TOTP_BUS_NAME, "airlock-totp");
+    }
+
+    pub fn start_gateway(&mut self) {
+        self.gateway = Some(self.spawn_service("airlock-gateway", names::GATEWAY_USER));
+        self.wait_for_name(names::GATEWAY_BUS_NAME, "airlock-gateway");
+    }
+
+    /// SIGKILLs the gateway: no chance to flush anything.
+    pub fn kill_gateway(&mut self) {
+        if let Some(mut child) = self.gateway.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn signal_gateway(&self, signal: nix::sys::signal::Signal) {
+        // setpriv execs the daemon, so the child's pid is the daemon's.
+        let pid = self.gateway.as_ref().unwrap().id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    pub fn service_log(&self, binary: &str) -> String {
+        fs::read_to_string(self.path(&format!("{binary}.log"))).unwrap_or_default()
+    }
+
+    fn wait_for_name(&mut self, name: &str, binary: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("busctl")
+                .arg(format!("--address={}", self.bus_address))
+                .args(["status", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            if out.success() {
+                return;
+            }
+            let child = if binary == "airlock-totp" {
+                self.totp.as_mut()
+            } else {
+                self.gateway.as_mut()
+            };
+            if let Some(Some(status)) = child.map(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "{binary} exited with {status}:\n{}",
+                    self.service_log(binary)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not appear on the bus:\n{}",
+                self.service_log(binary)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `airlockctl` as `user`, with `stdin` as its standard input.
+    pub fn ctl(&self, user: &TestUser, args: &[&str], stdin: &str) -> CtlOutput {
+        self.run_as(user, &bin("airlockctl"), args, stdin)
+    }
+
+    /// Runs any program as `user` against this system's bus.
+    pub fn run_as(&self, user: &TestUser, program: &Path, args: &[&str], stdin: &str) -> CtlOutput {
+        use std::io::Write;
+        let mut child = Command::new("setpriv")
+            .args([
+                "--reuid",
+                user.name,
+                "--regid",
+                user.name,
+                "--init-groups",
+                "--",
+            ])
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        CtlOutput::from(child.wait_with_output().unwrap())
+    }
+
+    /// A connection as root, for calls that bypass airlockctl (hostile args).
+    pub async fn root_connection(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.bus_address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+    }
+
+    /// Enrols a TOTP secret through `airlockctl totp setup --code-stdin` as
+    /// the approver, reading the URI it prints like a phone scanning the QR
+    /// code, and returns the matching authenticator.
+    pub fn enrol(&self) -> totp::Authenticator {
+        use std::io::Write;
+        let mut child = Command::new("setpriv")
+            .args([
+                "--reuid",
+                APPROVER.name,
+                "--regid",
+                APPROVER.name,
+                "--init-groups",
+                "--",
+            ])
+            .arg(bin("airlockctl"))
+            .args(["totp", "setup", "--code-stdin"])
+            .env_clear()
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut uri = String::new();
+        while !uri.starts_with("otpauth://") {
+            uri.clear();
+            assert_ne!(
+                stdout.read_line(&mut uri).unwrap(),
+                0,
+                "totp setup printed no URI"
+            );
+        }
+        let mut app = totp::Authenticator::from_uri(uri.trim());
+        let code = app.next_code();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{code}\n").as_bytes())
+            .unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "totp setup failed: {rest}");
+        assert!(rest.contains("enrolment is active"), "{rest}");
+        app
+    }
+
+    pub async fn gateway_proxy(&self) -> Gateway1Proxy<'static> {
+        Gateway1Proxy::new(&self.root_connection().await)
+            .await
+            .unwrap()
+    }
+
+    pub async fn totp_proxy(&self) -> Totp1Proxy<'static> {
+        Totp1Proxy::new(&self.root_connection().await)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for child in [self.gateway.as_mut(), self.totp.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct CtlOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for CtlOutput {
+    fn from(o: Output) -> Self {
+        CtlOutput {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl CtlOutput {
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success, got {self:#?}");
+        self
+    }
+    #[track_caller]
+    pub fn failure(&self) -> &Self {
+        assert_ne!(self.code, 0, "expected failure, got {self:#?}");
+        self
+    }
+}

@@ -1,0 +1,379 @@
+//! Who can read and call what: Unix permissions, the bus policy, the
+//! services' own uid checks, and hostile input.
+
+use std::path::Path;
+
+use airlock_common::dbus::GrantRequest;
+use airlock_tests::{users::ROOT, Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
+
+/// Whether `user` can open `path` for reading (a real open(2) as that user).
+fn can_read(system: &System, user: &TestUser, path: &Path) -> bool {
+    system
+        .run_as(user, Path::new("/bin/cat"), &[path.to_str().unwrap()], "")
+        .code
+        == 0
+}
+
+const GATEWAY: TestUser = TestUser {
+    name: "airlock-gateway",
+};
+const TOTP: TestUser = TestUser {
+    name: "airlock-totp",
+};
+
+#[test]
+fn permission_matrix() {
+    let system = System::start();
+    let _app = system.enrol();
+    let secret = system.path("totp/totp-secret");
+    let signing_key = system.path("totp/grant-signing.pk8");
+    let audit = system.audit_log();
+    let state = system.path("gateway/state.json");
+    for path in [&secret, &signing_key, &audit, &state] {
+        assert!(path.exists(), "{} should exist", path.display());
+        assert!(can_read(&system, &ROOT, path));
+    }
+    // The agent reads none of them.
+    for path in [&secret, &signing_key, &audit, &state] {
+        assert!(
+            !can_read(&system, &AGENT, path),
+            "agent can read {}",
+            path.display()
+        );
+        assert!(
+            !can_read(&system, &OUTSIDER, path),
+            "outsider can read {}",
+            path.display()
+        );
+    }
+    // The gateway cannot read the TOTP secret or the signing key.
+    assert!(!can_read(&system, &GATEWAY, &secret));
+    assert!(!can_read(&system, &GATEWAY, &signing_key));
+    assert!(can_read(&system, &GATEWAY, &state));
+    // The TOTP service cannot read the gateway's state or the audit log.
+    assert!(!can_read(&system, &TOTP, &state));
+    assert!(!can_read(&system, &TOTP, &audit));
+    // Approvers (group airlock-admin) read the audit log, not the secrets.
+    assert!(can_read(&system, &APPROVER, &audit));
+    assert!(!can_read(&system, &APPROVER, &secret));
+    assert!(!can_read(&system, &APPROVER, &state));
+}
+
+#[test]
+fn the_bus_policy_stops_agents_from_approving_or_calling_totp() {
+    let system = System::start();
+    let mut app = system.enrol();
+    let id = system
+        .ctl(
+            &AGENT,
+            &[
+                "request",
+                "--scope",
+                "command:terraform plan",
+                "--reason",
+                "x",
+            ],
+            "",
+        )
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    // The agent even has a valid code here: the bus still says no.
+    let out = system.ctl(
+        &AGENT,
+        &["approve", &id, "--code-stdin"],
+        &format!("{}\n", app.next_code()),
+    );
+    out.failure();
+    assert!(out.stderr.contains("bus policy refused"), "{out:?}");
+    // The agent cannot reach airlock-totp at all.
+    let call = system.run_as(
+        &AGENT,
+        Path::new("/usr/bin/busctl"),
+        &[
+            &format!("--address={}", system.bus_address),
+            "call",
+            "org.airlock.Totp1",
+            "/org/airlock/Totp1",
+            "org.airlock.Totp1",
+            "PublicKey",
+        ],
+        "",
+    );
+    assert_ne!(call.code, 0);
+    assert!(
+        call.stderr.contains("Access denied") || call.stderr.contains("AccessDenied"),
+        "{call:?}"
+    );
+    // Nor may it own the gateway's name.
+    let own = system.run_as(
+        &AGENT,
+        Path::new("/usr/bin/busctl"),
+        &[
+            &format!("--address={}", system.bus_address),
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "RequestName",
+            "su",
+            "org.airlock.Gateway1",
+            "4",
+        ],
+        "",
+    );
+    assert_ne!(own.code, 0, "{own:?}");
+}
+
+#[test]
+fn services_check_the_caller_themselves_when_the_bus_lets_everything_through() {
+    let system = System::start_with(Options {
+        permissive_bus: true,
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    let id = system
+        .ctl(
+            &AGENT,
+            &[
+                "request",
+                "--scope",
+                "command:terraform plan",
+                "--reason",
+                "x",
+            ],
+            "",
+        )
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let out = system.ctl(
+        &AGENT,
+        &["approve", &id, "--code-stdin"],
+        &format!("{}\n", app.next_code()),
+    );
+    out.failure();
+    assert!(out.stderr.contains("(AccessDenied)"), "{out:?}");
+    for args in [
+        vec!["revoke", "--all"],
+        vec!["deny", id.as_str()],
+        vec!["policy", "reload"],
+    ] {
+        let out = system.ctl(&AGENT, &args, "");
+        assert!(
+            out.failure().stderr.contains("(AccessDenied)"),
+            "{args:?}: {out:?}"
+        );
+    }
+    let call = system.run_as(
+        &AGENT,
+        Path::new("/usr/bin/busctl"),
+        &[
+            &format!("--address={}", system.bus_address),
+            "call",
+            "org.airlock.Totp1",
+            "/org/airlock/Totp1",
+            "org.airlock.Totp1",
+            "PublicKey",
+        ],
+        "",
+    );
+    assert_ne!(call.code, 0);
+    assert!(
+        call.stderr.contains("only the gateway and root"),
+        "{call:?}"
+    );
+    // The request is still pending: nothing changed.
+    assert!(system
+        .ctl(&APPROVER, &["requests"], "")
+        .stdout
+        .contains(&id));
+}
+
+#[test]
+fn enrolment_needs_confirmation_and_reenrolment_needs_a_code() {
+    let system = System::start();
+    let status = system.ctl(&APPROVER, &["status"], "");
+    assert!(
+        status.success().stdout.contains("not enrolled"),
+        "{status:?}"
+    );
+    // Agents may not enrol.
+    system
+        .ctl(&AGENT, &["totp", "setup", "--code-stdin"], "123456\n")
+        .failure();
+
+    let mut app = system.enrol();
+    assert!(system
+        .ctl(&APPROVER, &["status"], "")
+        .stdout
+        .contains("enrolled, 30 s period"));
+    // Re-enrolment without a valid current code is refused and keeps the old secret.
+    let out = system.ctl(
+        &APPROVER,
+        &["totp", "setup", "--code-stdin"],
+        &format!("{}\n", app.wrong_code()),
+    );
+    out.failure();
+    // --force is root's alone.
+    system
+        .ctl(&APPROVER, &["totp", "setup", "--force", "--code-stdin"], "")
+        .failure();
+    // The old secret still approves.
+    let id = system
+        .ctl(
+            &AGENT,
+            &["request", "--scope", "services:gmail", "--reason", "x"],
+            "",
+        )
+        .stdout
+        .trim()
+        .to_string();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", &id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_dbus_arguments_get_named_errors_and_change_nothing() {
+    let system = System::start();
+    let gateway = system.gateway_proxy().await;
+    let audit_before = std::fs::read_to_string(system.audit_log()).unwrap();
+
+    let expect = |result: zbus::Result<String>, name: &str| match result {
+        Err(zbus::Error::MethodError(n, msg, _)) => {
+            assert_eq!(n.as_str(), format!("org.airlock.Error.{name}"), "{msg:?}");
+            assert!(!msg.unwrap_or_default().is_empty());
+        }
+        other => panic!("expected {name}, got {other:?}"),
+    };
+    let huge = "x".repeat(1 << 20);
+    expect(
+        gateway
+            .request_approval("command:terraform plan", &huge, 0)
+            .await,
+        "InvalidArgument",
+    );
+    expect(
+        gateway.request_approval(&huge, "r", 0).await,
+        "InvalidArgument",
+    );
+    expect(
+        gateway.request_approval("rm -rf /", "r", 0).await,
+        "InvalidArgument",
+    );
+    expect(
+        gateway
+            .request_approval("command:ls", "bad\u{1b}[2Jreason", 0)
+            .await,
+        "InvalidArgument",
+    );
+    expect(
+        gateway.request_approval("command:ls", "r", u64::MAX).await,
+        "InvalidArgument",
+    );
+    expect(
+        gateway.request_approval("services:../../etc", "r", 0).await,
+        "InvalidArgument",
+    );
+
+    let to_s = |r: zbus::Result<()>| r.map(|_| String::new());
+    expect(to_s(gateway.deny("req-doesnotexist", "").await), "NotFound");
+    expect(
+        to_s(gateway.deny("../../etc/passwd", "").await),
+        "InvalidArgument",
+    );
+    expect(
+        to_s(gateway.revoke(&"g".repeat(10_000)).await),
+        "InvalidArgument",
+    );
+    expect(to_s(gateway.revoke("grt-unknown").await), "NotFound");
+    expect(
+        gateway
+            .approve("req-unknown", "123456", 0, false)
+            .await
+            .map(|g| g.id),
+        "NotFound",
+    );
+    expect(
+        gateway
+            .approve("req-unknown", &huge, 0, false)
+            .await
+            .map(|g| g.id),
+        "InvalidArgument",
+    );
+    let many: Vec<&str> = std::iter::repeat_n("a", 10_000).collect();
+    expect(
+        gateway
+            .check_command("default", &many)
+            .await
+            .map(|d| d.decision),
+        "InvalidArgument",
+    );
+    expect(
+        gateway
+            .check_command("no-such-role", &["ls"])
+            .await
+            .map(|d| d.decision),
+        "NotFound",
+    );
+
+    // The signer refuses a malformed grant request without spending a code.
+    let totp = system.totp_proxy().await;
+    let bad = GrantRequest {
+        request_id: "req-1".into(),
+        subject_uid: 1000,
+        session: String::new(),
+        scope: "command:x".into(),
+        access: "root".into(),
+        ttl_secs: 60,
+    };
+    expect(
+        totp.approve(bad, "000000").await.map(|g| g.payload),
+        "InvalidArgument",
+    );
+
+    assert!(gateway.list_requests().await.unwrap().is_empty());
+    assert!(gateway.list_grants().await.unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(system.audit_log()).unwrap(),
+        audit_before
+    );
+}
+
+#[test]
+fn introspectable_with_busctl() {
+    let system = System::start();
+    let out = system.run_as(
+        &OUTSIDER,
+        Path::new("/usr/bin/busctl"),
+        &[
+            &format!("--address={}", system.bus_address),
+            "introspect",
+            "org.airlock.Gateway1",
+            "/org/airlock/Gateway1",
+            "org.airlock.Gateway1",
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    for member in [
+        "RequestApproval",
+        "Approve",
+        "CheckCommand",
+        "ApprovalRequested",
+        "Revoke",
+    ] {
+        assert!(
+            out.stdout.contains(member),
+            "{member} missing:\n{}",
+            out.stdout
+        );
+    }
+}
