@@ -15,6 +15,7 @@ use airlock_common::config::GatewayTimes;
 use airlock_common::dbus::{
     AirlockError, DecisionInfo, GrantInfo, GrantRequest, RequestInfo, SignedGrantWire,
 };
+use airlock_common::fsutil::Durability;
 use airlock_common::grant::{Access, GrantBody, Scope, SignedGrant};
 use airlock_common::policy::{CommandLine, PolicySet};
 use airlock_common::{ids, names, timefmt};
@@ -173,7 +174,10 @@ impl Core {
             .map_err(|e| internal("cannot write the audit log", e))
     }
 
-    fn persist(&self) -> Result<(), AirlockError> {
+    /// Saves the state. Grant changes are `Synced`; pending-request changes
+    /// only need to survive a process crash (their audit record is synced,
+    /// and an agent can ask again after a power loss).
+    fn persist(&self, durability: Durability) -> Result<(), AirlockError> {
         let snapshot = Snapshot {
             version: 1,
             signing_key: self.signing_key.as_deref().map(encode_key),
@@ -181,7 +185,7 @@ impl Core {
             grants: self.grants.values().map(|(s, _)| s.clone()).collect(),
         };
         self.store
-            .save(&snapshot)
+            .save(&snapshot, durability)
             .map_err(|e| internal("cannot save gateway state", e))
     }
 
@@ -318,7 +322,7 @@ impl Core {
             uid,
         };
         self.requests.insert(request.id.clone(), request);
-        self.persist()?;
+        self.persist(Durability::ProcessCrash)?;
         Ok(new)
     }
 
@@ -462,7 +466,7 @@ impl Core {
         let removed = self.requests.remove(&asked.request_id);
         self.grants
             .insert(body.grant_id.clone(), (signed, body.clone()));
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist(Durability::Synced) {
             self.grants.remove(&body.grant_id);
             if let Some(r) = removed {
                 self.requests.insert(r.id.clone(), r);
@@ -483,7 +487,7 @@ impl Core {
             json!({"service": "gateway", "request_id": id, "reason": reason, "approver_uid": approver_uid}),
         )?;
         self.requests.remove(id);
-        self.persist()
+        self.persist(Durability::ProcessCrash)
     }
 
     // ---- grants ----------------------------------------------------------
@@ -506,7 +510,7 @@ impl Core {
             json!({"service": "gateway", "grant_id": grant_id, "by_uid": by_uid}),
         )?;
         self.grants.remove(grant_id);
-        self.persist()
+        self.persist(Durability::Synced)
     }
 
     pub fn revoke_all(&mut self, by_uid: u32) -> Result<u32, AirlockError> {
@@ -518,7 +522,7 @@ impl Core {
             )?;
         }
         self.grants.clear();
-        self.persist()?;
+        self.persist(Durability::Synced)?;
         Ok(ids.len() as u32)
     }
 
@@ -553,7 +557,8 @@ impl Core {
             )?;
             self.grants.remove(id);
         }
-        self.persist()
+        // Expired grants are never honoured whether or not this reaches disk.
+        self.persist(Durability::ProcessCrash)
     }
 
     // ---- grant-verification key -----------------------------------------
@@ -577,7 +582,7 @@ impl Core {
                     "signing_key_pinned",
                     json!({"service": "gateway", "key": key_b64}),
                 )?;
-                self.persist()
+                self.persist(Durability::Synced)
             }
         }
     }

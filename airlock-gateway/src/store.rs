@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_common::fsutil::write_atomic;
+use airlock_common::fsutil::{replace, Durability};
 use airlock_common::grant::{Scope, SignedGrant};
 use serde::{Deserialize, Serialize};
 
@@ -71,8 +71,8 @@ impl Store {
         }
     }
 
-    pub fn save(&self, snapshot: &Snapshot) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(snapshot).expect("state always serialises");
-        write_atomic(&self.path, &bytes, 0o600)
+    pub fn save(&self, snapshot: &Snapshot, durability: Durability) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(snapshot).expect("state always serialises");
+        replace(&self.path, &bytes, 0o600, durability)
     }
 }

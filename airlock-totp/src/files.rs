@@ -1,56 +1,13 @@
 //! Small file helpers for the state directory, where secrets live.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use zeroize::Zeroizing;
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the
-/// new content, never a mix.
-///
-/// The temporary file is created with `mode` (so it is never wider than
-/// `mode`, whatever the umask) and then set to exactly `mode` (so a strict
-/// umask cannot narrow a public file either) before any byte is written.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    // A leftover from a crashed write of ours; `create_new` below refuses
-    // anything that is still there (including a planted symlink).
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.set_permissions(Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    // Make the rename itself durable.
-    File::open(dir)?.sync_all()
-}
+pub use airlock_common::fsutil::write_atomic;
 
 /// Reads `path` into a buffer that is wiped when dropped, or `None` if the
 /// file does not exist.
@@ -78,6 +35,7 @@ pub fn mode_of(path: &Path) -> io::Result<u32> {
 mod tests {
     use super::*;
     use nix::sys::stat::{umask, Mode};
+    use std::fs::Permissions;
 
     #[test]
     fn replaces_content_with_exactly_the_given_mode() {

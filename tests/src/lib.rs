@@ -93,7 +93,8 @@ fn bus_config(socket: &Path, extra_policy: Option<&Path>) -> String {
 /// Options for a [`System`].
 #[derive(Clone, Default)]
 pub struct Options {
-    /// Extra `key = value` lines for the `[gateway]` section of airlock.toml.
+    /// Extra `key = value` lines for the `[gateway]` section of airlock.toml;
+    /// values are TOML (strings need their quotes).
     pub gateway_config: Vec<(&'static str, &'static str)>,
     /// Replace the shipped policy directory with these files.
     pub policies: Option<Vec<(String, String)>>,
@@ -203,7 +204,7 @@ impl System {
             totp_state, gateway_state, audit, policies
         );
         for (key, value) in &options.gateway_config {
-            config_text.push_str(&format!("{key} = {value:?}\n"));
+            config_text.push_str(&format!("{key} = {value}\n"));
         }
         fs::write(dir.path().join("airlock.toml"), config_text).unwrap();
 
@@ -274,6 +275,14 @@ impl System {
         // setpriv execs the daemon, so the child's pid is the daemon's.
         let pid = self.gateway.as_ref().unwrap().id();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    /// Process ids of (airlock-totp, airlock-gateway).
+    pub fn service_pids(&self) -> (u32, u32) {
+        (
+            self.totp.as_ref().unwrap().id(),
+            self.gateway.as_ref().unwrap().id(),
+        )
     }
 
     pub fn service_log(&self, binary: &str) -> String {

@@ -175,7 +175,7 @@ fn lockout_after_five_failures_refuses_even_the_right_code() {
 #[test]
 fn grants_and_requests_expire_by_themselves() {
     let system = System::start_with(Options {
-        gateway_config: vec![("request_ttl", "3s")],
+        gateway_config: vec![("request_ttl", "\"3s\"")],
         ..Options::default()
     });
     let mut app = system.enrol();

@@ -1,0 +1,310 @@
+//! The tamper-evident audit log.
+//!
+//! An append-only file of JSON lines, one record per event. Each record
+//! carries `seq` (1, 2, 3, ...), `prev` (the previous record's hash; 64 zeros
+//! for the first) and `hash`, the SHA-256 of `prev`, a newline and the
+//! canonical JSON (sorted keys, compact) of the record without `hash`.
+//! Editing, removing or reordering records therefore breaks the chain where
+//! it happened. Cutting records from the end leaves a valid, shorter chain,
+//! so after every append the newest `{"seq","hash"}` is also written to a
+//! separate head file; `verify` compares the log against it.
+//!
+//! Records are fsynced before `append` returns, so an event the gateway acted
+//! on is on disk. The head is written afterwards without fsync: after a crash
+//! it may lag the log, which is harmless, but never lead it.
+//!
+//! The gateway is the only writer; `airlockctl` only reads.
+
+mod record;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::timefmt::now_unix;
+pub use record::Record;
+use record::{last_entry, parse_lines, seal, GENESIS};
+pub use verify::{verify, Problem, VerifyReport};
+use verify::{walk, Start};
+
+/// Readable by root and the admin group (`airlockctl audit`), nobody else.
+const FILE_MODE: u32 = 0o640;
+
+/// Event of the record [`AuditLog::open_after_break`] writes.
+pub const RESTART_EVENT: &str = "chain_restarted";
+
+/// Why the audit log could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The log (or its head anchor) fails verification; the message says where.
+    #[error("audit log is damaged: {0}")]
+    Corrupt(String),
+    /// The event name or fields were rejected; nothing was written.
+    #[error("invalid audit event: {0}")]
+    InvalidEvent(String),
+}
+
+/// The newest record's `seq` and `hash`, kept outside the log so that
+/// records cut from its end are noticed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// The log, open for appending.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    head_path: PathBuf,
+    /// `seq` and `hash` of the newest record (0 and the genesis hash if none).
+    seq: u64,
+    hash: String,
+    /// Lines in the file, to number the records appended.
+    lines: usize,
+    /// The file ends in an unterminated fragment, so the next write starts
+    /// with a newline to keep the fragment on its own (malformed) line.
+    terminate_fragment: bool,
+    /// A write or fsync failed, so the file may end in a partial line and
+    /// further records could be glued onto it. Reopening re-checks the file.
+    failed: bool,
+}
+
+impl AuditLog {
+    /// Opens (creating if absent) the log at `path` with its head anchor at
+    /// `head_path`, checking the chain before continuing it. A broken chain,
+    /// a cut last line or a head ahead of the log gives
+    /// [`AuditError::Corrupt`], so nothing is silently appended onto damage;
+    /// the caller then decides whether to [`open_after_break`](Self::open_after_break).
+    /// The chain is checked from the last `chain_restarted` record on: the
+    /// damage before it has been acknowledged and `verify` still reports it.
+    pub fn open(path: &Path, head_path: &Path) -> Result<AuditLog, AuditError> {
+        let head = read_head(head_path)?;
+        let (file, content) = open_log_file(path)?;
+        let lines = parse_lines(&content);
+        if let Some(finding) = walk(&lines, Start::latest(&lines), head.as_ref()) {
+            return Err(AuditError::Corrupt(finding.problem.to_string()));
+        }
+        let log = AuditLog::continuing(file, head_path, &lines, false);
+        if head.as_ref() != Some(&log.head()) && log.seq > 0 {
+            // The head lagged (a crash after the log's fsync): catch it up.
+            write_head(head_path, &log.head())?;
+        }
+        Ok(log)
+    }
+
+    /// Opens a log that [`open`](Self::open) refuses and appends a
+    /// `chain_restarted` record linking to the last parseable record, with
+    /// `reason`, `broken_at_seq` and the old head (`head_seq`, `head_hash`),
+    /// so the gateway can keep auditing. The damage stays in the file and
+    /// `verify` keeps reporting it first; the old head in the record keeps a
+    /// truncation visible even though the head file moves on. If the log
+    /// opens cleanly after all, nothing is appended.
+    pub fn open_after_break(
+        path: &Path,
+        head_path: &Path,
+        reason: &str,
+    ) -> Result<AuditLog, AuditError> {
+        let (head, head_unreadable) = match read_head(head_path) {
+            Ok(head) => (head, false),
+            Err(AuditError::Corrupt(_)) => (None, true),
+            Err(e) => return Err(e),
+        };
+        let (file, content) = open_log_file(path)?;
+        let lines = parse_lines(&content);
+        let finding = walk(&lines, Start::latest(&lines), head.as_ref());
+        if finding.is_none() && !head_unreadable {
+            return AuditLog::open(path, head_path);
+        }
+        let ends_in_fragment = !content.is_empty() && !content.ends_with(b"\n");
+        let mut log = AuditLog::continuing(file, head_path, &lines, ends_in_fragment);
+        let broken_at_seq = finding.map_or(log.seq + 1, |f| f.broken_at_seq);
+        let mut fields = Map::new();
+        fields.insert("reason".into(), reason.into());
+        fields.insert("broken_at_seq".into(), broken_at_seq.into());
+        if let Some(head) = head {
+            fields.insert("head_seq".into(), head.seq.into());
+            fields.insert("head_hash".into(), head.hash.into());
+        }
+        log.append(RESTART_EVENT, fields)?;
+        Ok(log)
+    }
+
+    /// Continues after the last parseable record in `lines`.
+    fn continuing(
+        file: File,
+        head_path: &Path,
+        lines: &[record::Line],
+        terminate_fragment: bool,
+    ) -> AuditLog {
+        let last = last_entry(lines);
+        AuditLog {
+            file,
+            head_path: head_path.to_path_buf(),
+            seq: last.map_or(0, |e| e.record.seq),
+            hash: last.map_or_else(|| GENESIS.to_owned(), |e| e.record.hash.clone()),
+            lines: lines.len(),
+            terminate_fragment,
+            failed: false,
+        }
+    }
+
+    /// Appends one record and fsyncs it before returning it. Rejected
+    /// events (bad name, reserved field keys) write nothing. An error from
+    /// updating the head after the fsync is still returned, although the
+    /// record stands: the caller should not proceed without its anchor.
+    pub fn append(
+        &mut self,
+        event: &str,
+        fields: Map<String, Value>,
+    ) -> Result<Record, AuditError> {
+        if self.failed {
+            return Err(AuditError::Io(io::Error::other(
+                "an earlier write to the audit log failed; reopen the log to re-check it",
+            )));
+        }
+        let line = self.lines + 1;
+        let entry = seal(self.seq + 1, now_unix(), event, fields, &self.hash, line)?;
+        let raw = &entry.record.raw;
+        let mut bytes = Vec::with_capacity(raw.len() + 2);
+        if self.terminate_fragment {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(raw.as_bytes());
+        bytes.push(b'\n');
+        // One write_all on an O_APPEND file: the line lands whole at the end.
+        if let Err(e) = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+        {
+            self.failed = true;
+            return Err(e.into());
+        }
+        self.terminate_fragment = false;
+        self.lines = line;
+        self.seq = entry.record.seq;
+        self.hash.clone_from(&entry.record.hash);
+        write_head(&self.head_path, &self.head())?;
+        Ok(entry.record)
+    }
+
+    /// The newest record's `seq` and `hash` (0 and 64 zeros when empty).
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// Opens the log for appending, creating it with [`FILE_MODE`], and reads
+/// its current content.
+fn open_log_file(path: &Path) -> Result<(File, Vec<u8>), AuditError> {
+    let file = create_or_open(OpenOptions::new().append(true), path)?;
+    let content = fs::read(path)?;
+    Ok((file, content))
+}
+
+/// Opens `path` with `options`, creating it with exactly [`FILE_MODE`]
+/// (the umask is not allowed to take away the admin group's read access).
+fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    match options.clone().create_new(true).mode(FILE_MODE).open(path) {
+        Ok(file) => {
+            file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options.open(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the head file via a temporary sibling and a rename, so readers
+/// see the old or the new head, never a partial one. No fsync: the log it
+/// anchors was fsynced first, so after a crash the head can only lag.
+fn write_head(head_path: &Path, head: &Head) -> io::Result<()> {
+    let name = head_path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "head path has no file name"))?;
+    let tmp = head_path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = create_or_open(OpenOptions::new().write(true), &tmp)?;
+    let mut text = serde_json::to_string(head).map_err(io::Error::other)?;
+    text.push('\n');
+    file.write_all(text.as_bytes())?;
+    drop(file);
+    fs::rename(&tmp, head_path)
+}
+
+/// Reads the head anchor; `None` if there is none yet. An empty file also
+/// counts as none: the head is written without fsync, so a crash can leave
+/// it empty, and an empty head says no more than a deleted one.
+pub fn read_head(head_path: &Path) -> Result<Option<Head>, AuditError> {
+    let bytes = match fs::read(head_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        AuditError::Corrupt(format!(
+            "the head anchor {} is unreadable ({e})",
+            head_path.display()
+        ))
+    })
+}
+
+/// Reads all records for display, without verifying the chain. Every line
+/// must parse: an unparseable one is an error naming it, rather than being
+/// skipped where nobody would notice.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
+    let content = fs::read(path)?;
+    parse_lines(&content)
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| {
+            line.map(|entry| entry.record)
+                .map_err(|message| AuditError::Corrupt(format!("line {}: {message}", index + 1)))
+        })
+        .collect()
+}
+
+/// Which records `airlockctl audit` shows; `None` matches everything.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Records at or after this Unix time.
+    pub since: Option<i64>,
+    /// Records whose `service` field is exactly this.
+    pub service: Option<String>,
+    /// Records whose `session` field is exactly this.
+    pub session: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, r: &Record) -> bool {
+        self.since.is_none_or(|since| r.ts >= since)
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|s| r.field_str("service") == Some(s))
+            && self
+                .session
+                .as_deref()
+                .is_none_or(|s| r.field_str("session") == Some(s))
+    }
+}
