@@ -193,6 +193,133 @@ impl AirlockError {
     }
 }
 
+/// A rule of a session's role, as the enforcer needs it: to compile it and
+/// to tell the agent which rule refused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RuleSpec {
+    /// Load-order index among the role's rules (ties go to the lowest).
+    pub index: u32,
+    /// `block`, `approve` or `allow`.
+    pub action: String,
+    pub command: String,
+    pub policy: String,
+    /// `file:line` of the rule.
+    pub source: String,
+    pub reason: String,
+}
+
+/// A live command grant of a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct GrantSpec {
+    pub id: String,
+    /// The granted command prefix (the scope without `command:`).
+    pub command: String,
+    /// Unix time.
+    pub expires_at: i64,
+}
+
+/// Everything the enforcer needs to govern a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SessionSpec {
+    pub id: String,
+    /// Small number naming the session in kernel maps; unique among live
+    /// sessions.
+    pub index: u32,
+    pub role: String,
+    /// The Unix user the session's processes run as.
+    pub uid: u32,
+    /// Govern every process of `uid`, not only one process tree.
+    pub bind_uid: bool,
+    /// The role's action for commands no rule matches.
+    pub default_action: String,
+    pub rules: Vec<RuleSpec>,
+    pub grants: Vec<GrantSpec>,
+    /// The agent's PATH directories, searched for the files rule heads name.
+    pub search_path: Vec<String>,
+    pub revoked: bool,
+}
+
+/// What the enforcer can do on this machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct EnforcerStatus {
+    /// `lsm`, or `degraded` (exec-commit kill only).
+    pub mode: String,
+    /// One sentence on what the mode means.
+    pub detail: String,
+    /// How to get full enforcement, empty in `lsm` mode.
+    pub fix: String,
+    pub sessions: u32,
+    /// Kernel events lost because the ring buffer was full.
+    pub events_lost: u64,
+}
+
+/// Something the kernel refused or allowed under a grant, reported by the
+/// enforcer to the gateway for the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct EnforcementEvent {
+    pub session: String,
+    /// `blocked`, `approval_required`, `grant_used`, `session_revoked`,
+    /// `mmap_denied` or `cgroup_write_denied`.
+    pub kind: String,
+    /// `exec_check` (LSM), `exec_commit`, `mmap` or `file_open`.
+    pub stage: String,
+    /// `refused` (EPERM), `killed` (before its first instruction) or `allowed`.
+    pub outcome: String,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    /// Name of the real executable (or of the mapped or opened file).
+    pub executable: String,
+    /// The command as far as the kernel read it (words are cut at 63 bytes).
+    pub argv: Vec<String>,
+    /// The deciding rule's index in the session's rules, `u32::MAX` for the
+    /// role default.
+    pub rule: u32,
+    pub comm: String,
+}
+
+/// A governed session, as listed by `airlockctl sessions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SessionRecord {
+    pub id: String,
+    pub role: String,
+    pub uid: u32,
+    pub bound_uid: bool,
+    /// `ready`, `running`, `exited` or `revoked`.
+    pub state: String,
+    pub created_at: i64,
+    /// 0 while the session lives.
+    pub ended_at: i64,
+    /// `lsm`, `degraded` or `unenforced`.
+    pub enforcement: String,
+}
+
+/// Client side of `org.airlock.Enforcer1`; only the gateway (and root) may
+/// call it.
+#[zbus::proxy(
+    interface = "org.airlock.Enforcer1",
+    default_service = "org.airlock.Enforcer1",
+    default_path = "/org/airlock/Enforcer1"
+)]
+pub trait Enforcer1 {
+    fn status(&self) -> zbus::Result<EnforcerStatus>;
+    /// Creates the session's cgroup, loads its policy and moves the process
+    /// behind `pidfd` (which must run as `spec.uid`) into it.
+    fn start_session(&self, spec: SessionSpec, pidfd: zbus::zvariant::Fd<'_>) -> zbus::Result<()>;
+    /// Governs every process of `spec.uid`.
+    fn bind_user(&self, spec: SessionSpec) -> zbus::Result<()>;
+    /// Replaces the session's policy and grants (policy reload, approval,
+    /// expiry, revocation of a grant).
+    fn update_session(&self, spec: SessionSpec) -> zbus::Result<()>;
+    /// Revokes a session: nothing may start in it any more; with `kill`,
+    /// its processes are killed.
+    fn end_session(&self, id: &str, kill: bool) -> zbus::Result<()>;
+    /// The whole set of live sessions, after either side restarted.
+    fn sync(&self, specs: Vec<SessionSpec>) -> zbus::Result<()>;
+    /// The session a process belongs to, or "" for none.
+    fn session_of_pid(&self, pid: u32) -> zbus::Result<String>;
+}
+
 /// Client side of `org.airlock.Totp1`; only the gateway (and root) may call it.
 #[zbus::proxy(
     interface = "org.airlock.Totp1",
@@ -232,6 +359,35 @@ pub trait Gateway1 {
     fn totp_confirm(&self, code: &str) -> zbus::Result<()>;
     fn reload_policy(&self) -> zbus::Result<String>;
     fn status(&self) -> zbus::Result<GatewayStatus>;
+    /// Starts a governed session for the process behind `pidfd` (a child of
+    /// the caller, running as the caller). `role` "" is the default role.
+    fn start_session(
+        &self,
+        role: &str,
+        pidfd: zbus::zvariant::Fd<'_>,
+        search_path: Vec<String>,
+    ) -> zbus::Result<SessionRecord>;
+    /// Records that the caller runs a command without enforcement.
+    fn record_unenforced(&self, role: &str, reason: &str) -> zbus::Result<()>;
+    /// Governs every process of a Unix user (admin only).
+    fn bind_user(&self, role: &str, uid: u32) -> zbus::Result<SessionRecord>;
+    fn list_sessions(&self) -> zbus::Result<Vec<SessionRecord>>;
+    fn revoke_session(&self, id: &str) -> zbus::Result<()>;
+    /// Files a request on behalf of a session (its owner or an admin).
+    fn request_for_session(
+        &self,
+        session: &str,
+        scope: &str,
+        reason: &str,
+        requested_ttl_secs: u64,
+    ) -> zbus::Result<String>;
+    /// The enforcer's state, as the gateway sees it.
+    fn enforcer_status(&self) -> zbus::Result<EnforcerStatus>;
+    /// Enforcer only: audits a kernel event; returns the request id filed
+    /// for an `approval_required` event, "" otherwise.
+    fn report_enforcement(&self, event: EnforcementEvent) -> zbus::Result<String>;
+    /// Enforcer only: the session's last process exited.
+    fn session_exited(&self, id: &str) -> zbus::Result<()>;
     #[zbus(signal)]
     fn approval_requested(&self, id: &str, scope: &str, reason: &str, uid: u32)
         -> zbus::Result<()>;

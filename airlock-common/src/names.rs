@@ -10,6 +10,15 @@ pub const TOTP_BUS_NAME: &str = "org.airlock.Totp1";
 pub const TOTP_OBJECT_PATH: &str = "/org/airlock/Totp1";
 pub const TOTP_INTERFACE: &str = "org.airlock.Totp1";
 
+/// Bus name, object path and interface of the enforcer.
+pub const ENFORCER_BUS_NAME: &str = "org.airlock.Enforcer1";
+pub const ENFORCER_OBJECT_PATH: &str = "/org/airlock/Enforcer1";
+
+/// Where the enforcer pins its maps and links (bpffs).
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/airlock";
+/// The cgroup (under the cgroup2 mount) holding one cgroup per session.
+pub const SESSION_CGROUP_DIR: &str = "airlock";
+
 /// Prefix of every D-Bus error name Airlock returns.
 pub const ERROR_PREFIX: &str = "org.airlock.Error";
 

@@ -62,6 +62,7 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
             let cmd = CommandLine {
                 argv,
                 executable: executable.as_deref(),
+                aliases: &[],
             };
             let decision = set.evaluate(role, &cmd)?;
             let action = decision.action;

@@ -195,6 +195,7 @@ impl Core {
         let cmd = CommandLine {
             argv,
             executable: None,
+            aliases: &[],
         };
         let decision = self
             .policy

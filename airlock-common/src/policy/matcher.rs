@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 
 use super::model::CommandLine;
+use crate::kernel::{MAX_WORDS, MAX_WORD_LEN};
 
 /// Splits a rule command into words and checks that its first word is a bare
 /// name or a normalised absolute path. A relative path (`./x`, `bin/x`) is
@@ -19,6 +20,20 @@ pub(crate) fn parse_command(text: &str) -> Result<Vec<String>, String> {
     let Some(first) = words.first() else {
         return Err("empty command".to_owned());
     };
+    // The kernel walks at most MAX_WORDS words of a command, each read into
+    // a fixed buffer: a longer rule could never be enforced there.
+    if words.len() > MAX_WORDS {
+        return Err(format!(
+            "command {text:?} has {} words; at most {MAX_WORDS} can be enforced",
+            words.len()
+        ));
+    }
+    if let Some(long) = words.iter().find(|w| w.len() > MAX_WORD_LEN) {
+        return Err(format!(
+            "command {text:?}: the word {:?}… is longer than {MAX_WORD_LEN} bytes, which cannot be enforced",
+            long.chars().take(32).collect::<String>()
+        ));
+    }
     if let Some(rest) = first.strip_prefix('/') {
         // The executable path is canonical, so a path with `//`, `.` or `..`
         // components (or a trailing `/`) could never match it.
@@ -49,17 +64,20 @@ pub fn rule_matches(rule_words: &[String], cmd: &CommandLine) -> bool {
     else {
         return false;
     };
+    let known_as = cmd.aliases.iter().any(|alias| alias == head);
     let head_matches = if head.starts_with('/') {
         // An absolute rule names one file: trust the resolved executable
         // when there is one, and fall back to argv[0] only without it.
-        match cmd.executable {
-            Some(executable) => executable.as_os_str() == OsStr::new(head),
-            None => argv0 == head,
-        }
+        known_as
+            || match cmd.executable {
+                Some(executable) => executable.as_os_str() == OsStr::new(head),
+                None => argv0 == head,
+            }
     } else {
         // Either name may match: with strongest-wins this can only make a
         // decision stricter, and it catches aliases such as `tf -> terraform`.
-        basename(argv0) == head
+        known_as
+            || basename(argv0) == head
             || cmd
                 .executable
                 .and_then(|path| path.file_name())
@@ -71,7 +89,7 @@ pub fn rule_matches(rule_words: &[String], cmd: &CommandLine) -> bool {
 }
 
 /// The part of `argv[0]` after its last `/`, as `execvp` would look it up.
-fn basename(argv0: &str) -> &str {
+pub fn basename(argv0: &str) -> &str {
     argv0.rsplit('/').next().unwrap_or(argv0)
 }
 
@@ -92,6 +110,7 @@ mod tests {
         let cmd = CommandLine {
             argv: &argv,
             executable: executable.map(Path::new),
+            aliases: &[],
         };
         rule_matches(&words, &cmd)
     }
@@ -219,12 +238,14 @@ mod tests {
         let cmd = CommandLine {
             argv: &no_args,
             executable: Some(Path::new("/usr/bin/terraform")),
+            aliases: &[],
         };
         assert!(!rule_matches(&strings(&["terraform"]), &cmd));
         let argv = strings(&["terraform"]);
         let cmd = CommandLine {
             argv: &argv,
             executable: None,
+            aliases: &[],
         };
         assert!(!rule_matches(&[], &cmd));
     }
@@ -243,6 +264,14 @@ mod tests {
         assert!(parse_command("cat ./secrets").is_ok());
         assert_eq!(parse_command("").unwrap_err(), "empty command");
         assert_eq!(parse_command(" \t ").unwrap_err(), "empty command");
+        let many = vec!["w"; MAX_WORDS + 1].join(" ");
+        assert!(parse_command(&many).unwrap_err().contains("at most 16"));
+        assert!(parse_command(&vec!["w"; MAX_WORDS].join(" ")).is_ok());
+        let long = format!("tool {}", "x".repeat(MAX_WORD_LEN + 1));
+        assert!(parse_command(&long)
+            .unwrap_err()
+            .contains("longer than 254"));
+        assert!(parse_command(&format!("tool {}", "x".repeat(MAX_WORD_LEN))).is_ok());
         for relative in ["./x", "bin/x apply", "x/"] {
             let err = parse_command(relative).unwrap_err();
             assert!(err.contains("bare name or an absolute path"), "{err}");

@@ -14,9 +14,9 @@ mod set;
 mod tree;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use matcher::rule_matches;
+pub use matcher::{basename, rule_matches};
 pub use model::{
     Action, CommandLine, Decision, Diagnostic, MatchedRule, Policy, Role, Rule, Source, UnknownRole,
 };

@@ -144,6 +144,12 @@ pub struct CommandLine<'a> {
     /// The real (resolved, canonical) executable file, if known. It lets a
     /// rule catch a command run through a symlink or an alias name.
     pub executable: Option<&'a Path>,
+    /// Rule heads the executable is also known by: heads whose files have the
+    /// same inode or the same content (a hard link, a copy, a memfd), and the
+    /// name of the path it was invoked by. The kernel finds these through
+    /// the identities the enforcer resolved; `policy check` finds them by
+    /// looking at the file.
+    pub aliases: &'a [String],
 }
 
 /// The outcome of [`PolicySet::evaluate`](super::PolicySet::evaluate).

@@ -54,6 +54,7 @@ fn decide(set: &PolicySet, role: &str, words: &[&str], executable: Option<&str>)
     let cmd = CommandLine {
         argv: &argv,
         executable: executable.map(Path::new),
+        aliases: &[],
     };
     set.evaluate(role, &cmd).expect("known role")
 }
@@ -336,6 +337,7 @@ fn unknown_role_is_an_error() {
     let cmd = CommandLine {
         argv: &argv,
         executable: None,
+        aliases: &[],
     };
     let err = set.evaluate("nobody", &cmd).unwrap_err();
     assert_eq!(err.0, "nobody");
@@ -906,7 +908,7 @@ fn display_formats() {
 
 // ---- property: evaluate equals a naive reference ---------------------------
 
-mod reference {
+pub(crate) mod reference {
     use std::fmt::Write;
 
     use proptest::prelude::*;
@@ -914,15 +916,15 @@ mod reference {
 
     use super::super::*;
 
-    const HEADS: &[&str] = &[
+    pub(crate) const HEADS: &[&str] = &[
         "terraform",
         "tf",
         "kubectl",
         "/usr/bin/terraform",
         "/opt/tf/terraform",
     ];
-    const WORDS: &[&str] = &["apply", "plan", "-out=x", "delete"];
-    const ARGV0: &[&str] = &[
+    pub(crate) const WORDS: &[&str] = &["apply", "plan", "-out=x", "delete"];
+    pub(crate) const ARGV0: &[&str] = &[
         "terraform",
         "tf",
         "kubectl",
@@ -933,8 +935,8 @@ mod reference {
         "bin/kubectl",
         "",
     ];
-    const ARGS: &[&str] = &["apply", "plan", "-out=x", "delete", "apply plan", ""];
-    const EXECUTABLES: &[&str] = &[
+    pub(crate) const ARGS: &[&str] = &["apply", "plan", "-out=x", "delete", "apply plan", ""];
+    pub(crate) const EXECUTABLES: &[&str] = &[
         "/usr/bin/terraform",
         "/opt/tf/terraform",
         "/usr/bin/kubectl",
@@ -942,7 +944,7 @@ mod reference {
     ];
 
     #[derive(Clone, Debug)]
-    struct GenPolicy {
+    pub(crate) struct GenPolicy {
         file: usize,
         active: bool,
         attached: bool,
@@ -950,16 +952,16 @@ mod reference {
         rules: Vec<(Action, Vec<Vec<&'static str>>)>,
     }
 
-    fn action() -> impl Strategy<Value = Action> {
+    pub(crate) fn action() -> impl Strategy<Value = Action> {
         select(Action::ALL.to_vec())
     }
 
-    fn command() -> impl Strategy<Value = Vec<&'static str>> {
+    pub(crate) fn command() -> impl Strategy<Value = Vec<&'static str>> {
         (select(HEADS), prop::collection::vec(select(WORDS), 0..3))
             .prop_map(|(head, rest)| std::iter::once(head).chain(rest).collect())
     }
 
-    fn policy() -> impl Strategy<Value = GenPolicy> {
+    pub(crate) fn policy() -> impl Strategy<Value = GenPolicy> {
         (
             0..2usize,
             prop::bool::weighted(0.8),
@@ -974,7 +976,7 @@ mod reference {
             })
     }
 
-    fn argv() -> impl Strategy<Value = Vec<String>> {
+    pub(crate) fn argv() -> impl Strategy<Value = Vec<String>> {
         prop_oneof![
             1 => Just(Vec::new()),
             9 => (select(ARGV0), prop::collection::vec(select(ARGS), 0..4)).prop_map(
@@ -988,7 +990,10 @@ mod reference {
     }
 
     /// Writes the generated policies into two files plus a roles file.
-    fn files(policies: &[GenPolicy], default: Action) -> Vec<(std::path::PathBuf, String)> {
+    pub(crate) fn files(
+        policies: &[GenPolicy],
+        default: Action,
+    ) -> Vec<(std::path::PathBuf, String)> {
         let mut texts = [String::new(), String::new()];
         for (i, policy) in policies.iter().enumerate() {
             let text = &mut texts[policy.file];
@@ -1087,7 +1092,7 @@ mod reference {
             let strongest = matching.iter().map(|(a, _, _)| *a).max();
             let winner = matching.iter().find(|(a, _, _)| Some(*a) == strongest);
 
-            let cmd = CommandLine { argv: &argv, executable: executable.map(std::path::Path::new) };
+            let cmd = CommandLine { argv: &argv, executable: executable.map(std::path::Path::new), aliases: &[] };
             let decision = set.evaluate("agent", &cmd).unwrap();
             prop_assert_eq!(decision.action, strongest.unwrap_or(default));
             let got = decision.rule.map(|r| (r.policy_id, r.command));

@@ -1,0 +1,570 @@
+//! The contract between the enforcer and its eBPF program.
+//!
+//! Everything here is `no_std` plain data: map keys and values, the event
+//! record, the kernel struct offsets the loader looks up in BTF, and the
+//! policy evaluation itself. The eBPF program and the userspace tests run the
+//! very same [`evaluate`], so "the kernel decides what `airlockctl policy
+//! check` decides" is a property test, not a hope.
+//!
+//! A session's policy is compiled into a hash trie. Every rule (and every
+//! grant) is a list of words; its prefixes become [`NodeKey`]s whose hash
+//! chains the words with a keyed SipHash-1-3 (the key is random per
+//! installation and readable only by root, so an agent cannot craft an
+//! argument whose hash collides with a rule's). Walking a command costs one
+//! map lookup per word, whatever the number of rules.
+
+#[cfg(feature = "std")]
+pub mod compile;
+#[cfg(test)]
+mod tests;
+
+/// Most words (executable plus arguments) in a rule or a grant.
+pub const MAX_WORDS: usize = 16;
+/// Bytes read for one word, including its NUL.
+pub const WORD_BUF: usize = 256;
+/// Longest word a rule may hold; longer arguments match no rule word. One
+/// less than fits in [`WORD_BUF`] with its NUL, so that a read that fills the
+/// buffer means "too long" rather than "exactly this long".
+pub const MAX_WORD_LEN: usize = WORD_BUF - 2;
+/// Rule heads one executable file can be known by through its identity.
+pub const MAX_ALIASES: usize = 4;
+/// Names an executable is judged by: `argv[0]`, the real file's name, the
+/// path it was invoked by, and the aliases of its inode and its content,
+/// each in a fixed slot (see `HEAD_*`).
+pub const MAX_HEADS: usize = 3 + 2 * MAX_ALIASES;
+pub const HEAD_ARGV0: usize = 0;
+pub const HEAD_FILE_NAME: usize = 1;
+pub const HEAD_INVOKED_AS: usize = 2;
+pub const HEAD_INODE_ALIASES: usize = 3;
+pub const HEAD_CONTENT_ALIASES: usize = 3 + MAX_ALIASES;
+const _: () = assert!(MAX_HEADS == 11, "each_head unrolls exactly MAX_HEADS heads");
+/// `BINPRM_BUF_SIZE`: the first bytes of the file the kernel has read.
+pub const BINPRM_BUF: usize = 256;
+
+/// Node and verdict actions, weakest first (as in the policy engine).
+pub const ACTION_NONE: u8 = 0;
+pub const ACTION_ALLOW: u8 = 1;
+pub const ACTION_APPROVE: u8 = 2;
+pub const ACTION_BLOCK: u8 = 3;
+
+/// No rule decided: the role's default action applied.
+pub const NO_RULE: u32 = u32::MAX;
+
+/// [`SessionInfo::flags`]: the session was revoked; nothing may start in it.
+pub const SESSION_REVOKED: u32 = 1;
+
+/// [`Config::flags`]: the LSM hooks are attached (so the exec-commit hook
+/// only reports what they could not see).
+pub const CONFIG_LSM_ACTIVE: u64 = 1;
+
+/// Signals the program sends.
+pub const SIGKILL: u32 = 9;
+pub const SIGSTOP: u32 = 19;
+
+/// [`IdentKey::kind`]
+pub const IDENT_INODE: u32 = 1;
+pub const IDENT_CONTENT: u32 = 2;
+
+/// Event kinds.
+pub const EVENT_BLOCKED: u32 = 1;
+pub const EVENT_APPROVAL_REQUIRED: u32 = 2;
+pub const EVENT_GRANT_USED: u32 = 3;
+pub const EVENT_SESSION_REVOKED: u32 = 4;
+pub const EVENT_MMAP_DENIED: u32 = 5;
+pub const EVENT_CGROUP_WRITE_DENIED: u32 = 6;
+
+/// Where the event was raised.
+pub const STAGE_EXEC_CHECK: u32 = 1;
+pub const STAGE_EXEC_COMMIT: u32 = 2;
+pub const STAGE_MMAP: u32 = 3;
+pub const STAGE_FILE_OPEN: u32 = 4;
+
+/// [`ExecEvent::outcome`]
+/// The exec failed with EPERM; the real executable was not run.
+pub const OUTCOME_REFUSED: u32 = 1;
+/// The new image was killed before its first instruction.
+pub const OUTCOME_KILLED: u32 = 2;
+/// It ran, under a grant.
+pub const OUTCOME_ALLOWED: u32 = 3;
+
+pub const EVENT_WORDS: usize = 8;
+pub const EVENT_WORD_LEN: usize = 64;
+pub const EVENT_NAME_LEN: usize = 64;
+
+/// The 128-bit SipHash key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashKey {
+    pub k0: u64,
+    pub k1: u64,
+}
+
+/// Global settings, entry 0 of the `CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    pub key: HashKey,
+    pub flags: u64,
+    /// `bpf_ktime_get_boot_ns` until which the enforcer is known to be
+    /// reading events. Tasks are held (stopped) for the enforcer to write its
+    /// message only while it is alive, so a dead enforcer never leaves a task
+    /// stopped.
+    pub holder_alive_until_ns: u64,
+}
+
+/// A governed session, found by cgroup id or by uid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Small number naming the session in [`NodeKey`] and [`IdentKey`].
+    pub index: u32,
+    pub flags: u32,
+    /// Action for commands no rule matches.
+    pub default_action: u32,
+    /// Words after the executable that any rule or grant of the session
+    /// names: arguments past this are never read.
+    pub max_depth: u32,
+}
+
+/// One prefix of a rule or grant: `hash` chains its words.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeKey {
+    pub session: u32,
+    /// 0 for the executable alone, 1 with the first argument, ...
+    pub depth: u32,
+    pub hash: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    /// The strongest action of the rules that end here, or `ACTION_NONE`.
+    pub action: u8,
+    /// Whether a longer rule or grant continues from here.
+    pub has_children: u8,
+    pub _pad: [u8; 2],
+    /// Load-order index of the rule that set `action` (the first among
+    /// equally strong ones), `NO_RULE` for none.
+    pub rule: u32,
+    /// A grant ends here, live until this `bpf_ktime_get_boot_ns`; 0 for none.
+    pub grant_until_ns: u64,
+}
+
+/// An executable file known to the session's policy: by inode
+/// (`a` = device, `b` = inode) or by content (`a` = size, `b` = keyed hash of
+/// its first [`BINPRM_BUF`] bytes), so hard links, copies and memfds of a
+/// governed binary are judged as the binary itself.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdentKey {
+    pub session: u32,
+    pub kind: u32,
+    pub a: u64,
+    pub b: u64,
+}
+
+/// The rule heads an identity stands for, as head hashes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Aliases {
+    pub count: u32,
+    pub _pad: u32,
+    pub heads: [u64; MAX_ALIASES],
+}
+
+/// Byte offsets of the kernel struct members the program reads, resolved
+/// from the running kernel's BTF by the loader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub binprm_file: u32,
+    pub binprm_argc: u32,
+    pub binprm_filename: u32,
+    pub binprm_buf: u32,
+    pub file_inode: u32,
+    pub file_dentry: u32,
+    pub file_mode: u32,
+    pub dentry_name: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_size: u32,
+    pub sb_dev: u32,
+    pub sb_magic: u32,
+    pub task_mm: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+}
+
+/// What the program reports through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub kind: u32,
+    pub stage: u32,
+    pub outcome: u32,
+    pub session: u32,
+    pub rule: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// The parent process, whose output the agent sees when its child was
+    /// killed.
+    pub ppid: u32,
+    pub uid: u32,
+    /// The action that decided (`ACTION_*`).
+    pub action: u32,
+    /// Non-zero when the task was stopped (SIGSTOP) so that the enforcer can
+    /// write its message before the task reports the failure; the enforcer
+    /// continues it.
+    pub held: u32,
+    /// Words in `words` (the command as far as it was read).
+    pub nwords: u32,
+    pub time_ns: u64,
+    pub comm: [u8; 16],
+    /// Name of the real executable (or mapped/opened file).
+    pub file: [u8; EVENT_NAME_LEN],
+    pub words: [[u8; EVENT_WORD_LEN]; EVENT_WORDS],
+}
+
+/// A command as the evaluation sees it: a word count and the hashes of its
+/// words, read lazily (a word is only read when a rule continues that far).
+pub trait Command {
+    fn argc(&self) -> usize;
+    /// Keyed hash of word `i` (`1 <= i < argc`), or `None` when it cannot be
+    /// read or is longer than [`MAX_WORD_LEN`]: it then equals no rule word.
+    fn word_hash(&mut self, i: usize) -> Option<u64>;
+}
+
+/// Node lookups (a BPF hash map in the kernel, a `BTreeMap` in tests).
+pub trait Nodes {
+    fn node(&self, key: &NodeKey) -> Option<Node>;
+}
+
+/// The outcome of [`evaluate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// `ACTION_ALLOW`, `ACTION_APPROVE` or `ACTION_BLOCK`.
+    pub action: u8,
+    /// The deciding rule's index, `NO_RULE` for the role default.
+    pub rule: u32,
+    /// A live grant of the session covers this command. With `action ==
+    /// ACTION_APPROVE` the command runs.
+    pub granted: bool,
+}
+
+impl Verdict {
+    /// Whether the command may run.
+    pub fn permits(&self) -> bool {
+        self.action == ACTION_ALLOW || (self.action == ACTION_APPROVE && self.granted)
+    }
+}
+
+/// The state of a walk through the trie, kept in memory rather than in
+/// registers: in the kernel it lives in a map value, whose contents the
+/// verifier does not track, so that the many branches of a walk do not make
+/// the verifier consider each combination of outcomes separately.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Walk {
+    /// Per head slot, the hash of the prefix walked so far.
+    pub chains: [u64; MAX_HEADS],
+    /// Bit h: head h is known and its chain still has a node at this depth.
+    pub alive: u32,
+    pub best_action: u32,
+    pub best_rule: u32,
+    pub granted: u32,
+}
+
+impl Walk {
+    /// A walk from the heads whose bit is set in `valid`.
+    #[inline(always)]
+    pub fn start(&mut self, heads: &[u64; MAX_HEADS], valid: u32) {
+        self.chains = *heads;
+        self.alive = valid & ((1u32 << MAX_HEADS) - 1);
+        self.best_action = ACTION_NONE as u32;
+        self.best_rule = NO_RULE;
+        self.granted = 0;
+    }
+
+    /// Looks up every live chain at `depth`; returns whether any continues.
+    #[inline(always)]
+    pub fn step<N: Nodes>(&mut self, session: u32, depth: usize, nodes: &N, now_ns: u64) -> bool {
+        let mut continues = false;
+        each_head(|h| continues |= self.step_head(h, session, depth, nodes, now_ns));
+        continues
+    }
+
+    #[inline(always)]
+    fn step_head<N: Nodes>(
+        &mut self,
+        h: usize,
+        session: u32,
+        depth: usize,
+        nodes: &N,
+        now_ns: u64,
+    ) -> bool {
+        let bit = 1u32 << h;
+        if volatile(&self.alive) & bit == 0 {
+            return false;
+        }
+        let key = NodeKey {
+            session,
+            depth: depth as u32,
+            hash: volatile(&self.chains[h]),
+        };
+        let Some(node) = nodes.node(&key) else {
+            let alive = volatile(&self.alive) & !bit;
+            set(&mut self.alive, alive);
+            return false;
+        };
+        let (action, best) = (node.action as u32, volatile(&self.best_action));
+        if action > best || (action == best && node.rule < volatile(&self.best_rule)) {
+            set(&mut self.best_action, action);
+            set(&mut self.best_rule, node.rule);
+        }
+        if node.grant_until_ns > now_ns {
+            set(&mut self.granted, 1);
+        }
+        if node.has_children == 0 {
+            let alive = volatile(&self.alive) & !bit;
+            set(&mut self.alive, alive);
+            return false;
+        }
+        true
+    }
+
+    /// Extends every chain by the next word.
+    #[inline(always)]
+    pub fn advance(&mut self, word: u64) {
+        each_head(|h| {
+            let next = chain(volatile(&self.chains[h]), word);
+            set(&mut self.chains[h], next);
+        });
+    }
+
+    /// The verdict, with `default_action` when no rule matched.
+    pub fn verdict(&self, default_action: u32) -> Verdict {
+        let best = volatile(&self.best_action);
+        let granted = volatile(&self.granted) != 0;
+        if best == ACTION_NONE as u32 {
+            Verdict {
+                action: default_action as u8,
+                rule: NO_RULE,
+                granted,
+            }
+        } else {
+            Verdict {
+                action: best as u8,
+                rule: volatile(&self.best_rule),
+                granted,
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn volatile<T: Copy>(place: &T) -> T {
+    // SAFETY: `place` is a valid reference.
+    unsafe { core::ptr::read_volatile(place) }
+}
+
+#[inline(always)]
+fn set<T: Copy>(place: &mut T, value: T) {
+    // SAFETY: `place` is a valid, exclusive reference.
+    unsafe { core::ptr::write_volatile(place, value) }
+}
+
+/// Judges a command: the strongest action among the rules whose words
+/// prefix-match it under any of its `heads` (those whose bit is set in
+/// `valid`; block > approve > allow, the lowest rule index among equals),
+/// or the session's default action.
+///
+/// The walk is word by word, all heads at once, so that each word is read
+/// and hashed once. The eBPF program runs the same [`Walk`] steps, each in
+/// a function the verifier checks once.
+pub fn evaluate<N: Nodes, C: Command>(
+    session: &SessionInfo,
+    heads: &[u64; MAX_HEADS],
+    valid: u32,
+    cmd: &mut C,
+    nodes: &N,
+    now_ns: u64,
+) -> Verdict {
+    let mut walk = Walk::default();
+    walk.start(heads, valid);
+    let argc = cmd.argc();
+    for depth in 0..MAX_WORDS {
+        if !walk.step(session.index, depth, nodes, now_ns) || depth + 1 >= argc {
+            break;
+        }
+        match cmd.word_hash(depth + 1) {
+            Some(word) => walk.advance(word),
+            None => break,
+        }
+    }
+    walk.verdict(session.default_action)
+}
+
+/// Eight bytes from `pos`, little-endian.
+#[inline(always)]
+fn load8(pos: usize, byte_at: &impl Fn(usize) -> u8) -> u64 {
+    let mut m = 0u64;
+    for j in 0..8 {
+        m |= (byte_at(pos + j) as u64) << (8 * j);
+    }
+    m
+}
+
+/// Calls `f` for blocks 0..32, unrolled: the BPF verifier walks a loop's
+/// iterations one state at a time and gives up on branches inside them,
+/// while straight-line code is checked once.
+#[inline(always)]
+fn each_block(mut f: impl FnMut(u64)) {
+    macro_rules! calls {
+        ($($n:literal)*) => { $( f($n); )* };
+    }
+    calls!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+}
+
+/// Calls `f` for head slots 0..MAX_HEADS, unrolled.
+#[inline(always)]
+fn each_head(mut f: impl FnMut(usize)) {
+    macro_rules! calls {
+        ($($n:literal)*) => { $( f($n); )* };
+    }
+    calls!(0 1 2 3 4 5 6 7 8 9 10);
+}
+
+/// All ones when `a < b`, zero otherwise, without a branch (BPF has no
+/// conditional move; a branch here would make the verifier walk every
+/// outcome of every loop separately).
+#[inline(always)]
+fn lt_mask(a: u64, b: u64) -> u64 {
+    ((a as i64).wrapping_sub(b as i64) >> 63) as u64
+}
+
+/// Index just past the last `/` of the first `len` bytes: where `argv[0]`'s
+/// basename starts. Branch-free over [`WORD_BUF`] bytes, 8 at a time.
+#[inline(always)]
+pub fn basename_start(len: usize, byte_at: impl Fn(usize) -> u8) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const SLASHES: u64 = 0x2f2f_2f2f_2f2f_2f2f;
+    let len = len as u64;
+    let mut start = 0u64;
+    each_block(|block| {
+        let base = block * 8;
+        // Exact per-byte zero test of v = bytes ^ '/': the top bit of each
+        // byte of `found` is set where the byte is '/'.
+        let v = load8(base as usize, &byte_at) ^ SLASHES;
+        let found = !(((v & LOW7) + LOW7) | v | LOW7);
+        // Only bytes before `len` count: `valid` of the 8 (0 to 8).
+        let remaining = (len as i64).wrapping_sub(base as i64);
+        let remaining = (remaining & !(remaining >> 63)) as u64;
+        let full = !lt_mask(remaining, 8);
+        let mask = ((1u64 << ((8 * remaining) & 63)).wrapping_sub(1)) | full;
+        let found = found & mask;
+        let any = ((found | found.wrapping_neg()) as i64 >> 63) as u64;
+        let last = (63u64.wrapping_sub(found.leading_zeros() as u64)) / 8;
+        start = ((base + last + 1) & any) | (start & !any);
+    });
+    start as usize
+}
+
+/// Keyed SipHash-1-3 of bytes `start..len` (at most [`WORD_BUF`] of them,
+/// `start <= len`), each fetched with `byte_at`. Bytes at or past `len` are
+/// fetched but do not count. Branch-free: always [`WORD_BUF`] / 8 rounds,
+/// those past the input masked out.
+#[inline(always)]
+pub fn siphash13(key: &HashKey, start: usize, len: usize, byte_at: impl Fn(usize) -> u8) -> u64 {
+    let mut v0 = key.k0 ^ 0x736f_6d65_7073_6575;
+    let mut v1 = key.k1 ^ 0x646f_7261_6e64_6f6d;
+    let mut v2 = key.k0 ^ 0x6c79_6765_6e65_7261;
+    let mut v3 = key.k1 ^ 0x7465_6462_7974_6573;
+    // Callers keep `len - start <= WORD_BUF`; the mask only keeps a broken
+    // caller from indexing far (a `min` would be a branch).
+    let n = (len.wrapping_sub(start) & (2 * WORD_BUF - 1)) as u64;
+    let blocks = n / 8;
+    each_block(|block| {
+        let m = load8(start + 8 * block as usize, &byte_at);
+        let (mut w0, mut w1, mut w2, mut w3) = (v0, v1, v2, v3 ^ m);
+        sipround(&mut w0, &mut w1, &mut w2, &mut w3);
+        w0 ^= m;
+        let apply = lt_mask(block, blocks);
+        v0 = (w0 & apply) | (v0 & !apply);
+        v1 = (w1 & apply) | (v1 & !apply);
+        v2 = (w2 & apply) | (v2 & !apply);
+        v3 = (w3 & apply) | (v3 & !apply);
+    });
+    let tail = n & 7;
+    let m = load8(start + 8 * blocks as usize, &byte_at) & ((1u64 << (8 * tail)) - 1);
+    let b = m | ((n & 0xff) << 56);
+    v3 ^= b;
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    v0 ^ v1 ^ v2 ^ v3
+}
+
+#[inline(always)]
+fn sipround(v0: &mut u64, v1: &mut u64, v2: &mut u64, v3: &mut u64) {
+    *v0 = v0.wrapping_add(*v1);
+    *v1 = v1.rotate_left(13);
+    *v1 ^= *v0;
+    *v0 = v0.rotate_left(32);
+    *v2 = v2.wrapping_add(*v3);
+    *v3 = v3.rotate_left(16);
+    *v3 ^= *v2;
+    *v0 = v0.wrapping_add(*v3);
+    *v3 = v3.rotate_left(21);
+    *v3 ^= *v0;
+    *v2 = v2.wrapping_add(*v1);
+    *v1 = v1.rotate_left(17);
+    *v1 ^= *v2;
+    *v2 = v2.rotate_left(32);
+}
+
+/// The hash of a prefix one word longer. Unkeyed mixing is enough here: both
+/// inputs are already keyed hashes.
+#[inline(always)]
+pub fn chain(prefix: u64, word: u64) -> u64 {
+    let mut v0 = prefix ^ 0x736f_6d65_7073_6575;
+    let mut v1 = word ^ 0x646f_7261_6e64_6f6d;
+    let mut v2 = prefix ^ 0x6c79_6765_6e65_7261;
+    let mut v3 = word ^ 0x7465_6462_7974_6573;
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    v2 ^= 0xff;
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+    v0 ^ v1 ^ v2 ^ v3
+}
+
+/// Hash of a whole word held in memory (userspace side of [`siphash13`]).
+pub fn hash_word(key: &HashKey, word: &[u8]) -> u64 {
+    siphash13(key, 0, word.len().min(WORD_BUF), |i| {
+        word.get(i).copied().unwrap_or(0)
+    })
+}
+
+/// The loader copies these to and from BPF maps byte for byte.
+#[cfg(feature = "aya")]
+mod pod {
+    use super::*;
+
+    // SAFETY: each type is #[repr(C)] plain data with no padding the kernel
+    // could leave uninitialised (padding is spelled out as `_pad` fields),
+    // and every bit pattern is a valid value.
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for SessionInfo {}
+    unsafe impl aya::Pod for NodeKey {}
+    unsafe impl aya::Pod for Node {}
+    unsafe impl aya::Pod for IdentKey {}
+    unsafe impl aya::Pod for Aliases {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}

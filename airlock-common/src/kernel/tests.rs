@@ -1,0 +1,278 @@
+//! The kernel's evaluation, run here on the compiled trie, must decide
+//! exactly what the policy engine decides, for generated policies, commands,
+//! aliases and grants.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+use proptest::sample::{select, subsequence};
+
+use super::compile::{action_code, add_pattern, word_hash, Ending};
+use super::*;
+use crate::policy::tests::reference::{self as gen, GenPolicy};
+use crate::policy::{basename, rule_matches, Action, CommandLine, PolicySet};
+
+struct Trie(BTreeMap<NodeKey, Node>);
+
+impl Nodes for Trie {
+    fn node(&self, key: &NodeKey) -> Option<Node> {
+        self.0.get(key).copied()
+    }
+}
+
+struct Words<'a> {
+    key: HashKey,
+    argv: &'a [String],
+}
+
+impl Command for Words<'_> {
+    fn argc(&self) -> usize {
+        self.argv.len()
+    }
+    fn word_hash(&mut self, i: usize) -> Option<u64> {
+        let word = self.argv.get(i)?;
+        (word.len() <= MAX_WORD_LEN).then(|| word_hash(&self.key, word))
+    }
+}
+
+const KEY: HashKey = HashKey {
+    k0: 0x0123_4567_89ab_cdef,
+    k1: 0xfedc_ba98_7654_3210,
+};
+const NOW: u64 = 1_000_000;
+const SESSION: u32 = 7;
+
+fn session(default: Action) -> SessionInfo {
+    SessionInfo {
+        index: SESSION,
+        default_action: action_code(default) as u32,
+        ..SessionInfo::default()
+    }
+}
+
+/// The kernel's view: heads as the program computes them.
+fn kernel_heads(
+    argv: &[String],
+    executable: &str,
+    aliases: &[String],
+) -> ([u64; MAX_HEADS], usize) {
+    let mut heads = [0u64; MAX_HEADS];
+    let mut n = 0;
+    let argv0 = argv[0].as_bytes();
+    let at = |i: usize| argv0.get(i).copied().unwrap_or(0);
+    let start = basename_start(argv0.len(), at);
+    heads[n] = siphash13(&KEY, start, argv0.len(), at);
+    n += 1;
+    heads[n] = word_hash(&KEY, basename(executable));
+    n += 1;
+    for alias in aliases.iter().take(MAX_HEADS - n) {
+        heads[n] = word_hash(&KEY, alias);
+        n += 1;
+    }
+    (heads, n)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn kernel_evaluation_equals_policy_check(
+        policies in prop::collection::vec(gen::policy(), 0..5),
+        default in gen::action(),
+        argv in gen::argv().prop_filter("the kernel always has argv[0]", |a| !a.is_empty()),
+        executable in select(gen::EXECUTABLES),
+        aliases in subsequence(gen::HEADS, 0..3),
+        grants in prop::collection::vec((gen::command(), any::<bool>()), 0..3),
+    ) {
+        check(&policies, default, &argv, executable, &aliases, &grants)?;
+    }
+}
+
+fn check(
+    policies: &[GenPolicy],
+    default: Action,
+    argv: &[String],
+    executable: &str,
+    aliases: &[&str],
+    grants: &[(Vec<&str>, bool)],
+) -> Result<(), TestCaseError> {
+    let set = PolicySet::from_sources(&gen::files(policies, default))
+        .map_err(|d| TestCaseError::fail(format!("{d:#?}")))?;
+    // Identity resolution is complete: an absolute head naming the
+    // executable itself is one of its aliases, as the enforcer finds by
+    // stat(2).
+    let mut aliases: Vec<String> = aliases.iter().map(|a| a.to_string()).collect();
+    if gen::HEADS.contains(&executable) && !aliases.iter().any(|a| a == executable) {
+        aliases.push(executable.to_owned());
+    }
+
+    // Userspace: the policy engine, then grants as prefix rules.
+    let cmd = CommandLine {
+        argv,
+        executable: Some(Path::new(executable)),
+        aliases: &aliases,
+    };
+    let decision = set.evaluate("agent", &cmd).unwrap();
+    let live_grants: Vec<Vec<String>> = grants
+        .iter()
+        .filter(|(_, live)| *live)
+        .map(|(words, _)| words.iter().map(|w| w.to_string()).collect())
+        .collect();
+    let granted = live_grants.iter().any(|words| rule_matches(words, &cmd));
+
+    // Kernel: compile, then evaluate.
+    let rules = set.effective_rules("agent").unwrap();
+    let mut trie = BTreeMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        let ending = Ending::Rule {
+            action: rule.action,
+            index: index as u32,
+        };
+        add_pattern(&mut trie, SESSION, &KEY, &rule.words, ending).unwrap();
+    }
+    for (words, live) in grants {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let until_ns = if *live { NOW + 1 } else { NOW };
+        add_pattern(&mut trie, SESSION, &KEY, &words, Ending::Grant { until_ns }).unwrap();
+    }
+    let (heads, n) = kernel_heads(argv, executable, &aliases);
+    let mut words = Words { key: KEY, argv };
+    let valid = (1u32 << n) - 1;
+    let verdict = evaluate(
+        &session(default),
+        &heads,
+        valid,
+        &mut words,
+        &Trie(trie),
+        NOW,
+    );
+
+    prop_assert_eq!(verdict.action, action_code(decision.action));
+    let kernel_rule = (verdict.rule != NO_RULE).then(|| {
+        let rule = rules[verdict.rule as usize];
+        (rule.policy_id.clone(), rule.command.clone())
+    });
+    let engine_rule = decision.rule.map(|r| (r.policy_id, r.command));
+    prop_assert_eq!(kernel_rule, engine_rule);
+    prop_assert_eq!(verdict.granted, granted);
+    let permits =
+        decision.action == Action::Allow || (decision.action == Action::Approve && granted);
+    prop_assert_eq!(verdict.permits(), permits);
+    Ok(())
+}
+
+#[test]
+fn siphash13_matches_the_reference_implementation() {
+    use std::hash::Hasher;
+    let data: Vec<u8> = (0..=255u8).collect();
+    let data = &data;
+    // Bytes past the end are fetched but must not count: make them noise.
+    let fetch = |len: usize| move |i: usize| if i < len { data[i] } else { 0xa5 };
+    for len in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 200, 254, 256] {
+        let mut reference = siphasher::sip::SipHasher13::new_with_keys(KEY.k0, KEY.k1);
+        reference.write(&data[..len]);
+        assert_eq!(
+            siphash13(&KEY, 0, len, fetch(len)),
+            reference.finish(),
+            "len {len}"
+        );
+    }
+    // A suffix is hashed as if it were the whole input.
+    for (start, end) in [(5, 20), (3, 3), (1, 256), (255, 256)] {
+        let mut reference = siphasher::sip::SipHasher13::new_with_keys(KEY.k0, KEY.k1);
+        reference.write(&data[start..end]);
+        assert_eq!(siphash13(&KEY, start, end, fetch(end)), reference.finish());
+    }
+}
+
+#[test]
+fn basename_start_follows_the_last_slash() {
+    fn at(s: &str) -> &str {
+        let b = s.as_bytes();
+        &s[basename_start(b.len(), |i| b.get(i).copied().unwrap_or(b'/'))..]
+    }
+    assert_eq!(at("/opt/homebrew/bin/terraform"), "terraform");
+    assert_eq!(at("terraform"), "terraform");
+    assert_eq!(at("./tf"), "tf");
+    assert_eq!(at("/opt/terraform/"), "");
+    assert_eq!(at(""), "");
+    assert_eq!(at("/"), "");
+    assert_eq!(at("a/bcdefgh/ijklmnopq/r"), "r");
+    assert_eq!(at("abcdefg/"), "");
+    assert_eq!(at("abcdefgh/x"), "x");
+}
+
+proptest! {
+    #[test]
+    fn basename_start_agrees_with_rsplit(
+        text in "[a-z/\\x00\\x01\\x2e\\xaf]{0,40}",
+        noise in any::<u8>(),
+    ) {
+        let bytes = text.as_bytes();
+        // Bytes past the end must not count.
+        let start = basename_start(bytes.len(), |i| bytes.get(i).copied().unwrap_or(noise));
+        prop_assert_eq!(&text[start..], basename(&text));
+    }
+}
+
+#[test]
+fn grants_and_rules_share_nodes_and_strongest_rule_wins() {
+    let words = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let mut trie = BTreeMap::new();
+    let rule = |action, index| Ending::Rule { action, index };
+    add_pattern(
+        &mut trie,
+        1,
+        &KEY,
+        &words("terraform plan"),
+        rule(Action::Approve, 3),
+    )
+    .unwrap();
+    add_pattern(
+        &mut trie,
+        1,
+        &KEY,
+        &words("terraform plan"),
+        rule(Action::Approve, 1),
+    )
+    .unwrap();
+    add_pattern(
+        &mut trie,
+        1,
+        &KEY,
+        &words("terraform"),
+        rule(Action::Allow, 0),
+    )
+    .unwrap();
+    add_pattern(
+        &mut trie,
+        1,
+        &KEY,
+        &words("terraform plan -out=x"),
+        Ending::Grant { until_ns: 50 },
+    )
+    .unwrap();
+    let head = NodeKey {
+        session: 1,
+        depth: 0,
+        hash: word_hash(&KEY, "terraform"),
+    };
+    let plan = NodeKey {
+        session: 1,
+        depth: 1,
+        hash: chain(head.hash, word_hash(&KEY, "plan")),
+    };
+    assert_eq!(trie[&head].action, ACTION_ALLOW);
+    assert_eq!(trie[&head].has_children, 1);
+    assert_eq!((trie[&plan].action, trie[&plan].rule), (ACTION_APPROVE, 1));
+    assert_eq!(
+        trie[&plan].has_children, 1,
+        "the grant continues past the rule"
+    );
+    assert_eq!(trie.len(), 3);
+    assert!(matches!(
+        add_pattern(&mut trie, 1, &KEY, &[], Ending::Grant { until_ns: 1 }),
+        Err(compile::CompileError::Empty(_))
+    ));
+}

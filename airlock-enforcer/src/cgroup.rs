@@ -1,0 +1,169 @@
+//! Session cgroups (cgroup v2).
+//!
+//! Each process-tree session gets `<cgroup2>/airlock/<session id>`, owned by
+//! root and not writable by the agent, so neither the agent nor its children
+//! can move out of it or create sub-cgroups; the kernel program finds the
+//! session by the cgroup's id (its inode number).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use airlock_common::names::SESSION_CGROUP_DIR;
+use anyhow::{anyhow, bail, Context};
+
+/// The cgroup v2 mount point (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
+    for line in info.lines() {
+        // ... mount-point ... - fstype source options
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split_whitespace().next() == Some("cgroup2") {
+            if let Some(point) = left.split_whitespace().nth(4) {
+                return Ok(PathBuf::from(point));
+            }
+        }
+    }
+    bail!("no cgroup2 file system is mounted; governed sessions need cgroup v2")
+}
+
+pub struct Cgroups {
+    base: PathBuf,
+}
+
+impl Cgroups {
+    pub fn open() -> anyhow::Result<Cgroups> {
+        let base = cgroup2_root()?.join(SESSION_CGROUP_DIR);
+        if !base.exists() {
+            fs::create_dir(&base).with_context(|| format!("creating {}", base.display()))?;
+        }
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755))?;
+        Ok(Cgroups { base })
+    }
+
+    pub fn path(&self, session: &str) -> PathBuf {
+        self.base.join(session)
+    }
+
+    /// Creates the session's cgroup; returns its id.
+    pub fn create(&self, session: &str) -> anyhow::Result<u64> {
+        let path = self.path(session);
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+        self.id(session)
+    }
+
+    pub fn id(&self, session: &str) -> anyhow::Result<u64> {
+        let path = self.path(session);
+        Ok(fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .ino())
+    }
+
+    pub fn exists(&self, session: &str) -> bool {
+        self.path(session).is_dir()
+    }
+
+    /// Moves process `pid` (and, from then on, all its descendants) in.
+    pub fn add_process(&self, session: &str, pid: u32) -> anyhow::Result<()> {
+        let procs = self.path(session).join("cgroup.procs");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
+            .with_context(|| format!("moving process {pid} into {}", procs.display()))
+    }
+
+    /// Whether any process is left in the session.
+    pub fn populated(&self, session: &str) -> bool {
+        let events = self.path(session).join("cgroup.events");
+        fs::read_to_string(events)
+            .map(|text| text.lines().any(|l| l == "populated 1"))
+            .unwrap_or(false)
+    }
+
+    /// Kills every process of the session.
+    pub fn kill(&self, session: &str) -> anyhow::Result<()> {
+        let path = self.path(session);
+        if fs::write(path.join("cgroup.kill"), b"1").is_ok() {
+            return Ok(());
+        }
+        // Kernels before 5.14 have no cgroup.kill: kill what is listed until
+        // nothing is left (new children land in the same cgroup).
+        for _ in 0..100 {
+            let procs = fs::read_to_string(path.join("cgroup.procs"))?;
+            let pids: Vec<i32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        Err(anyhow!("processes keep appearing in {}", path.display()))
+    }
+
+    /// Removes an empty session cgroup.
+    pub fn remove(&self, session: &str) {
+        let _ = fs::remove_dir(self.path(session));
+    }
+
+    /// The session a process is in, by its cgroup path.
+    pub fn session_of(&self, pid: u32) -> Option<String> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let root = cgroup2_root().ok()?;
+        let relative = self.base.strip_prefix(&root).ok()?;
+        let prefix = Path::new("/").join(relative);
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .and_then(|path| {
+                Path::new(path)
+                    .strip_prefix(&prefix)
+                    .ok()
+                    .map(Path::to_path_buf)
+            })
+            .and_then(|rest| {
+                rest.components()
+                    .next()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            })
+    }
+}
+
+/// The process a pidfd refers to, from `/proc/self/fdinfo`.
+pub fn pid_of_pidfd(fd: i32) -> anyhow::Result<u32> {
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+    let pid: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .ok_or_else(|| anyhow!("the file descriptor passed is not a pidfd"))?
+        .trim()
+        .parse()?;
+    if pid <= 0 {
+        bail!("the process behind the pidfd has exited");
+    }
+    Ok(pid as u32)
+}
+
+/// The real uid of a process.
+pub fn uid_of(pid: u32) -> anyhow::Result<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("cannot read the uid of process {pid}"))
+}

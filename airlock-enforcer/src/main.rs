@@ -1,0 +1,175 @@
+//! airlock-enforcer: the only Airlock process with BPF capabilities.
+//!
+//! Loads the eBPF programs (BPF LSM when the kernel has it, the exec-commit
+//! kill otherwise, and says which), pins them so that enforcement survives
+//! the daemon, drops every capability it no longer needs, and serves
+//! `org.airlock.Enforcer1` to the gateway: sessions' policies go into kernel
+//! maps, kernel events go to the gateway's audit log.
+
+mod btf;
+mod cgroup;
+mod events;
+mod identity;
+mod loader;
+mod message;
+mod offsets;
+mod procfd;
+mod service;
+mod sessions;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_common::dbus::Gateway1Proxy;
+use airlock_common::names;
+use anyhow::Context;
+use caps::{CapSet, Capability};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::loader::{boot_ns, Mode};
+use crate::sessions::Sessions;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Airlock enforcer: kernel enforcement of governed sessions"
+)]
+struct Args {
+    /// bpffs directory for pinned maps and links.
+    #[arg(long, default_value = names::DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// The user the gateway runs as: the only non-root caller allowed.
+    #[arg(long, default_value = names::GATEWAY_USER)]
+    gateway_user: String,
+    /// Report what enforcement this machine supports and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+/// What the enforcer keeps after loading: signalling and reading other
+/// users' processes (to hold and continue them, and to write messages into
+/// their stderr), and writing root-owned cgroup files.
+const KEPT: [Capability; 4] = [
+    Capability::CAP_KILL,
+    Capability::CAP_SYS_PTRACE,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_DAC_READ_SEARCH,
+];
+
+fn drop_capabilities() -> anyhow::Result<()> {
+    let kept: caps::CapsHashSet = KEPT.into_iter().collect();
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        caps::set(None, set, &kept).with_context(|| format!("dropping {set:?} capabilities"))?;
+    }
+    for cap in caps::all() {
+        if !kept.contains(&cap) {
+            // Bounding-set drops need CAP_SETPCAP, dropped last.
+            let _ = caps::drop(None, CapSet::Bounding, cap);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "airlock-enforcer must run as root (it drops to a few capabilities once loaded)"
+    );
+    let btf = btf::Btf::from_sys_fs()?;
+    let offsets = offsets::resolve(&btf).context("resolving kernel struct offsets from BTF")?;
+    let kernel = loader::load(&args.pin_dir, &offsets)?;
+    let mode = kernel.mode.clone();
+    match &mode {
+        Mode::Lsm => tracing::info!("enforcing: {}", mode.describe()),
+        Mode::Degraded { .. } => tracing::warn!("{}", mode.describe()),
+    }
+    if args.check {
+        println!("{}: {}", mode.name(), mode.describe());
+        return Ok(());
+    }
+    let cgroups = cgroup::Cgroups::open()?;
+    drop_capabilities()?;
+    let gateway_uid = nix::unistd::User::from_name(&args.gateway_user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(Sessions::new(kernel, cgroups), mode, gateway_uid))
+}
+
+async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> anyhow::Result<()> {
+    let ring = sessions
+        .kernel
+        .events
+        .take()
+        .expect("the ring buffer is taken once");
+    let sessions = Arc::new(Mutex::new(sessions));
+    let conn = zbus::Connection::system()
+        .await
+        .context("cannot connect to the D-Bus system bus")?;
+    let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+    let gateway = Gateway1Proxy::new(&conn).await?;
+    conn.object_server()
+        .at(
+            names::ENFORCER_OBJECT_PATH,
+            service::Enforcer::new(sessions.clone(), mode, dbus, gateway_uid),
+        )
+        .await?;
+    conn.request_name(names::ENFORCER_BUS_NAME)
+        .await
+        .with_context(|| format!("cannot own {} on the system bus", names::ENFORCER_BUS_NAME))?;
+    tracing::info!("serving {} on the system bus", names::ENFORCER_BUS_NAME);
+
+    let events = tokio::spawn(events::run(ring, sessions.clone(), gateway.clone()));
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let exited = {
+                    let mut sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = sessions.kernel.heartbeat(boot_ns() + 3_000_000_000) {
+                        tracing::error!("heartbeat: {e:#}");
+                    }
+                    sessions.reap_exited()
+                };
+                for id in exited {
+                    tracing::info!("session {id} exited");
+                    if let Err(e) = gateway.session_exited(&id).await {
+                        tracing::warn!("cannot tell the gateway that {id} exited: {e}");
+                    }
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+        if events.is_finished() {
+            anyhow::bail!("the kernel event reader stopped");
+        }
+    }
+    // The pinned programs keep enforcing; tasks are no longer held for
+    // messages once the heartbeat lapses.
+    let _ = sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .kernel
+        .heartbeat(0);
+    tracing::info!("stopping; the pinned programs stay in force");
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! What the agent reads when the kernel refuses it.
+//!
+//! The text follows the seed's block message, so that an agent that learnt
+//! it recognises it: what was refused, why, that the real executable did not
+//! run, and an instruction not to retry or work around it. For commands that
+//! need approval it names the request a human must approve.
+
+use airlock_common::dbus::{EnforcementEvent, RuleSpec};
+
+/// Renders the message for `event`; `rule` is the deciding rule, if any, and
+/// `request` the approval request filed for it ("" if none could be).
+pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: &str) -> String {
+    let command = if event.argv.is_empty() {
+        event.executable.clone()
+    } else {
+        event.argv.join(" ")
+    };
+    let mut lines = Vec::new();
+    let title = match event.kind.as_str() {
+        "approval_required" => "APPROVAL REQUIRED",
+        "session_revoked" => "SESSION REVOKED",
+        _ => "POLICY BLOCK",
+    };
+    lines.push(title.to_owned());
+    match event.kind.as_str() {
+        "mmap_denied" => lines.push(format!(
+            "file={} (a governed executable may only be run by exec, not loaded by hand)",
+            event.executable
+        )),
+        "cgroup_write_denied" => lines.push(format!(
+            "file={} (a governed process may not change cgroups or leave its session)",
+            event.executable
+        )),
+        _ => lines.push(format!("command={command}")),
+    }
+    if event.executable != event.argv.first().map(String::as_str).unwrap_or("") {
+        lines.push(format!("executable={}", event.executable));
+    }
+    match rule {
+        Some(rule) => {
+            lines.push(format!(
+                "rule={} (policy {}, {})",
+                rule.command, rule.policy, rule.source
+            ));
+            if !rule.reason.is_empty() {
+                lines.push(format!("reason={}", rule.reason));
+            }
+        }
+        None if event.kind == "session_revoked" => {
+            lines.push("reason=this governed session was revoked by an administrator".into())
+        }
+        None if matches!(event.kind.as_str(), "blocked" | "approval_required") => {
+            lines.push("rule=(the role's default action)".into())
+        }
+        None => {}
+    }
+    let not_run = if event.outcome == "killed" {
+        "it was killed before running a single instruction"
+    } else {
+        "the real executable was not run"
+    };
+    if event.kind == "approval_required" {
+        if request.is_empty() {
+            lines.push(format!(
+                "result=blocked until a human approves; {not_run}. Ask for approval with: \
+                 airlockctl request --scope 'command:{}' --reason '<why>'",
+                rule.map_or(command.as_str(), |r| r.command.as_str())
+            ));
+        } else {
+            lines.push(format!("request={request}"));
+            lines.push(format!(
+                "result=blocked until a human approves; {not_run}. A human approves with: \
+                 airlockctl approve {request}"
+            ));
+        }
+        lines.push(format!(
+            "ai_instruction=Stop. Tell the user that this command needs their approval{} and \
+             wait for them. Do not retry it before they confirm, call the real binary, change \
+             PATH, use sudo, run outside the sandbox, or inspect wrappers to bypass Airlock.",
+            if request.is_empty() {
+                String::new()
+            } else {
+                format!(" (request {request})")
+            }
+        ));
+    } else {
+        lines.push(format!("result=blocked; {not_run}."));
+        lines.push(
+            "ai_instruction=Stop. Do not retry this command, call the real binary, change PATH, \
+             use sudo, run outside the sandbox, or inspect wrappers to bypass Airlock."
+                .into(),
+        );
+    }
+    let mut text: String = lines
+        .iter()
+        .map(|l| format!("airlock: {}\n", sanitize(l)))
+        .collect();
+    text.truncate(4000);
+    text
+}
+
+/// Strips control characters an agent-chosen argument could carry into the
+/// terminal (escape sequences, carriage returns).
+fn sanitize(line: &str) -> String {
+    line.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, outcome: &str) -> EnforcementEvent {
+        EnforcementEvent {
+            session: "ses-1".into(),
+            kind: kind.into(),
+            stage: "exec_check".into(),
+            outcome: outcome.into(),
+            pid: 10,
+            ppid: 9,
+            uid: 1000,
+            executable: "terraform".into(),
+            argv: vec!["terraform".into(), "apply".into()],
+            rule: 0,
+            comm: "bash".into(),
+        }
+    }
+
+    fn rule(action: &str, command: &str) -> RuleSpec {
+        RuleSpec {
+            index: 0,
+            action: action.into(),
+            command: command.into(),
+            policy: "infra-mutation-block".into(),
+            source: "/etc/airlock/policies.d/x.toml:10".into(),
+            reason: "Direct changes are blocked.".into(),
+        }
+    }
+
+    #[test]
+    fn a_block_reads_like_the_seed_message() {
+        let text = render(
+            &event("blocked", "refused"),
+            Some(&rule("block", "terraform apply")),
+            "",
+        );
+        assert!(text.starts_with("airlock: POLICY BLOCK\n"), "{text}");
+        assert!(text.contains("airlock: command=terraform apply\n"));
+        assert!(text.contains(
+            "airlock: rule=terraform apply (policy infra-mutation-block, /etc/airlock/policies.d/x.toml:10)"
+        ));
+        assert!(text.contains("airlock: result=blocked; the real executable was not run.\n"));
+        assert!(text.contains("airlock: ai_instruction=Stop. Do not retry this command"));
+    }
+
+    #[test]
+    fn an_approval_names_the_request() {
+        let mut e = event("approval_required", "refused");
+        e.argv = vec!["terraform".into(), "plan".into()];
+        let text = render(&e, Some(&rule("approve", "terraform plan")), "req-42");
+        assert!(text.starts_with("airlock: APPROVAL REQUIRED\n"), "{text}");
+        assert!(text.contains("airlock: request=req-42\n"));
+        assert!(text.contains("airlockctl approve req-42"));
+        let without = render(&e, Some(&rule("approve", "terraform plan")), "");
+        assert!(without.contains("airlockctl request --scope 'command:terraform plan'"));
+    }
+
+    #[test]
+    fn killed_commands_and_hostile_arguments() {
+        let mut e = event("blocked", "killed");
+        e.argv = vec!["terraform".into(), "apply\x1b[2J\r".into()];
+        let text = render(&e, None, "");
+        assert!(text.contains("killed before running a single instruction"));
+        assert!(!text.contains('\x1b') && !text.contains('\r'));
+        assert!(text.contains("rule=(the role's default action)"));
+    }
+}

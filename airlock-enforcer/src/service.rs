@@ -1,0 +1,170 @@
+//! `org.airlock.Enforcer1` on the system bus, for the gateway alone.
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use airlock_common::dbus::{AirlockError, EnforcerStatus, SessionSpec};
+use airlock_common::ids;
+use zbus::fdo::DBusProxy;
+use zbus::message::Header;
+use zbus::names::BusName;
+
+use crate::cgroup::pid_of_pidfd;
+use crate::loader::{Mode, LSM_FIX};
+use crate::sessions::Sessions;
+
+pub struct Enforcer {
+    sessions: Arc<Mutex<Sessions>>,
+    mode: Mode,
+    dbus: DBusProxy<'static>,
+    /// The only non-root uid allowed to call.
+    gateway_uid: Option<u32>,
+}
+
+impl Enforcer {
+    pub fn new(
+        sessions: Arc<Mutex<Sessions>>,
+        mode: Mode,
+        dbus: DBusProxy<'static>,
+        gateway_uid: Option<u32>,
+    ) -> Self {
+        Enforcer {
+            sessions,
+            mode,
+            dbus,
+            gateway_uid,
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Defence in depth behind the bus policy: root or the gateway only.
+    async fn check_caller(&self, header: &Header<'_>) -> Result<(), AirlockError> {
+        let sender = header
+            .sender()
+            .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
+        let uid = self
+            .dbus
+            .get_connection_unix_user(BusName::Unique(sender.to_owned()))
+            .await
+            .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))?;
+        if uid == 0 || Some(uid) == self.gateway_uid {
+            Ok(())
+        } else {
+            Err(AirlockError::AccessDenied(format!(
+                "uid {uid} may not call the enforcer; only the gateway may"
+            )))
+        }
+    }
+}
+
+fn check_spec(spec: &SessionSpec) -> Result<(), AirlockError> {
+    if !ids::is_well_formed(&spec.id) {
+        return Err(AirlockError::InvalidArgument("malformed session id".into()));
+    }
+    if spec.rules.len() > 100_000 || spec.grants.len() > 1024 || spec.search_path.len() > 64 {
+        return Err(AirlockError::InvalidArgument(
+            "session spec is too large".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn failed(e: anyhow::Error) -> AirlockError {
+    tracing::error!("{e:#}");
+    AirlockError::Internal(format!("{e:#}"))
+}
+
+#[zbus::interface(name = "org.airlock.Enforcer1")]
+impl Enforcer {
+    async fn status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<EnforcerStatus, AirlockError> {
+        self.check_caller(&header).await?;
+        let sessions = self.sessions();
+        Ok(EnforcerStatus {
+            mode: self.mode.name().into(),
+            detail: self.mode.describe(),
+            fix: match self.mode {
+                Mode::Lsm => String::new(),
+                Mode::Degraded { .. } => LSM_FIX.into(),
+            },
+            sessions: sessions.count() as u32,
+            events_lost: sessions.kernel.events_lost(),
+        })
+    }
+
+    async fn start_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        spec: SessionSpec,
+        pidfd: zbus::zvariant::OwnedFd,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        check_spec(&spec)?;
+        let pid = pid_of_pidfd(pidfd.as_raw_fd())
+            .map_err(|e| AirlockError::InvalidArgument(format!("{e:#}")))?;
+        self.sessions().start(spec, pid).map_err(failed)
+    }
+
+    async fn bind_user(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        spec: SessionSpec,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        check_spec(&spec)?;
+        self.sessions().bind_user(spec).map_err(failed)
+    }
+
+    async fn update_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        spec: SessionSpec,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        check_spec(&spec)?;
+        self.sessions().update(spec).map_err(failed)
+    }
+
+    async fn end_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+        kill: bool,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        self.sessions()
+            .end(id, kill)
+            .map_err(|e| AirlockError::NotFound(format!("{e:#}")))
+    }
+
+    async fn sync(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        specs: Vec<SessionSpec>,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        for spec in &specs {
+            check_spec(spec)?;
+        }
+        let errors = self.sessions().sync(specs).map_err(failed)?;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AirlockError::Internal(errors.join("; ")))
+        }
+    }
+
+    async fn session_of_pid(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        pid: u32,
+    ) -> Result<String, AirlockError> {
+        self.check_caller(&header).await?;
+        Ok(self.sessions().session_of_pid(pid).unwrap_or_default())
+    }
+}

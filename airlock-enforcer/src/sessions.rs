@@ -1,0 +1,376 @@
+//! The enforcer's sessions: each one's compiled policy in the kernel maps,
+//! and its cgroup or bound uid.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use airlock_common::dbus::{RuleSpec, SessionSpec};
+use airlock_common::kernel::compile::{action_code, add_pattern, Ending};
+use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
+use airlock_common::policy::Action;
+use airlock_common::timefmt::now_unix;
+use anyhow::{anyhow, Context};
+
+use crate::cgroup::Cgroups;
+use crate::identity;
+use crate::loader::{boot_ns, Kernel};
+
+/// Where a session's processes are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Cgroup(u64),
+    Uid(u32),
+}
+
+struct Live {
+    spec: SessionSpec,
+    scope: Scope,
+    nodes: BTreeSet<NodeKey>,
+    idents: BTreeSet<IdentKey>,
+}
+
+pub struct Sessions {
+    pub kernel: Kernel,
+    cgroups: Cgroups,
+    live: BTreeMap<String, Live>,
+}
+
+fn parse_action(text: &str) -> anyhow::Result<Action> {
+    text.parse().map_err(|e: String| anyhow!(e))
+}
+
+fn words(command: &str) -> Vec<String> {
+    command.split_whitespace().map(str::to_owned).collect()
+}
+
+impl Sessions {
+    pub fn new(kernel: Kernel, cgroups: Cgroups) -> Sessions {
+        Sessions {
+            kernel,
+            cgroups,
+            live: BTreeMap::new(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn rules(&self, index: u32) -> Option<(&str, &[RuleSpec])> {
+        self.live
+            .values()
+            .find(|l| l.spec.index == index)
+            .map(|l| (l.spec.id.as_str(), l.spec.rules.as_slice()))
+    }
+
+    pub fn session_of_pid(&self, pid: u32) -> Option<String> {
+        if let Some(id) = self.cgroups.session_of(pid) {
+            if self.live.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        let uid = crate::cgroup::uid_of(pid).ok()?;
+        self.live
+            .values()
+            .find(|l| l.scope == Scope::Uid(uid))
+            .map(|l| l.spec.id.clone())
+    }
+
+    fn info(spec: &SessionSpec) -> anyhow::Result<SessionInfo> {
+        let longest = spec
+            .rules
+            .iter()
+            .map(|r| r.command.as_str())
+            .chain(spec.grants.iter().map(|g| g.command.as_str()))
+            .map(|c| c.split_whitespace().count())
+            .max()
+            .unwrap_or(1);
+        Ok(SessionInfo {
+            index: spec.index,
+            flags: if spec.revoked {
+                kernel::SESSION_REVOKED
+            } else {
+                0
+            },
+            default_action: action_code(parse_action(&spec.default_action)?) as u32,
+            max_depth: longest.saturating_sub(1).min(kernel::MAX_WORDS - 1) as u32,
+        })
+    }
+
+    /// Compiles a spec into node and identity entries.
+    #[allow(clippy::type_complexity)]
+    fn compile(
+        &self,
+        spec: &SessionSpec,
+    ) -> anyhow::Result<(
+        BTreeMap<NodeKey, kernel::Node>,
+        BTreeMap<IdentKey, kernel::Aliases>,
+    )> {
+        let key = self.kernel.key;
+        let mut nodes = BTreeMap::new();
+        let mut heads = BTreeSet::new();
+        for rule in &spec.rules {
+            let words = words(&rule.command);
+            let ending = Ending::Rule {
+                action: parse_action(&rule.action)?,
+                index: rule.index,
+            };
+            add_pattern(&mut nodes, spec.index, &key, &words, ending)
+                .with_context(|| format!("rule {:?}", rule.command))?;
+            heads.insert(words[0].clone());
+        }
+        let (now, boot) = (now_unix(), boot_ns());
+        for grant in &spec.grants {
+            let left = grant.expires_at - now;
+            if left <= 0 {
+                continue;
+            }
+            let words = words(&grant.command);
+            let until_ns = boot + left as u64 * 1_000_000_000;
+            add_pattern(
+                &mut nodes,
+                spec.index,
+                &key,
+                &words,
+                Ending::Grant { until_ns },
+            )
+            .with_context(|| format!("grant {}", grant.id))?;
+            heads.insert(words[0].clone());
+        }
+        let heads: Vec<String> = heads.into_iter().collect();
+        let (idents, warnings) = identity::resolve(spec.index, &key, &heads, &spec.search_path);
+        for warning in warnings {
+            tracing::warn!("session {}: {warning}", spec.id);
+        }
+        Ok((nodes, idents))
+    }
+
+    /// Writes the compiled spec, then removes what the previous version had
+    /// and this one does not: a rule or grant never vanishes before its
+    /// replacement is in place.
+    fn install(
+        &mut self,
+        spec: &SessionSpec,
+    ) -> anyhow::Result<(BTreeSet<NodeKey>, BTreeSet<IdentKey>)> {
+        let (nodes, idents) = self.compile(spec)?;
+        for (key, node) in &nodes {
+            self.kernel
+                .nodes
+                .insert(key, node, 0)
+                .context("the kernel rule map is full")?;
+        }
+        for (key, aliases) in &idents {
+            self.kernel
+                .idents
+                .insert(key, aliases, 0)
+                .context("the kernel identity map is full")?;
+        }
+        let node_keys: BTreeSet<NodeKey> = nodes.into_keys().collect();
+        let ident_keys: BTreeSet<IdentKey> = idents.into_keys().collect();
+        if let Some(old) = self.live.get(&spec.id) {
+            for stale in old.nodes.difference(&node_keys) {
+                let _ = self.kernel.nodes.remove(stale);
+            }
+            for stale in old.idents.difference(&ident_keys) {
+                let _ = self.kernel.idents.remove(stale);
+            }
+        }
+        Ok((node_keys, ident_keys))
+    }
+
+    fn set_scope(&mut self, scope: Scope, info: &SessionInfo) -> anyhow::Result<()> {
+        match scope {
+            Scope::Cgroup(id) => self.kernel.cgroups.insert(id, info, 0)?,
+            Scope::Uid(uid) => self.kernel.uids.insert(uid, info, 0)?,
+        }
+        Ok(())
+    }
+
+    /// Starts a process-tree session and moves `pid` into it.
+    pub fn start(&mut self, spec: SessionSpec, pid: u32) -> anyhow::Result<()> {
+        let owner = crate::cgroup::uid_of(pid)?;
+        if owner != spec.uid {
+            anyhow::bail!(
+                "process {pid} runs as uid {owner}, not as the session's uid {}",
+                spec.uid
+            );
+        }
+        self.check_index(&spec)?;
+        let info = Self::info(&spec)?;
+        let (nodes, idents) = self.install(&spec)?;
+        let cgroup = self.cgroups.create(&spec.id)?;
+        // The session is known to the kernel before its first process is in.
+        self.set_scope(Scope::Cgroup(cgroup), &info)?;
+        self.live.insert(
+            spec.id.clone(),
+            Live {
+                spec: spec.clone(),
+                scope: Scope::Cgroup(cgroup),
+                nodes,
+                idents,
+            },
+        );
+        if let Err(e) = self.cgroups.add_process(&spec.id, pid) {
+            self.forget(&spec.id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Governs every process of `spec.uid`.
+    pub fn bind_user(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
+        self.check_index(&spec)?;
+        if let Some(other) = self
+            .live
+            .values()
+            .find(|l| l.scope == Scope::Uid(spec.uid) && l.spec.id != spec.id)
+        {
+            anyhow::bail!(
+                "uid {} is already bound to session {}",
+                spec.uid,
+                other.spec.id
+            );
+        }
+        let info = Self::info(&spec)?;
+        let (nodes, idents) = self.install(&spec)?;
+        self.set_scope(Scope::Uid(spec.uid), &info)?;
+        self.live.insert(
+            spec.id.clone(),
+            Live {
+                spec: spec.clone(),
+                scope: Scope::Uid(spec.uid),
+                nodes,
+                idents,
+            },
+        );
+        Ok(())
+    }
+
+    fn check_index(&self, spec: &SessionSpec) -> anyhow::Result<()> {
+        match self
+            .live
+            .values()
+            .find(|l| l.spec.index == spec.index && l.spec.id != spec.id)
+        {
+            Some(other) => Err(anyhow!(
+                "session index {} is already used by {}",
+                spec.index,
+                other.spec.id
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces a live session's policy and grants.
+    pub fn update(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
+        let scope = self
+            .live
+            .get(&spec.id)
+            .map(|l| l.scope)
+            .ok_or_else(|| anyhow!("no session {}", spec.id))?;
+        let info = Self::info(&spec)?;
+        let (nodes, idents) = self.install(&spec)?;
+        self.set_scope(scope, &info)?;
+        let live = self.live.get_mut(&spec.id).expect("checked above");
+        live.spec = spec;
+        live.nodes = nodes;
+        live.idents = idents;
+        Ok(())
+    }
+
+    /// Revokes a session; with `kill`, kills its processes. A uid-bound
+    /// session is unbound.
+    pub fn end(&mut self, id: &str, kill: bool) -> anyhow::Result<()> {
+        let Some(live) = self.live.get_mut(id) else {
+            anyhow::bail!("no session {id}");
+        };
+        live.spec.revoked = true;
+        let (scope, spec) = (live.scope, live.spec.clone());
+        match scope {
+            Scope::Cgroup(_) => {
+                // Revoked first, so that nothing new starts while the tree
+                // is being killed.
+                self.set_scope(scope, &Self::info(&spec)?)?;
+                if kill {
+                    self.cgroups.kill(id)?;
+                }
+            }
+            Scope::Uid(_) => self.forget(id),
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole set after a restart of either side. Sessions the
+    /// gateway no longer knows keep their kernel state until they exit.
+    pub fn sync(&mut self, specs: Vec<SessionSpec>) -> anyhow::Result<Vec<String>> {
+        let mut errors = Vec::new();
+        for spec in specs {
+            let result = if self.live.contains_key(&spec.id) {
+                self.update(spec.clone())
+            } else if spec.bind_uid {
+                self.bind_user(spec.clone())
+            } else if self.cgroups.exists(&spec.id) {
+                self.adopt(spec.clone())
+            } else {
+                Ok(())
+            };
+            if let Err(e) = result {
+                errors.push(format!("session {}: {e:#}", spec.id));
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Takes over a session whose cgroup outlived an enforcer restart.
+    fn adopt(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
+        let cgroup = self.cgroups.id(&spec.id)?;
+        let info = Self::info(&spec)?;
+        let (nodes, idents) = self.install(&spec)?;
+        self.set_scope(Scope::Cgroup(cgroup), &info)?;
+        self.live.insert(
+            spec.id.clone(),
+            Live {
+                spec,
+                scope: Scope::Cgroup(cgroup),
+                nodes,
+                idents,
+            },
+        );
+        Ok(())
+    }
+
+    /// Process-tree sessions whose last process has exited; their kernel
+    /// state and cgroup are removed.
+    pub fn reap_exited(&mut self) -> Vec<String> {
+        let exited: Vec<String> = self
+            .live
+            .values()
+            .filter(|l| matches!(l.scope, Scope::Cgroup(_)) && !self.cgroups.populated(&l.spec.id))
+            .map(|l| l.spec.id.clone())
+            .collect();
+        for id in &exited {
+            self.forget(id);
+        }
+        exited
+    }
+
+    fn forget(&mut self, id: &str) {
+        let Some(live) = self.live.remove(id) else {
+            return;
+        };
+        match live.scope {
+            Scope::Cgroup(cgroup) => {
+                let _ = self.kernel.cgroups.remove(&cgroup);
+                self.cgroups.remove(id);
+            }
+            Scope::Uid(uid) => {
+                let _ = self.kernel.uids.remove(&uid);
+            }
+        }
+        for key in &live.nodes {
+            let _ = self.kernel.nodes.remove(key);
+        }
+        for key in &live.idents {
+            let _ = self.kernel.idents.remove(key);
+        }
+    }
+}
