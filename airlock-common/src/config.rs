@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub max_grant_ttl: String,
     /// Most pending requests one Unix user may have at once.
     pub max_pending_per_user: usize,
+    /// The role of governed sessions started without `--role`.
+    pub default_role: String,
 }
 
 impl Default for GatewayConfig {
@@ -44,6 +46,7 @@ impl Default for GatewayConfig {
             default_grant_ttl: "60m".into(),
             max_grant_ttl: "8h".into(),
             max_pending_per_user: 32,
+            default_role: "default".into(),
         }
     }
 }

@@ -314,8 +314,9 @@ pub trait Enforcer1 {
     /// Revokes a session: nothing may start in it any more; with `kill`,
     /// its processes are killed.
     fn end_session(&self, id: &str, kill: bool) -> zbus::Result<()>;
-    /// The whole set of live sessions, after either side restarted.
-    fn sync(&self, specs: Vec<SessionSpec>) -> zbus::Result<()>;
+    /// The whole set of live sessions, after either side restarted. Returns
+    /// the ids of sessions it has no trace of (their processes are gone).
+    fn sync(&self, specs: Vec<SessionSpec>) -> zbus::Result<Vec<String>>;
     /// The session a process belongs to, or "" for none.
     fn session_of_pid(&self, pid: u32) -> zbus::Result<String>;
 }

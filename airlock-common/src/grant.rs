@@ -44,10 +44,12 @@ impl Scope {
             .ok_or_else(|| format!("scope {text:?} must start with `command:` or `services:`"))?;
         match kind {
             "command" => {
-                let words: Vec<&str> = rest.split_whitespace().collect();
-                if words.is_empty() {
+                if rest.split_whitespace().next().is_none() {
                     return Err("command scope names no command".into());
                 }
+                // The same syntax and limits as a rule, since the kernel
+                // matches a command grant as it matches a rule.
+                let words = crate::policy::parse_command(rest)?;
                 Ok(Scope::Command {
                     command: words.join(" "),
                 })
@@ -84,6 +86,16 @@ fn is_service_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Scope {
+    /// The command of a command scope.
+    pub fn command(&self) -> Option<&str> {
+        match self {
+            Scope::Command { command } => Some(command),
+            Scope::Services { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Scope {

@@ -53,12 +53,23 @@ fn print_grant(g: &GrantInfo) {
     );
 }
 
-pub async fn request(scope: &str, reason: &str, ttl: Option<Duration>) -> anyhow::Result<i32> {
+pub async fn request(
+    scope: &str,
+    reason: &str,
+    ttl: Option<Duration>,
+    session: Option<&str>,
+) -> anyhow::Result<i32> {
     let gateway = bus::gateway().await?;
-    let id = gateway
-        .request_approval(scope, reason, ttl.map(|d| d.as_secs()).unwrap_or(0))
-        .await
-        .map_err(|e| bus::explain("request", e))?;
+    let ttl = ttl.map(|d| d.as_secs()).unwrap_or(0);
+    let id = match session {
+        Some(session) => {
+            gateway
+                .request_for_session(session, scope, reason, ttl)
+                .await
+        }
+        None => gateway.request_approval(scope, reason, ttl).await,
+    }
+    .map_err(|e| bus::explain("request", e))?;
     println!("{id}");
     eprintln!("airlock: request {id} is waiting for a human: `airlockctl approve {id}`");
     Ok(0)
@@ -197,6 +208,13 @@ pub async fn status() -> anyhow::Result<i32> {
     );
     if !s.policy_ok {
         println!("           {}", s.policy_message);
+    }
+    match gateway.enforcer_status().await {
+        Ok(e) if e.mode == "lsm" => println!("enforcer:  {} session(s); {}", e.sessions, e.detail),
+        Ok(e) => println!("enforcer:  {} session(s); {}", e.sessions, e.detail),
+        Err(_) => {
+            println!("enforcer:  NOT RUNNING: governed sessions cannot start (`airlockctl doctor`)")
+        }
     }
     println!("requests:  {} pending", s.pending_requests);
     println!("grants:    {} live", s.active_grants);

@@ -4,7 +4,9 @@ mod approvals;
 mod audit;
 mod bus;
 mod code;
+mod doctor;
 mod policy;
+mod sessions;
 mod totp;
 
 use std::path::PathBuf;
@@ -41,7 +43,8 @@ enum Command {
     /// Enrol or inspect the approver's TOTP authenticator.
     #[command(subcommand)]
     Totp(TotpCommand),
-    /// Ask a human for approval (prints the request id).
+    /// Ask a human for approval (prints the request id). Inside a governed
+    /// session the request is for that session.
     Request {
         /// `command:terraform plan` or `services:gmail,calendar`.
         #[arg(long)]
@@ -51,7 +54,36 @@ enum Command {
         /// Lifetime to ask for, e.g. 30m (the approver may change it).
         #[arg(long, value_parser = duration)]
         ttl: Option<Duration>,
+        /// File the request for this session (its owner or an admin).
+        #[arg(long)]
+        session: Option<String>,
     },
+    /// Run a command (an agent) in a governed session: the kernel enforces
+    /// the role's policy on its whole process tree.
+    Run {
+        /// Role (default: the one chosen with `airlockctl use`, else the
+        /// gateway's default role).
+        #[arg(long)]
+        role: Option<String>,
+        /// Run even without kernel enforcement (recorded in the audit log).
+        #[arg(long)]
+        unenforced: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List governed sessions, revoke one, or bind a Unix user to one.
+    Sessions {
+        #[command(subcommand)]
+        action: Option<SessionsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Choose the default role for future governed sessions.
+    Use { role: String },
+    /// Show the default role for future governed sessions.
+    Current,
+    /// Check what this machine can enforce, and how to fix what it cannot.
+    Doctor,
     /// List pending requests.
     Requests {
         #[arg(long)]
@@ -108,6 +140,18 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum SessionsCommand {
+    /// Revoke a session: its processes are killed and nothing starts in it.
+    Revoke { id: String },
+    /// Govern every process of a (dedicated agent) Unix user (admins only).
+    BindUser {
+        user: String,
+        #[arg(long)]
+        role: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Print the decision for a command: exit 0 allow, 2 approve, 3 block, 1 error.
     Check {
@@ -159,7 +203,27 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Totp(TotpCommand::Setup { force, code_stdin }) => {
             totp::setup(force, code_stdin).await
         }
-        Command::Request { scope, reason, ttl } => approvals::request(&scope, &reason, ttl).await,
+        Command::Request {
+            scope,
+            reason,
+            ttl,
+            session,
+        } => approvals::request(&scope, &reason, ttl, session.as_deref()).await,
+        Command::Run {
+            role,
+            unenforced,
+            command,
+        } => sessions::run(role.as_deref(), unenforced, &command).await,
+        Command::Sessions { action, json } => match action {
+            None => sessions::list(json).await,
+            Some(SessionsCommand::Revoke { id }) => sessions::revoke(&id).await,
+            Some(SessionsCommand::BindUser { user, role }) => {
+                sessions::bind_user(&user, role.as_deref()).await
+            }
+        },
+        Command::Use { role } => sessions::use_role(&role).await,
+        Command::Current => sessions::current().await,
+        Command::Doctor => doctor::doctor().await,
         Command::Requests { json } => approvals::list_requests(json).await,
         Command::Approve {
             id,

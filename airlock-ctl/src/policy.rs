@@ -30,7 +30,7 @@ fn print_decision(decision: &str, rule: &str, policy: &str, source: &str) {
 
 /// Resolves `argv[0]` the way `execvp` would, then follows symlinks, so that
 /// rules naming a real executable (or a symlink's target) match.
-fn resolve_executable(argv0: &str) -> Option<PathBuf> {
+pub fn resolve_executable(argv0: &str) -> Option<PathBuf> {
     let candidate = if argv0.contains('/') {
         PathBuf::from(argv0)
     } else {
@@ -59,10 +59,28 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
                 )
             })?;
             let executable = argv.first().and_then(|a| resolve_executable(a));
+            // The names the kernel would also know this file by: a copy or
+            // hard link of a governed binary is judged as that binary.
+            let aliases = match (&executable, set.effective_rules(role)) {
+                (Some(executable), Ok(rules)) => {
+                    let search_path: Vec<String> = std::env::var_os("PATH")
+                        .map(|p| {
+                            std::env::split_paths(&p)
+                                .filter_map(|d| d.to_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let heads = rules
+                        .iter()
+                        .filter_map(|r| r.words.first().map(String::as_str));
+                    airlock_common::kernel::identity::aliases(executable, heads, &search_path)
+                }
+                _ => Vec::new(),
+            };
             let cmd = CommandLine {
                 argv,
                 executable: executable.as_deref(),
-                aliases: &[],
+                aliases: &aliases,
             };
             let decision = set.evaluate(role, &cmd)?;
             let action = decision.action;

@@ -10,7 +10,6 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use airlock_common::names::SESSION_CGROUP_DIR;
 use anyhow::{anyhow, bail, Context};
 
 /// The cgroup v2 mount point (`/sys/fs/cgroup`, or
@@ -36,8 +35,10 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    pub fn open() -> anyhow::Result<Cgroups> {
-        let base = cgroup2_root()?.join(SESSION_CGROUP_DIR);
+    /// Opens (creating it if needed) `name` under the cgroup2 mount, the
+    /// parent of all session cgroups.
+    pub fn open(name: &str) -> anyhow::Result<Cgroups> {
+        let base = cgroup2_root()?.join(name);
         if !base.exists() {
             fs::create_dir(&base).with_context(|| format!("creating {}", base.display()))?;
         }

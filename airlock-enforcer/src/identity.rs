@@ -8,73 +8,12 @@
 //! copies under other names and memfds).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
 
+use airlock_common::kernel::identity::{content_hash, files_for, kernel_dev};
 use airlock_common::kernel::{
-    compile::word_hash, hash_word, Aliases, HashKey, IdentKey, BINPRM_BUF, IDENT_CONTENT,
-    IDENT_INODE, MAX_ALIASES,
+    compile::word_hash, Aliases, HashKey, IdentKey, IDENT_CONTENT, IDENT_INODE, MAX_ALIASES,
 };
-
-/// Directories searched for bare heads besides the session's own PATH.
-pub const SYSTEM_DIRS: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
-
-/// The kernel's `dev_t` for a `stat` device number (`MKDEV`: major << 20 |
-/// minor), which is how `super_block.s_dev` holds it.
-pub fn kernel_dev(st_dev: u64) -> u64 {
-    let major = libc::major(st_dev) as u64;
-    let minor = libc::minor(st_dev) as u64;
-    (major << 20) | minor
-}
-
-/// The content fingerprint the program computes from `bprm->buf`.
-pub fn content_hash(key: &HashKey, path: &Path) -> std::io::Result<(u64, u64)> {
-    let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
-    let mut head = [0u8; BINPRM_BUF];
-    let mut filled = 0;
-    while filled < BINPRM_BUF {
-        match file.read(&mut head[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok((size, hash_word(key, &head)))
-}
-
-/// The executable files a head names.
-pub fn files_for(head: &str, search_path: &[String]) -> Vec<PathBuf> {
-    let candidates: Vec<PathBuf> = if head.starts_with('/') {
-        vec![PathBuf::from(head)]
-    } else {
-        search_path
-            .iter()
-            .map(String::as_str)
-            .chain(SYSTEM_DIRS.iter().copied())
-            .filter(|dir| dir.starts_with('/'))
-            .map(|dir| Path::new(dir).join(head))
-            .collect()
-    };
-    let mut found = Vec::new();
-    for path in candidates {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 && !found.contains(&path) {
-            found.push(path);
-        }
-    }
-    found
-}
 
 /// The identity entries of a session: which heads each file stands for.
 /// Returns the entries and warnings (files that could not be read, or that
@@ -138,7 +77,9 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_common::kernel::{hash_word, BINPRM_BUF};
     use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
 
     const KEY: HashKey = HashKey { k0: 1, k1: 2 };
 
@@ -154,16 +95,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
-        executable(&bin, "terraform", b"\x7fELF fake terraform");
+        executable(&bin, "airlock-test-tf", b"\x7fELF fake terraform");
         let copy = executable(dir.path(), "tf-copy", b"\x7fELF fake terraform");
         // Not executable: not a candidate.
-        std::fs::write(bin.join("kubectl"), b"x").unwrap();
+        std::fs::write(bin.join("airlock-test-noexec"), b"x").unwrap();
 
         let search = vec![bin.display().to_string()];
-        assert_eq!(files_for("terraform", &search), vec![bin.join("terraform")]);
-        assert!(files_for("kubectl", &search).is_empty());
+        assert_eq!(
+            files_for("airlock-test-tf", &search),
+            vec![bin.join("airlock-test-tf")]
+        );
+        assert!(files_for("airlock-test-noexec", &search).is_empty());
 
-        let (entries, warnings) = resolve(3, &KEY, &["terraform".into()], &search);
+        let (entries, warnings) = resolve(3, &KEY, &["airlock-test-tf".into()], &search);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(entries.len(), 2, "one by inode, one by content");
         let (size, hash) = content_hash(&KEY, &copy).unwrap();
@@ -175,7 +119,7 @@ mod tests {
         };
         let aliases = entries[&by_content];
         assert_eq!(aliases.count, 1);
-        assert_eq!(aliases.heads[0], word_hash(&KEY, "terraform"));
+        assert_eq!(aliases.heads[0], word_hash(&KEY, "airlock-test-tf"));
     }
 
     #[test]

@@ -40,6 +40,9 @@ struct Args {
     /// bpffs directory for pinned maps and links.
     #[arg(long, default_value = names::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// Directory under the cgroup2 mount that holds the session cgroups.
+    #[arg(long, default_value = names::SESSION_CGROUP_DIR)]
+    cgroup_dir: String,
     /// The user the gateway runs as: the only non-root caller allowed.
     #[arg(long, default_value = names::GATEWAY_USER)]
     gateway_user: String,
@@ -96,7 +99,11 @@ fn main() -> anyhow::Result<()> {
         println!("{}: {}", mode.name(), mode.describe());
         return Ok(());
     }
-    let cgroups = cgroup::Cgroups::open()?;
+    anyhow::ensure!(
+        !args.cgroup_dir.is_empty() && !args.cgroup_dir.contains(['/', '.']),
+        "--cgroup-dir is one directory name"
+    );
+    let cgroups = cgroup::Cgroups::open(&args.cgroup_dir)?;
     drop_capabilities()?;
     let gateway_uid = nix::unistd::User::from_name(&args.gateway_user)
         .ok()

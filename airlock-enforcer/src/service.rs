@@ -146,14 +146,14 @@ impl Enforcer {
         &self,
         #[zbus(header)] header: Header<'_>,
         specs: Vec<SessionSpec>,
-    ) -> Result<(), AirlockError> {
+    ) -> Result<Vec<String>, AirlockError> {
         self.check_caller(&header).await?;
         for spec in &specs {
             check_spec(spec)?;
         }
-        let errors = self.sessions().sync(specs).map_err(failed)?;
+        let (lost, errors) = self.sessions().sync(specs);
         if errors.is_empty() {
-            Ok(())
+            Ok(lost)
         } else {
             Err(AirlockError::Internal(errors.join("; ")))
         }

@@ -299,9 +299,12 @@ impl Sessions {
         Ok(())
     }
 
-    /// Replaces the whole set after a restart of either side. Sessions the
-    /// gateway no longer knows keep their kernel state until they exit.
-    pub fn sync(&mut self, specs: Vec<SessionSpec>) -> anyhow::Result<Vec<String>> {
+    /// Takes the whole set after a restart of either side. Returns the
+    /// process-tree sessions that have no cgroup any more (gone), and
+    /// errors. Sessions the gateway no longer knows keep their kernel state
+    /// until they exit.
+    pub fn sync(&mut self, specs: Vec<SessionSpec>) -> (Vec<String>, Vec<String>) {
+        let mut lost = Vec::new();
         let mut errors = Vec::new();
         for spec in specs {
             let result = if self.live.contains_key(&spec.id) {
@@ -311,13 +314,14 @@ impl Sessions {
             } else if self.cgroups.exists(&spec.id) {
                 self.adopt(spec.clone())
             } else {
+                lost.push(spec.id.clone());
                 Ok(())
             };
             if let Err(e) = result {
                 errors.push(format!("session {}: {e:#}", spec.id));
             }
         }
-        Ok(errors)
+        (lost, errors)
     }
 
     /// Takes over a session whose cgroup outlived an enforcer restart.

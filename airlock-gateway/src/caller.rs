@@ -23,6 +23,16 @@ pub async fn caller_uid(dbus: &DBusProxy<'_>, header: &Header<'_>) -> Result<u32
         .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
 }
 
+/// The pid of the connection that sent `header`'s message.
+pub async fn caller_pid(dbus: &DBusProxy<'_>, header: &Header<'_>) -> Result<u32, AirlockError> {
+    let sender = header
+        .sender()
+        .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
+    dbus.get_connection_unix_process_id(BusName::Unique(sender.to_owned()))
+        .await
+        .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
+}
+
 /// Root, or a member of the `airlock-admin` group.
 pub fn is_admin(uid: u32) -> bool {
     if uid == 0 {

@@ -21,6 +21,7 @@ use airlock_common::policy::{CommandLine, PolicySet};
 use airlock_common::{ids, names, timefmt};
 use serde_json::{json, Map, Value};
 
+use crate::sessions::Session;
 use crate::store::{PendingRequest, Snapshot, Store};
 
 /// The policy set in force and what happened at the last (re)load.
@@ -33,6 +34,12 @@ pub struct PolicyState {
 
 pub struct Core {
     pub policy: PolicyState,
+    pub(crate) sessions: BTreeMap<String, Session>,
+    pub(crate) next_session_index: u32,
+    /// The role of sessions started without one.
+    pub(crate) default_role: String,
+    /// The enforcement mode last audited (`lsm`, `degraded`).
+    pub(crate) enforcement_mode: String,
     requests: BTreeMap<String, PendingRequest>,
     grants: BTreeMap<String, (SignedGrant, GrantBody)>,
     signing_key: Option<Vec<u8>>,
@@ -71,6 +78,7 @@ impl Core {
         audit_dir: &Path,
         times: GatewayTimes,
         max_pending_per_user: usize,
+        default_role: &str,
     ) -> anyhow::Result<Core> {
         let log_path = audit_dir.join(names::AUDIT_LOG_FILE);
         let head_path = audit_dir.join(names::AUDIT_HEAD_FILE);
@@ -118,6 +126,11 @@ impl Core {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
+        let sessions = snapshot
+            .sessions
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
 
         let (set, ok, message) = match PolicySet::load_dir(policy_dir) {
             Ok(set) => {
@@ -146,6 +159,10 @@ impl Core {
                 ok,
                 message: message.clone(),
             },
+            sessions,
+            next_session_index: snapshot.next_session_index,
+            default_role: default_role.to_owned(),
+            enforcement_mode: String::new(),
             requests,
             grants,
             signing_key,
@@ -183,10 +200,18 @@ impl Core {
             signing_key: self.signing_key.as_deref().map(encode_key),
             requests: self.requests.values().cloned().collect(),
             grants: self.grants.values().map(|(s, _)| s.clone()).collect(),
+            sessions: self.sessions.values().cloned().collect(),
+            next_session_index: self.next_session_index,
         };
         self.store
             .save(&snapshot, durability)
             .map_err(|e| internal("cannot save gateway state", e))
+    }
+
+    /// Saves session changes durably: a session's existence decides what the
+    /// kernel enforces after a restart.
+    pub(crate) fn persist_sessions(&self) -> Result<(), AirlockError> {
+        self.persist(Durability::Synced)
     }
 
     // ---- policy ----------------------------------------------------------
@@ -270,6 +295,7 @@ impl Core {
     pub fn request_approval(
         &mut self,
         uid: u32,
+        session: Option<String>,
         scope: &str,
         reason: &str,
         requested_ttl_secs: u64,
@@ -300,7 +326,7 @@ impl Core {
             scope,
             reason: reason.to_string(),
             requester_uid: uid,
-            session: None,
+            session: session.clone(),
             requested_ttl_secs,
             created_at: now,
             expires_at: now + self.times.request_ttl.as_secs() as i64,
@@ -313,6 +339,7 @@ impl Core {
                 "scope": request.scope.to_string(),
                 "reason": request.reason,
                 "uid": uid,
+                "session": session,
                 "requested_ttl_secs": requested_ttl_secs,
             }),
         )?;
@@ -493,6 +520,31 @@ impl Core {
 
     // ---- grants ----------------------------------------------------------
 
+    /// Live grants whose subject is `session`.
+    pub fn grants_of_session(&self, session: &str, now: i64) -> Vec<&GrantBody> {
+        self.grants
+            .values()
+            .map(|(_, body)| body)
+            .filter(|b| b.is_live(now) && b.subject.session.as_deref() == Some(session))
+            .collect()
+    }
+
+    /// The session a grant belongs to, if any.
+    pub fn session_of_grant(&self, grant_id: &str) -> Option<String> {
+        self.grants
+            .get(grant_id)
+            .and_then(|(_, body)| body.subject.session.clone())
+    }
+
+    /// A pending request of `session` for exactly `scope`, to reuse when
+    /// the kernel refuses the same command again.
+    pub fn pending_request_for(&self, session: &str, scope: &str) -> Option<String> {
+        self.requests
+            .values()
+            .find(|r| r.session.as_deref() == Some(session) && r.scope.to_string() == scope)
+            .map(|r| r.id.clone())
+    }
+
     pub fn list_grants(&self, uid: u32, admin: bool, now: i64) -> Vec<GrantInfo> {
         self.grants
             .values()
@@ -528,7 +580,8 @@ impl Core {
     }
 
     /// Drops expired requests and grants, each with its audit record.
-    pub fn expire(&mut self, now: i64) -> Result<(), AirlockError> {
+    /// Returns the sessions whose grants changed.
+    pub fn expire(&mut self, now: i64) -> Result<Vec<String>, AirlockError> {
         let stale_requests: Vec<String> = self
             .requests
             .values()
@@ -542,8 +595,13 @@ impl Core {
             .map(|(_, body)| body.grant_id.clone())
             .collect();
         if stale_requests.is_empty() && stale_grants.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut touched: Vec<String> = stale_grants
+            .iter()
+            .filter_map(|id| self.session_of_grant(id))
+            .collect();
+        touched.dedup();
         for id in &stale_requests {
             self.audit(
                 "request_expired",
@@ -559,7 +617,8 @@ impl Core {
             self.grants.remove(id);
         }
         // Expired grants are never honoured whether or not this reaches disk.
-        self.persist(Durability::ProcessCrash)
+        self.persist(Durability::ProcessCrash)?;
+        Ok(touched)
     }
 
     // ---- grant-verification key -----------------------------------------

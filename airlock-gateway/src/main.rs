@@ -7,6 +7,7 @@
 mod caller;
 mod core;
 mod service;
+mod sessions;
 mod store;
 
 use std::os::unix::fs::PermissionsExt;
@@ -15,15 +16,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_common::config::Config;
-use airlock_common::dbus::Totp1Proxy;
+use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
 use airlock_common::timefmt::now_unix;
 use anyhow::Context;
 use clap::Parser;
+use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::core::Core;
-use crate::service::Gateway;
+use crate::service::{push_session, sync_enforcer, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         &audit_dir,
         times,
         gw.max_pending_per_user,
+        &gw.default_role,
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,8 +99,9 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
         .await
         .context("cannot connect to the D-Bus system bus")?;
     let totp = Totp1Proxy::new(&conn).await?;
+    let enforcer = Enforcer1Proxy::new(&conn).await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
-    let gateway = Gateway::new(core.clone(), totp, dbus);
+    let gateway = Gateway::new(core.clone(), totp, enforcer.clone(), dbus.clone());
     if let Err(e) = gateway.pin_signing_key().await {
         tracing::warn!(
             "cannot learn the grant-signing key from airlock-totp yet ({}); will retry at the first approval",
@@ -113,6 +117,12 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     tracing::info!("serving {} on the system bus", names::GATEWAY_BUS_NAME);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
+    // Sessions go to the enforcer now and whenever it (re)appears.
+    sync_enforcer(&core, &enforcer).await;
+    let mut enforcer_appeared = dbus
+        .receive_name_owner_changed_with_args(&[(0, names::ENFORCER_BUS_NAME)])
+        .await?;
+
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -120,15 +130,34 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = core.expire(now_unix()) {
-                    tracing::error!("expiring requests and grants failed: {}", e.message());
+                let touched = core
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expire(now_unix());
+                match touched {
+                    Ok(sessions) => {
+                        // The kernel already stopped honouring the expired
+                        // grants; this removes them from its maps.
+                        for id in sessions {
+                            let _ = push_session(&core, &enforcer, &id).await;
+                        }
+                    }
+                    Err(e) => tracing::error!("expiring requests and grants failed: {}", e.message()),
+                }
+            }
+            Some(change) = enforcer_appeared.next() => {
+                if change.args().is_ok_and(|a| a.new_owner().is_some()) {
+                    tracing::info!("airlock-enforcer appeared on the bus");
+                    sync_enforcer(&core, &enforcer).await;
                 }
             }
             _ = hangup.recv() => {
-                let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
-                match core.reload_policy() {
-                    Ok(message) => tracing::info!("SIGHUP: {message}"),
+                let reloaded = core.lock().unwrap_or_else(|p| p.into_inner()).reload_policy();
+                match reloaded {
+                    Ok(message) => {
+                        tracing::info!("SIGHUP: {message}");
+                        sync_enforcer(&core, &enforcer).await;
+                    }
                     Err(e) => tracing::error!("SIGHUP: {}", e.message()),
                 }
             }

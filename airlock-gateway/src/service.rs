@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{
-    AirlockError, DecisionInfo, GatewayStatus, GrantInfo, RequestInfo, Totp1Proxy, TotpStatus,
-    MAX_ARGV, MAX_ARG_LEN,
+    AirlockError, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
+    GrantInfo, RequestInfo, SessionRecord, Totp1Proxy, TotpStatus, MAX_ARGV, MAX_ARG_LEN,
 };
 use airlock_common::timefmt::now_unix;
 use serde_json::json;
@@ -13,8 +13,9 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zeroize::Zeroizing;
 
-use crate::caller::{caller_uid, is_admin, require_admin};
+use crate::caller::{caller_pid, caller_uid, is_admin, require_admin};
 use crate::core::Core;
+use crate::sessions::SessionState;
 
 /// Longest TOTP code accepted (codes are 6 digits; anything longer is junk).
 const MAX_CODE_LEN: usize = 16;
@@ -22,6 +23,7 @@ const MAX_CODE_LEN: usize = 16;
 pub struct Gateway {
     core: Arc<Mutex<Core>>,
     totp: Totp1Proxy<'static>,
+    enforcer: Enforcer1Proxy<'static>,
     dbus: DBusProxy<'static>,
 }
 
@@ -29,9 +31,15 @@ impl Gateway {
     pub fn new(
         core: Arc<Mutex<Core>>,
         totp: Totp1Proxy<'static>,
+        enforcer: Enforcer1Proxy<'static>,
         dbus: DBusProxy<'static>,
     ) -> Self {
-        Gateway { core, totp, dbus }
+        Gateway {
+            core,
+            totp,
+            enforcer,
+            dbus,
+        }
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
@@ -53,6 +61,65 @@ impl Gateway {
     }
 }
 
+/// Maps a failed call to `airlock-enforcer`, naming it when it is absent.
+pub fn enforcer_error(e: zbus::Error) -> AirlockError {
+    match AirlockError::from_remote(e) {
+        AirlockError::ZBus(e) => AirlockError::Unavailable(format!(
+            "airlock-enforcer did not answer ({e}); kernel enforcement is not running. \
+             Start it (`systemctl start airlock-enforcer`), or see `airlockctl doctor`"
+        )),
+        other => other,
+    }
+}
+
+/// Pushes a session's current spec (policy and grants) to the enforcer.
+pub async fn push_session(
+    core: &Arc<Mutex<Core>>,
+    enforcer: &Enforcer1Proxy<'static>,
+    id: &str,
+) -> Result<(), AirlockError> {
+    let spec = {
+        let core = core.lock().unwrap_or_else(|p| p.into_inner());
+        let session = core.session(id)?;
+        if !session.state.is_live() {
+            return Ok(());
+        }
+        core.session_spec(session, now_unix())
+    };
+    enforcer.update_session(spec).await.map_err(enforcer_error)
+}
+
+/// Sends every live session to the enforcer (after either side started);
+/// sessions it no longer has are marked exited.
+pub async fn sync_enforcer(core: &Arc<Mutex<Core>>, enforcer: &Enforcer1Proxy<'static>) {
+    let specs = core
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .live_specs(now_unix());
+    let count = specs.len();
+    match enforcer.sync(specs).await {
+        Ok(lost) => {
+            let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+            for id in lost {
+                tracing::warn!("session {id} is gone (its processes ended while nobody watched)");
+                let _ = core.end_session(&id, SessionState::Exited, None, now_unix());
+            }
+            tracing::info!("synchronised {count} live session(s) with airlock-enforcer");
+        }
+        Err(e) => tracing::warn!(
+            "cannot synchronise sessions with airlock-enforcer: {}",
+            enforcer_error(e).message()
+        ),
+    }
+    match enforcer.status().await {
+        Ok(status) => {
+            let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+            core.note_enforcement_mode(&status);
+        }
+        Err(e) => tracing::debug!("enforcer status: {e}"),
+    }
+}
+
 /// Maps a failed call to `airlock-totp`, naming the service when it is absent.
 fn totp_error(e: zbus::Error) -> AirlockError {
     match AirlockError::from_remote(e) {
@@ -60,6 +127,28 @@ fn totp_error(e: zbus::Error) -> AirlockError {
             "airlock-totp did not answer ({e}); is the airlock-totp service running?"
         )),
         other => other,
+    }
+}
+
+fn check_short(what: &str, text: &str) -> Result<(), AirlockError> {
+    if text.len() > 64 || text.chars().any(char::is_control) {
+        return Err(AirlockError::InvalidArgument(format!(
+            "{what} is malformed"
+        )));
+    }
+    Ok(())
+}
+
+impl Gateway {
+    /// `lsm` or `degraded`, as the enforcer reports it.
+    async fn enforcement_mode(&self) -> String {
+        match self.enforcer.status().await {
+            Ok(status) => {
+                self.core().note_enforcement_mode(&status);
+                status.mode
+            }
+            Err(_) => "unknown".into(),
+        }
     }
 }
 
@@ -101,9 +190,25 @@ impl Gateway {
         requested_ttl_secs: u64,
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
-        let new =
-            self.core()
-                .request_approval(uid, scope, reason, requested_ttl_secs, now_unix())?;
+        // A request from inside a governed session is for that session, so
+        // that the grant applies there (and only there).
+        let session = match caller_pid(&self.dbus, &header).await {
+            Ok(pid) => self
+                .enforcer
+                .session_of_pid(pid)
+                .await
+                .ok()
+                .filter(|s| !s.is_empty()),
+            Err(_) => None,
+        };
+        let new = self.core().request_approval(
+            uid,
+            session,
+            scope,
+            reason,
+            requested_ttl_secs,
+            now_unix(),
+        )?;
         if let Err(e) =
             Self::approval_requested(&emitter, &new.id, &new.scope, &new.reason, new.uid).await
         {
@@ -147,9 +252,22 @@ impl Gateway {
         let asked = self.core().prepare_approval(id, ttl_secs, write)?;
         self.pin_signing_key().await?;
         match self.totp.approve(asked.clone(), &code).await {
-            Ok(signed) => self
-                .core()
-                .complete_approval(&asked, signed, uid, now_unix()),
+            Ok(signed) => {
+                let grant = self
+                    .core()
+                    .complete_approval(&asked, signed, uid, now_unix())?;
+                if !grant.session.is_empty() {
+                    // The kernel honours the grant before approve returns.
+                    if let Err(e) = push_session(&self.core, &self.enforcer, &grant.session).await {
+                        tracing::error!(
+                            "grant {} is issued but the kernel does not know it yet: {}",
+                            grant.id,
+                            e.message()
+                        );
+                    }
+                }
+                Ok(grant)
+            }
             Err(e) => {
                 let error = totp_error(e);
                 if matches!(
@@ -192,13 +310,20 @@ impl Gateway {
     ) -> Result<(), AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "revoke grants")?;
-        self.core().revoke(grant_id, uid)
+        let session = self.core().session_of_grant(grant_id);
+        self.core().revoke(grant_id, uid)?;
+        if let Some(session) = session {
+            push_session(&self.core, &self.enforcer, &session).await?;
+        }
+        Ok(())
     }
 
     async fn revoke_all(&self, #[zbus(header)] header: Header<'_>) -> Result<u32, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "revoke grants")?;
-        self.core().revoke_all(uid)
+        let count = self.core().revoke_all(uid)?;
+        sync_enforcer(&self.core, &self.enforcer).await;
+        Ok(count)
     }
 
     /// Starts TOTP enrolment and returns the `otpauth://` URI. Replacing an
@@ -278,7 +403,10 @@ impl Gateway {
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "reload policy")?;
-        self.core().reload_policy()
+        let message = self.core().reload_policy()?;
+        // Running sessions get the new rules at once.
+        sync_enforcer(&self.core, &self.enforcer).await;
+        Ok(message)
     }
 
     async fn status(&self) -> Result<GatewayStatus, AirlockError> {
@@ -296,6 +424,189 @@ impl Gateway {
             totp_reachable: totp.is_ok(),
             totp: totp.unwrap_or_else(|_| TotpStatus::default()),
         })
+    }
+
+    /// Starts a governed session for the process behind `pidfd`, which must
+    /// run as the caller.
+    async fn start_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        role: &str,
+        pidfd: zbus::zvariant::OwnedFd,
+        search_path: Vec<String>,
+    ) -> Result<SessionRecord, AirlockError> {
+        let uid = self.caller(&header).await?;
+        check_short("role", role)?;
+        if search_path.len() > 256 || search_path.iter().any(|d| d.len() > 4096) {
+            return Err(AirlockError::InvalidArgument(
+                "search path is too large".into(),
+            ));
+        }
+        let session = self
+            .core()
+            .create_session(uid, role, false, search_path, now_unix())?;
+        let spec = self.core().session_spec(&session, now_unix());
+        let fd = zbus::zvariant::Fd::from(&pidfd);
+        if let Err(e) = self.enforcer.start_session(spec, fd).await {
+            let error = enforcer_error(e);
+            self.core().session_failed(&session.id, &error)?;
+            return Err(error);
+        }
+        let mode = self.enforcement_mode().await;
+        Ok(self.core().session_started(&session.id, &mode)?.record())
+    }
+
+    /// Records that the caller runs an agent without enforcement.
+    async fn record_unenforced(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        role: &str,
+        reason: &str,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        check_short("role", role)?;
+        if reason.len() > airlock_common::dbus::MAX_TEXT_LEN {
+            return Err(AirlockError::InvalidArgument("reason is too long".into()));
+        }
+        self.core().audit_event(
+            "session_unenforced",
+            json!({"service": "gateway", "uid": uid, "role": role, "reason": reason}),
+        )
+    }
+
+    /// Governs every process of a Unix user (admins only).
+    async fn bind_user(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        role: &str,
+        uid: u32,
+    ) -> Result<SessionRecord, AirlockError> {
+        let caller = self.caller(&header).await?;
+        require_admin(caller, "bind a user to a governed session")?;
+        check_short("role", role)?;
+        if uid == 0 {
+            return Err(AirlockError::InvalidArgument(
+                "root cannot be a governed agent user".into(),
+            ));
+        }
+        let session = self
+            .core()
+            .create_session(uid, role, true, Vec::new(), now_unix())?;
+        let spec = self.core().session_spec(&session, now_unix());
+        if let Err(e) = self.enforcer.bind_user(spec).await {
+            let error = enforcer_error(e);
+            self.core().session_failed(&session.id, &error)?;
+            return Err(error);
+        }
+        let mode = self.enforcement_mode().await;
+        Ok(self.core().session_started(&session.id, &mode)?.record())
+    }
+
+    async fn list_sessions(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<SessionRecord>, AirlockError> {
+        let uid = self.caller(&header).await?;
+        Ok(self.core().list_sessions(uid, is_admin(uid)))
+    }
+
+    /// Revokes a session and ends its processes (its owner or an admin).
+    async fn revoke_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        let owner = self.core().session(id)?.uid;
+        if owner != uid {
+            require_admin(uid, "revoke another user's session")?;
+        }
+        self.core()
+            .end_session(id, SessionState::Revoked, Some(uid), now_unix())?;
+        self.enforcer
+            .end_session(id, true)
+            .await
+            .map_err(enforcer_error)
+    }
+
+    /// Files a request for a session (its owner or an admin).
+    async fn request_for_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        session: &str,
+        scope: &str,
+        reason: &str,
+        requested_ttl_secs: u64,
+    ) -> Result<String, AirlockError> {
+        let uid = self.caller(&header).await?;
+        let owner = self.core().session(session)?.uid;
+        if owner != uid {
+            require_admin(uid, "file requests for another user's session")?;
+        }
+        let new = self.core().request_approval(
+            owner,
+            Some(session.to_owned()),
+            scope,
+            reason,
+            requested_ttl_secs,
+            now_unix(),
+        )?;
+        if let Err(e) =
+            Self::approval_requested(&emitter, &new.id, &new.scope, &new.reason, new.uid).await
+        {
+            tracing::warn!("cannot emit ApprovalRequested: {e}");
+        }
+        Ok(new.id)
+    }
+
+    async fn enforcer_status(&self) -> Result<EnforcerStatus, AirlockError> {
+        self.enforcer.status().await.map_err(enforcer_error)
+    }
+
+    /// The enforcer reports a kernel event (root only): it is audited, and
+    /// for a command that needs approval a request is filed (or the pending
+    /// one reused) and its id returned.
+    async fn report_enforcement(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        event: EnforcementEvent,
+    ) -> Result<String, AirlockError> {
+        let uid = self.caller(&header).await?;
+        if uid != 0 {
+            return Err(AirlockError::AccessDenied(
+                "only airlock-enforcer (root) reports enforcement events".into(),
+            ));
+        }
+        let filed = self.core().record_enforcement(&event, now_unix())?;
+        if let Some(new) = &filed {
+            if new.fresh {
+                if let Err(e) =
+                    Self::approval_requested(&emitter, &new.id, &new.scope, &new.reason, new.uid)
+                        .await
+                {
+                    tracing::warn!("cannot emit ApprovalRequested: {e}");
+                }
+            }
+        }
+        Ok(filed.map(|n| n.id).unwrap_or_default())
+    }
+
+    /// The enforcer saw a session's last process exit (root only).
+    async fn session_exited(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        if uid != 0 {
+            return Err(AirlockError::AccessDenied(
+                "only airlock-enforcer (root) reports session exits".into(),
+            ));
+        }
+        self.core()
+            .end_session(id, SessionState::Exited, None, now_unix())
     }
 
     #[zbus(signal)]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use airlock_common::fsutil::{replace, Durability};
 use airlock_common::grant::{Scope, SignedGrant};
+
+use crate::sessions::Session;
 use serde::{Deserialize, Serialize};
 
 /// A request waiting for a human.
@@ -36,6 +38,11 @@ pub struct Snapshot {
     pub requests: Vec<PendingRequest>,
     #[serde(default)]
     pub grants: Vec<SignedGrant>,
+    /// Governed sessions, live and recently ended.
+    #[serde(default)]
+    pub sessions: Vec<Session>,
+    #[serde(default)]
+    pub next_session_index: u32,
 }
 
 pub struct Store {

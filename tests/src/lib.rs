@@ -9,6 +9,7 @@
 //! The tests need root (to create users and switch to them) and
 //! `dbus-daemon`; they fail, not skip, without them.
 
+pub mod catalogue;
 pub mod totp;
 pub mod users;
 
@@ -27,11 +28,13 @@ pub use users::{TestUser, AGENT, APPROVER, OUTSIDER};
 /// Where cargo put the workspace's binaries (target/debug).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/system-xxxx -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    // target/debug/deps/system-xxxx (a test) or target/debug/x (a binary)
+    let dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn bin(name: &str) -> PathBuf {
@@ -101,6 +104,9 @@ pub struct Options {
     /// A bus policy that lets everyone call everything, to prove the
     /// services' own uid checks (defence in depth).
     pub permissive_bus: bool,
+    /// Also run airlock-enforcer (as root), with its own bpffs pin
+    /// directory and session cgroup parent.
+    pub enforcer: bool,
 }
 
 pub struct System {
@@ -109,6 +115,9 @@ pub struct System {
     bus: Child,
     totp: Option<Child>,
     gateway: Option<Child>,
+    enforcer: Option<Child>,
+    /// Unique per system: the enforcer's pin directory and cgroup name.
+    tag: String,
     options: Options,
 }
 
@@ -208,17 +217,71 @@ impl System {
         }
         fs::write(dir.path().join("airlock.toml"), config_text).unwrap();
 
+        let tag = format!(
+            "airlock-test-{}",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(['.', '-'], "")
+        );
+        let with_enforcer = options.enforcer;
         let mut system = System {
             dir,
             bus_address,
             bus,
             totp: None,
             gateway: None,
+            enforcer: None,
+            tag,
             options,
         };
         system.start_totp();
+        if with_enforcer {
+            system.start_enforcer();
+        }
         system.start_gateway();
         system
+    }
+
+    /// The enforcer's bpffs pin directory for this system.
+    pub fn pin_dir(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/bpf").join(&self.tag)
+    }
+
+    /// The session cgroup parent's name for this system.
+    pub fn cgroup_dir(&self) -> &str {
+        &self.tag
+    }
+
+    pub fn start_enforcer(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("airlock-enforcer.log"))
+            .unwrap();
+        let child = Command::new(bin("airlock-enforcer"))
+            .arg("--pin-dir")
+            .arg(self.pin_dir())
+            .arg("--cgroup-dir")
+            .arg(&self.tag)
+            .env_clear()
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.enforcer = Some(child);
+        self.wait_for_name(names::ENFORCER_BUS_NAME, "airlock-enforcer");
+    }
+
+    /// SIGKILLs the enforcer; its pinned programs stay in force.
+    pub fn kill_enforcer(&mut self) {
+        if let Some(mut child) = self.enforcer.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -302,10 +365,10 @@ impl System {
             if out.success() {
                 return;
             }
-            let child = if binary == "airlock-totp" {
-                self.totp.as_mut()
-            } else {
-                self.gateway.as_mut()
+            let child = match binary {
+                "airlock-totp" => self.totp.as_mut(),
+                "airlock-enforcer" => self.enforcer.as_mut(),
+                _ => self.gateway.as_mut(),
             };
             if let Some(Some(status)) = child.map(|c| c.try_wait().unwrap()) {
                 panic!(
@@ -329,6 +392,18 @@ impl System {
 
     /// Runs any program as `user` against this system's bus.
     pub fn run_as(&self, user: &TestUser, program: &Path, args: &[&str], stdin: &str) -> CtlOutput {
+        self.run_as_with_path(user, program, args, stdin, "/usr/local/bin:/usr/bin:/bin")
+    }
+
+    /// `run_as` with a given PATH.
+    pub fn run_as_with_path(
+        &self,
+        user: &TestUser,
+        program: &Path,
+        args: &[&str],
+        stdin: &str,
+        path: &str,
+    ) -> CtlOutput {
         use std::io::Write;
         let mut child = Command::new("setpriv")
             .args([
@@ -342,7 +417,8 @@ impl System {
             .arg(program)
             .args(args)
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PATH", path)
+            .env("HOME", self.dir.path())
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -431,16 +507,60 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
-        for child in [self.gateway.as_mut(), self.totp.as_mut()]
-            .into_iter()
-            .flatten()
+        for child in [
+            self.gateway.as_mut(),
+            self.totp.as_mut(),
+            self.enforcer.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = child.kill();
             let _ = child.wait();
         }
         let _ = self.bus.kill();
         let _ = self.bus.wait();
+        if self.options.enforcer {
+            cleanup_kernel_state(&self.pin_dir(), &self.tag);
+        }
     }
+}
+
+/// Unpins an enforcer's programs and maps (detaching them) and removes its
+/// session cgroups, killing whatever is left in them.
+pub fn cleanup_kernel_state(pin_dir: &Path, cgroup_dir: &str) {
+    let _ = fs::remove_dir_all(pin_dir);
+    let Some(root) = cgroup2_root() else {
+        return;
+    };
+    let base = root.join(cgroup_dir);
+    if let Ok(entries) = fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                let _ = fs::write(path.join("cgroup.kill"), b"1");
+                for _ in 0..50 {
+                    if fs::remove_dir(&path).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    let _ = fs::remove_dir(&base);
+}
+
+/// The cgroup2 mount point.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next() != Some("cgroup2") {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
 }
 
 #[derive(Debug)]

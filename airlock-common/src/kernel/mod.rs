@@ -15,6 +15,8 @@
 
 #[cfg(feature = "std")]
 pub mod compile;
+#[cfg(feature = "std")]
+pub mod identity;
 #[cfg(test)]
 mod tests;
 

@@ -15,7 +15,7 @@ use crate::kernel::{MAX_WORDS, MAX_WORD_LEN};
 /// Splits a rule command into words and checks that its first word is a bare
 /// name or a normalised absolute path. A relative path (`./x`, `bin/x`) is
 /// refused because it would depend on the agent's working directory.
-pub(crate) fn parse_command(text: &str) -> Result<Vec<String>, String> {
+pub fn parse_command(text: &str) -> Result<Vec<String>, String> {
     let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
     let Some(first) = words.first() else {
         return Err("empty command".to_owned());

@@ -16,7 +16,7 @@ mod tree;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use matcher::{basename, rule_matches};
+pub use matcher::{basename, parse_command, rule_matches};
 pub use model::{
     Action, CommandLine, Decision, Diagnostic, MatchedRule, Policy, Role, Rule, Source, UnknownRole,
 };

@@ -1,0 +1,133 @@
+//! `airlockctl doctor`: what this machine can enforce, and how to fix what
+//! it cannot.
+
+use crate::bus;
+
+struct Report {
+    problems: usize,
+    degraded: bool,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: &str) {
+        println!("ok    {what}: {detail}");
+    }
+    fn warn(&mut self, what: &str, detail: &str) {
+        self.degraded = true;
+        println!("WARN  {what}: {detail}");
+    }
+    fn fail(&mut self, what: &str, detail: &str) {
+        self.problems += 1;
+        println!("FAIL  {what}: {detail}");
+    }
+}
+
+fn kernel_checks(report: &mut Report) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    report.ok("kernel", release.trim());
+    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        report.ok("BTF", "/sys/kernel/btf/vmlinux is present");
+    } else {
+        report.fail(
+            "BTF",
+            "/sys/kernel/btf/vmlinux is missing; Airlock needs a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        );
+    }
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(list) if list.trim().split(',').any(|l| l == "bpf") => {
+            report.ok("BPF LSM", &format!("active ({})", list.trim()))
+        }
+        Ok(list) => report.warn(
+            "BPF LSM",
+            &format!(
+                "not in the active LSM list ({}); add `bpf` to it, e.g. \
+                 GRUB_CMDLINE_LINUX=\"lsm={},bpf\" in /etc/default/grub, then update-grub and reboot",
+                list.trim(),
+                list.trim()
+            ),
+        ),
+        Err(_) => report.warn(
+            "BPF LSM",
+            "cannot read /sys/kernel/security/lsm (securityfs not mounted?)",
+        ),
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("cgroup2"))
+    {
+        report.ok("cgroup v2", "mounted");
+    } else {
+        report.fail("cgroup v2", "not mounted; governed sessions need cgroup v2");
+    }
+}
+
+pub async fn doctor() -> anyhow::Result<i32> {
+    let mut report = Report {
+        problems: 0,
+        degraded: false,
+    };
+    kernel_checks(&mut report);
+    match bus::gateway().await {
+        Err(e) => report.fail("gateway", &format!("{e:#}")),
+        Ok(gateway) => match gateway.status().await {
+            Err(e) => report.fail("gateway", &format!("{:#}", bus::explain("status", e))),
+            Ok(status) => {
+                report.ok("gateway", "running");
+                if status.totp_reachable {
+                    report.ok(
+                        "totp",
+                        if status.totp.enrolled {
+                            "running, enrolled"
+                        } else {
+                            "running, not enrolled yet (`airlockctl totp setup`)"
+                        },
+                    );
+                } else {
+                    report.fail(
+                        "totp",
+                        "airlock-totp is not reachable; approvals are impossible",
+                    );
+                }
+                match gateway.enforcer_status().await {
+                    Ok(enforcer) if enforcer.mode == "lsm" => {
+                        report.ok("enforcer", &enforcer.detail);
+                    }
+                    Ok(enforcer) => {
+                        report.warn("enforcer", &enforcer.detail);
+                    }
+                    Err(e) => report.fail(
+                        "enforcer",
+                        &format!(
+                            "{:#}; `airlockctl run` refuses to start agents until it runs",
+                            bus::explain("enforcer status", e)
+                        ),
+                    ),
+                }
+                match gateway.enforcer_status().await {
+                    Ok(enforcer) if enforcer.events_lost > 0 => report.warn(
+                        "events",
+                        &format!(
+                            "{} kernel events were lost (ring buffer full)",
+                            enforcer.events_lost
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+        },
+    }
+    if report.problems > 0 {
+        println!(
+            "\n{} problem(s): agents cannot be governed here until they are fixed",
+            report.problems
+        );
+        Ok(1)
+    } else if report.degraded {
+        println!("\nenforcement is DEGRADED: see the WARN lines for the fix");
+        Ok(2)
+    } else {
+        println!("\nfull enforcement: forbidden commands fail with EPERM before they run");
+        Ok(0)
+    }
+}

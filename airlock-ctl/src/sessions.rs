@@ -1,0 +1,284 @@
+//! Governed sessions: `run`, `sessions`, `use` and `current`.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use airlock_common::dbus::{Gateway1Proxy, SessionRecord};
+use airlock_common::timefmt::rfc3339;
+use anyhow::{anyhow, Context};
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::bus;
+use crate::policy::resolve_executable;
+
+/// Where `airlockctl use` keeps the default role: one line.
+fn role_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("airlock/role"))
+}
+
+/// The role chosen with `airlockctl use`, if any.
+fn chosen_role() -> Option<String> {
+    let text = std::fs::read_to_string(role_file()?).ok()?;
+    let role = text.trim();
+    (!role.is_empty()).then(|| role.to_owned())
+}
+
+async fn check_role(gateway: &Gateway1Proxy<'_>, role: &str) -> anyhow::Result<()> {
+    gateway
+        .check_command(role, &["true"])
+        .await
+        .map(|_| ())
+        .map_err(|e| bus::explain(&format!("role {role:?}"), e))
+}
+
+pub async fn use_role(role: &str) -> anyhow::Result<i32> {
+    let gateway = bus::gateway().await?;
+    check_role(&gateway, role).await?;
+    let path = role_file().ok_or_else(|| anyhow!("neither XDG_CONFIG_HOME nor HOME is set"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&path, format!("{role}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("future governed sessions use role {role} (`airlockctl run -- CMD`)");
+    Ok(0)
+}
+
+pub async fn current() -> anyhow::Result<i32> {
+    match chosen_role() {
+        Some(role) => println!("{role} (set by `airlockctl use`)"),
+        None => println!("the gateway's default role (no `airlockctl use` yet)"),
+    }
+    Ok(0)
+}
+
+fn print_session(s: &SessionRecord) {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(s.uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| s.uid.to_string());
+    let scope = if s.bound_uid {
+        format!("every process of {user}")
+    } else {
+        format!("process tree of {user}")
+    };
+    println!("{}  {:<8} role {}  {scope}", s.id, s.state, s.role);
+    print!("    started {}", rfc3339(s.created_at));
+    if s.ended_at > 0 {
+        print!(", ended {}", rfc3339(s.ended_at));
+    }
+    if !s.enforcement.is_empty() {
+        print!(", enforcement {}", s.enforcement);
+    }
+    println!();
+}
+
+pub async fn list(json: bool) -> anyhow::Result<i32> {
+    let gateway = bus::gateway().await?;
+    let sessions = gateway
+        .list_sessions()
+        .await
+        .map_err(|e| bus::explain("sessions", e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&sessions)?);
+    } else if sessions.is_empty() {
+        println!("no sessions");
+    } else {
+        sessions.iter().for_each(print_session);
+    }
+    Ok(0)
+}
+
+pub async fn revoke(id: &str) -> anyhow::Result<i32> {
+    let gateway = bus::gateway().await?;
+    gateway
+        .revoke_session(id)
+        .await
+        .map_err(|e| bus::explain("revoke session", e))?;
+    println!("revoked session {id}; its processes were killed");
+    Ok(0)
+}
+
+pub async fn bind_user(user: &str, role: Option<&str>) -> anyhow::Result<i32> {
+    let uid = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("no user {user:?}"))?
+        .uid
+        .as_raw();
+    let gateway = bus::gateway().await?;
+    let session = gateway
+        .bind_user(role.unwrap_or(""), uid)
+        .await
+        .map_err(|e| bus::explain("bind user", e))?;
+    print_session(&session);
+    Ok(0)
+}
+
+/// A pidfd for `pid` (our child, so it cannot be reaped and reused before
+/// we wait for it).
+fn pidfd_open(pid: Pid) -> anyhow::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("pidfd_open");
+    }
+    // SAFETY: a fresh fd the kernel just gave us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The child, held until its session is in place, then the command.
+struct Held {
+    pid: Pid,
+    go: OwnedFd,
+}
+
+impl Held {
+    /// Forks a child that waits on a pipe and then execs `program`.
+    fn spawn(program: &CString, argv: &[CString]) -> anyhow::Result<Held> {
+        let (wait_end, go_end) = nix::unistd::pipe()?;
+        // SAFETY: the child only calls async-signal-safe functions (read,
+        // execv, _exit) on memory prepared before the fork.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(go_end);
+                let mut byte = [0u8; 1];
+                let started = matches!(
+                    nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&wait_end), &mut byte),
+                    Ok(1)
+                );
+                if started {
+                    let _ = nix::unistd::execv(program, argv);
+                }
+                // SAFETY: leave the child without running the parent's
+                // destructors or atexit handlers.
+                unsafe { libc::_exit(if started { 127 } else { 126 }) }
+            }
+            ForkResult::Parent { child } => {
+                drop(wait_end);
+                Ok(Held {
+                    pid: child,
+                    go: go_end,
+                })
+            }
+        }
+    }
+
+    /// Lets the command start, then waits for it; returns its exit code.
+    fn release_and_wait(self) -> anyhow::Result<i32> {
+        nix::unistd::write(self.go.as_fd(), b"g")?;
+        drop(self.go);
+        loop {
+            match waitpid(self.pid, None)? {
+                WaitStatus::Exited(_, code) => return Ok(code),
+                WaitStatus::Signaled(_, sig, _) => return Ok(128 + sig as i32),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Kills the child before it ran anything.
+    fn abandon(self) {
+        let _ = signal::kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> anyhow::Result<i32> {
+    let name = command
+        .first()
+        .ok_or_else(|| anyhow!("no command to run"))?;
+    let program = resolve_executable(name).ok_or_else(|| anyhow!("{name}: command not found"))?;
+    let program = CString::new(program.as_os_str().as_encoded_bytes())?;
+    let argv = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow!("an argument contains a NUL byte"))?;
+    let role = role
+        .map(str::to_owned)
+        .or_else(chosen_role)
+        .unwrap_or_default();
+
+    // The command must not start before it is governed: fork it held.
+    let held = Held::spawn(&program, &argv)?;
+    let outcome = govern(&held, &role, unenforced).await;
+    match outcome {
+        Ok(()) => {}
+        Err(e) => {
+            held.abandon();
+            return Err(e);
+        }
+    }
+    // The terminal's ^C reaches the command directly; we only wait.
+    // SAFETY: installing SIG_IGN has no handler code to be unsafe about.
+    unsafe {
+        let _ = signal::signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal::signal(Signal::SIGQUIT, SigHandler::SigIgn);
+    }
+    held.release_and_wait()
+}
+
+async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()> {
+    let gateway = match bus::gateway().await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            return Err(anyhow!(
+                "{e:#}\nairlock: the agent was not started: it would run ungoverned. \
+                 Without the gateway even --unenforced cannot be recorded in the audit log."
+            ))
+        }
+    };
+    let search_path: Vec<String> = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter_map(|d| d.to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let pidfd = pidfd_open(held.pid)?;
+    let started = gateway
+        .start_session(role, zbus::zvariant::Fd::from(&pidfd), search_path)
+        .await;
+    match started {
+        Ok(session) => {
+            eprintln!(
+                "airlock: session {} (role {}) governs this command; enforcement: {}",
+                session.id, session.role, session.enforcement
+            );
+            if session.enforcement != "lsm" {
+                eprintln!(
+                    "airlock: WARNING: enforcement is {}: forbidden commands are killed rather \
+                     than refused, and some bypass guards are off; `airlockctl doctor` says how \
+                     to fix it",
+                    session.enforcement
+                );
+            }
+            Ok(())
+        }
+        Err(e) if unenforced => {
+            let error = bus::explain("start session", e);
+            gateway
+                .record_unenforced(role, &format!("{error:#}"))
+                .await
+                .map_err(|e| bus::explain("record unenforced run", e))?;
+            eprintln!(
+                "airlock: WARNING: running UNENFORCED (--unenforced): {error:#}\n\
+                 airlock: this run is recorded in the audit log"
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow!(
+            "{:#}\nairlock: the agent was not started: it would run ungoverned. Fix the \
+             enforcer (`airlockctl doctor`), or pass --unenforced to run it anyway (audited).",
+            bus::explain("start session", e)
+        )),
+    }
+}

@@ -1,0 +1,289 @@
+//! The bypass catalogue: ways an agent might run `terraform apply` that a
+//! rule `terraform apply` must stop, each run in its own governed session
+//! as the agent user, and the layer that stopped it read back from the
+//! audit log.
+//!
+//! The same catalogue runs on the host (whose kernel refuses BPF LSM, so
+//! enforcement is degraded) and in the VM with BPF LSM.
+
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::{bin, users, CtlOutput, System, AGENT};
+
+/// The role the catalogue runs under: `terraform apply` blocked,
+/// `terraform plan` needs approval, everything else allowed.
+pub const ROLE: &str = "terraform-restricted-agent";
+
+/// Files the catalogue works with.
+pub struct Bench {
+    /// Holds the stand-in `terraform` (root-owned, on the agent's PATH).
+    pub bin: PathBuf,
+    /// Writable by the agent.
+    pub work: PathBuf,
+}
+
+impl Bench {
+    pub fn terraform(&self) -> PathBuf {
+        self.bin.join("terraform")
+    }
+
+    /// The agent's PATH: the stand-in first.
+    pub fn path(&self) -> String {
+        format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin.display())
+    }
+}
+
+/// Installs the stand-in as `terraform`, a hard link to it (made by root:
+/// the agent may not link a file it does not own), and the agent's work
+/// directory.
+pub fn prepare(system: &System) -> Bench {
+    let root = system.path("bench");
+    let bin_dir = root.join("bin");
+    let work = root.join("work");
+    fs::create_dir_all(&bin_dir).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&bin_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = users::uid(AGENT.name).as_raw();
+    chown(&work, Some(agent), Some(agent)).unwrap();
+    let terraform = bin_dir.join("terraform");
+    fs::copy(bin("airlock-stand-in"), &terraform).unwrap();
+    fs::set_permissions(&terraform, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::hard_link(&terraform, bin_dir.join("tf-hardlink")).unwrap();
+    Bench { bin: bin_dir, work }
+}
+
+/// Which defence a case must meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Must not run.
+    Refused,
+    /// Must run (the same binary with allowed arguments).
+    Runs,
+}
+
+pub struct Case {
+    pub name: &'static str,
+    /// A `sh -c` script run by the agent in the bench's work directory.
+    pub script: String,
+    pub expect: Expect,
+    /// Set when the case is a known gap in degraded mode (no BPF LSM), with
+    /// the reason.
+    pub degraded_gap: Option<&'static str>,
+}
+
+fn case(name: &'static str, script: String) -> Case {
+    Case {
+        name,
+        script,
+        expect: Expect::Refused,
+        degraded_gap: None,
+    }
+}
+
+pub fn cases(bench: &Bench) -> Vec<Case> {
+    let tf = bench.terraform();
+    let tf = tf.display();
+    let bin = bench.bin.display();
+    let py_exec = |how: &str| format!("python3 -c '{how}'");
+    vec![
+        case("absolute path", format!("{tf} apply")),
+        case("relative path", format!("cd {bin} && ./terraform apply")),
+        case("PATH lookup", "terraform apply".into()),
+        case(
+            "symlink",
+            format!("ln -s {tf} ./tf-link && ./tf-link apply"),
+        ),
+        case("hardlink", format!("{bin}/tf-hardlink apply")),
+        case(
+            "copy under another name",
+            format!("cp {tf} ./not-terraform && ./not-terraform apply"),
+        ),
+        case(
+            "/proc/self/fd/N",
+            format!("exec 3<{tf}; /proc/self/fd/3 apply"),
+        ),
+        case("env", "env terraform apply".into()),
+        case("sh -c", "sh -c 'terraform apply'".into()),
+        case("bash -c", "bash -c 'terraform apply'".into()),
+        case("xargs", "echo apply | xargs terraform".into()),
+        case("find -exec", format!("find {bin} -name terraform -exec {{}} apply \\;")),
+        case(
+            "shebang script",
+            "printf '#!/bin/sh\\nterraform apply\\n' > s.sh && chmod +x s.sh && ./s.sh".into(),
+        ),
+        case(
+            "shebang interpreter",
+            format!("printf '#!{tf} apply\\n' > i.tf && chmod +x i.tf && ./i.tf"),
+        ),
+        case(
+            "python os.execv",
+            py_exec(&format!("import os; os.execv(\"{tf}\", [\"terraform\", \"apply\"])")),
+        ),
+        case(
+            "fexecve (execveat on an fd)",
+            py_exec(&format!(
+                "import os; fd = os.open(\"{tf}\", os.O_RDONLY); os.execve(fd, [\"terraform\", \"apply\"], dict(os.environ))"
+            )),
+        ),
+        Case {
+            degraded_gap: Some(
+                "without BPF LSM there is no mmap hook: the loader maps the binary itself and no exec happens",
+            ),
+            ..case(
+                "dynamic loader",
+                format!("/lib64/ld-linux-x86-64.so.2 {tf} apply"),
+            )
+        },
+        case(
+            "memfd exec",
+            py_exec(&format!(
+                "import os; fd = os.memfd_create(\"x\"); os.write(fd, open(\"{tf}\", \"rb\").read()); os.execve(fd, [\"terraform\", \"apply\"], dict(os.environ))"
+            )),
+        ),
+        case("busybox sh", "busybox sh -c 'terraform apply'".into()),
+        case("nohup", "nohup terraform apply 2>&1; cat nohup.out 2>/dev/null".into()),
+        case("setsid", "setsid -w terraform apply".into()),
+        case("timeout", "timeout 10 terraform apply".into()),
+        case(
+            "double-forked child",
+            "(terraform apply > double.out 2>&1 &); sleep 1; cat double.out".into(),
+        ),
+        case("argv[0] spoofing", "bash -c 'exec -a kubectl terraform apply'".into()),
+        case(
+            "leave the session cgroup",
+            "cg=$(cut -d: -f3 /proc/self/cgroup); echo $$ > /sys/fs/cgroup/cgroup.procs; \
+             echo $$ > /sys/fs/cgroup/unified/cgroup.procs; \
+             if [ \"$(cut -d: -f3 /proc/self/cgroup)\" = \"$cg\" ]; then terraform apply; \
+             else echo ESCAPED; echo STAND-IN RAN escaped; fi"
+                .into(),
+        ),
+        Case {
+            expect: Expect::Runs,
+            ..case("allowed arguments (terraform init)", "terraform init".into())
+        },
+    ]
+}
+
+/// What happened to one case.
+pub struct Outcome {
+    pub ran: bool,
+    /// The layers that acted, from the audit log: `exec_check` (BPF LSM,
+    /// EPERM), `exec_commit` (killed before the first instruction), `mmap`,
+    /// `file_open`; `permissions` when Unix permissions refused alone.
+    pub layers: Vec<String>,
+    /// The agent saw Airlock's message.
+    pub message: bool,
+    pub output: CtlOutput,
+}
+
+impl Outcome {
+    pub fn passed(&self, case: &Case) -> bool {
+        match case.expect {
+            Expect::Refused => !self.ran,
+            Expect::Runs => self.ran,
+        }
+    }
+}
+
+/// The session id `airlockctl run` printed.
+pub fn session_of(output: &CtlOutput) -> Option<String> {
+    output
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("airlock: session "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// Audit records about `session`, waiting up to `wait` for at least one
+/// whose event starts with `prefix`.
+pub fn session_events(
+    system: &System,
+    session: &str,
+    prefix: &str,
+    wait: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let text = fs::read_to_string(system.audit_log()).unwrap_or_default();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["session"] == session)
+            .collect();
+        let found = events
+            .iter()
+            .any(|e| e["event"].as_str().is_some_and(|n| n.starts_with(prefix)));
+        if found || Instant::now() >= deadline {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `script` as the agent in a governed session.
+pub fn run_in_session(system: &System, bench: &Bench, role: &str, script: &str) -> CtlOutput {
+    let script = format!("cd {} && {script}", bench.work.display());
+    system.run_as_with_path(
+        &AGENT,
+        &bin("airlockctl"),
+        &["run", "--role", role, "--", "sh", "-c", &script],
+        "",
+        &bench.path(),
+    )
+}
+
+pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
+    let output = run_in_session(system, bench, ROLE, &case.script);
+    let combined = format!("{}{}", output.stdout, output.stderr);
+    let ran = combined.contains("STAND-IN RAN");
+    let mut layers = Vec::new();
+    if let Some(session) = session_of(&output) {
+        let wait = if ran {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(3)
+        };
+        for event in session_events(system, &session, "exec_", wait)
+            .iter()
+            .chain(session_events(system, &session, "cgroup_", Duration::ZERO).iter())
+        {
+            if let Some(stage) = event["stage"].as_str() {
+                if !layers.iter().any(|l| l == stage) {
+                    layers.push(stage.to_owned());
+                }
+            }
+        }
+    }
+    if layers.is_empty() && !ran && combined.contains("Permission denied") {
+        layers.push("permissions".into());
+    }
+    Outcome {
+        ran,
+        layers,
+        message: combined.contains("airlock: POLICY BLOCK"),
+        output,
+    }
+}
+
+/// Prints a table row.
+pub fn row(name: &str, verdict: &str, layers: &str, note: &str) -> String {
+    format!("| {name:<36} | {verdict:<10} | {layers:<24} | {note}")
+}
+
+/// Checks the stand-in runs outside any session (so a refusal inside one is
+/// Airlock's doing).
+pub fn runs_ungoverned(system: &System, bench: &Bench) -> bool {
+    let out = system.run_as_with_path(
+        &AGENT,
+        Path::new("/bin/sh"),
+        &["-c", "terraform apply"],
+        "",
+        &bench.path(),
+    );
+    out.stdout.contains("STAND-IN RAN apply")
+}

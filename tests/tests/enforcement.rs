@@ -1,0 +1,100 @@
+//! Kernel enforcement on this machine's own kernel, with the real enforcer.
+//!
+//! Our hosts refuse BPF LSM, so the enforcer runs degraded (exec-commit
+//! kill); the VM suite (tests/vm/run) runs the same catalogue with BPF LSM.
+//! These tests assert whatever the mode in force promises.
+
+use airlock_tests::catalogue::{self, Expect};
+use airlock_tests::{Options, System};
+
+fn system() -> System {
+    System::start_with(Options {
+        enforcer: true,
+        ..Options::default()
+    })
+}
+
+fn mode(system: &System) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let gateway = system.gateway_proxy().await;
+        gateway.enforcer_status().await.unwrap().mode
+    })
+}
+
+#[test]
+fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    assert!(
+        catalogue::runs_ungoverned(&system, &bench),
+        "the stand-in must run outside a session"
+    );
+    let mode = mode(&system);
+    let degraded = mode != "lsm";
+    let mut failures = Vec::new();
+    println!("enforcement mode: {mode}");
+    for case in catalogue::cases(&bench) {
+        let outcome = catalogue::run_case(&system, &bench, &case);
+        let passed = outcome.passed(&case);
+        let gap = degraded && case.degraded_gap.is_some();
+        println!(
+            "{}",
+            catalogue::row(
+                case.name,
+                match (passed, case.expect) {
+                    (true, Expect::Runs) => "ran",
+                    (true, Expect::Refused) => "refused",
+                    (false, _) if gap => "KNOWN GAP",
+                    (false, _) => "FAILED",
+                },
+                &outcome.layers.join(","),
+                case.degraded_gap.filter(|_| gap).unwrap_or(""),
+            )
+        );
+        if case.expect == Expect::Runs {
+            assert!(outcome.ran, "{}: {:#?}", case.name, outcome.output);
+            continue;
+        }
+        if !passed && !gap {
+            failures.push(format!("{}: {:#?}", case.name, outcome.output));
+        }
+        if passed && case.name != "leave the session cgroup" {
+            assert!(
+                !outcome.layers.is_empty(),
+                "{}: refused but nothing in the audit log says by whom: {:#?}",
+                case.name,
+                outcome.output
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "bypasses: {failures:#?}\nenforcer log:\n{}",
+        system.service_log("airlock-enforcer")
+    );
+}
+
+#[test]
+fn without_an_enforcer_run_refuses_unless_unenforced_and_that_is_audited() {
+    let system = System::start();
+    let bench = catalogue::prepare(&system);
+    let out = catalogue::run_in_session(&system, &bench, catalogue::ROLE, "terraform init");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("airlock-enforcer"), "{out:#?}");
+    assert!(out.stderr.contains("the agent was not started"), "{out:#?}");
+    assert!(!out.stdout.contains("STAND-IN RAN"), "{out:#?}");
+
+    let out = system.run_as_with_path(
+        &airlock_tests::AGENT,
+        &airlock_tests::bin("airlockctl"),
+        &["run", "--unenforced", "--", "terraform", "init"],
+        "",
+        &bench.path(),
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("STAND-IN RAN init"));
+    assert!(out.stderr.contains("UNENFORCED"), "{out:#?}");
+    let log = std::fs::read_to_string(system.audit_log()).unwrap();
+    assert!(log.contains("\"event\":\"session_unenforced\""), "{log}");
+}
