@@ -287,3 +287,182 @@ pub fn runs_ungoverned(system: &System, bench: &Bench) -> bool {
     );
     out.stdout.contains("STAND-IN RAN apply")
 }
+
+/// What the approval scenario measured.
+pub struct Approval {
+    pub request: String,
+    /// From `airlockctl approve` returning to the command having run in
+    /// the session (includes the shell starting it).
+    pub approve_to_run: Duration,
+    /// The refusal's output named the request (LSM mode: the task is held
+    /// for the message).
+    pub message_named_request: bool,
+}
+
+fn wait_for(path: &Path, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} did not appear within {limit:?}",
+                path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let agent = users::uid(AGENT.name).as_raw();
+    chown(path, Some(agent), Some(agent)).unwrap();
+}
+
+fn trigger(path: &Path) {
+    fs::write(path, "go\n").unwrap();
+}
+
+/// An approve rule end to end in one long-lived session: refused and a
+/// request filed; approved with a TOTP code, after which the kernel lets it
+/// run; refused again once the grant expired; approved again and revoked,
+/// refused again.
+pub fn approval_scenario(
+    system: &System,
+    bench: &Bench,
+    app: &mut crate::totp::Authenticator,
+) -> Result<Approval, String> {
+    let work = &bench.work;
+    for name in ["go1", "go2", "go3"] {
+        fifo(&work.join(name));
+    }
+    let script = format!(
+        "cd {work} && \
+         terraform plan > p1.out 2>&1; echo rc=$? >> p1.out; echo > ready; \
+         read l < go1; terraform plan > p2.out 2>&1; echo rc=$? >> p2.out; echo > done2; \
+         read l < go2; terraform plan > p3.out 2>&1; echo rc=$? >> p3.out; echo > done3; \
+         read l < go3; terraform plan > p4.out 2>&1; echo rc=$? >> p4.out; echo > done4",
+        work = work.display()
+    );
+    let mut child = system.spawn_as_with_path(
+        &AGENT,
+        &bin("airlockctl"),
+        &["run", "--role", ROLE, "--", "sh", "-c", &script],
+        &bench.path(),
+    );
+    let result = approval_steps(system, bench, app);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The pending request of the session the scenario runs in.
+fn pending_request(system: &System) -> Result<String, String> {
+    let out = system.ctl(&crate::APPROVER, &["requests", "--json"], "");
+    let requests: Vec<serde_json::Value> =
+        serde_json::from_str(&out.stdout).map_err(|e| format!("requests: {e}: {out:?}"))?;
+    requests
+        .iter()
+        .find(|r| r["scope"] == "command:terraform plan" && r["session"] != "")
+        .and_then(|r| r["id"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("no request was filed for the refused command: {requests:?}"))
+}
+
+fn approve(
+    system: &System,
+    app: &mut crate::totp::Authenticator,
+    id: &str,
+    ttl: &str,
+) -> Result<String, String> {
+    let code = app.next_code();
+    let out = system.ctl(
+        &crate::APPROVER,
+        &["approve", id, "--ttl", ttl, "--code-stdin"],
+        &format!("{code}\n"),
+    );
+    if out.code != 0 {
+        return Err(format!("approve failed: {out:?}"));
+    }
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("grant "))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("approve printed no grant: {out:?}"))
+}
+
+fn approval_steps(
+    system: &System,
+    bench: &Bench,
+    app: &mut crate::totp::Authenticator,
+) -> Result<Approval, String> {
+    let work = &bench.work;
+    wait_for(&work.join("ready"), Duration::from_secs(60))?;
+    let p1 = read(&work.join("p1.out"));
+    if p1.contains("STAND-IN RAN") {
+        return Err(format!("terraform plan ran without approval: {p1}"));
+    }
+    let request = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match pending_request(system) {
+                Ok(id) => break id,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    };
+    let message_named_request = p1.contains(&format!("airlock: request={request}"));
+
+    approve(system, app, &request, "6s")?;
+    let approved = Instant::now();
+    trigger(&work.join("go1"));
+    wait_for(&work.join("done2"), Duration::from_secs(30))?;
+    let approve_to_run = approved.elapsed();
+    let p2 = read(&work.join("p2.out"));
+    if !p2.contains("STAND-IN RAN plan") {
+        return Err(format!("approved terraform plan did not run: {p2}"));
+    }
+
+    // Expiry: the kernel checks the grant's deadline itself.
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(approved.elapsed()));
+    trigger(&work.join("go2"));
+    wait_for(&work.join("done3"), Duration::from_secs(30))?;
+    let p3 = read(&work.join("p3.out"));
+    if p3.contains("STAND-IN RAN") {
+        return Err(format!("terraform plan ran after the grant expired: {p3}"));
+    }
+
+    // Revocation.
+    let again = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match pending_request(system) {
+                Ok(id) => break id,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    };
+    let grant = approve(system, app, &again, "10m")?;
+    let out = system.ctl(&crate::APPROVER, &["revoke", &grant], "");
+    if out.code != 0 {
+        return Err(format!("revoke failed: {out:?}"));
+    }
+    trigger(&work.join("go3"));
+    wait_for(&work.join("done4"), Duration::from_secs(30))?;
+    let p4 = read(&work.join("p4.out"));
+    if p4.contains("STAND-IN RAN") {
+        return Err(format!(
+            "terraform plan ran after its grant was revoked: {p4}"
+        ));
+    }
+    Ok(Approval {
+        request,
+        approve_to_run,
+        message_named_request,
+    })
+}

@@ -395,6 +395,36 @@ impl System {
         self.run_as_with_path(user, program, args, stdin, "/usr/local/bin:/usr/bin:/bin")
     }
 
+    /// Starts `program` as `user` with a given PATH, without waiting.
+    pub fn spawn_as_with_path(
+        &self,
+        user: &TestUser,
+        program: &Path,
+        args: &[&str],
+        path: &str,
+    ) -> Child {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                user.name,
+                "--regid",
+                user.name,
+                "--init-groups",
+                "--",
+            ])
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", self.dir.path())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `run_as` with a given PATH.
     pub fn run_as_with_path(
         &self,

@@ -98,3 +98,33 @@ fn without_an_enforcer_run_refuses_unless_unenforced_and_that_is_audited() {
     let log = std::fs::read_to_string(system.audit_log()).unwrap();
     assert!(log.contains("\"event\":\"session_unenforced\""), "{log}");
 }
+
+#[test]
+fn approval_grant_expiry_and_revocation_reach_the_kernel() {
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    let mut app = system.enrol();
+    let approval = catalogue::approval_scenario(&system, &bench, &mut app).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nenforcer log:\n{}",
+            system.service_log("airlock-enforcer")
+        )
+    });
+    println!(
+        "approve -> command ran in the session: {:?}",
+        approval.approve_to_run
+    );
+    let log = std::fs::read_to_string(system.audit_log()).unwrap();
+    for event in [
+        "exec_approval_required",
+        "exec_granted",
+        "grant_revoked",
+        "grant_expired",
+    ] {
+        assert!(
+            log.contains(&format!("\"event\":\"{event}\"")),
+            "{event} missing:\n{log}"
+        );
+    }
+    assert!(log.contains(&approval.request));
+}

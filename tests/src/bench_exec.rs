@@ -1,0 +1,73 @@
+//! The exec benchmark (VM only, `tests/vm/run --bench`): fork+exec of
+//! /bin/true, governed by a role with 10,000 rules versus ungoverned.
+
+use std::time::Duration;
+
+use airlock_tests::{bin, Options, System, AGENT};
+
+const RULES: usize = 10_000;
+const EXECS: u32 = 2_000;
+const ROUNDS: usize = 5;
+
+fn policies() -> Vec<(String, String)> {
+    let mut text = String::from(
+        "[[policy]]\nid = \"bench\"\nname = \"Bench\"\n\n[[policy.rule]]\naction = \"block\"\ncommands = [\n",
+    );
+    for i in 0..RULES {
+        // Realistic shapes: a tool and a subcommand, some tools shared.
+        text.push_str(&format!("  \"tool{} sub{i} --flag\",\n", i % 500));
+    }
+    text.push_str(
+        "]\n\n[[role]]\nid = \"bench\"\npolicies = [\"bench\"]\ndefault_action = \"allow\"\n",
+    );
+    vec![("bench.toml".into(), text)]
+}
+
+fn loop_ns(system: &System, governed: bool) -> u64 {
+    let exec_loop = bin("airlock-exec-loop").display().to_string();
+    let n = EXECS.to_string();
+    let out = if governed {
+        system.ctl(
+            &AGENT,
+            &["run", "--role", "bench", "--", &exec_loop, &n, "/bin/true"],
+            "",
+        )
+    } else {
+        system.run_as(&AGENT, &bin("airlock-exec-loop"), &[&n, "/bin/true"], "")
+    };
+    assert_eq!(out.code, 0, "{out:?}");
+    out.stdout.trim().parse().expect("nanoseconds")
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+pub fn run() {
+    println!("\n== exec benchmark: {EXECS} fork+exec of /bin/true, {ROUNDS} rounds, median");
+    let system = System::start_with(Options {
+        enforcer: true,
+        policies: Some(policies()),
+        ..Options::default()
+    });
+    let (mut governed, mut ungoverned) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ungoverned.push(loop_ns(&system, false));
+        governed.push(loop_ns(&system, true));
+    }
+    let (g, u) = (median(governed), median(ungoverned));
+    let per = |ns: u64| Duration::from_nanos(ns / EXECS as u64);
+    println!(
+        "ungoverned:                       {:?} per fork+exec",
+        per(u)
+    );
+    println!(
+        "governed, {RULES} rules loaded:   {:?} per fork+exec",
+        per(g)
+    );
+    println!(
+        "ratio governed/ungoverned:        {:.3} (target <= 1.05)",
+        g as f64 / u as f64
+    );
+}

@@ -1,0 +1,349 @@
+//! The kernel suite: run by tests/vm/run inside a VM booted with BPF LSM,
+//! all in one boot. Prints a table and exits 0 only if every case that is
+//! not a known gap passed.
+//!
+//!   airlock-vm-suite --prepare   (on the host, as root: create the users
+//!                                 the VM will see through the shared root)
+//!   airlock-vm-suite [--bench]   (in the VM, as root)
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use airlock_tests::catalogue::{self, Expect};
+use airlock_tests::{bin, users, Options, System, AGENT, APPROVER, OUTSIDER};
+
+#[path = "../bench_exec.rs"]
+mod bench_exec;
+
+/// How long after its last heartbeat the kernel still holds tasks for the
+/// enforcer (airlock-enforcer's main loop).
+const HEARTBEAT_VALIDITY: Duration = Duration::from_millis(3500);
+
+struct Table {
+    rows: Vec<String>,
+    failures: usize,
+}
+
+impl Table {
+    fn record(&mut self, name: &str, ok: bool, layers: &str, note: &str) {
+        if !ok {
+            self.failures += 1;
+        }
+        let verdict = if ok { "PASS" } else { "FAIL" };
+        self.rows.push(catalogue::row(name, verdict, layers, note));
+        println!("{}", self.rows.last().unwrap());
+    }
+}
+
+fn lsm_active() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.trim().split(',').any(|m| m == "bpf"))
+        .unwrap_or(false)
+}
+
+fn enforcer_mode(system: &System) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let gateway = system.gateway_proxy().await;
+        match gateway.enforcer_status().await {
+            Ok(status) => status.mode,
+            Err(e) => format!("error: {e}"),
+        }
+    })
+}
+
+fn catalogue_rows(table: &mut Table, system: &System, bench: &catalogue::Bench) {
+    for case in catalogue::cases(bench) {
+        let outcome = catalogue::run_case(system, bench, &case);
+        let layers = outcome.layers.join(",");
+        match case.expect {
+            Expect::Runs => table.record(case.name, outcome.ran, &layers, "must run"),
+            Expect::Refused => {
+                let told = !outcome.layers.iter().any(|l| l == "exec_check") || outcome.message;
+                let note = if outcome.ran {
+                    "RAN"
+                } else if !told {
+                    "refused, but the agent got no Airlock message"
+                } else if outcome.message {
+                    "refused; the agent saw the block message"
+                } else {
+                    "refused"
+                };
+                table.record(case.name, !outcome.ran && told, &layers, note);
+                if outcome.ran || !told {
+                    println!("    output: {:?}", outcome.output);
+                }
+            }
+        }
+    }
+}
+
+/// A process tree ends when its session is revoked.
+fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<String, String> {
+    let mut child = system.spawn_as_with_path(
+        &AGENT,
+        &bin("airlockctl"),
+        &[
+            "run",
+            "--role",
+            catalogue::ROLE,
+            "--",
+            "sh",
+            "-c",
+            "sleep 300 & wait",
+        ],
+        &bench.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let out = system.ctl(&AGENT, &["sessions", "--json"], "");
+        let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if let Some(s) = list.iter().find(|s| s["state"] == "running") {
+            break s["id"].as_str().unwrap().to_owned();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("no running session appeared: {out:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = system.ctl(&AGENT, &["sessions", "revoke", &id], "");
+    if out.code != 0 {
+        let _ = child.kill();
+        return Err(format!("revoke failed: {out:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let list = system.ctl(&AGENT, &["sessions", "--json"], "").stdout;
+            if !list.contains("\"revoked\"") {
+                return Err(format!("session not listed as revoked: {list}"));
+            }
+            return Ok(format!(
+                "agent tree ended ({status}); session listed as revoked"
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the session's processes survived revocation".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every process of a bound user is governed, without `airlockctl run`.
+fn bound_user(system: &System, bench: &catalogue::Bench) -> Result<String, String> {
+    let out = system.ctl(
+        &APPROVER,
+        &[
+            "sessions",
+            "bind-user",
+            OUTSIDER.name,
+            "--role",
+            catalogue::ROLE,
+        ],
+        "",
+    );
+    if out.code != 0 {
+        return Err(format!("bind-user failed: {out:?}"));
+    }
+    let id = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let sh = Path::new("/bin/sh");
+    let apply =
+        system.run_as_with_path(&OUTSIDER, sh, &["-c", "terraform apply"], "", &bench.path());
+    let init = system.run_as_with_path(&OUTSIDER, sh, &["-c", "terraform init"], "", &bench.path());
+    let _ = system.ctl(&APPROVER, &["sessions", "revoke", &id], "");
+    let after =
+        system.run_as_with_path(&OUTSIDER, sh, &["-c", "terraform apply"], "", &bench.path());
+    if apply.stdout.contains("STAND-IN RAN") {
+        return Err(format!("bound user ran terraform apply: {apply:?}"));
+    }
+    if !init.stdout.contains("STAND-IN RAN init") {
+        return Err(format!("bound user could not run terraform init: {init:?}"));
+    }
+    if !after.stdout.contains("STAND-IN RAN apply") {
+        return Err(format!("unbinding did not release the user: {after:?}"));
+    }
+    Ok("apply refused, init ran, released when revoked".into())
+}
+
+/// Killing the enforcer leaves enforcement in force; a restarted one picks
+/// the sessions up again.
+fn fail_closed(system: &mut System, bench: &catalogue::Bench) -> Result<String, String> {
+    let go = bench.work.join("go-fc");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let agent = users::uid(AGENT.name).as_raw();
+    std::os::unix::fs::chown(&go, Some(agent), Some(agent)).unwrap();
+    let script = format!(
+        "cd {} && echo > fc-ready && read l < go-fc && terraform apply > fc.out 2>&1; echo > fc-done",
+        bench.work.display()
+    );
+    let mut child = system.spawn_as_with_path(
+        &AGENT,
+        &bin("airlockctl"),
+        &["run", "--role", catalogue::ROLE, "--", "sh", "-c", &script],
+        &bench.path(),
+    );
+    let wait = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !bench.work.join(name).exists() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+    if !wait("fc-ready") {
+        let _ = child.kill();
+        return Err("session did not start".into());
+    }
+    system.kill_enforcer();
+    // Past the enforcer's last heartbeat the kernel no longer holds tasks
+    // for its messages; refusal does not depend on it.
+    std::thread::sleep(HEARTBEAT_VALIDITY);
+    std::fs::write(&go, "go\n").unwrap();
+    let done = wait("fc-done");
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = std::fs::read_to_string(bench.work.join("fc.out")).unwrap_or_default();
+    if out.contains("STAND-IN RAN") {
+        return Err(format!(
+            "with the enforcer dead, terraform apply ran: {out}"
+        ));
+    }
+    if !done {
+        return Err("with the enforcer dead, the agent's shell never finished (held?)".into());
+    }
+    system.start_enforcer();
+    let again = catalogue::run_in_session(system, bench, catalogue::ROLE, "terraform apply");
+    if again.stdout.contains("STAND-IN RAN") || again.code == 0 && again.stderr.is_empty() {
+        return Err(format!("after the restart: {again:?}"));
+    }
+    Ok("refused while the enforcer was dead; restarted and enforcing".into())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--prepare") {
+        users::ensure_all();
+        return ExitCode::SUCCESS;
+    }
+    let run_bench = args.iter().any(|a| a == "--bench");
+    println!(
+        "== Airlock kernel suite (kernel {})",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    let mut table = Table {
+        rows: Vec::new(),
+        failures: 0,
+    };
+    if !lsm_active() {
+        println!(
+            "BPF LSM is not active in this kernel: this suite needs it (tests/vm/run boots one)"
+        );
+        return ExitCode::FAILURE;
+    }
+    users::ensure_all();
+    let mut system = System::start_with(Options {
+        enforcer: true,
+        ..Options::default()
+    });
+    let bench = catalogue::prepare(&system);
+    let mode = enforcer_mode(&system);
+    table.record("enforcer mode is BPF LSM", mode == "lsm", "", &mode);
+    table.record(
+        "outside a session nothing is touched",
+        catalogue::runs_ungoverned(&system, &bench),
+        "",
+        "the stand-in runs ungoverned",
+    );
+    catalogue_rows(&mut table, &system, &bench);
+
+    let mut app = system.enrol();
+    match catalogue::approval_scenario(&system, &bench, &mut app) {
+        Ok(approval) => {
+            table.record(
+                "approve rule: refused, request filed",
+                approval.message_named_request,
+                "exec_check",
+                &format!("the agent's message named {}", approval.request),
+            );
+            let ms = approval.approve_to_run.as_secs_f64() * 1000.0;
+            table.record(
+                "approval: kernel allows it within 100 ms",
+                ms < 100.0,
+                "grant map",
+                &format!("{ms:.1} ms from approve returning to the command having run"),
+            );
+            table.record(
+                "grant expiry: refused again",
+                true,
+                "exec_check",
+                "checked in the kernel",
+            );
+            table.record("grant revocation: refused again", true, "exec_check", "");
+        }
+        Err(e) => table.record("approval scenario", false, "", &e),
+    }
+    match revoke_kills_the_tree(&system, &bench) {
+        Ok(note) => table.record("sessions revoke ends the tree", true, "cgroup.kill", &note),
+        Err(e) => table.record("sessions revoke ends the tree", false, "", &e),
+    }
+    match bound_user(&system, &bench) {
+        Ok(note) => table.record("session bound to an agent user", true, "uid map", &note),
+        Err(e) => table.record("session bound to an agent user", false, "", &e),
+    }
+    match fail_closed(&mut system, &bench) {
+        Ok(note) => table.record(
+            "enforcer killed: fail closed, then resumed",
+            true,
+            "pinned links",
+            &note,
+        ),
+        Err(e) => table.record("enforcer killed: fail closed, then resumed", false, "", &e),
+    }
+    let verify = system.ctl(
+        &APPROVER,
+        &[
+            "audit",
+            "verify",
+            "--audit-dir",
+            &system.audit_dir().display().to_string(),
+        ],
+        "",
+    );
+    table.record(
+        "audit log verifies after the run",
+        verify.code == 0,
+        "",
+        verify.stdout.lines().next().unwrap_or(""),
+    );
+
+    println!("\n== summary");
+    println!("{}", catalogue::row("case", "result", "layer", "note"));
+    for row in &table.rows {
+        println!("{row}");
+    }
+    println!("\n{} checks, {} failed", table.rows.len(), table.failures);
+    if table.failures > 0 {
+        println!("enforcer log:\n{}", system.service_log("airlock-enforcer"));
+    }
+    drop(system);
+    if run_bench {
+        bench_exec::run();
+    }
+    if table.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
