@@ -153,7 +153,7 @@ fn attach_lsm(ebpf: &mut Ebpf, btf: &aya::Btf, pin_dir: &Path) -> anyhow::Result
         let id = program
             .attach()
             .with_context(|| format!("attaching lsm/{hook}"))?;
-        let link: FdLink = program.take_link(id)?.try_into()?;
+        let link: FdLink = program.take_link(id)?.into();
         pin_replacing(link, &link_path(pin_dir, hook))?;
     }
     Ok(())
@@ -170,7 +170,7 @@ fn attach_exec_tracepoint(ebpf: &mut Ebpf, btf: &aya::Btf, pin_dir: &Path) -> an
     let id = program
         .attach()
         .with_context(|| format!("attaching tp_btf/{EXEC_TRACEPOINT}"))?;
-    let link: FdLink = program.take_link(id)?.try_into()?;
+    let link: FdLink = program.take_link(id)?.into();
     pin_replacing(link, &link_path(pin_dir, EXEC_TRACEPOINT))
 }
 

@@ -344,16 +344,13 @@ pub fn approval_scenario(
          read l < go3; terraform plan > p4.out 2>&1; echo rc=$? >> p4.out; echo > done4",
         work = work.display()
     );
-    let mut child = system.spawn_as_with_path(
+    let _agent = system.spawn_as_with_path(
         &AGENT,
         &bin("airlockctl"),
         &["run", "--role", ROLE, "--", "sh", "-c", &script],
         &bench.path(),
     );
-    let result = approval_steps(system, bench, app);
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    approval_steps(system, bench, app)
 }
 
 fn read(path: &Path) -> String {

@@ -395,15 +395,16 @@ impl System {
         self.run_as_with_path(user, program, args, stdin, "/usr/local/bin:/usr/bin:/bin")
     }
 
-    /// Starts `program` as `user` with a given PATH, without waiting.
+    /// Starts `program` as `user` with a given PATH, without waiting; it is
+    /// killed when the handle is dropped.
     pub fn spawn_as_with_path(
         &self,
         user: &TestUser,
         program: &Path,
         args: &[&str],
         path: &str,
-    ) -> Child {
-        Command::new("setpriv")
+    ) -> Spawned {
+        let child = Command::new("setpriv")
             .args([
                 "--reuid",
                 user.name,
@@ -419,10 +420,11 @@ impl System {
             .env("HOME", self.dir.path())
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        Spawned(child)
     }
 
     /// `run_as` with a given PATH.
@@ -591,6 +593,23 @@ pub fn cgroup2_root() -> Option<PathBuf> {
         }
         left.split_whitespace().nth(4).map(PathBuf::from)
     })
+}
+
+/// A background process that is killed and reaped when dropped.
+pub struct Spawned(Child);
+
+impl Spawned {
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().unwrap()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[derive(Debug)]

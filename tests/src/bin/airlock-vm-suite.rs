@@ -103,19 +103,17 @@ fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<St
             break s["id"].as_str().unwrap().to_owned();
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
             return Err(format!("no running session appeared: {out:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let out = system.ctl(&AGENT, &["sessions", "revoke", &id], "");
     if out.code != 0 {
-        let _ = child.kill();
         return Err(format!("revoke failed: {out:?}"));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait() {
             let list = system.ctl(&AGENT, &["sessions", "--json"], "").stdout;
             if !list.contains("\"revoked\"") {
                 return Err(format!("session not listed as revoked: {list}"));
@@ -125,7 +123,6 @@ fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<St
             ));
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
             return Err("the session's processes survived revocation".into());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -184,7 +181,7 @@ fn fail_closed(system: &mut System, bench: &catalogue::Bench) -> Result<String, 
         "cd {} && echo > fc-ready && read l < go-fc && terraform apply > fc.out 2>&1; echo > fc-done",
         bench.work.display()
     );
-    let mut child = system.spawn_as_with_path(
+    let child = system.spawn_as_with_path(
         &AGENT,
         &bin("airlockctl"),
         &["run", "--role", catalogue::ROLE, "--", "sh", "-c", &script],
@@ -201,7 +198,6 @@ fn fail_closed(system: &mut System, bench: &catalogue::Bench) -> Result<String, 
         true
     };
     if !wait("fc-ready") {
-        let _ = child.kill();
         return Err("session did not start".into());
     }
     system.kill_enforcer();
@@ -210,8 +206,7 @@ fn fail_closed(system: &mut System, bench: &catalogue::Bench) -> Result<String, 
     std::thread::sleep(HEARTBEAT_VALIDITY);
     std::fs::write(&go, "go\n").unwrap();
     let done = wait("fc-done");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let out = std::fs::read_to_string(bench.work.join("fc.out")).unwrap_or_default();
     if out.contains("STAND-IN RAN") {
         return Err(format!(
