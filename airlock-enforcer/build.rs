@@ -27,7 +27,15 @@ fn main() {
 
     let mut cargo = Command::new("rustup");
     cargo
-        .args(["run", "nightly", "cargo", "build", "--release", "--quiet"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&ebpf);

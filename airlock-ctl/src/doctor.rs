@@ -34,9 +34,13 @@ fn kernel_checks(report: &mut Report) {
         );
     }
     match std::fs::read_to_string("/sys/kernel/security/lsm") {
-        Ok(list) if list.trim().split(',').any(|l| l == "bpf") => {
-            report.ok("BPF LSM", &format!("active ({})", list.trim()))
-        }
+        Ok(list) if list.trim().split(',').any(|l| l == "bpf") => report.ok(
+            "BPF LSM",
+            &format!(
+                "listed ({}); whether the kernel accepts Airlock's programs is the enforcer's line",
+                list.trim()
+            ),
+        ),
         Ok(list) => report.warn(
             "BPF LSM",
             &format!(

@@ -26,15 +26,14 @@
 use core::ffi::c_void;
 
 use airlock_common::kernel::{
-    basename_start, siphash13, Aliases, Config, ExecEvent, HashKey, IdentKey,
-    KernelOffsets, Node, NodeKey, Nodes, SessionInfo, Verdict, Walk, ACTION_BLOCK, BINPRM_BUF,
-    CONFIG_LSM_ACTIVE, EVENT_APPROVAL_REQUIRED, EVENT_BLOCKED, EVENT_CGROUP_WRITE_DENIED,
-    EVENT_GRANT_USED, EVENT_MMAP_DENIED, EVENT_NAME_LEN, EVENT_SESSION_REVOKED, EVENT_WORDS,
-    EVENT_WORD_LEN, HEAD_ARGV0, HEAD_CONTENT_ALIASES, HEAD_FILE_NAME, HEAD_INODE_ALIASES,
-    HEAD_INVOKED_AS, IDENT_CONTENT, IDENT_INODE, MAX_ALIASES, MAX_HEADS, MAX_WORDS,
-    MAX_WORD_LEN, NO_RULE, OUTCOME_ALLOWED, OUTCOME_KILLED, OUTCOME_REFUSED, SESSION_REVOKED,
-    SIGKILL, SIGSTOP, STAGE_EXEC_CHECK, STAGE_EXEC_COMMIT, STAGE_FILE_OPEN, STAGE_MMAP,
-    WORD_BUF,
+    basename_start, siphash13, Aliases, Config, ExecEvent, HashKey, IdentKey, KernelOffsets, Node,
+    NodeKey, Nodes, SessionInfo, Verdict, Walk, ACTION_BLOCK, BINPRM_BUF, CONFIG_LSM_ACTIVE,
+    EVENT_APPROVAL_REQUIRED, EVENT_BLOCKED, EVENT_CGROUP_WRITE_DENIED, EVENT_GRANT_USED,
+    EVENT_MMAP_DENIED, EVENT_NAME_LEN, EVENT_SESSION_REVOKED, EVENT_WORDS, EVENT_WORD_LEN,
+    HEAD_ARGV0, HEAD_CONTENT_ALIASES, HEAD_FILE_NAME, HEAD_INODE_ALIASES, HEAD_INVOKED_AS,
+    IDENT_CONTENT, IDENT_INODE, MAX_ALIASES, MAX_HEADS, MAX_WORDS, MAX_WORD_LEN, NO_RULE,
+    OUTCOME_ALLOWED, OUTCOME_KILLED, OUTCOME_REFUSED, SESSION_REVOKED, SIGKILL, SIGSTOP,
+    STAGE_EXEC_CHECK, STAGE_EXEC_COMMIT, STAGE_FILE_OPEN, STAGE_MMAP, WORD_BUF,
 };
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::helpers::generated as h;
@@ -143,7 +142,6 @@ fn scratch() -> Option<&'static mut Scratch> {
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-
 #[inline(always)]
 fn config() -> Option<Config> {
     CONFIG.get(0).copied()
@@ -155,11 +153,11 @@ fn current_session() -> Option<SessionInfo> {
     // SAFETY: helpers without pointer arguments.
     let cgroup = unsafe { h::bpf_get_current_cgroup_id() };
     // SAFETY: values are copied out at once.
-    if let Some(session) = unsafe { CGROUPS.get(&cgroup) } {
+    if let Some(session) = unsafe { CGROUPS.get(cgroup) } {
         return Some(*session);
     }
     let uid = unsafe { h::bpf_get_current_uid_gid() } as u32;
-    unsafe { UIDS.get(&uid) }.copied()
+    unsafe { UIDS.get(uid) }.copied()
 }
 
 #[inline(always)]
@@ -198,34 +196,50 @@ pub struct Word {
 /// which keeps the programs far below the verifier's instruction budget.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn airlock_hash(word: *const Word, start: u64, len: u64, k0: u64, k1: u64) -> u64 {
-    if word.is_null() {
-        return 0;
-    }
-    // SAFETY: non-null pointer to a WORD_BUF-byte buffer (the verifier
+///
+/// # Safety
+/// `word` is null or points to a readable `Word`.
+pub unsafe extern "C" fn airlock_hash(
+    word: *const Word,
+    start: u64,
+    len: u64,
+    k0: u64,
+    k1: u64,
+) -> u64 {
+    // SAFETY: the caller passes null or a valid `Word` (and the verifier
     // checks every caller's argument against the size of `Word`).
-    let bytes = unsafe { &(*word).bytes };
+    let Some(word) = (unsafe { word.as_ref() }) else {
+        return 0;
+    };
+    let bytes = &word.bytes;
     let key = HashKey { k0, k1 };
-    siphash13(&key, start as usize & (WORD_BUF - 1), len as usize & (2 * WORD_BUF - 1), |i| {
-        bytes[i & (WORD_BUF - 1)]
-    })
+    siphash13(
+        &key,
+        start as usize & (WORD_BUF - 1),
+        len as usize & (2 * WORD_BUF - 1),
+        |i| bytes[i & (WORD_BUF - 1)],
+    )
 }
 
 /// Where the basename of `word[..len]` starts; global, as `airlock_hash`.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn airlock_basename(word: *const Word, len: u64) -> u64 {
-    if word.is_null() {
-        return 0;
-    }
+///
+/// # Safety
+/// As for `airlock_hash`.
+pub unsafe extern "C" fn airlock_basename(word: *const Word, len: u64) -> u64 {
     // SAFETY: as in `airlock_hash`.
-    let bytes = unsafe { &(*word).bytes };
+    let Some(word) = (unsafe { word.as_ref() }) else {
+        return 0;
+    };
+    let bytes = &word.bytes;
     basename_start(len as usize & (WORD_BUF - 1), |i| bytes[i & (WORD_BUF - 1)]) as u64
 }
 
 #[inline(always)]
 fn basename_of(buf: &[u8; WORD_BUF], len: usize) -> usize {
-    airlock_basename((buf as *const [u8; WORD_BUF]).cast(), len as u64) as usize
+    // SAFETY: `buf` is a valid WORD_BUF-byte buffer.
+    unsafe { airlock_basename((buf as *const [u8; WORD_BUF]).cast(), len as u64) as usize }
 }
 
 /// One depth of the walk for every head (see `Walk::step`); returns 1 if
@@ -234,12 +248,14 @@ fn basename_of(buf: &[u8; WORD_BUF], len: usize) -> usize {
 /// track.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn airlock_step(s: *mut Scratch, depth: u64) -> u64 {
-    if s.is_null() {
+///
+/// # Safety
+/// `s` is null or points to a `Scratch` no one else uses meanwhile.
+pub unsafe extern "C" fn airlock_step(s: *mut Scratch, depth: u64) -> u64 {
+    // SAFETY: the caller passes null or its per-CPU scratch.
+    let Some(s) = (unsafe { s.as_mut() }) else {
         return 0;
-    }
-    // SAFETY: non-null pointer to a Scratch (the verifier checks the size).
-    let s = unsafe { &mut *s };
+    };
     let (session, now) = (s.session.index, s.now);
     s.walk
         .step(session, depth as usize & (MAX_WORDS - 1), &Trie, now) as u64
@@ -248,12 +264,14 @@ pub extern "C" fn airlock_step(s: *mut Scratch, depth: u64) -> u64 {
 /// Extends the walk's chains by word `i`'s hash; global, as `airlock_step`.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn airlock_advance(s: *mut Scratch, i: u64) -> u64 {
-    if s.is_null() {
-        return 0;
-    }
+///
+/// # Safety
+/// As for `airlock_step`.
+pub unsafe extern "C" fn airlock_advance(s: *mut Scratch, i: u64) -> u64 {
     // SAFETY: as in `airlock_step`.
-    let s = unsafe { &mut *s };
+    let Some(s) = (unsafe { s.as_mut() }) else {
+        return 0;
+    };
     let i = i as usize & (MAX_WORDS - 1);
     if s.hashed & (1u32 << i) == 0 {
         return 0;
@@ -265,13 +283,16 @@ pub extern "C" fn airlock_advance(s: *mut Scratch, i: u64) -> u64 {
 
 #[inline(always)]
 fn hash_buf(key: &HashKey, buf: &[u8; WORD_BUF], start: usize, len: usize) -> u64 {
-    airlock_hash(
-        (buf as *const [u8; WORD_BUF]).cast(),
-        start as u64,
-        len as u64,
-        key.k0,
-        key.k1,
-    )
+    // SAFETY: `buf` is a valid WORD_BUF-byte buffer.
+    unsafe {
+        airlock_hash(
+            (buf as *const [u8; WORD_BUF]).cast(),
+            start as u64,
+            len as u64,
+            key.k0,
+            key.k1,
+        )
+    }
 }
 
 /// Keeps the first bytes of word `i` for the event.
@@ -282,9 +303,17 @@ fn keep_word(s: &mut Scratch, i: usize, addr: u64, user: bool) {
         // SAFETY: writes at most EVENT_WORD_LEN bytes into the slot.
         unsafe {
             if user {
-                h::bpf_probe_read_user_str(slot.as_mut_ptr().cast(), EVENT_WORD_LEN as u32, addr as _);
+                h::bpf_probe_read_user_str(
+                    slot.as_mut_ptr().cast(),
+                    EVENT_WORD_LEN as u32,
+                    addr as _,
+                );
             } else {
-                h::bpf_probe_read_kernel_str(slot.as_mut_ptr().cast(), EVENT_WORD_LEN as u32, addr as _);
+                h::bpf_probe_read_kernel_str(
+                    slot.as_mut_ptr().cast(),
+                    EVENT_WORD_LEN as u32,
+                    addr as _,
+                );
             }
         }
     }
@@ -301,10 +330,10 @@ enum Source {
     None,
 }
 
+/// Reads and hashes a command's words into the scratch.
 struct Cmd<'a> {
     s: &'a mut Scratch,
     key: HashKey,
-    argc: usize,
     source: Source,
 }
 
@@ -361,7 +390,6 @@ impl Cmd<'_> {
         Some(hash)
     }
 }
-
 
 /// Fills the head slots from `first` with the heads an identity stands for;
 /// returns their validity bits.
@@ -539,8 +567,7 @@ fn denial_kind(session: &SessionInfo, verdict: &Verdict) -> u32 {
     }
 }
 
-/// Judges an exec. `source` gives the words; `complete` says whether they
-/// are certainly the ones the new image gets.
+/// Judges an exec of `argc` words, read from `source`.
 #[inline(always)]
 fn judge(
     s: &mut Scratch,
@@ -551,12 +578,7 @@ fn judge(
     source: Source,
 ) -> Verdict {
     let off = OFFSETS.load();
-    let mut cmd = Cmd {
-        s,
-        key,
-        argc,
-        source,
-    };
+    let mut cmd = Cmd { s, key, source };
     let mut valid = 0;
     if let Some(argv0) = cmd.read_word(0) {
         cmd.s.heads[HEAD_ARGV0] = argv0;
@@ -602,10 +624,12 @@ fn judge(
     s.now = now_ns();
     s.walk.start(&heads, valid);
     for depth in 0..MAX_WORDS {
-        if airlock_step(s, depth as u64) == 0 || depth + 1 >= argc {
+        // SAFETY: `s` is this CPU's scratch, used by nothing else meanwhile.
+        if unsafe { airlock_step(s, depth as u64) } == 0 || depth + 1 >= argc {
             break;
         }
-        if airlock_advance(s, depth as u64 + 1) == 0 {
+        // SAFETY: as above.
+        if unsafe { airlock_advance(s, depth as u64 + 1) } == 0 {
             break;
         }
     }
@@ -653,7 +677,15 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let verdict = judge(s, config.key, &session, bprm, argc_seen, source);
     if verdict.permits() {
         if verdict.action != airlock_common::kernel::ACTION_ALLOW {
-            report(s, EVENT_GRANT_USED, STAGE_EXEC_CHECK, OUTCOME_ALLOWED, &session, &verdict, false);
+            report(
+                s,
+                EVENT_GRANT_USED,
+                STAGE_EXEC_CHECK,
+                OUTCOME_ALLOWED,
+                &session,
+                &verdict,
+                false,
+            );
         }
         return 0;
     }
@@ -710,7 +742,15 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     let lsm_active = config.flags & CONFIG_LSM_ACTIVE != 0;
     if verdict.permits() {
         if !lsm_active && verdict.action != airlock_common::kernel::ACTION_ALLOW {
-            report(s, EVENT_GRANT_USED, STAGE_EXEC_COMMIT, OUTCOME_ALLOWED, &session, &verdict, false);
+            report(
+                s,
+                EVENT_GRANT_USED,
+                STAGE_EXEC_COMMIT,
+                OUTCOME_ALLOWED,
+                &session,
+                &verdict,
+                false,
+            );
         }
         return 0;
     }
@@ -767,7 +807,7 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     // combining the two lookups lets LLVM OR two map pointers, which the
     // verifier refuses.)
     // SAFETY: presence test only.
-    if unsafe { IDENTS.get(&key) }.is_none() {
+    if unsafe { IDENTS.get(key) }.is_none() {
         let Some(hash) = file_name_hash(s, &config.key, &off, file) else {
             return 0;
         };
@@ -787,7 +827,15 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
         rule: NO_RULE,
         granted: false,
     };
-    report(s, EVENT_MMAP_DENIED, STAGE_MMAP, OUTCOME_REFUSED, &session, &verdict, false);
+    report(
+        s,
+        EVENT_MMAP_DENIED,
+        STAGE_MMAP,
+        OUTCOME_REFUSED,
+        &session,
+        &verdict,
+        false,
+    );
     -EPERM
 }
 
@@ -820,7 +868,15 @@ pub fn file_open(ctx: LsmContext) -> i32 {
             rule: NO_RULE,
             granted: false,
         };
-        report(s, EVENT_CGROUP_WRITE_DENIED, STAGE_FILE_OPEN, OUTCOME_REFUSED, &session, &verdict, false);
+        report(
+            s,
+            EVENT_CGROUP_WRITE_DENIED,
+            STAGE_FILE_OPEN,
+            OUTCOME_REFUSED,
+            &session,
+            &verdict,
+            false,
+        );
     }
     -EPERM
 }

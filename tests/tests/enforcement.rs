@@ -128,3 +128,57 @@ fn approval_grant_expiry_and_revocation_reach_the_kernel() {
     }
     assert!(log.contains(&approval.request));
 }
+
+/// `busctl` as `user` against the system's bus; returns (exit code, stderr).
+fn busctl(
+    system: &System,
+    user: &airlock_tests::TestUser,
+    args: &[&str],
+) -> airlock_tests::CtlOutput {
+    let address = format!("--address={}", system.bus_address);
+    let mut all = vec![address.as_str(), "call"];
+    all.extend_from_slice(args);
+    system.run_as(user, std::path::Path::new("/usr/bin/busctl"), &all, "")
+}
+
+#[test]
+fn only_the_gateway_and_root_reach_the_enforcer_and_only_root_reports_events() {
+    use airlock_tests::{AGENT, APPROVER};
+    let system = system();
+    let denied = |out: &airlock_tests::CtlOutput| {
+        out.code != 0
+            && (out.stderr.contains("Access denied") || out.stderr.contains("AccessDenied"))
+    };
+    let status = [
+        "org.airlock.Enforcer1",
+        "/org/airlock/Enforcer1",
+        "org.airlock.Enforcer1",
+        "Status",
+    ];
+    for user in [&AGENT, &APPROVER] {
+        let out = busctl(&system, user, &status);
+        assert!(denied(&out), "{} reached the enforcer: {out:?}", user.name);
+    }
+    // A forged kernel event from an admin (who may call most of the
+    // gateway) is refused by the bus policy.
+    let forged = busctl(
+        &system,
+        &APPROVER,
+        &[
+            "org.airlock.Gateway1",
+            "/org/airlock/Gateway1",
+            "org.airlock.Gateway1",
+            "SessionExited",
+            "s",
+            "ses-1",
+        ],
+    );
+    assert!(denied(&forged), "{forged:?}");
+    // Binding a user to a session is for admins.
+    let bind = system.ctl(&AGENT, &["sessions", "bind-user", AGENT.name], "");
+    assert_ne!(bind.code, 0);
+    assert!(
+        bind.stderr.contains("refused") || bind.stderr.contains("AccessDenied"),
+        "{bind:?}"
+    );
+}
