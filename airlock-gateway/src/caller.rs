@@ -4,7 +4,10 @@
 //! service as well means a mistaken or missing policy file does not open the
 //! door (defence in depth).
 
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use airlock_common::dbus::AirlockError;
 use airlock_common::names;
@@ -12,6 +15,102 @@ use nix::unistd::{getgrouplist, Group, Uid, User};
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::names::BusName;
+
+/// What is known about a bus connection. A unique name is never reused
+/// while the bus runs, and a connection's process keeps its uid, so these
+/// need asking only once per connection.
+#[derive(Clone, Default)]
+struct Known {
+    uid: Option<u32>,
+    /// The governed session of the connection's process ("" for none), once
+    /// the enforcer has answered.
+    session: Option<String>,
+}
+
+/// Caches the bus daemon's and the enforcer's answers about callers.
+#[derive(Default)]
+pub struct Callers {
+    known: Mutex<HashMap<String, Known>>,
+    /// Whether airlock-enforcer owns its name: without it there is no one to
+    /// ask which session a process is in.
+    enforcer_present: AtomicBool,
+}
+
+/// Connections remembered at most; the cache starts over beyond that.
+const MAX_KNOWN: usize = 4096;
+
+impl Callers {
+    fn get(&self, sender: &str) -> Known {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(sender).cloned().unwrap_or_default()
+    }
+
+    fn update(&self, sender: &str, f: impl FnOnce(&mut Known)) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_KNOWN && !known.contains_key(sender) {
+            known.clear();
+        }
+        f(known.entry(sender.to_owned()).or_default());
+    }
+
+    /// The uid of the connection that sent `header`'s message.
+    pub async fn uid(
+        &self,
+        dbus: &DBusProxy<'_>,
+        header: &Header<'_>,
+    ) -> Result<u32, AirlockError> {
+        let sender = sender(header)?;
+        if let Some(uid) = self.get(sender).uid {
+            return Ok(uid);
+        }
+        let uid = caller_uid(dbus, header).await?;
+        self.update(sender, |k| k.uid = Some(uid));
+        Ok(uid)
+    }
+
+    /// The governed session the sender runs in, if any. `lookup` asks the
+    /// enforcer for a pid's session; `None` means it could not answer (not
+    /// cached, so that a later enforcer is asked again).
+    pub async fn session<F, Fut>(
+        &self,
+        dbus: &DBusProxy<'_>,
+        header: &Header<'_>,
+        lookup: F,
+    ) -> Option<String>
+    where
+        F: FnOnce(u32) -> Fut,
+        Fut: std::future::Future<Output = Option<String>>,
+    {
+        let sender = sender(header).ok()?;
+        if let Some(session) = self.get(sender).session {
+            return (!session.is_empty()).then_some(session);
+        }
+        if !self.enforcer_present.load(Ordering::Relaxed) {
+            return None;
+        }
+        let pid = caller_pid(dbus, header).await.ok()?;
+        let session = lookup(pid).await?;
+        self.update(sender, |k| k.session = Some(session.clone()));
+        (!session.is_empty()).then_some(session)
+    }
+
+    pub fn set_enforcer_present(&self, present: bool) {
+        self.enforcer_present.store(present, Ordering::Relaxed);
+    }
+
+    /// Forgets a connection that left the bus.
+    pub fn forget(&self, sender: &str) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.remove(sender);
+    }
+}
+
+fn sender<'h>(header: &'h Header<'_>) -> Result<&'h str, AirlockError> {
+    header
+        .sender()
+        .map(|s| s.as_str())
+        .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))
+}
 
 /// The uid of the connection that sent `header`'s message.
 pub async fn caller_uid(dbus: &DBusProxy<'_>, header: &Header<'_>) -> Result<u32, AirlockError> {

@@ -24,6 +24,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::caller::Callers;
 use crate::core::Core;
 use crate::service::{push_session, sync_enforcer, Gateway};
 
@@ -101,7 +102,14 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     let totp = Totp1Proxy::new(&conn).await?;
     let enforcer = Enforcer1Proxy::new(&conn).await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
-    let gateway = Gateway::new(core.clone(), totp, enforcer.clone(), dbus.clone());
+    let callers = Arc::new(Callers::default());
+    let gateway = Gateway::new(
+        core.clone(),
+        totp,
+        enforcer.clone(),
+        dbus.clone(),
+        callers.clone(),
+    );
     if let Err(e) = gateway.pin_signing_key().await {
         tracing::warn!(
             "cannot learn the grant-signing key from airlock-totp yet ({}); will retry at the first approval",
@@ -118,10 +126,17 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     // Sessions go to the enforcer now and whenever it (re)appears.
+    let present = dbus
+        .name_has_owner(names::ENFORCER_BUS_NAME.try_into()?)
+        .await
+        .unwrap_or(false);
+    callers.set_enforcer_present(present);
     sync_enforcer(&core, &enforcer).await;
     let mut enforcer_appeared = dbus
         .receive_name_owner_changed_with_args(&[(0, names::ENFORCER_BUS_NAME)])
         .await?;
+    // Every connection that leaves: its cached credentials go with it.
+    let mut departures = dbus.receive_name_owner_changed().await?;
 
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -145,10 +160,21 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
                     Err(e) => tracing::error!("expiring requests and grants failed: {}", e.message()),
                 }
             }
+            Some(change) = departures.next() => {
+                if let Ok(args) = change.args() {
+                    if args.new_owner().is_none() {
+                        callers.forget(args.name().as_str());
+                    }
+                }
+            }
             Some(change) = enforcer_appeared.next() => {
-                if change.args().is_ok_and(|a| a.new_owner().is_some()) {
+                let present = change.args().is_ok_and(|a| a.new_owner().is_some());
+                callers.set_enforcer_present(present);
+                if present {
                     tracing::info!("airlock-enforcer appeared on the bus");
                     sync_enforcer(&core, &enforcer).await;
+                } else {
+                    tracing::warn!("airlock-enforcer left the bus; its pinned programs keep enforcing");
                 }
             }
             _ = hangup.recv() => {

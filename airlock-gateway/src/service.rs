@@ -13,7 +13,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zeroize::Zeroizing;
 
-use crate::caller::{caller_pid, caller_uid, is_admin, require_admin};
+use crate::caller::{is_admin, require_admin, Callers};
 use crate::core::Core;
 use crate::sessions::SessionState;
 
@@ -25,6 +25,7 @@ pub struct Gateway {
     totp: Totp1Proxy<'static>,
     enforcer: Enforcer1Proxy<'static>,
     dbus: DBusProxy<'static>,
+    callers: Arc<Callers>,
 }
 
 impl Gateway {
@@ -33,12 +34,14 @@ impl Gateway {
         totp: Totp1Proxy<'static>,
         enforcer: Enforcer1Proxy<'static>,
         dbus: DBusProxy<'static>,
+        callers: Arc<Callers>,
     ) -> Self {
         Gateway {
             core,
             totp,
             enforcer,
             dbus,
+            callers,
         }
     }
 
@@ -51,7 +54,7 @@ impl Gateway {
     }
 
     async fn caller(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
-        caller_uid(&self.dbus, header).await
+        self.callers.uid(&self.dbus, header).await
     }
 
     /// Learns (and pins) the signer's public key if the gateway has none yet.
@@ -130,6 +133,18 @@ fn totp_error(e: zbus::Error) -> AirlockError {
     }
 }
 
+/// Emits `ApprovalRequested` for a new request without holding up the
+/// method's reply (the request is already audited and stored).
+fn announce(emitter: &SignalEmitter<'_>, id: &str, scope: &str, reason: &str, uid: u32) {
+    let emitter = emitter.to_owned();
+    let (id, scope, reason) = (id.to_owned(), scope.to_owned(), reason.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = Gateway::approval_requested(&emitter, &id, &scope, &reason, uid).await {
+            tracing::warn!("cannot emit ApprovalRequested: {e}");
+        }
+    });
+}
+
 fn check_short(what: &str, text: &str) -> Result<(), AirlockError> {
     if text.len() > 64 || text.chars().any(char::is_control) {
         return Err(AirlockError::InvalidArgument(format!(
@@ -192,15 +207,13 @@ impl Gateway {
         let uid = self.caller(&header).await?;
         // A request from inside a governed session is for that session, so
         // that the grant applies there (and only there).
-        let session = match caller_pid(&self.dbus, &header).await {
-            Ok(pid) => self
-                .enforcer
-                .session_of_pid(pid)
-                .await
-                .ok()
-                .filter(|s| !s.is_empty()),
-            Err(_) => None,
-        };
+        let enforcer = &self.enforcer;
+        let session = self
+            .callers
+            .session(&self.dbus, &header, |pid| async move {
+                enforcer.session_of_pid(pid).await.ok()
+            })
+            .await;
         let new = self.core().request_approval(
             uid,
             session,
@@ -209,11 +222,7 @@ impl Gateway {
             requested_ttl_secs,
             now_unix(),
         )?;
-        if let Err(e) =
-            Self::approval_requested(&emitter, &new.id, &new.scope, &new.reason, new.uid).await
-        {
-            tracing::warn!("cannot emit ApprovalRequested: {e}");
-        }
+        announce(&emitter, &new.id, &new.scope, &new.reason, new.uid);
         Ok(new.id)
     }
 
@@ -552,11 +561,7 @@ impl Gateway {
             requested_ttl_secs,
             now_unix(),
         )?;
-        if let Err(e) =
-            Self::approval_requested(&emitter, &new.id, &new.scope, &new.reason, new.uid).await
-        {
-            tracing::warn!("cannot emit ApprovalRequested: {e}");
-        }
+        announce(&emitter, &new.id, &new.scope, &new.reason, new.uid);
         Ok(new.id)
     }
 
@@ -580,15 +585,8 @@ impl Gateway {
             ));
         }
         let filed = self.core().record_enforcement(&event, now_unix())?;
-        if let Some(new) = &filed {
-            if new.fresh {
-                if let Err(e) =
-                    Self::approval_requested(&emitter, &new.id, &new.scope, &new.reason, new.uid)
-                        .await
-                {
-                    tracing::warn!("cannot emit ApprovalRequested: {e}");
-                }
-            }
+        if let Some(new) = filed.as_ref().filter(|n| n.fresh) {
+            announce(&emitter, &new.id, &new.scope, &new.reason, new.uid);
         }
         Ok(filed.map(|n| n.id).unwrap_or_default())
     }
