@@ -353,7 +353,14 @@ impl System {
     }
 
     fn wait_for_name(&mut self, name: &str, binary: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // The enforcer's programs go through the BPF verifier, which takes
+        // tens of seconds under emulation (the VM suite).
+        let limit = if binary == "airlock-enforcer" {
+            180
+        } else {
+            20
+        };
+        let deadline = Instant::now() + Duration::from_secs(limit);
         loop {
             let out = Command::new("busctl")
                 .arg(format!("--address={}", self.bus_address))

@@ -182,3 +182,75 @@ fn only_the_gateway_and_root_reach_the_enforcer_and_only_root_reports_events() {
         "{bind:?}"
     );
 }
+
+/// Waits for `path` to exist.
+fn wait_for(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_policy_reload_and_a_gateway_restart_reach_running_sessions() {
+    use std::os::unix::fs::chown;
+    let mut system = system();
+    let bench = catalogue::prepare(&system);
+    let agent = airlock_tests::users::uid(airlock_tests::AGENT.name).as_raw();
+    for name in ["go1", "go2"] {
+        let path = bench.work.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        chown(&path, Some(agent), Some(agent)).unwrap();
+    }
+    let script = format!(
+        "cd {} && terraform init > a.out 2>&1; echo > ready; \
+         read l < go1; terraform init > b.out 2>&1; echo > done1; \
+         read l < go2; terraform init > c.out 2>&1; terraform apply >> c.out 2>&1; echo > done2",
+        bench.work.display()
+    );
+    let _agent = system.spawn_as_with_path(
+        &airlock_tests::AGENT,
+        &airlock_tests::bin("airlockctl"),
+        &["run", "--role", catalogue::ROLE, "--", "sh", "-c", &script],
+        &bench.path(),
+    );
+    wait_for(&bench.work.join("ready"));
+    let read = |name: &str| std::fs::read_to_string(bench.work.join(name)).unwrap();
+    assert!(read("a.out").contains("STAND-IN RAN init"));
+
+    // The running session gets a stricter policy at once.
+    std::fs::write(
+        system.policy_dir().join("zz-no-init.toml"),
+        "[[policy]]\nid = \"no-init\"\nname = \"No init\"\n\n[[policy.rule]]\naction = \"block\"\ncommands = [\"terraform init\"]\n",
+    )
+    .unwrap();
+    let roles = system.policy_dir().join("roles.toml");
+    let text = std::fs::read_to_string(&roles).unwrap().replace(
+        "policies = [\"infra-mutation-block\", \"plan-needs-approval\"]",
+        "policies = [\"infra-mutation-block\", \"plan-needs-approval\", \"no-init\"]",
+    );
+    std::fs::write(&roles, text).unwrap();
+    system
+        .ctl(&airlock_tests::APPROVER, &["policy", "reload"], "")
+        .success();
+    std::fs::write(bench.work.join("go1"), "go\n").unwrap();
+    wait_for(&bench.work.join("done1"));
+    assert!(!read("b.out").contains("STAND-IN RAN"), "{}", read("b.out"));
+
+    // A restarted gateway still knows the session and keeps it enforced.
+    system.kill_gateway();
+    system.start_gateway();
+    let sessions = system.ctl(&airlock_tests::AGENT, &["sessions", "--json"], "");
+    assert!(
+        sessions.success().stdout.contains("\"running\""),
+        "{sessions:?}"
+    );
+    std::fs::write(bench.work.join("go2"), "go\n").unwrap();
+    wait_for(&bench.work.join("done2"));
+    assert!(!read("c.out").contains("STAND-IN RAN"), "{}", read("c.out"));
+}
