@@ -294,6 +294,9 @@ pub struct Approval {
     /// From `airlockctl approve` returning to the command having run in
     /// the session (includes the shell starting it).
     pub approve_to_run: Duration,
+    /// The same step with a command that needs no approval: what starting
+    /// a program costs here, without any waiting for the kernel.
+    pub baseline: Duration,
     /// The refusal's output named the request (LSM mode: the task is held
     /// for the message).
     pub message_named_request: bool,
@@ -333,12 +336,13 @@ pub fn approval_scenario(
     app: &mut crate::totp::Authenticator,
 ) -> Result<Approval, String> {
     let work = &bench.work;
-    for name in ["go1", "go2", "go3"] {
+    for name in ["go0", "go1", "go2", "go3"] {
         fifo(&work.join(name));
     }
     let script = format!(
         "cd {work} && \
          terraform plan > p1.out 2>&1; echo rc=$? >> p1.out; echo > ready; \
+         read l < go0; terraform init > p0.out 2>&1; echo > done0; \
          read l < go1; terraform plan > p2.out 2>&1; echo rc=$? >> p2.out; echo > done2; \
          read l < go2; terraform plan > p3.out 2>&1; echo rc=$? >> p3.out; echo > done3; \
          read l < go3; terraform plan > p4.out 2>&1; echo rc=$? >> p4.out; echo > done4",
@@ -414,6 +418,12 @@ fn approval_steps(
     };
     let message_named_request = p1.contains(&format!("airlock: request={request}"));
 
+    // What the same step costs for a command allowed anyway.
+    let started = Instant::now();
+    trigger(&work.join("go0"));
+    wait_for(&work.join("done0"), Duration::from_secs(30))?;
+    let baseline = started.elapsed();
+
     approve(system, app, &request, "6s")?;
     let approved = Instant::now();
     trigger(&work.join("go1"));
@@ -460,6 +470,7 @@ fn approval_steps(
     Ok(Approval {
         request,
         approve_to_run,
+        baseline,
         message_named_request,
     })
 }

@@ -111,8 +111,8 @@ fn approval_grant_expiry_and_revocation_reach_the_kernel() {
         )
     });
     println!(
-        "approve -> command ran in the session: {:?}",
-        approval.approve_to_run
+        "approve -> command ran in the session: {:?} (an allowed command: {:?})",
+        approval.approve_to_run, approval.baseline
     );
     let log = std::fs::read_to_string(system.audit_log()).unwrap();
     for event in [

@@ -5,6 +5,7 @@
 //!   airlock-vm-suite --prepare   (on the host, as root: create the users
 //!                                 the VM will see through the shared root)
 //!   airlock-vm-suite [--bench]   (in the VM, as root)
+//!   airlock-vm-suite --bench-only   (the exec benchmark alone, any kernel)
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -231,6 +232,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let run_bench = args.iter().any(|a| a == "--bench");
+    if args.iter().any(|a| a == "--bench-only") {
+        // Any kernel: on one without BPF LSM this measures degraded mode.
+        users::ensure_all();
+        bench_exec::run();
+        return ExitCode::SUCCESS;
+    }
     println!(
         "== Airlock kernel suite (kernel {})",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -272,12 +279,20 @@ fn main() -> ExitCode {
                 "exec_check",
                 &format!("the agent's message named {}", approval.request),
             );
+            // The grant is in the kernel map before approve returns; what
+            // the clock sees beyond that is starting a program under
+            // emulation, measured by the same step for an allowed command.
             let ms = approval.approve_to_run.as_secs_f64() * 1000.0;
+            let base = approval.baseline.as_secs_f64() * 1000.0;
             table.record(
                 "approval: kernel allows it within 100 ms",
-                ms < 100.0,
+                ms - base < 100.0,
                 "grant map",
-                &format!("{ms:.1} ms from approve returning to the command having run"),
+                &format!(
+                    "approve returned -> command ran: {ms:.1} ms; the same step for an allowed \
+                     command: {base:.1} ms; the kernel's share: {:.1} ms",
+                    ms - base
+                ),
             );
             table.record(
                 "grant expiry: refused again",
