@@ -321,6 +321,21 @@ pub trait Enforcer1 {
     fn session_of_pid(&self, pid: u32) -> zbus::Result<String>;
 }
 
+/// The Unix uid of the connection that sent `header`'s message, as the bus
+/// daemon vouches for it. Every service checks its callers with this, behind
+/// the bus policy (defence in depth).
+pub async fn caller_uid(
+    dbus: &zbus::fdo::DBusProxy<'_>,
+    header: &zbus::message::Header<'_>,
+) -> Result<u32, AirlockError> {
+    let sender = header
+        .sender()
+        .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
+    dbus.get_connection_unix_user(zbus::names::BusName::Unique(sender.to_owned()))
+        .await
+        .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
+}
+
 /// Client side of `org.airlock.Totp1`; only the gateway (and root) may call it.
 #[zbus::proxy(
     interface = "org.airlock.Totp1",

@@ -43,6 +43,12 @@ use aya_ebpf::programs::{BtfTracePointContext, LsmContext};
 use aya_ebpf::Global;
 
 const EPERM: i32 = 1;
+/// The verdict of a refusal no rule made (revoked session, loader, cgroup).
+const REFUSED: Verdict = Verdict {
+    action: ACTION_BLOCK,
+    rule: NO_RULE,
+    granted: false,
+};
 const PROT_EXEC: u64 = 4;
 const FMODE_WRITE: u32 = 2;
 const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
@@ -587,11 +593,7 @@ fn judge(
     valid |= exec_heads(cmd.s, &key, &off, session, bprm);
     let heads = cmd.s.heads;
     if session.flags & SESSION_REVOKED != 0 {
-        return Verdict {
-            action: ACTION_BLOCK,
-            rule: NO_RULE,
-            granted: false,
-        };
+        return REFUSED;
     }
     // Fast path: an executable no rule names needs no argument read.
     let mut named = false;
@@ -822,18 +824,13 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     } else {
         file_name_hash(s, &config.key, &off, file);
     }
-    let verdict = Verdict {
-        action: ACTION_BLOCK,
-        rule: NO_RULE,
-        granted: false,
-    };
     report(
         s,
         EVENT_MMAP_DENIED,
         STAGE_MMAP,
         OUTCOME_REFUSED,
         &session,
-        &verdict,
+        &REFUSED,
         false,
     );
     -EPERM
@@ -863,18 +860,13 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     if let (Some(config), Some(s)) = (config(), scratch()) {
         reset(s);
         file_name_hash(s, &config.key, &off, file);
-        let verdict = Verdict {
-            action: ACTION_BLOCK,
-            rule: NO_RULE,
-            granted: false,
-        };
         report(
             s,
             EVENT_CGROUP_WRITE_DENIED,
             STAGE_FILE_OPEN,
             OUTCOME_REFUSED,
             &session,
-            &verdict,
+            &REFUSED,
             false,
         );
     }

@@ -63,14 +63,16 @@ const KEPT: [Capability; 4] = [
 
 fn drop_capabilities() -> anyhow::Result<()> {
     let kept: caps::CapsHashSet = KEPT.into_iter().collect();
-    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
-        caps::set(None, set, &kept).with_context(|| format!("dropping {set:?} capabilities"))?;
-    }
-    for cap in caps::all() {
+    // The bounding set first: shrinking it needs CAP_SETPCAP, which the
+    // permitted set loses below.
+    for cap in caps::read(None, CapSet::Bounding)? {
         if !kept.contains(&cap) {
-            // Bounding-set drops need CAP_SETPCAP, dropped last.
-            let _ = caps::drop(None, CapSet::Bounding, cap);
+            caps::drop(None, CapSet::Bounding, cap)
+                .with_context(|| format!("dropping {cap} from the bounding set"))?;
         }
+    }
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::set(None, set, &kept).with_context(|| format!("dropping {set:?} capabilities"))?;
     }
     Ok(())
 }

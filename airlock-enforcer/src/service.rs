@@ -3,11 +3,10 @@
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use airlock_common::dbus::{AirlockError, EnforcerStatus, SessionSpec};
+use airlock_common::dbus::{caller_uid, AirlockError, EnforcerStatus, SessionSpec};
 use airlock_common::ids;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
-use zbus::names::BusName;
 
 use crate::cgroup::pid_of_pidfd;
 use crate::loader::{Mode, LSM_FIX};
@@ -42,14 +41,7 @@ impl Enforcer {
 
     /// Defence in depth behind the bus policy: root or the gateway only.
     async fn check_caller(&self, header: &Header<'_>) -> Result<(), AirlockError> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
-        let uid = self
-            .dbus
-            .get_connection_unix_user(BusName::Unique(sender.to_owned()))
-            .await
-            .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))?;
+        let uid = caller_uid(&self.dbus, header).await?;
         if uid == 0 || Some(uid) == self.gateway_uid {
             Ok(())
         } else {

@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use airlock_common::dbus::AirlockError;
+use airlock_common::dbus::{caller_uid, AirlockError};
 use airlock_common::names;
 use nix::unistd::{getgrouplist, Group, Uid, User};
 use zbus::fdo::DBusProxy;
@@ -112,24 +112,15 @@ fn sender<'h>(header: &'h Header<'_>) -> Result<&'h str, AirlockError> {
         .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))
 }
 
-/// The uid of the connection that sent `header`'s message.
-pub async fn caller_uid(dbus: &DBusProxy<'_>, header: &Header<'_>) -> Result<u32, AirlockError> {
-    let sender = header
-        .sender()
-        .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
-    dbus.get_connection_unix_user(BusName::Unique(sender.to_owned()))
-        .await
-        .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
-}
-
 /// The pid of the connection that sent `header`'s message.
 pub async fn caller_pid(dbus: &DBusProxy<'_>, header: &Header<'_>) -> Result<u32, AirlockError> {
-    let sender = header
-        .sender()
-        .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
-    dbus.get_connection_unix_process_id(BusName::Unique(sender.to_owned()))
-        .await
-        .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
+    let sender = sender(header)?;
+    dbus.get_connection_unix_process_id(
+        BusName::try_from(sender)
+            .map_err(|e| AirlockError::AccessDenied(format!("malformed sender: {e}")))?,
+    )
+    .await
+    .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
 }
 
 /// Root, or a member of the `airlock-admin` group.

@@ -155,6 +155,22 @@ fn check_short(what: &str, text: &str) -> Result<(), AirlockError> {
 }
 
 impl Gateway {
+    /// Records whether the enforcer took a new session: started (with the
+    /// enforcement mode in force), or forgotten with the enforcer's error.
+    async fn session_taken(
+        &self,
+        id: &str,
+        taken: zbus::Result<()>,
+    ) -> Result<SessionRecord, AirlockError> {
+        if let Err(e) = taken {
+            let error = enforcer_error(e);
+            self.core().session_failed(id, &error)?;
+            return Err(error);
+        }
+        let mode = self.enforcement_mode().await;
+        Ok(self.core().session_started(id, &mode)?.record())
+    }
+
     /// `lsm` or `degraded`, as the enforcer reports it.
     async fn enforcement_mode(&self) -> String {
         match self.enforcer.status().await {
@@ -456,13 +472,8 @@ impl Gateway {
             .create_session(uid, role, false, search_path, now_unix())?;
         let spec = self.core().session_spec(&session, now_unix());
         let fd = zbus::zvariant::Fd::from(&pidfd);
-        if let Err(e) = self.enforcer.start_session(spec, fd).await {
-            let error = enforcer_error(e);
-            self.core().session_failed(&session.id, &error)?;
-            return Err(error);
-        }
-        let mode = self.enforcement_mode().await;
-        Ok(self.core().session_started(&session.id, &mode)?.record())
+        let taken = self.enforcer.start_session(spec, fd).await;
+        self.session_taken(&session.id, taken).await
     }
 
     /// Records that the caller runs an agent without enforcement.
@@ -502,13 +513,8 @@ impl Gateway {
             .core()
             .create_session(uid, role, true, Vec::new(), now_unix())?;
         let spec = self.core().session_spec(&session, now_unix());
-        if let Err(e) = self.enforcer.bind_user(spec).await {
-            let error = enforcer_error(e);
-            self.core().session_failed(&session.id, &error)?;
-            return Err(error);
-        }
-        let mode = self.enforcement_mode().await;
-        Ok(self.core().session_started(&session.id, &mode)?.record())
+        let taken = self.enforcer.bind_user(spec).await;
+        self.session_taken(&session.id, taken).await
     }
 
     async fn list_sessions(

@@ -3,11 +3,10 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use airlock_common::dbus::{AirlockError, GrantRequest, SignedGrantWire, TotpStatus};
+use airlock_common::dbus::{caller_uid, AirlockError, GrantRequest, SignedGrantWire, TotpStatus};
 use airlock_common::timefmt::now_unix;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
-use zbus::names::BusName;
 
 use crate::authenticator::{Authenticator, TotpError};
 use crate::signer::GrantSigner;
@@ -45,14 +44,7 @@ impl TotpService {
 
     /// Refuses every caller but root and the gateway user.
     async fn check_caller(&self, header: &Header<'_>) -> Result<(), AirlockError> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| AirlockError::AccessDenied("message has no sender".into()))?;
-        let uid = self
-            .dbus
-            .get_connection_unix_user(BusName::Unique(sender.to_owned()))
-            .await
-            .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))?;
+        let uid = caller_uid(&self.dbus, header).await?;
         if uid == 0 || uid == self.allowed_uid {
             Ok(())
         } else {

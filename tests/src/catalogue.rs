@@ -373,6 +373,18 @@ fn pending_request(system: &System) -> Result<String, String> {
         .ok_or_else(|| format!("no request was filed for the refused command: {requests:?}"))
 }
 
+/// The request the kernel's refusal filed (reported asynchronously).
+fn wait_pending_request(system: &System) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match pending_request(system) {
+            Ok(id) => return Ok(id),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 fn approve(
     system: &System,
     app: &mut crate::totp::Authenticator,
@@ -406,16 +418,7 @@ fn approval_steps(
     if p1.contains("STAND-IN RAN") {
         return Err(format!("terraform plan ran without approval: {p1}"));
     }
-    let request = {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match pending_request(system) {
-                Ok(id) => break id,
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    };
+    let request = wait_pending_request(system)?;
     let message_named_request = p1.contains(&format!("airlock: request={request}"));
 
     // What the same step costs for a command allowed anyway.
@@ -444,16 +447,7 @@ fn approval_steps(
     }
 
     // Revocation.
-    let again = {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match pending_request(system) {
-                Ok(id) => break id,
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    };
+    let again = wait_pending_request(system)?;
     let grant = approve(system, app, &again, "10m")?;
     let out = system.ctl(&crate::APPROVER, &["revoke", &grant], "");
     if out.code != 0 {

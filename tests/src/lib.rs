@@ -276,6 +276,11 @@ impl System {
         self.wait_for_name(names::ENFORCER_BUS_NAME, "airlock-enforcer");
     }
 
+    /// The enforcer's process id.
+    pub fn enforcer_pid(&self) -> u32 {
+        self.enforcer.as_ref().expect("no enforcer").id()
+    }
+
     /// SIGKILLs the enforcer; its pinned programs stay in force.
     pub fn kill_enforcer(&mut self) {
         if let Some(mut child) = self.enforcer.take() {
@@ -402,16 +407,11 @@ impl System {
         self.run_as_with_path(user, program, args, stdin, "/usr/local/bin:/usr/bin:/bin")
     }
 
-    /// Starts `program` as `user` with a given PATH, without waiting; it is
-    /// killed when the handle is dropped.
-    pub fn spawn_as_with_path(
-        &self,
-        user: &TestUser,
-        program: &Path,
-        args: &[&str],
-        path: &str,
-    ) -> Spawned {
-        let child = Command::new("setpriv")
+    /// `program` as `user` (with their groups), against this system's bus,
+    /// with a clean environment.
+    fn as_user(&self, user: &TestUser, program: &Path, args: &[&str], path: &str) -> Command {
+        let mut command = Command::new("setpriv");
+        command
             .args([
                 "--reuid",
                 user.name,
@@ -425,7 +425,21 @@ impl System {
             .env_clear()
             .env("PATH", path)
             .env("HOME", self.dir.path())
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address);
+        command
+    }
+
+    /// Starts `program` as `user` with a given PATH, without waiting; it is
+    /// killed when the handle is dropped.
+    pub fn spawn_as_with_path(
+        &self,
+        user: &TestUser,
+        program: &Path,
+        args: &[&str],
+        path: &str,
+    ) -> Spawned {
+        let child = self
+            .as_user(user, program, args, path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -444,21 +458,8 @@ impl System {
         path: &str,
     ) -> CtlOutput {
         use std::io::Write;
-        let mut child = Command::new("setpriv")
-            .args([
-                "--reuid",
-                user.name,
-                "--regid",
-                user.name,
-                "--init-groups",
-                "--",
-            ])
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env("PATH", path)
-            .env("HOME", self.dir.path())
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+        let mut child = self
+            .as_user(user, program, args, path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -254,3 +254,24 @@ fn a_policy_reload_and_a_gateway_restart_reach_running_sessions() {
     wait_for(&bench.work.join("done2"));
     assert!(!read("c.out").contains("STAND-IN RAN"), "{}", read("c.out"));
 }
+
+#[test]
+fn the_enforcer_keeps_only_the_capabilities_it_needs_once_loaded() {
+    let system = system();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", system.enforcer_pid())).unwrap();
+    let caps = |field: &str| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap_or_else(|| panic!("{field} missing"))
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    // CAP_DAC_OVERRIDE (1), CAP_DAC_READ_SEARCH (2), CAP_KILL (5),
+    // CAP_SYS_PTRACE (19): no CAP_BPF, CAP_SYS_ADMIN or CAP_PERFMON.
+    let kept = (1 << 1) | (1 << 2) | (1 << 5) | (1 << 19);
+    for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(caps(field), kept, "{field} of the enforcer:\n{status}");
+    }
+}
