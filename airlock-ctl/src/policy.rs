@@ -28,6 +28,18 @@ fn print_decision(decision: &str, rule: &str, policy: &str, source: &str) {
     }
 }
 
+/// The directories of `PATH`, as the enforcer searches them for the files
+/// rule heads name.
+pub fn search_path() -> Vec<String> {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter_map(|d| d.to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Resolves `argv[0]` the way `execvp` would, then follows symlinks, so that
 /// rules naming a real executable (or a symlink's target) match.
 pub fn resolve_executable(argv0: &str) -> Option<PathBuf> {
@@ -63,13 +75,7 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
             // hard link of a governed binary is judged as that binary.
             let aliases = match (&executable, set.effective_rules(role)) {
                 (Some(executable), Ok(rules)) => {
-                    let search_path: Vec<String> = std::env::var_os("PATH")
-                        .map(|p| {
-                            std::env::split_paths(&p)
-                                .filter_map(|d| d.to_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let search_path = search_path();
                     let heads = rules
                         .iter()
                         .filter_map(|r| r.words.first().map(String::as_str));

@@ -12,7 +12,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::bus;
-use crate::policy::resolve_executable;
+use crate::policy::{resolve_executable, search_path};
 
 /// Where `airlockctl use` keeps the default role: one line.
 fn role_file() -> Option<PathBuf> {
@@ -236,13 +236,7 @@ async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()>
             ))
         }
     };
-    let search_path: Vec<String> = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .filter_map(|d| d.to_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let search_path = search_path();
     let pidfd = pidfd_open(held.pid)?;
     let started = gateway
         .start_session(role, zbus::zvariant::Fd::from(&pidfd), search_path)
