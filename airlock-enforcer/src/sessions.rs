@@ -21,6 +21,12 @@ enum Scope {
     Uid(u32),
 }
 
+/// A session's kernel map entries: trie nodes and executable identities.
+type Compiled = (
+    BTreeMap<NodeKey, kernel::Node>,
+    BTreeMap<IdentKey, kernel::Aliases>,
+);
+
 struct Live {
     spec: SessionSpec,
     scope: Scope,
@@ -97,14 +103,7 @@ impl Sessions {
     }
 
     /// Compiles a spec into node and identity entries.
-    #[allow(clippy::type_complexity)]
-    fn compile(
-        &self,
-        spec: &SessionSpec,
-    ) -> anyhow::Result<(
-        BTreeMap<NodeKey, kernel::Node>,
-        BTreeMap<IdentKey, kernel::Aliases>,
-    )> {
+    fn compile(&self, spec: &SessionSpec) -> anyhow::Result<Compiled> {
         let key = self.kernel.key;
         let mut nodes = BTreeMap::new();
         let mut heads = BTreeSet::new();

@@ -215,16 +215,21 @@ impl Core {
         now: i64,
     ) -> Result<(), AirlockError> {
         let session = self.sessions.get_mut(id).ok_or_else(|| not_found(id))?;
-        if !session.state.is_live() && !(state == SessionState::Exited) {
-            return Err(AirlockError::Conflict(format!(
-                "session {id} already ended ({})",
-                session.state.as_str()
-            )));
-        }
-        if session.state == SessionState::Revoked && state == SessionState::Exited {
+        match (session.state, state) {
             // A revoked session's processes have now gone; it stays revoked.
-            session.ended_at = session.ended_at.max(now);
-            return self.persist_sessions();
+            (SessionState::Revoked, SessionState::Exited) => {
+                session.ended_at = session.ended_at.max(now);
+                return self.persist_sessions();
+            }
+            // Already recorded: a second report changes nothing.
+            (SessionState::Exited, SessionState::Exited) => return Ok(()),
+            (ended, _) if !ended.is_live() => {
+                return Err(AirlockError::Conflict(format!(
+                    "session {id} already ended ({})",
+                    ended.as_str()
+                )))
+            }
+            _ => {}
         }
         session.state = state;
         session.ended_at = now;
@@ -434,5 +439,55 @@ impl Core {
             "enforcement_mode",
             json!({"service": "enforcer", "mode": status.mode, "detail": status.detail, "fix": status.fix}),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(dir: &std::path::Path) -> Core {
+        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let times = airlock_common::config::Config::parse("")
+            .unwrap()
+            .gateway
+            .times()
+            .unwrap();
+        Core::open(&policies, dir, dir, times, 32, "default").unwrap()
+    }
+
+    fn audited(dir: &std::path::Path, event: &str) -> usize {
+        std::fs::read_to_string(dir.join(airlock_common::names::AUDIT_LOG_FILE))
+            .unwrap()
+            .matches(&format!("\"event\":\"{event}\""))
+            .count()
+    }
+
+    #[test]
+    fn a_session_ends_once_and_a_revoked_one_stays_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core(dir.path());
+        let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+        core.session_started(&a.id, "lsm").unwrap();
+        core.end_session(&a.id, SessionState::Exited, None, 5)
+            .unwrap();
+        core.end_session(&a.id, SessionState::Exited, None, 6)
+            .unwrap();
+        assert_eq!(audited(dir.path(), "session_exited"), 1);
+        assert!(matches!(
+            core.end_session(&a.id, SessionState::Revoked, Some(0), 7),
+            Err(AirlockError::Conflict(_))
+        ));
+
+        let b = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+        core.session_started(&b.id, "lsm").unwrap();
+        core.end_session(&b.id, SessionState::Revoked, Some(0), 8)
+            .unwrap();
+        core.end_session(&b.id, SessionState::Exited, None, 9)
+            .unwrap();
+        assert_eq!(core.session(&b.id).unwrap().state, SessionState::Revoked);
+        assert_eq!(core.session(&b.id).unwrap().ended_at, 9);
+        assert_eq!(audited(dir.path(), "session_revoked"), 1);
+        assert_eq!(audited(dir.path(), "session_exited"), 1);
     }
 }
