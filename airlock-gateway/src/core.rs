@@ -4,13 +4,15 @@
 //! the service layer only translates calls. Each state change is written to
 //! the audit log (fsync'd) and then to the state file before the method
 //! returns: a crash after a call returned loses neither the record nor the
-//! change.
+//! change. New requests are the exception: the state file catches up within
+//! a second, and until then their audit records stand in for it (see
+//! `store`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use airlock_common::audit::{AuditError, AuditLog};
+use airlock_common::audit::{self, AuditError, AuditLog};
 use airlock_common::config::GatewayTimes;
 use airlock_common::dbus::{
     AirlockError, DecisionInfo, GrantInfo, GrantRequest, RequestInfo, SignedGrantWire,
@@ -22,7 +24,7 @@ use airlock_common::{ids, names, timefmt};
 use serde_json::{json, Map, Value};
 
 use crate::sessions::Session;
-use crate::store::{PendingRequest, Snapshot, Store};
+use crate::store::{replay_requests, PendingRequest, Snapshot, Store};
 
 /// The policy set in force and what happened at the last (re)load.
 pub struct PolicyState {
@@ -45,6 +47,8 @@ pub struct Core {
     signing_key: Option<Vec<u8>>,
     audit: AuditLog,
     store: Store,
+    /// The audit log holds changes the state file does not (new requests).
+    state_lags_log: bool,
     times: GatewayTimes,
     max_pending_per_user: usize,
 }
@@ -121,11 +125,20 @@ impl Core {
                 }
             }
         }
-        let requests = snapshot
+        let mut requests = snapshot
             .requests
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
+        let tail = audit::records_after(&log_path, snapshot.audit_mark.as_ref())?;
+        let restored = replay_requests(&mut requests, &tail, times.request_ttl.as_secs());
+        if !restored.is_empty() {
+            tracing::info!(
+                "restored {} pending request(s) from the audit log: {}",
+                restored.len(),
+                restored.join(", ")
+            );
+        }
         let sessions = snapshot
             .sessions
             .into_iter()
@@ -168,6 +181,7 @@ impl Core {
             signing_key,
             audit,
             store,
+            state_lags_log: !restored.is_empty(),
             times,
             max_pending_per_user,
         };
@@ -179,7 +193,12 @@ impl Core {
         core.audit(event, json!({"service": "gateway", "message": message}))?;
         core.audit(
             "service_started",
-            json!({"service": "gateway", "grants": core.grants.len(), "pending_requests": core.requests.len()}),
+            json!({
+                "service": "gateway",
+                "grants": core.grants.len(),
+                "pending_requests": core.requests.len(),
+                "restored_requests": restored,
+            }),
         )?;
         Ok(core)
     }
@@ -194,7 +213,7 @@ impl Core {
     /// Saves the state. Grant changes are `Synced`; pending-request changes
     /// only need to survive a process crash (their audit record is synced,
     /// and an agent can ask again after a power loss).
-    fn persist(&self, durability: Durability) -> Result<(), AirlockError> {
+    fn persist(&mut self, durability: Durability) -> Result<(), AirlockError> {
         let snapshot = Snapshot {
             version: 1,
             signing_key: self.signing_key.as_deref().map(encode_key),
@@ -202,15 +221,26 @@ impl Core {
             grants: self.grants.values().map(|(s, _)| s.clone()).collect(),
             sessions: self.sessions.values().cloned().collect(),
             next_session_index: self.next_session_index,
+            audit_mark: Some(self.audit.head()),
         };
         self.store
             .save(&snapshot, durability)
-            .map_err(|e| internal("cannot save gateway state", e))
+            .map_err(|e| internal("cannot save gateway state", e))?;
+        self.state_lags_log = false;
+        Ok(())
+    }
+
+    /// Writes the state file if new requests are only in the audit log.
+    pub fn save_state(&mut self) -> Result<(), AirlockError> {
+        if self.state_lags_log {
+            self.persist(Durability::ProcessCrash)?;
+        }
+        Ok(())
     }
 
     /// Saves session changes durably: a session's existence decides what the
     /// kernel enforces after a restart.
-    pub(crate) fn persist_sessions(&self) -> Result<(), AirlockError> {
+    pub(crate) fn persist_sessions(&mut self) -> Result<(), AirlockError> {
         self.persist(Durability::Synced)
     }
 
@@ -341,6 +371,7 @@ impl Core {
                 "uid": uid,
                 "session": session,
                 "requested_ttl_secs": requested_ttl_secs,
+                "expires_at": timefmt::rfc3339(request.expires_at),
             }),
         )?;
         let new = NewRequest {
@@ -350,7 +381,9 @@ impl Core {
             uid,
         };
         self.requests.insert(request.id.clone(), request);
-        self.persist(Durability::ProcessCrash)?;
+        // The fsynced record is what survives a crash; `expire` saves the
+        // state file on its next tick.
+        self.state_lags_log = true;
         Ok(new)
     }
 
@@ -595,6 +628,7 @@ impl Core {
             .map(|(_, body)| body.grant_id.clone())
             .collect();
         if stale_requests.is_empty() && stale_grants.is_empty() {
+            self.save_state()?;
             return Ok(Vec::new());
         }
         let mut touched: Vec<String> = stale_grants
@@ -732,4 +766,163 @@ fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
         key.len()
     );
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A gateway's directories; `open` is a gateway (re)start.
+    struct Dirs {
+        root: tempfile::TempDir,
+    }
+
+    impl Dirs {
+        fn new() -> Dirs {
+            let root = tempfile::tempdir().unwrap();
+            for dir in ["policies", "state", "audit"] {
+                std::fs::create_dir(root.path().join(dir)).unwrap();
+            }
+            Dirs { root }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.root.path().join(name)
+        }
+
+        fn open(&self) -> Core {
+            let times = GatewayTimes {
+                request_ttl: Duration::from_secs(600),
+                default_grant_ttl: Duration::from_secs(3600),
+                max_grant_ttl: Duration::from_secs(8 * 3600),
+            };
+            Core::open(
+                &self.path("policies"),
+                &self.path("state"),
+                &self.path("audit"),
+                times,
+                20,
+                "default",
+            )
+            .unwrap()
+        }
+
+        fn stored_requests(&self) -> Vec<String> {
+            let text = std::fs::read(self.path("state/state.json")).unwrap_or_default();
+            if text.is_empty() {
+                return Vec::new();
+            }
+            let snapshot: Snapshot = serde_json::from_slice(&text).unwrap();
+            snapshot.requests.into_iter().map(|r| r.id).collect()
+        }
+
+        fn audit_verifies(&self) -> bool {
+            let head = audit::read_head(&self.path("audit").join(names::AUDIT_HEAD_FILE)).unwrap();
+            let log = self.path("audit").join(names::AUDIT_LOG_FILE);
+            audit::verify(&log, head.as_ref())
+                .unwrap()
+                .problem
+                .is_none()
+        }
+    }
+
+    fn ask(core: &mut Core, reason: &str, now: i64) -> String {
+        core.request_approval(1000, None, "command:terraform plan", reason, 0, now)
+            .unwrap()
+            .id
+    }
+
+    fn pending(core: &Core) -> Vec<String> {
+        core.list_requests(0, true)
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    #[test]
+    fn requests_filed_before_a_crash_are_restored_from_the_audit_log() {
+        let dirs = Dirs::new();
+        let now = timefmt::now_unix();
+        let mut core = dirs.open();
+        let kept = ask(&mut core, "keep me", now);
+        let denied = ask(&mut core, "deny me", now);
+        core.deny(&denied, "no", 0).unwrap();
+        let late = ask(&mut core, "filed last", now);
+        // The deny saved the state file; the last request is only audited.
+        assert_eq!(dirs.stored_requests(), vec![kept.clone()]);
+        drop(core); // a crash: nothing more is written
+
+        let core = dirs.open();
+        let mut expected = vec![kept.clone(), late.clone()];
+        expected.sort();
+        assert_eq!(pending(&core), expected);
+        let restored = core.get_request(&late, 0, true).unwrap();
+        assert_eq!(restored.reason, "filed last");
+        assert_eq!(restored.requester_uid, 1000);
+        assert_eq!(restored.scope, "command:terraform plan");
+        assert_eq!(restored.expires_at, now + 600);
+        assert!(dirs.audit_verifies());
+    }
+
+    #[test]
+    fn the_state_file_catches_up_on_the_next_tick_and_on_shutdown() {
+        let dirs = Dirs::new();
+        let now = timefmt::now_unix();
+        let mut core = dirs.open();
+        let first = ask(&mut core, "one", now);
+        assert!(dirs.stored_requests().is_empty());
+        core.expire(now).unwrap();
+        assert_eq!(dirs.stored_requests(), vec![first.clone()]);
+        let second = ask(&mut core, "two", now);
+        core.save_state().unwrap();
+        let mut expected = vec![first, second];
+        expected.sort();
+        let mut stored = dirs.stored_requests();
+        stored.sort();
+        assert_eq!(stored, expected);
+        // A restart then has nothing to replay and restores nothing twice.
+        drop(core);
+        assert_eq!(pending(&dirs.open()), expected);
+    }
+
+    #[test]
+    fn a_state_file_without_a_mark_replays_the_whole_log_to_the_same_result() {
+        let dirs = Dirs::new();
+        let now = timefmt::now_unix();
+        let mut core = dirs.open();
+        let kept = ask(&mut core, "keep", now);
+        for reason in ["a", "b"] {
+            let id = ask(&mut core, reason, now);
+            core.deny(&id, "no", 0).unwrap();
+        }
+        core.save_state().unwrap();
+        drop(core);
+        // A state file written before the mark existed.
+        let path = dirs.path("state/state.json");
+        let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        state.as_object_mut().unwrap().remove("audit_mark").unwrap();
+        std::fs::write(&path, state.to_string()).unwrap();
+        assert_eq!(pending(&dirs.open()), vec![kept]);
+    }
+
+    #[test]
+    fn a_restored_request_that_expired_meanwhile_expires_with_its_record() {
+        let dirs = Dirs::new();
+        let long_ago = timefmt::now_unix() - 3600;
+        let mut core = dirs.open();
+        let stale = ask(&mut core, "old", long_ago);
+        drop(core);
+        let mut core = dirs.open();
+        assert_eq!(pending(&core), vec![stale.clone()]);
+        core.expire(timefmt::now_unix()).unwrap();
+        assert!(pending(&core).is_empty());
+        let records = audit::read_records(&dirs.path("audit").join(names::AUDIT_LOG_FILE)).unwrap();
+        assert!(records
+            .iter()
+            .any(|r| r.event == "request_expired" && r.field_str("request_id") == Some(&stale)));
+        drop(core);
+        assert!(pending(&dirs.open()).is_empty());
+    }
 }

@@ -192,6 +192,10 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    if let Err(e) = core.lock().unwrap_or_else(|p| p.into_inner()).save_state() {
+        // Nothing is lost: the audit log holds the requests it could not save.
+        tracing::error!("{}", e.message());
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     Ok(())
 }

@@ -1,13 +1,24 @@
-//! The gateway's persistent state: pending requests, live grants and the
-//! pinned grant-verification key, in one JSON file replaced atomically.
+//! The gateway's persistent state: pending requests, live grants, sessions
+//! and the pinned grant-verification key, in one JSON file replaced
+//! atomically.
 //!
 //! Grants are stored exactly as `airlock-totp` signed them and re-verified on
 //! load, so an edited state file cannot widen or extend a grant.
+//!
+//! A new request is not written here before its caller gets the id: its
+//! fsynced `access_requested` record is enough, and rewriting this file on
+//! every request doubled the cost of asking. The snapshot names the last
+//! audit record it reflects (`audit_mark`); on load, [`replay_requests`]
+//! applies the request records after it.
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use airlock_common::audit::{Head, Record};
 use airlock_common::fsutil::{replace, Durability};
 use airlock_common::grant::{Scope, SignedGrant};
+use airlock_common::timefmt;
 
 use crate::sessions::Session;
 use serde::{Deserialize, Serialize};
@@ -43,6 +54,9 @@ pub struct Snapshot {
     pub sessions: Vec<Session>,
     #[serde(default)]
     pub next_session_index: u32,
+    /// The newest audit record this snapshot reflects.
+    #[serde(default)]
+    pub audit_mark: Option<Head>,
 }
 
 pub struct Store {
@@ -82,4 +96,62 @@ impl Store {
         let bytes = serde_json::to_vec(snapshot).expect("state always serialises");
         replace(&self.path, &bytes, 0o600, durability)
     }
+}
+
+/// Applies the request lifecycle recorded in `tail` (records after the
+/// snapshot's mark, oldest first) to the snapshot's `requests`; returns the
+/// ids of the pending requests the snapshot did not have. Replaying records
+/// the snapshot already reflects changes nothing, so a tail that starts too
+/// early is harmless.
+pub fn replay_requests(
+    requests: &mut BTreeMap<String, PendingRequest>,
+    tail: &[Record],
+    request_ttl_secs: u64,
+) -> Vec<String> {
+    let stored: Vec<String> = requests.keys().cloned().collect();
+    for record in tail {
+        let Some(id) = record.field_str("request_id") else {
+            continue;
+        };
+        match record.event.as_str() {
+            "access_requested" if !requests.contains_key(id) => {
+                match request_from_record(id, record, request_ttl_secs) {
+                    Some(request) => {
+                        requests.insert(id.to_owned(), request);
+                    }
+                    None => tracing::warn!(
+                        "audit record {} (access_requested) cannot be replayed; request {id} is lost",
+                        record.seq
+                    ),
+                }
+            }
+            "request_denied" | "request_expired" | "grant_issued" => {
+                requests.remove(id);
+            }
+            _ => {}
+        }
+    }
+    requests
+        .keys()
+        .filter(|id| !stored.contains(id))
+        .cloned()
+        .collect()
+}
+
+fn request_from_record(id: &str, record: &Record, request_ttl_secs: u64) -> Option<PendingRequest> {
+    let fields = &record.fields;
+    Some(PendingRequest {
+        id: id.to_owned(),
+        scope: Scope::parse(record.field_str("scope")?).ok()?,
+        reason: record.field_str("reason")?.to_owned(),
+        requester_uid: u32::try_from(fields.get("uid")?.as_u64()?).ok()?,
+        session: record.field_str("session").map(str::to_owned),
+        requested_ttl_secs: fields.get("requested_ttl_secs")?.as_u64()?,
+        created_at: record.ts,
+        // Records from before `expires_at` was audited: the current setting.
+        expires_at: record
+            .field_str("expires_at")
+            .and_then(timefmt::parse_rfc3339)
+            .unwrap_or(record.ts.saturating_add(request_ttl_secs as i64)),
+    })
 }

@@ -15,6 +15,7 @@
 //!
 //! The gateway is the only writer; `airlockctl` only reads.
 
+mod head;
 mod record;
 mod verify;
 
@@ -24,12 +25,13 @@ mod tests;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::timefmt::now_unix;
+use head::HeadWriter;
+pub use head::{read_head, Head};
 pub use record::Record;
 use record::{last_entry, parse_lines, seal, GENESIS};
 pub use verify::{verify, Problem, VerifyReport};
@@ -54,19 +56,11 @@ pub enum AuditError {
     InvalidEvent(String),
 }
 
-/// The newest record's `seq` and `hash`, kept outside the log so that
-/// records cut from its end are noticed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    pub seq: u64,
-    pub hash: String,
-}
-
 /// The log, open for appending.
 #[derive(Debug)]
 pub struct AuditLog {
     file: File,
-    head_path: PathBuf,
+    head_file: HeadWriter,
     /// `seq` and `hash` of the newest record (0 and the genesis hash if none).
     seq: u64,
     hash: String,
@@ -95,10 +89,13 @@ impl AuditLog {
         if let Some(finding) = walk(&lines, Start::latest(&lines), head.as_ref()) {
             return Err(AuditError::Corrupt(finding.problem.to_string()));
         }
-        let log = AuditLog::continuing(file, head_path, &lines, false);
-        if head.as_ref() != Some(&log.head()) && log.seq > 0 {
+        let mut log = AuditLog::continuing(file, head_path, &lines, false);
+        let current = log.head();
+        if head.as_ref() == Some(&current) {
+            log.head_file.stored(current.seq);
+        } else if log.seq > 0 {
             // The head lagged (a crash after the log's fsync): catch it up.
-            write_head(head_path, &log.head())?;
+            log.head_file.store(&current)?;
         }
         Ok(log)
     }
@@ -150,7 +147,7 @@ impl AuditLog {
         let last = last_entry(lines);
         AuditLog {
             file,
-            head_path: head_path.to_path_buf(),
+            head_file: HeadWriter::new(head_path),
             seq: last.map_or(0, |e| e.record.seq),
             hash: last.map_or_else(|| GENESIS.to_owned(), |e| e.record.hash.clone()),
             lines: lines.len(),
@@ -195,7 +192,8 @@ impl AuditLog {
         self.lines = line;
         self.seq = entry.record.seq;
         self.hash.clone_from(&entry.record.hash);
-        write_head(&self.head_path, &self.head())?;
+        let head = self.head();
+        self.head_file.store(&head)?;
         Ok(entry.record)
     }
 
@@ -218,7 +216,7 @@ fn open_log_file(path: &Path) -> Result<(File, Vec<u8>), AuditError> {
 
 /// Opens `path` with `options`, creating it with exactly [`FILE_MODE`]
 /// (the umask is not allowed to take away the admin group's read access).
-fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+pub(super) fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     match options.clone().create_new(true).mode(FILE_MODE).open(path) {
         Ok(file) => {
             file.set_permissions(Permissions::from_mode(FILE_MODE))?;
@@ -227,46 +225,6 @@ fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options.open(path),
         Err(e) => Err(e),
     }
-}
-
-/// Replaces the head file via a temporary sibling and a rename, so readers
-/// see the old or the new head, never a partial one. No fsync: the log it
-/// anchors was fsynced first, so after a crash the head can only lag.
-fn write_head(head_path: &Path, head: &Head) -> io::Result<()> {
-    let name = head_path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "head path has no file name"))?;
-    let tmp = head_path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file = create_or_open(OpenOptions::new().write(true), &tmp)?;
-    let mut text = serde_json::to_string(head).map_err(io::Error::other)?;
-    text.push('\n');
-    file.write_all(text.as_bytes())?;
-    drop(file);
-    fs::rename(&tmp, head_path)
-}
-
-/// Reads the head anchor; `None` if there is none yet. An empty file also
-/// counts as none: the head is written without fsync, so a crash can leave
-/// it empty, and an empty head says no more than a deleted one.
-pub fn read_head(head_path: &Path) -> Result<Option<Head>, AuditError> {
-    let bytes = match fs::read(head_path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        AuditError::Corrupt(format!(
-            "the head anchor {} is unreadable ({e})",
-            head_path.display()
-        ))
-    })
 }
 
 /// Reads all records for display, without verifying the chain. Every line
@@ -282,6 +240,32 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
                 .map_err(|message| AuditError::Corrupt(format!("line {}: {message}", index + 1)))
         })
         .collect()
+}
+
+/// The records after the one `mark` names, oldest first: what a state
+/// snapshot taken at `mark` may not reflect yet. If no record matches `mark`
+/// (no mark, or the chain was restarted since), every parseable record is
+/// returned, so the caller's replay must give the same result when it starts
+/// earlier than needed. Unparseable lines are skipped: `verify` reports them.
+pub fn records_after(path: &Path, mark: Option<&Head>) -> Result<Vec<Record>, AuditError> {
+    let content = match fs::read(path) {
+        Ok(content) => content,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut records: Vec<Record> = parse_lines(&content)
+        .into_iter()
+        .filter_map(|line| line.ok().map(|entry| entry.record))
+        .collect();
+    let marked = mark.and_then(|mark| {
+        records
+            .iter()
+            .rposition(|r| r.seq == mark.seq && r.hash == mark.hash)
+    });
+    if let Some(at) = marked {
+        records.drain(..=at);
+    }
+    Ok(records)
 }
 
 /// Which records `airlockctl audit` shows; `None` matches everything.

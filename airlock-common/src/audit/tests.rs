@@ -776,3 +776,66 @@ proptest! {
         prop_assert_eq!(problem_line(&problem), Some(line), "{}", problem);
     }
 }
+
+// ---- the head anchor's two slots ------------------------------------------
+
+#[test]
+fn appends_update_the_head_in_place() {
+    let fx = Fixture::with_records(3);
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let before = inode(&fx.head);
+    let mut log = fx.open().unwrap();
+    log.append("service_started", Map::new()).unwrap();
+    log.append("service_started", Map::new()).unwrap();
+    assert_eq!(inode(&fx.head), before, "the head file was replaced");
+    assert_eq!(read_head(&fx.head).unwrap(), Some(log.head()));
+    assert_eq!(log.head().seq, 5);
+}
+
+/// Overwrites the slot holding `seq`'s head with a half-written copy of a
+/// later head, as a crash or a concurrent reader could see it.
+fn tear_slot(fx: &Fixture, torn_from: &[u8]) {
+    let mut bytes = fs::read(&fx.head).unwrap();
+    let (slot_len, newest_slot) = (bytes.len() / 2, 1);
+    let at = newest_slot * slot_len;
+    bytes[at..at + 20].copy_from_slice(&torn_from[..20]);
+    fs::write(&fx.head, bytes).unwrap();
+}
+
+#[test]
+fn a_torn_slot_leaves_the_head_one_record_behind() {
+    // Record 5 is in slot 1 and record 4 in slot 0.
+    let fx = Fixture::with_records(5);
+    let other = Fixture::with_records(7);
+    tear_slot(&fx, &fs::read(&other.head).unwrap()[160..]);
+    assert_eq!(read_head(&fx.head).unwrap().unwrap().seq, 4);
+    assert_eq!(fx.problem(), None, "a lagging head is not damage");
+    // Both slots torn: unreadable, and said so.
+    let mut bytes = fs::read(&fx.head).unwrap();
+    bytes[10] ^= 1;
+    fs::write(&fx.head, bytes).unwrap();
+    assert!(matches!(read_head(&fx.head), Err(AuditError::Corrupt(_))));
+}
+
+#[test]
+fn a_head_from_before_the_slots_is_read_and_replaced() {
+    let fx = Fixture::with_records(2);
+    let head = read_head(&fx.head).unwrap().unwrap();
+    fs::write(&fx.head, serde_json::to_string(&head).unwrap() + "\n").unwrap();
+    assert_eq!(read_head(&fx.head).unwrap(), Some(head));
+    let mut log = fx.open().unwrap();
+    log.append("service_started", Map::new()).unwrap();
+    assert_eq!(read_head(&fx.head).unwrap(), Some(log.head()));
+    assert_eq!(fs::metadata(&fx.head).unwrap().len(), 320);
+}
+
+#[test]
+fn a_head_that_moves_back_after_a_break_is_not_hidden_by_the_old_slot() {
+    // Slots hold 6 and 5; the log is cut to 3, so the restart record is 4
+    // and must not lose to the stale 5 in the other slot.
+    let fx = Fixture::with_records(6);
+    fx.edit_lines(|lines| lines.truncate(3));
+    let log = AuditLog::open_after_break(&fx.log, &fx.head, "truncated").unwrap();
+    assert_eq!(log.head().seq, 4);
+    assert_eq!(read_head(&fx.head).unwrap(), Some(log.head()));
+}
