@@ -98,16 +98,31 @@ impl Store {
     }
 }
 
+/// What [`replay_requests`] changed.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Pending requests the snapshot did not have.
+    pub restored: Vec<String>,
+    /// Requests the snapshot had that were decided or expired after it.
+    pub settled: Vec<String>,
+}
+
+impl Replayed {
+    pub fn changed(&self) -> bool {
+        !(self.restored.is_empty() && self.settled.is_empty())
+    }
+}
+
 /// Applies the request lifecycle recorded in `tail` (records after the
-/// snapshot's mark, oldest first) to the snapshot's `requests`; returns the
-/// ids of the pending requests the snapshot did not have. Replaying records
-/// the snapshot already reflects changes nothing, so a tail that starts too
-/// early is harmless.
+/// snapshot's mark, oldest first) to the snapshot's `requests`. Replaying
+/// whole histories the snapshot already reflects changes nothing; a part of
+/// one (a request without its denial) would revive a decided request, which
+/// is why `audit::records_after` never starts inside a damaged stretch.
 pub fn replay_requests(
     requests: &mut BTreeMap<String, PendingRequest>,
     tail: &[Record],
     request_ttl_secs: u64,
-) -> Vec<String> {
+) -> Replayed {
     let stored: Vec<String> = requests.keys().cloned().collect();
     for record in tail {
         let Some(id) = record.field_str("request_id") else {
@@ -131,11 +146,17 @@ pub fn replay_requests(
             _ => {}
         }
     }
-    requests
-        .keys()
-        .filter(|id| !stored.contains(id))
-        .cloned()
-        .collect()
+    Replayed {
+        restored: requests
+            .keys()
+            .filter(|id| !stored.contains(id))
+            .cloned()
+            .collect(),
+        settled: stored
+            .into_iter()
+            .filter(|id| !requests.contains_key(id))
+            .collect(),
+    }
 }
 
 fn request_from_record(id: &str, record: &Record, request_ttl_secs: u64) -> Option<PendingRequest> {

@@ -13,7 +13,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use ring::digest;
@@ -71,55 +71,79 @@ fn encode_slot(head: &Head) -> io::Result<Vec<u8>> {
 #[derive(Debug)]
 pub(super) struct HeadWriter {
     path: PathBuf,
-    /// `seq` this writer last stored, if any: only the next one can go in
-    /// place, since a reader takes the higher of the two slots.
-    last_seq: Option<u64>,
+    /// What this writer last stored, if it knows: only the next `seq` can go
+    /// in place, since a reader takes the higher of the two slots.
+    last: Option<Stored>,
+}
+
+/// A head this writer stored, and the file it is in.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    seq: u64,
+    dev: u64,
+    ino: u64,
 }
 
 impl HeadWriter {
     pub(super) fn new(path: &Path) -> HeadWriter {
         HeadWriter {
             path: path.to_path_buf(),
-            last_seq: None,
+            last: None,
         }
     }
 
-    /// Notes that the file already holds record `seq`'s head.
+    /// Notes that the file holds record `seq`'s head (just read back), so
+    /// the next append can go in place.
     pub(super) fn stored(&mut self, seq: u64) {
-        self.last_seq = Some(seq);
+        self.last = fs::metadata(&self.path).ok().map(|m| Stored {
+            seq,
+            dev: m.dev(),
+            ino: m.ino(),
+        });
     }
 
-    /// Records `head`: in place when it follows the last one stored and the
-    /// file is as this writer left it, otherwise by replacing the file.
+    /// Records `head`: in place when it follows the last one stored, in the
+    /// same file, otherwise by replacing the file. After a failure the next
+    /// call replaces the file.
     pub(super) fn store(&mut self, head: &Head) -> io::Result<()> {
-        let follows = self
-            .last_seq
-            .is_some_and(|last| head.seq.checked_sub(1) == Some(last));
-        if !(follows && self.store_in_place(head)?) {
-            self.replace(head)?;
-        }
-        self.last_seq = Some(head.seq);
+        let previous = self.last.take();
+        let in_place = match previous {
+            Some(last) if head.seq.checked_sub(1) == Some(last.seq) => {
+                self.store_in_place(head, last)?
+            }
+            _ => None,
+        };
+        let stored = match in_place {
+            Some(stored) => stored,
+            None => self.replace(head)?,
+        };
+        self.last = Some(stored);
         Ok(())
     }
 
-    /// `false` if the file is gone or not in the two-slot layout.
-    fn store_in_place(&self, head: &Head) -> io::Result<bool> {
+    /// `None` if the file is gone, another file, or not in the two-slot
+    /// layout: someone else wrote it, so its other slot cannot be trusted.
+    fn store_in_place(&self, head: &Head, last: Stored) -> io::Result<Option<Stored>> {
         let file = match OpenOptions::new().write(true).open(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if file.metadata()?.len() != FILE_LEN {
-            return Ok(false);
+        let meta = file.metadata()?;
+        if (meta.dev(), meta.ino(), meta.len()) != (last.dev, last.ino, FILE_LEN) {
+            return Ok(None);
         }
         let offset = (head.seq % 2) * SLOT_LEN as u64;
         file.write_all_at(&encode_slot(head)?, offset)?;
-        Ok(true)
+        Ok(Some(Stored {
+            seq: head.seq,
+            ..last
+        }))
     }
 
     /// Replaces the file via a temporary sibling and a rename, `head` in
     /// both slots, so readers see the old file or the new, never a mix.
-    fn replace(&self, head: &Head) -> io::Result<()> {
+    fn replace(&self, head: &Head) -> io::Result<Stored> {
         let name = self.path.file_name().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "head path has no file name")
         })?;
@@ -134,8 +158,14 @@ impl HeadWriter {
         let mut file = create_or_open(OpenOptions::new().write(true), &tmp)?;
         file.write_all(&slot)?;
         file.write_all(&slot)?;
+        let meta = file.metadata()?;
         drop(file);
-        fs::rename(&tmp, &self.path)
+        fs::rename(&tmp, &self.path)?;
+        Ok(Stored {
+            seq: head.seq,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
     }
 }
 

@@ -54,6 +54,14 @@ pub enum AuditError {
     /// The event name or fields were rejected; nothing was written.
     #[error("invalid audit event: {0}")]
     InvalidEvent(String),
+    /// The record was written and synced, but the head anchor was not
+    /// updated. The record stands, so the event happened; the anchor lags
+    /// (harmless) and the next append replaces it.
+    #[error("audit record {} was written, but its head anchor could not be updated: {error}", record.seq)]
+    Anchor {
+        record: Box<Record>,
+        error: io::Error,
+    },
 }
 
 /// The log, open for appending.
@@ -157,9 +165,9 @@ impl AuditLog {
     }
 
     /// Appends one record and fsyncs it before returning it. Rejected
-    /// events (bad name, reserved field keys) write nothing. An error from
-    /// updating the head after the fsync is still returned, although the
-    /// record stands: the caller should not proceed without its anchor.
+    /// events (bad name, reserved field keys) write nothing. A failure to
+    /// update the head after the fsync is [`AuditError::Anchor`], which
+    /// carries the record: it was written all the same.
     pub fn append(
         &mut self,
         event: &str,
@@ -193,8 +201,13 @@ impl AuditLog {
         self.seq = entry.record.seq;
         self.hash.clone_from(&entry.record.hash);
         let head = self.head();
-        self.head_file.store(&head)?;
-        Ok(entry.record)
+        match self.head_file.store(&head) {
+            Ok(()) => Ok(entry.record),
+            Err(error) => Err(AuditError::Anchor {
+                record: Box::new(entry.record),
+                error,
+            }),
+        }
     }
 
     /// The newest record's `seq` and `hash` (0 and 64 zeros when empty).
@@ -242,30 +255,64 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
         .collect()
 }
 
-/// The records after the one `mark` names, oldest first: what a state
-/// snapshot taken at `mark` may not reflect yet. If no record matches `mark`
-/// (no mark, or the chain was restarted since), every parseable record is
-/// returned, so the caller's replay must give the same result when it starts
-/// earlier than needed. Unparseable lines are skipped: `verify` reports them.
-pub fn records_after(path: &Path, mark: Option<&Head>) -> Result<Vec<Record>, AuditError> {
+/// Where [`records_after`] started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// After the record the mark names.
+    AtMark,
+    /// No mark was given (state from before marks): from the first record,
+    /// or after the newest `chain_restarted` record.
+    FromStart,
+    /// The mark is not in the log (records were cut or edited and the chain
+    /// restarted): after the newest `chain_restarted` record, or nowhere.
+    AfterRestart,
+}
+
+/// The sealed records after the one `mark` names, oldest first: what a
+/// state snapshot taken at `mark` does not reflect yet. Lines that do not
+/// parse or whose hash does not match their content are skipped (`verify`
+/// reports them): nobody but the gateway should be able to add state here.
+///
+/// A mark that is not in the log means the log lost or changed records
+/// after it. What happened there is unknown, so nothing before the newest
+/// `chain_restarted` record is returned: replaying part of a history (a
+/// request without its cut-off denial) would revive decided requests.
+pub fn records_after(
+    path: &Path,
+    mark: Option<&Head>,
+) -> Result<(Vec<Record>, Resumed), AuditError> {
     let content = match fs::read(path) {
         Ok(content) => content,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), Resumed::FromStart))
+        }
         Err(e) => return Err(e.into()),
     };
     let mut records: Vec<Record> = parse_lines(&content)
         .into_iter()
-        .filter_map(|line| line.ok().map(|entry| entry.record))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.is_sealed())
+        .map(|entry| entry.record)
         .collect();
-    let marked = mark.and_then(|mark| {
-        records
+    let after_restart = records
+        .iter()
+        .rposition(|r| r.event == RESTART_EVENT)
+        .map(|at| at + 1);
+    let (start, resumed) = match mark {
+        None => (after_restart.unwrap_or(0), Resumed::FromStart),
+        Some(mark) => match records
             .iter()
             .rposition(|r| r.seq == mark.seq && r.hash == mark.hash)
-    });
-    if let Some(at) = marked {
-        records.drain(..=at);
-    }
-    Ok(records)
+        {
+            Some(at) => (at + 1, Resumed::AtMark),
+            None => (
+                after_restart.unwrap_or(records.len()),
+                Resumed::AfterRestart,
+            ),
+        },
+    };
+    records.drain(..start);
+    Ok((records, resumed))
 }
 
 /// Which records `airlockctl audit` shows; `None` matches everything.

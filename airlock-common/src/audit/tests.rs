@@ -782,14 +782,29 @@ proptest! {
 #[test]
 fn appends_update_the_head_in_place() {
     let fx = Fixture::with_records(3);
-    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
-    let before = inode(&fx.head);
+    // A second name for the file: it sees the appends only if they write
+    // into the same file rather than replacing it.
+    let alias = fx.head.with_file_name("alias");
+    fs::hard_link(&fx.head, &alias).unwrap();
     let mut log = fx.open().unwrap();
     log.append("service_started", Map::new()).unwrap();
     log.append("service_started", Map::new()).unwrap();
-    assert_eq!(inode(&fx.head), before, "the head file was replaced");
-    assert_eq!(read_head(&fx.head).unwrap(), Some(log.head()));
+    assert_eq!(read_head(&alias).unwrap(), Some(log.head()));
     assert_eq!(log.head().seq, 5);
+}
+
+#[test]
+fn a_head_file_swapped_by_someone_else_is_replaced_not_patched() {
+    // Record 6 sits in slot 0 of a file the writer did not write; patching
+    // slot 1 with record 5 would leave that stale 6 in force.
+    let fx = Fixture::with_records(4);
+    let other = Fixture::with_records(6);
+    let mut log = fx.open().unwrap();
+    let swapped = fx.head.with_file_name("swapped");
+    fs::copy(&other.head, &swapped).unwrap();
+    fs::rename(&swapped, &fx.head).unwrap();
+    log.append("service_started", Map::new()).unwrap();
+    assert_eq!(read_head(&fx.head).unwrap(), Some(log.head()));
 }
 
 /// Overwrites the slot holding `seq`'s head with a half-written copy of a
