@@ -257,6 +257,14 @@ async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()>
             }
             Ok(())
         }
+        // Refused on purpose (a governed process starting another session):
+        // neither a broken enforcer nor something --unenforced may skip.
+        Err(zbus::Error::MethodError(name, message, _)) if name.ends_with(".AccessDenied") => {
+            Err(anyhow!(
+                "start session: {}",
+                message.unwrap_or_else(|| name.to_string())
+            ))
+        }
         Err(e) if unenforced => {
             let error = bus::explain("start session", e);
             gateway

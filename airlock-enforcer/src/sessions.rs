@@ -193,6 +193,21 @@ impl Sessions {
                 spec.uid
             );
         }
+        // A governed process may not move into a session of its choosing:
+        // the kernel looks at the cgroup first, so a new session would swap
+        // its role for a looser one. Any Airlock cgroup counts, live or not.
+        if let Some(current) = self.cgroups.session_of(pid) {
+            anyhow::bail!(
+                "process {pid} is in governed session {current}; a governed process cannot start \
+                 another session"
+            );
+        }
+        if let Some(bound) = self.live.values().find(|l| l.scope == Scope::Uid(owner)) {
+            anyhow::bail!(
+                "uid {owner} is governed by session {}; its processes cannot start another session",
+                bound.spec.id
+            );
+        }
         self.check_index(&spec)?;
         let info = Self::info(&spec)?;
         let (nodes, idents) = self.install(&spec)?;

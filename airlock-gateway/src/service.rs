@@ -57,6 +57,16 @@ impl Gateway {
         self.callers.uid(&self.dbus, header).await
     }
 
+    /// The governed session the caller runs in, as the enforcer sees it.
+    async fn caller_session(&self, header: &Header<'_>) -> Option<String> {
+        let enforcer = &self.enforcer;
+        self.callers
+            .session(&self.dbus, header, |pid| async move {
+                enforcer.session_of_pid(pid).await.ok()
+            })
+            .await
+    }
+
     /// Learns (and pins) the signer's public key if the gateway has none yet.
     pub async fn pin_signing_key(&self) -> Result<(), AirlockError> {
         let key = self.totp.public_key().await.map_err(totp_error)?;
@@ -223,13 +233,7 @@ impl Gateway {
         let uid = self.caller(&header).await?;
         // A request from inside a governed session is for that session, so
         // that the grant applies there (and only there).
-        let enforcer = &self.enforcer;
-        let session = self
-            .callers
-            .session(&self.dbus, &header, |pid| async move {
-                enforcer.session_of_pid(pid).await.ok()
-            })
-            .await;
+        let session = self.caller_session(&header).await;
         let new = self.core().request_approval(
             uid,
             session,
@@ -467,6 +471,25 @@ impl Gateway {
                 "search path is too large".into(),
             ));
         }
+        // An agent must not trade its session for one of its choosing. The
+        // enforcer checks the target process too; this refuses early.
+        if let Some(current) = self.caller_session(&header).await {
+            self.core().audit_event(
+                "session_refused",
+                json!({
+                    "service": "gateway",
+                    "session": current,
+                    "uid": uid,
+                    "role": role,
+                    "stage": "session_start",
+                    "reason": "a governed process asked for another session",
+                }),
+            )?;
+            return Err(AirlockError::AccessDenied(format!(
+                "the caller runs in governed session {current}; a governed process cannot start \
+                 another session"
+            )));
+        }
         let session = self
             .core()
             .create_session(uid, role, false, search_path, now_unix())?;
@@ -525,15 +548,22 @@ impl Gateway {
         Ok(self.core().list_sessions(uid, is_admin(uid)))
     }
 
-    /// Revokes a session and ends its processes (its owner or an admin).
+    /// Revokes a session and ends its processes: its owner or an admin; a
+    /// user binding only an admin, since the bound user is the governed one.
     async fn revoke_session(
         &self,
         #[zbus(header)] header: Header<'_>,
         id: &str,
     ) -> Result<(), AirlockError> {
         let uid = self.caller(&header).await?;
-        let owner = self.core().session(id)?.uid;
-        if owner != uid {
+        let (owner, bound_uid) = {
+            let core = self.core();
+            let session = core.session(id)?;
+            (session.uid, session.bound_uid)
+        };
+        if bound_uid {
+            require_admin(uid, "revoke a user binding")?;
+        } else if owner != uid {
             require_admin(uid, "revoke another user's session")?;
         }
         self.core()

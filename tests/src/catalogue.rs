@@ -161,6 +161,15 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
              else echo ESCAPED; echo STAND-IN RAN escaped; fi"
                 .into(),
         ),
+        // Inside the restricted role a plan needs approval; the shipped
+        // `default` role would allow it.
+        case(
+            "a new session with a looser role",
+            format!(
+                "{} run --role default -- terraform plan",
+                crate::bin("airlockctl").display()
+            ),
+        ),
         Case {
             expect: Expect::Runs,
             ..case("allowed arguments (terraform init)", "terraform init".into())
@@ -251,6 +260,7 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
         for event in session_events(system, &session, "exec_", wait)
             .iter()
             .chain(session_events(system, &session, "cgroup_", Duration::ZERO).iter())
+            .chain(session_events(system, &session, "session_refused", Duration::ZERO).iter())
         {
             if let Some(stage) = event["stage"].as_str() {
                 if !layers.iter().any(|l| l == stage) {

@@ -183,6 +183,52 @@ fn only_the_gateway_and_root_reach_the_enforcer_and_only_root_reports_events() {
     );
 }
 
+#[test]
+fn a_bound_user_can_neither_unbind_itself_nor_start_a_looser_session() {
+    use airlock_tests::{bin, APPROVER, OUTSIDER};
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    let bind = system.ctl(
+        &APPROVER,
+        &[
+            "sessions",
+            "bind-user",
+            OUTSIDER.name,
+            "--role",
+            catalogue::ROLE,
+        ],
+        "",
+    );
+    assert_eq!(bind.code, 0, "{bind:?}");
+    let id = bind.stdout.split_whitespace().next().unwrap().to_owned();
+
+    let unbind = system.ctl(&OUTSIDER, &["sessions", "revoke", &id], "");
+    assert_ne!(unbind.code, 0, "the bound user unbound itself: {unbind:?}");
+    assert!(
+        unbind.stderr.contains("revoke a user binding"),
+        "{unbind:?}"
+    );
+
+    let looser = system.run_as_with_path(
+        &OUTSIDER,
+        &bin("airlockctl"),
+        &["run", "--role", "default", "--", "terraform", "plan"],
+        "",
+        &bench.path(),
+    );
+    assert!(!looser.stdout.contains("STAND-IN RAN"), "{looser:?}");
+    assert!(
+        looser.stderr.contains("cannot start another session"),
+        "{looser:?}"
+    );
+
+    let sessions = system.ctl(&APPROVER, &["sessions"], "").stdout;
+    assert!(sessions.contains(&id), "{sessions}");
+    system
+        .ctl(&APPROVER, &["sessions", "revoke", &id], "")
+        .success();
+}
+
 /// Waits for `path` to exist.
 fn wait_for(path: &std::path::Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

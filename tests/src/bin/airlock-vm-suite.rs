@@ -156,7 +156,23 @@ fn bound_user(system: &System, bench: &catalogue::Bench) -> Result<String, Strin
     let apply =
         system.run_as_with_path(&OUTSIDER, sh, &["-c", "terraform apply"], "", &bench.path());
     let init = system.run_as_with_path(&OUTSIDER, sh, &["-c", "terraform init"], "", &bench.path());
+    let unbind = system.ctl(&OUTSIDER, &["sessions", "revoke", &id], "");
+    let looser = system.run_as_with_path(
+        &OUTSIDER,
+        &bin("airlockctl"),
+        &["run", "--role", "default", "--", "terraform", "plan"],
+        "",
+        &bench.path(),
+    );
     let _ = system.ctl(&APPROVER, &["sessions", "revoke", &id], "");
+    if unbind.code == 0 {
+        return Err(format!("the bound user unbound itself: {unbind:?}"));
+    }
+    if looser.stdout.contains("STAND-IN RAN") {
+        return Err(format!(
+            "the bound user started a looser session: {looser:?}"
+        ));
+    }
     let after =
         system.run_as_with_path(&OUTSIDER, sh, &["-c", "terraform apply"], "", &bench.path());
     if apply.stdout.contains("STAND-IN RAN") {
@@ -168,7 +184,7 @@ fn bound_user(system: &System, bench: &catalogue::Bench) -> Result<String, Strin
     if !after.stdout.contains("STAND-IN RAN apply") {
         return Err(format!("unbinding did not release the user: {after:?}"));
     }
-    Ok("apply refused, init ran, released when revoked".into())
+    Ok("apply refused, init ran, could not unbind itself or start a looser session, released when revoked by an admin".into())
 }
 
 /// Killing the enforcer leaves enforcement in force; a restarted one picks
