@@ -373,6 +373,7 @@ pub trait Gateway1 {
     fn revoke_all(&self) -> zbus::Result<u32>;
     fn totp_setup(&self, force: bool, current_code: &str) -> zbus::Result<String>;
     fn totp_confirm(&self, code: &str) -> zbus::Result<()>;
+    fn record_totp_reset(&self) -> zbus::Result<()>;
     fn reload_policy(&self) -> zbus::Result<String>;
     fn status(&self) -> zbus::Result<GatewayStatus>;
     /// Starts a governed session for the process behind `pidfd` (a child of

@@ -1,16 +1,24 @@
 //! Connecting to the gateway and explaining its errors to people.
 
-use airlock_common::dbus::{AirlockError, Gateway1Proxy};
+use airlock_common::dbus::{AirlockError, Gateway1Proxy, Totp1Proxy};
 use anyhow::anyhow;
 
-pub async fn gateway() -> anyhow::Result<Gateway1Proxy<'static>> {
-    let conn = zbus::Connection::system().await.map_err(|e| {
+async fn system_bus() -> anyhow::Result<zbus::Connection> {
+    zbus::Connection::system().await.map_err(|e| {
         anyhow!(
             "cannot reach the D-Bus system bus ({e}); is dbus-daemon running? \
              (`sudo scripts/airlock-up` starts one on machines without systemd)"
         )
-    })?;
-    Ok(Gateway1Proxy::new(&conn).await?)
+    })
+}
+
+pub async fn gateway() -> anyhow::Result<Gateway1Proxy<'static>> {
+    Ok(Gateway1Proxy::new(&system_bus().await?).await?)
+}
+
+/// airlock-totp itself: root only (bus policy), for a forced re-enrolment.
+pub async fn totp() -> anyhow::Result<Totp1Proxy<'static>> {
+    Ok(Totp1Proxy::new(&system_bus().await?).await?)
 }
 
 /// Turns a failed gateway call into a sentence that says what to do.

@@ -4,6 +4,8 @@ use qrcode::render::unicode::Dense1x2;
 use qrcode::QrCode;
 use zeroize::Zeroizing;
 
+use airlock_common::dbus::Gateway1Proxy;
+
 use crate::bus;
 use crate::code::read_code;
 
@@ -23,12 +25,14 @@ pub async fn setup(force: bool, code_stdin: bool) -> anyhow::Result<i32> {
     } else {
         Zeroizing::new(String::new())
     };
-    let uri = Zeroizing::new(
+    let uri = Zeroizing::new(if force {
+        begin_forced(&gateway).await?
+    } else {
         gateway
-            .totp_setup(force, &current)
+            .totp_setup(false, &current)
             .await
-            .map_err(|e| bus::explain("totp setup", e))?,
-    );
+            .map_err(|e| bus::explain("totp setup", e))?
+    });
     if !code_stdin {
         let qr = QrCode::new(uri.as_bytes())?;
         println!("{}", qr.render::<Dense1x2>().quiet_zone(true).build());
@@ -43,4 +47,23 @@ pub async fn setup(force: bool, code_stdin: bool) -> anyhow::Result<i32> {
         .map_err(|e| bus::explain("totp setup", e))?;
     println!("TOTP enrolment is active.");
     Ok(0)
+}
+
+/// Root replaces the secret without a code by asking airlock-totp directly,
+/// so the new secret never passes through the gateway; the gateway audits it.
+async fn begin_forced(gateway: &Gateway1Proxy<'_>) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "totp setup --force: only root may force a re-enrolment"
+    );
+    let uri = bus::totp()
+        .await?
+        .begin_enrolment(true, "")
+        .await
+        .map_err(|e| bus::explain("totp setup --force", e))?;
+    gateway
+        .record_totp_reset()
+        .await
+        .map_err(|e| bus::explain("record the forced re-enrolment", e))?;
+    Ok(uri)
 }

@@ -365,9 +365,11 @@ impl Gateway {
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "enrol a TOTP secret")?;
-        if force && uid != 0 {
+        if force {
+            // airlock-totp takes `force` from root directly, never from us.
             return Err(AirlockError::AccessDenied(
-                "only root may force a TOTP re-enrolment".into(),
+                "a forced TOTP re-enrolment goes to airlock-totp directly: run                  `airlockctl totp setup --force` as root"
+                    .into(),
             ));
         }
         if current_code.len() > MAX_CODE_LEN {
@@ -401,6 +403,24 @@ impl Gateway {
                 Err(e)
             }
         }
+    }
+
+    /// Records that root started a forced re-enrolment at airlock-totp
+    /// directly (which the gateway does not see otherwise).
+    async fn record_totp_reset(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        if uid != 0 {
+            return Err(AirlockError::AccessDenied(
+                "only root forces a TOTP re-enrolment".into(),
+            ));
+        }
+        self.core().audit_event(
+            "totp_enrolment_started",
+            json!({"service": "totp", "by_uid": uid, "forced": true}),
+        )
     }
 
     async fn totp_confirm(

@@ -43,10 +43,10 @@ impl TotpService {
     }
 
     /// Refuses every caller but root and the gateway user.
-    async fn check_caller(&self, header: &Header<'_>) -> Result<(), AirlockError> {
+    async fn check_caller(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
         let uid = caller_uid(&self.dbus, header).await?;
         if uid == 0 || uid == self.allowed_uid {
-            Ok(())
+            Ok(uid)
         } else {
             Err(AirlockError::AccessDenied(format!(
                 "uid {uid} may not call the TOTP service; only the gateway and root may"
@@ -86,7 +86,15 @@ impl TotpService {
         force: bool,
         current_code: &str,
     ) -> Result<String, AirlockError> {
-        self.check_caller(&header).await?;
+        let uid = self.check_caller(&header).await?;
+        // Forcing replaces the secret without a code. Only root calling here
+        // directly may: a gateway that could would learn the new secret and
+        // then approve whatever it liked.
+        if force && uid != 0 {
+            return Err(AirlockError::AccessDenied(
+                "only root, calling airlock-totp directly, may force a re-enrolment".into(),
+            ));
+        }
         let current = (!current_code.is_empty()).then_some(current_code);
         let uri = self
             .authenticator()

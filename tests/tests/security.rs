@@ -217,10 +217,47 @@ fn enrolment_needs_confirmation_and_reenrolment_needs_a_code() {
         &format!("{}\n", app.wrong_code()),
     );
     out.failure();
-    // --force is root's alone.
+    // --force is root's alone, and root's directly: the gateway user, which
+    // may call airlock-totp, cannot force a new secret it would then see.
     system
         .ctl(&APPROVER, &["totp", "setup", "--force", "--code-stdin"], "")
         .failure();
+    let gateway_user = TestUser {
+        name: airlock_common::names::GATEWAY_USER,
+    };
+    let forced = system.run_as(
+        &gateway_user,
+        Path::new("/usr/bin/busctl"),
+        &[
+            &format!("--address={}", system.bus_address),
+            "call",
+            "org.airlock.Totp1",
+            "/org/airlock/Totp1",
+            "org.airlock.Totp1",
+            "BeginEnrolment",
+            "bs",
+            "true",
+            "",
+        ],
+        "",
+    );
+    assert_ne!(forced.code, 0, "{forced:?}");
+    assert!(forced.stderr.contains("only root"), "{forced:?}");
+    // Root may; the start is audited, and a wrong confirmation code leaves
+    // the old secret in force.
+    let root = system.ctl(
+        &ROOT,
+        &["totp", "setup", "--force", "--code-stdin"],
+        "000000\n",
+    );
+    assert!(root.stdout.contains("otpauth://"), "{root:?}");
+    let audit = std::fs::read_to_string(system.audit_log()).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"totp_enrolment_started\"") && l.contains("\"forced\":true")),
+        "{audit}"
+    );
     // The old secret still approves.
     let id = system
         .ctl(
@@ -345,6 +382,56 @@ async fn hostile_dbus_arguments_get_named_errors_and_change_nothing() {
         std::fs::read_to_string(system.audit_log()).unwrap(),
         audit_before
     );
+}
+
+#[test]
+fn only_admins_hear_of_other_users_requests() {
+    use std::process::{Command, Stdio};
+    let system = System::start();
+    let monitor = |user: &TestUser| {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                user.name,
+                "--regid",
+                user.name,
+                "--init-groups",
+                "--",
+            ])
+            .args([
+                "timeout",
+                "4",
+                "dbus-monitor",
+                "--address",
+                &system.bus_address,
+            ])
+            .arg("type='signal',interface='org.airlock.Gateway1',member='ApprovalRequested'")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (agent, approver) = (monitor(&AGENT), monitor(&APPROVER));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    system
+        .ctl(
+            &OUTSIDER,
+            &[
+                "request",
+                "--scope",
+                "services:gmail",
+                "--reason",
+                "private reason",
+            ],
+            "",
+        )
+        .success();
+    let heard = |child: std::process::Child| {
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout)
+            .contains("private reason")
+    };
+    assert!(heard(approver), "an admin must see new requests");
+    assert!(!heard(agent), "another user's request reached an agent");
 }
 
 #[test]
