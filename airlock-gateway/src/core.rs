@@ -24,7 +24,7 @@ use airlock_common::{ids, names, timefmt};
 use serde_json::{json, Map, Value};
 
 use crate::sessions::Session;
-use crate::store::{replay_requests, PendingRequest, Snapshot, Store};
+use crate::store::{replay_grant_ends, replay_requests, PendingRequest, Snapshot, Store};
 
 /// The policy set in force and what happened at the last (re)load.
 pub struct PolicyState {
@@ -138,6 +138,14 @@ impl Core {
             );
         }
         let replayed = replay_requests(&mut requests, &tail, times.request_ttl.as_secs());
+        let ended_grants = replay_grant_ends(&mut grants, &tail);
+        if !ended_grants.is_empty() {
+            tracing::warn!(
+                "grant(s) {} were revoked or expired after the state file was last saved; \
+                 dropped again",
+                ended_grants.join(", ")
+            );
+        }
         if replayed.changed() {
             tracing::info!(
                 "from the audit log: restored pending request(s) [{}], settled [{}]",
@@ -187,7 +195,7 @@ impl Core {
             signing_key,
             audit,
             store,
-            state_lags_log: replayed.changed(),
+            state_lags_log: replayed.changed() || !ended_grants.is_empty(),
             times,
             max_pending_per_user,
         };

@@ -586,12 +586,21 @@ impl Gateway {
         } else if owner != uid {
             require_admin(uid, "revoke another user's session")?;
         }
-        self.core()
-            .end_session(id, SessionState::Revoked, Some(uid), now_unix())?;
-        self.enforcer
+        self.core().check_live_session(id)?;
+        // The kernel side first: if the enforcer cannot end the session,
+        // nothing is recorded and the revocation can be repeated. One it
+        // does not know has nothing in the kernel to end.
+        match self
+            .enforcer
             .end_session(id, true)
             .await
             .map_err(enforcer_error)
+        {
+            Ok(()) | Err(AirlockError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.core()
+            .end_session(id, SessionState::Revoked, Some(uid), now_unix())
     }
 
     /// Files a request for a session (its owner or an admin).

@@ -88,6 +88,19 @@ impl Core {
         self.sessions.get(id).ok_or_else(|| not_found(id))
     }
 
+    /// Refuses (`Conflict`) a session that already ended.
+    pub fn check_live_session(&self, id: &str) -> Result<(), AirlockError> {
+        let session = self.session(id)?;
+        if session.state.is_live() {
+            Ok(())
+        } else {
+            Err(AirlockError::Conflict(format!(
+                "session {id} already ended ({})",
+                session.state.as_str()
+            )))
+        }
+    }
+
     /// Sessions `uid` may see: all for admins, their own otherwise.
     pub fn list_sessions(&self, uid: u32, admin: bool) -> Vec<SessionRecord> {
         self.sessions
@@ -178,10 +191,15 @@ impl Core {
         id: &str,
         enforcement: &str,
     ) -> Result<Session, AirlockError> {
-        let session = self.sessions.get_mut(id).ok_or_else(|| not_found(id))?;
+        let session = self.sessions.get(id).ok_or_else(|| not_found(id))?;
+        if session.state != SessionState::Ready {
+            // It ended (exited, revoked) while the enforcer was taking it:
+            // it stays ended.
+            return Ok(session.clone());
+        }
+        let mut session = session.clone();
         session.state = SessionState::Running;
         session.enforcement = enforcement.to_owned();
-        let session = session.clone();
         self.audit_event(
             "session_started",
             json!({
@@ -193,6 +211,7 @@ impl Core {
                 "enforcement": enforcement,
             }),
         )?;
+        self.sessions.insert(session.id.clone(), session.clone());
         self.persist_sessions()?;
         Ok(session)
     }
@@ -231,16 +250,19 @@ impl Core {
             }
             _ => {}
         }
-        session.state = state;
-        session.ended_at = now;
         let event = match state {
             SessionState::Revoked => "session_revoked",
             _ => "session_exited",
         };
+        // Recorded first: if the record cannot be written, nothing changed
+        // and the call can be repeated.
         self.audit_event(
             event,
             json!({"service": "gateway", "session": id, "by_uid": by_uid}),
         )?;
+        let session = self.sessions.get_mut(id).ok_or_else(|| not_found(id))?;
+        session.state = state;
+        session.ended_at = now;
         self.trim_ended();
         self.persist_sessions()
     }
@@ -489,5 +511,20 @@ mod tests {
         assert_eq!(core.session(&b.id).unwrap().ended_at, 9);
         assert_eq!(audited(dir.path(), "session_revoked"), 1);
         assert_eq!(audited(dir.path(), "session_exited"), 1);
+    }
+
+    #[test]
+    fn a_session_that_ended_while_starting_is_not_revived() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core(dir.path());
+        let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+        // Revoked between the enforcer taking it and the gateway hearing so.
+        core.end_session(&a.id, SessionState::Revoked, Some(0), 2)
+            .unwrap();
+        let started = core.session_started(&a.id, "lsm").unwrap();
+        assert_eq!(started.state, SessionState::Revoked);
+        assert_eq!(core.session(&a.id).unwrap().state, SessionState::Revoked);
+        assert_eq!(audited(dir.path(), "session_started"), 0);
+        assert!(core.check_live_session(&a.id).is_err());
     }
 }

@@ -159,6 +159,18 @@ pub fn replay_requests(
     }
 }
 
+/// Drops the grants that `tail` records as revoked or expired: a revocation
+/// whose state file write failed must not be undone by a restart. Returns
+/// their ids.
+pub fn replay_grant_ends<T>(grants: &mut BTreeMap<String, T>, tail: &[Record]) -> Vec<String> {
+    tail.iter()
+        .filter(|r| matches!(r.event.as_str(), "grant_revoked" | "grant_expired"))
+        .filter_map(|r| r.field_str("grant_id"))
+        .filter(|id| grants.remove(*id).is_some())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn request_from_record(id: &str, record: &Record, request_ttl_secs: u64) -> Option<PendingRequest> {
     let fields = &record.fields;
     Some(PendingRequest {
@@ -175,4 +187,36 @@ fn request_from_record(id: &str, record: &Record, request_ttl_secs: u64) -> Opti
             .and_then(timefmt::parse_rfc3339)
             .unwrap_or(record.ts.saturating_add(request_ttl_secs as i64)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(event: &str, fields: serde_json::Value) -> Record {
+        Record {
+            seq: 1,
+            ts: 0,
+            event: event.into(),
+            fields: fields.as_object().unwrap().clone(),
+            prev: String::new(),
+            hash: String::new(),
+            line: 1,
+            raw: String::new(),
+        }
+    }
+
+    #[test]
+    fn revoked_and_expired_grants_in_the_tail_are_dropped() {
+        let mut grants: BTreeMap<String, ()> =
+            ["g1", "g2", "g3"].map(|g| (g.to_owned(), ())).into();
+        let tail = [
+            record("grant_revoked", serde_json::json!({"grant_id": "g1"})),
+            record("grant_issued", serde_json::json!({"grant_id": "g2"})),
+            record("grant_expired", serde_json::json!({"grant_id": "g3"})),
+            record("grant_revoked", serde_json::json!({"grant_id": "unknown"})),
+        ];
+        assert_eq!(replay_grant_ends(&mut grants, &tail), ["g1", "g3"]);
+        assert_eq!(grants.keys().collect::<Vec<_>>(), ["g2"]);
+    }
 }

@@ -89,6 +89,8 @@ pub enum TotpError {
     InvalidCode { failures: u32 },
     #[error("this TOTP code was already used; wait for the next one")]
     CodeReused,
+    #[error("a TOTP code is {DIGITS} digits")]
+    MalformedCode,
     #[error("too many failed TOTP codes; verification is locked until {}", rfc3339(*.until))]
     Locked { until: i64 },
     #[error("TOTP state: {0}")]
@@ -205,7 +207,15 @@ impl Authenticator {
         totp_for(&config, &[0; SECRET_LEN]).map_err(|e| invalid_config(&e))?;
 
         let active = load_secret(&dir.join(SECRET_FILE))?;
-        let pending = load_secret(&dir.join(PENDING_FILE))?;
+        let mut pending = load_secret(&dir.join(PENDING_FILE))?;
+        // Left over by a crash between activating it and removing the file:
+        // confirming it again would skip the replay check.
+        if let (Some(a), Some(p)) = (&active, &pending) {
+            if a.0 == p.0 {
+                files::remove_synced(&dir.join(PENDING_FILE))?;
+                pending = None;
+            }
+        }
         let state = match files::read_optional(&dir.join(STATE_FILE))? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| TotpError::Corrupt(format!("{STATE_FILE}: {e}")))?,
@@ -273,10 +283,8 @@ impl Authenticator {
         let pending = self.pending.as_ref().ok_or(TotpError::NoPendingEnrolment)?;
         files::write_atomic(&self.dir.join(SECRET_FILE), &pending.0, SECRET_MODE)?;
         self.active = self.pending.take();
-        match std::fs::remove_file(self.dir.join(PENDING_FILE)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        files::remove_synced(&self.dir.join(PENDING_FILE))?;
+        Ok(())
     }
 
     /// Verifies a code against the active secret and returns the time step it
@@ -288,6 +296,10 @@ impl Authenticator {
     /// The one path every code goes through: lock check, constant-time
     /// comparison, replay check, failure accounting, persistence.
     fn attempt(&mut self, target: Target, code: &str, now: i64) -> Result<u64, TotpError> {
+        // Not a code at all: refused without touching the state.
+        if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TotpError::MalformedCode);
+        }
         let secret = match target {
             Target::Active => self.active.as_ref().ok_or(TotpError::NotEnrolled)?,
             Target::Pending => self.pending.as_ref().ok_or(TotpError::NoPendingEnrolment)?,
@@ -307,8 +319,14 @@ impl Authenticator {
         self.state.expire(now);
         match outcome {
             Outcome::Accepted(step) => {
+                // Never lower: a confirmation (no replay check against the
+                // new secret) must not re-open steps already spent.
+                let last_used_step = self
+                    .state
+                    .last_used_step
+                    .map_or(step, |used| used.max(step));
                 self.state = State {
-                    last_used_step: Some(step),
+                    last_used_step: Some(last_used_step),
                     ..State::default()
                 };
                 self.save()?;
@@ -580,27 +598,58 @@ mod tests {
     }
 
     #[test]
-    fn malformed_codes_are_invalid_and_counted() {
+    fn re_enrolment_never_lowers_the_replay_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut auth, old) = enrolled(dir.path());
+        let at = NOW + 90;
+        // The current code spends step(at); the new secret is confirmed with
+        // its code for the step before (within the skew).
+        let uri = auth
+            .begin_enrolment(false, Some(&code(&old, at)), at)
+            .unwrap();
+        let new = TOTP::from_url(uri.as_str()).unwrap();
+        auth.confirm_enrolment(&code(&new, at - 30), at).unwrap();
+        assert_eq!(auth.state.last_used_step, Some(step(at)));
+        assert!(matches!(
+            auth.verify(&code(&new, at), at),
+            Err(TotpError::CodeReused)
+        ));
+    }
+
+    #[test]
+    fn a_pending_secret_left_equal_to_the_active_one_is_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, _) = enrolled(dir.path());
+        drop(auth);
+        // A crash after activating the secret, before removing the file.
+        fs::copy(dir.path().join(SECRET_FILE), dir.path().join(PENDING_FILE)).unwrap();
+        let auth = open(dir.path());
+        assert!(!auth.status(NOW).enrolment_pending);
+        assert!(!dir.path().join(PENDING_FILE).exists());
+    }
+
+    #[test]
+    fn malformed_codes_are_refused_and_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut auth, totp) = enrolled(dir.path());
         let valid = code(&totp, NOW + 60);
-        for (n, bad) in [
+        let state = std::fs::read(dir.path().join(STATE_FILE)).unwrap();
+        for bad in [
             "",
             "12345",
             "1234567",
             "abcdef",
             &format!(" {}", &valid[1..]),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            match auth.verify(bad, NOW + 60) {
-                Err(TotpError::InvalidCode { failures }) => {
-                    assert_eq!(failures as usize, n + 1, "{bad:?}")
-                }
-                other => panic!("{bad:?}: {other:?}"),
-            }
+            &"9".repeat(10_000),
+        ] {
+            assert!(
+                matches!(auth.verify(bad, NOW + 60), Err(TotpError::MalformedCode)),
+                "{bad:?}"
+            );
         }
+        assert_eq!(std::fs::read(dir.path().join(STATE_FILE)).unwrap(), state);
+        assert_eq!(auth.status(NOW + 60).recent_failures, 0);
+        auth.verify(&valid, NOW + 60).unwrap();
     }
 
     #[test]

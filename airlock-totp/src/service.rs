@@ -64,6 +64,7 @@ fn to_dbus(error: TotpError) -> AirlockError {
         TotpError::AlreadyEnrolled => AirlockError::AccessDenied(message),
         TotpError::InvalidCode { .. } => AirlockError::InvalidCode(message),
         TotpError::CodeReused => AirlockError::CodeReused(message),
+        TotpError::MalformedCode => AirlockError::InvalidArgument(message),
         TotpError::Locked { .. } => AirlockError::Locked(message),
         TotpError::Io(_) | TotpError::Corrupt(_) => {
             tracing::error!("{message}");
