@@ -43,6 +43,11 @@ pub const FAILURE_WINDOW_SECS: i64 = 300;
 pub const BASE_LOCK_SECS: i64 = 60;
 /// The longest lockout, so a forgetful approver is never locked out for days.
 pub const MAX_LOCK_SECS: i64 = 3600;
+/// Failures within a day that lock verification however they are paced:
+/// four every five minutes would otherwise never lock, and over weeks
+/// that is enough guesses to hit a code.
+pub const MAX_DAILY_FAILURES: usize = 20;
+const DAY_SECS: i64 = 86_400;
 
 /// 160 bits, the HMAC-SHA-1 block-friendly size RFC 4226 recommends.
 const SECRET_LEN: usize = 20;
@@ -121,6 +126,12 @@ struct State {
     /// Lockouts since the last success; the next lock lasts
     /// `BASE_LOCK_SECS * 2^lockouts`.
     lockouts: u32,
+    /// Unix times of failures within the last day (kept across locks).
+    #[serde(default)]
+    daily_failures: Vec<i64>,
+    /// The time step `last_used_step` counts in (absent in older files).
+    #[serde(default)]
+    period_secs: Option<u32>,
 }
 
 impl State {
@@ -145,6 +156,20 @@ impl State {
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
+    /// Re-expresses the replay mark in steps of `period` if the configured
+    /// period changed: every new step that overlaps a used one is used, so
+    /// a longer period cannot lock everyone out nor a shorter one re-open
+    /// codes already spent.
+    fn convert_period(&mut self, period: u32) {
+        if let (Some(old), Some(used)) = (self.period_secs, self.last_used_step) {
+            if old != period {
+                let end = used.saturating_add(1).saturating_mul(u64::from(old));
+                self.last_used_step = end.div_ceil(u64::from(period)).checked_sub(1);
+            }
+        }
+        self.period_secs = Some(period);
+    }
+
     /// Starts afresh once a lock has passed and forgets failures that fell out
     /// of the window.
     fn expire(&mut self, now: i64) {
@@ -153,6 +178,7 @@ impl State {
             self.locked_until = 0;
         }
         self.failures.retain(|&t| t > now - FAILURE_WINDOW_SECS);
+        self.daily_failures.retain(|&t| t > now - DAY_SECS);
     }
 }
 
@@ -216,11 +242,12 @@ impl Authenticator {
                 pending = None;
             }
         }
-        let state = match files::read_optional(&dir.join(STATE_FILE))? {
+        let mut state: State = match files::read_optional(&dir.join(STATE_FILE))? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| TotpError::Corrupt(format!("{STATE_FILE}: {e}")))?,
             None => State::default(),
         };
+        state.convert_period(config.period_secs);
         Ok(Authenticator {
             dir: dir.to_path_buf(),
             config,
@@ -327,6 +354,7 @@ impl Authenticator {
                     .map_or(step, |used| used.max(step));
                 self.state = State {
                     last_used_step: Some(last_used_step),
+                    period_secs: Some(self.config.period_secs),
                     ..State::default()
                 };
                 self.save()?;
@@ -347,8 +375,9 @@ impl Authenticator {
     /// number of recent failures.
     fn record_failure(&mut self, now: i64) -> Result<u32, TotpError> {
         self.state.failures.push(now);
+        self.state.daily_failures.push(now);
         let failures = self.state.recent_failures(now);
-        if failures >= MAX_FAILURES {
+        if failures >= MAX_FAILURES || self.state.daily_failures.len() >= MAX_DAILY_FAILURES {
             self.state.locked_until = now.saturating_add(lock_secs(self.state.lockouts));
             self.state.lockouts = self.state.lockouts.saturating_add(1);
         }
@@ -714,12 +743,90 @@ mod tests {
     }
 
     #[test]
+    fn changing_the_period_keeps_spent_codes_spent_and_fresh_ones_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut auth, _) = enrolled(dir.path());
+        let at = NOW + 300;
+        let thirty = totp_from_file(dir.path(), SECRET_FILE);
+        auth.verify(&code(&thirty, at), at).unwrap();
+        drop(auth);
+        let config = |period_secs| TotpConfig {
+            period_secs,
+            ..TotpConfig::default()
+        };
+        // 60 s steps: the step holding the spent 30 s one is spent.
+        let mut auth = Authenticator::open(dir.path(), config(60)).unwrap();
+        let sixty = TOTP::new(
+            Algorithm::SHA1,
+            6,
+            1,
+            60,
+            fs::read(dir.path().join(SECRET_FILE)).unwrap(),
+            None,
+            String::new(),
+        )
+        .unwrap();
+        let spent = (u64::try_from(at).unwrap() / 60) * 60;
+        let spent = i64::try_from(spent).unwrap();
+        assert!(matches!(
+            auth.verify(&code(&sixty, spent), spent + 10),
+            Err(TotpError::CodeReused)
+        ));
+        assert!(auth.verify(&code(&sixty, spent + 60), spent + 60).is_ok());
+        drop(auth);
+        // Back to 30 s: nothing up to the spent 60 s step opens again.
+        let mut auth = Authenticator::open(dir.path(), config(30)).unwrap();
+        assert!(matches!(
+            auth.verify(&code(&thirty, spent + 90), spent + 90),
+            Err(TotpError::CodeReused)
+        ));
+        assert!(auth
+            .verify(&code(&thirty, spent + 120), spent + 120)
+            .is_ok());
+    }
+
+    #[test]
+    fn slow_guessing_locks_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut auth, totp) = enrolled(dir.path());
+        // One failure every 100 s never makes 5 in 5 minutes, but 20 in a
+        // day lock all the same.
+        let mut at = NOW + 300;
+        for n in 1..=MAX_DAILY_FAILURES {
+            assert_eq!(auth.status(at).locked_until, 0, "locked after {n} failures");
+            let result = auth.verify(&wrong_code(&totp, at), at);
+            assert!(
+                matches!(result, Err(TotpError::InvalidCode { .. })),
+                "{result:?}"
+            );
+            at += 100;
+        }
+        let locked_at = at - 100;
+        assert_eq!(auth.status(locked_at).locked_until, locked_at + 60);
+        assert!(matches!(
+            auth.verify(&code(&totp, locked_at + 30), locked_at + 30),
+            Err(TotpError::Locked { .. })
+        ));
+        // Past the lock, a further failure within the day locks again, longer.
+        let later = locked_at + 90;
+        let _ = auth.verify(&wrong_code(&totp, later), later);
+        assert_eq!(auth.status(later).locked_until, later + 120);
+    }
+
+    #[test]
     fn lockouts_grow_and_reset_on_success() {
         let dir = tempfile::tempdir().unwrap();
         let (mut auth, totp) = enrolled(dir.path());
         let mut at = NOW + 300;
-        for expected in [60, 120, 240, 480, 960, 1920, 3600, 3600] {
+        for expected in [60, 120, 240, 480] {
             lock(&mut auth, &totp, at);
+            let until = auth.status(at).locked_until;
+            assert_eq!(until - at, expected);
+            at = until;
+        }
+        // That made 20 failures within a day: now every failure locks.
+        for expected in [960, 1920, 3600, 3600] {
+            let _ = auth.verify(&wrong_code(&totp, at), at);
             let until = auth.status(at).locked_until;
             assert_eq!(until - at, expected);
             at = until;
