@@ -69,29 +69,31 @@ impl Callers {
     }
 
     /// The governed session the sender runs in, if any. `lookup` asks the
-    /// enforcer for a pid's session; `None` means it could not answer (not
-    /// cached, so that a later enforcer is asked again).
+    /// enforcer for a pid's session (empty for none). Without an enforcer
+    /// on the bus there are no sessions to be in; an enforcer that cannot
+    /// answer is an error rather than "none", so that an agent's request is
+    /// never filed as its user's own (and an error is not cached).
     pub async fn session<F, Fut>(
         &self,
         dbus: &DBusProxy<'_>,
         header: &Header<'_>,
         lookup: F,
-    ) -> Option<String>
+    ) -> Result<Option<String>, AirlockError>
     where
         F: FnOnce(u32) -> Fut,
-        Fut: std::future::Future<Output = Option<String>>,
+        Fut: std::future::Future<Output = Result<String, AirlockError>>,
     {
-        let sender = sender(header).ok()?;
+        let sender = sender(header)?;
         if let Some(session) = self.get(sender).session {
-            return (!session.is_empty()).then_some(session);
+            return Ok((!session.is_empty()).then_some(session));
         }
         if !self.enforcer_present.load(Ordering::Relaxed) {
-            return None;
+            return Ok(None);
         }
-        let pid = caller_pid(dbus, header).await.ok()?;
+        let pid = caller_pid(dbus, header).await?;
         let session = lookup(pid).await?;
         self.update(sender, |k| k.session = Some(session.clone()));
-        (!session.is_empty()).then_some(session)
+        Ok((!session.is_empty()).then_some(session))
     }
 
     pub fn set_enforcer_present(&self, present: bool) {

@@ -58,11 +58,16 @@ impl Gateway {
     }
 
     /// The governed session the caller runs in, as the enforcer sees it.
-    async fn caller_session(&self, header: &Header<'_>) -> Option<String> {
+    async fn caller_session(&self, header: &Header<'_>) -> Result<Option<String>, AirlockError> {
         let enforcer = &self.enforcer;
         self.callers
             .session(&self.dbus, header, |pid| async move {
-                enforcer.session_of_pid(pid).await.ok()
+                enforcer.session_of_pid(pid).await.map_err(|e| {
+                    AirlockError::Unavailable(format!(
+                        "cannot tell whether the caller runs in a governed session: {}",
+                        enforcer_error(e).message()
+                    ))
+                })
             })
             .await
     }
@@ -233,7 +238,7 @@ impl Gateway {
         let uid = self.caller(&header).await?;
         // A request from inside a governed session is for that session, so
         // that the grant applies there (and only there).
-        let session = self.caller_session(&header).await;
+        let session = self.caller_session(&header).await?;
         let new = self.core().request_approval(
             uid,
             session,
@@ -493,7 +498,7 @@ impl Gateway {
         }
         // An agent must not trade its session for one of its choosing. The
         // enforcer checks the target process too; this refuses early.
-        if let Some(current) = self.caller_session(&header).await {
+        if let Some(current) = self.caller_session(&header).await? {
             self.core().audit_event(
                 "session_refused",
                 json!({
