@@ -39,6 +39,9 @@ pub enum AirlockError {
     Unavailable(String),
     /// Something failed inside the service; see its log.
     Internal(String),
+    /// The caller made too many calls that write the audit log; nothing
+    /// changed, try again shortly.
+    LimitExceeded(String),
 }
 
 impl AirlockError {
@@ -56,6 +59,7 @@ impl AirlockError {
             AirlockError::Conflict(_) => "Conflict",
             AirlockError::Unavailable(_) => "Unavailable",
             AirlockError::Internal(_) => "Internal",
+            AirlockError::LimitExceeded(_) => "LimitExceeded",
         }
     }
 }
@@ -168,6 +172,7 @@ impl AirlockError {
                     "NotEnrolled" => AirlockError::NotEnrolled(message),
                     "Conflict" => AirlockError::Conflict(message),
                     "Unavailable" => AirlockError::Unavailable(message),
+                    "LimitExceeded" => AirlockError::LimitExceeded(message),
                     _ => AirlockError::Internal(message),
                 };
             }
@@ -188,7 +193,8 @@ impl AirlockError {
             | AirlockError::NotEnrolled(m)
             | AirlockError::Conflict(m)
             | AirlockError::Unavailable(m)
-            | AirlockError::Internal(m) => m.clone(),
+            | AirlockError::Internal(m)
+            | AirlockError::LimitExceeded(m) => m.clone(),
         }
     }
 }

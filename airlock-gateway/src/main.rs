@@ -6,6 +6,7 @@
 
 mod caller;
 mod core;
+mod ratelimit;
 mod service;
 mod sessions;
 mod store;

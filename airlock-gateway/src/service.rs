@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::caller::{is_admin, require_admin, Callers};
 use crate::core::Core;
+use crate::ratelimit::AuditBudget;
 use crate::sessions::SessionState;
 
 /// Longest TOTP code accepted (codes are 6 digits; anything longer is junk).
@@ -26,6 +27,7 @@ pub struct Gateway {
     enforcer: Enforcer1Proxy<'static>,
     dbus: DBusProxy<'static>,
     callers: Arc<Callers>,
+    budget: AuditBudget,
 }
 
 impl Gateway {
@@ -42,6 +44,7 @@ impl Gateway {
             enforcer,
             dbus,
             callers,
+            budget: AuditBudget::default(),
         }
     }
 
@@ -55,6 +58,15 @@ impl Gateway {
 
     async fn caller(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
         self.callers.uid(&self.dbus, header).await
+    }
+
+    /// Charges a call that writes the audit log to `uid`'s budget; admins
+    /// are never refused (and only looked up once over budget).
+    fn charge(&self, uid: u32) -> Result<(), AirlockError> {
+        match self.budget.charge(uid, std::time::Instant::now()) {
+            Err(e) if !is_admin(uid) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The governed session the caller runs in, as the enforcer sees it.
@@ -236,6 +248,7 @@ impl Gateway {
         requested_ttl_secs: u64,
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
+        self.charge(uid)?;
         // A request from inside a governed session is for that session, so
         // that the grant applies there (and only there).
         let session = self.caller_session(&header).await?;
@@ -490,6 +503,7 @@ impl Gateway {
         search_path: Vec<String>,
     ) -> Result<SessionRecord, AirlockError> {
         let uid = self.caller(&header).await?;
+        self.charge(uid)?;
         check_short("role", role)?;
         if search_path.len() > 256 || search_path.iter().any(|d| d.len() > 4096) {
             return Err(AirlockError::InvalidArgument(
@@ -532,6 +546,7 @@ impl Gateway {
         reason: &str,
     ) -> Result<(), AirlockError> {
         let uid = self.caller(&header).await?;
+        self.charge(uid)?;
         check_short("role", role)?;
         if reason.len() > airlock_common::dbus::MAX_TEXT_LEN {
             return Err(AirlockError::InvalidArgument("reason is too long".into()));
@@ -619,6 +634,7 @@ impl Gateway {
         requested_ttl_secs: u64,
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
+        self.charge(uid)?;
         let owner = self.core().session(session)?.uid;
         if owner != uid {
             require_admin(uid, "file requests for another user's session")?;

@@ -464,3 +464,26 @@ fn introspectable_with_busctl() {
         );
     }
 }
+
+#[test]
+fn a_user_cannot_flood_the_audit_log() {
+    let system = System::start();
+    let script = format!(
+        "for i in $(seq 100); do busctl --address={} call org.airlock.Gateway1 /org/airlock/Gateway1 \
+         org.airlock.Gateway1 RecordUnenforced ss default flood 2>&1 >/dev/null; done",
+        system.bus_address
+    );
+    let out = system.run_as(&AGENT, Path::new("/bin/sh"), &["-c", &script], "");
+    let refused = out.stdout.matches("audited calls in a burst").count();
+    let audit = std::fs::read_to_string(system.audit_log()).unwrap();
+    let recorded = audit.matches("\"session_unenforced\"").count();
+    assert!(refused > 0, "no call was refused: {out:?}");
+    assert_eq!(recorded + refused, 100, "{out:?}");
+    assert!(recorded < 90, "{recorded} records");
+    // An admin is not limited by the agent's budget, nor by its own.
+    for _ in 0..3 {
+        system
+            .ctl(&APPROVER, &["run", "--unenforced", "--", "true"], "")
+            .success();
+    }
+}
