@@ -56,14 +56,15 @@ async fn begin_forced(gateway: &Gateway1Proxy<'_>) -> anyhow::Result<String> {
         nix::unistd::geteuid().is_root(),
         "totp setup --force: only root may force a re-enrolment"
     );
+    // On the record before the secret changes, so no reset goes unaudited.
+    gateway
+        .record_totp_reset()
+        .await
+        .map_err(|e| bus::explain("record the forced re-enrolment", e))?;
     let uri = bus::totp()
         .await?
         .begin_enrolment(true, "")
         .await
         .map_err(|e| bus::explain("totp setup --force", e))?;
-    gateway
-        .record_totp_reset()
-        .await
-        .map_err(|e| bus::explain("record the forced re-enrolment", e))?;
     Ok(uri)
 }

@@ -129,9 +129,13 @@ impl Enforcer {
         kill: bool,
     ) -> Result<(), AirlockError> {
         self.check_caller(&header).await?;
-        self.sessions()
-            .end(id, kill)
-            .map_err(|e| AirlockError::NotFound(format!("{e:#}")))
+        // Not found only when there is nothing to end; a failure to end
+        // one is a failure, so the gateway does not record it as ended.
+        match self.sessions().end(id, kill) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AirlockError::NotFound(format!("no session {id}"))),
+            Err(e) => Err(failed(e)),
+        }
     }
 
     async fn sync(

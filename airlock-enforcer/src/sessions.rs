@@ -293,24 +293,29 @@ impl Sessions {
 
     /// Revokes a session; with `kill`, kills its processes. A uid-bound
     /// session is unbound.
-    pub fn end(&mut self, id: &str, kill: bool) -> anyhow::Result<()> {
-        let Some(live) = self.live.get_mut(id) else {
-            anyhow::bail!("no session {id}");
+    /// Ends session `id`; `false` if there is no such live session.
+    pub fn end(&mut self, id: &str, kill: bool) -> anyhow::Result<bool> {
+        let Some(live) = self.live.get(id) else {
+            return Ok(false);
         };
-        live.spec.revoked = true;
-        let (scope, spec) = (live.scope, live.spec.clone());
+        let scope = live.scope;
+        let mut spec = live.spec.clone();
+        spec.revoked = true;
         match scope {
             Scope::Cgroup(_) => {
                 // Revoked first, so that nothing new starts while the tree
                 // is being killed.
                 self.set_scope(scope, &Self::info(&spec)?)?;
+                if let Some(live) = self.live.get_mut(id) {
+                    live.spec.revoked = true;
+                }
                 if kill {
                     self.cgroups.kill(id)?;
                 }
             }
             Scope::Uid(_) => self.forget(id),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Takes the whole set after a restart of either side. Returns the

@@ -195,7 +195,21 @@ impl Gateway {
             return Err(error);
         }
         let mode = self.enforcement_mode().await;
-        Ok(self.core().session_started(id, &mode)?.record())
+        let session = self.core().session_started(id, &mode)?;
+        if !session.state.is_live() {
+            // Revoked while the enforcer was taking it (the revocation found
+            // nothing to end then): end what the enforcer just set up.
+            if let Err(e) = self.enforcer.end_session(id, true).await {
+                tracing::error!(
+                    "session {id} was revoked while starting, and the enforcer could not end it: {}",
+                    enforcer_error(e).message()
+                );
+            }
+            return Err(AirlockError::Conflict(format!(
+                "session {id} was revoked while it was starting"
+            )));
+        }
+        Ok(session.record())
     }
 
     /// `lsm` or `degraded`, as the enforcer reports it.
@@ -386,7 +400,8 @@ impl Gateway {
         if force {
             // airlock-totp takes `force` from root directly, never from us.
             return Err(AirlockError::AccessDenied(
-                "a forced TOTP re-enrolment goes to airlock-totp directly: run                  `airlockctl totp setup --force` as root"
+                "a forced TOTP re-enrolment goes to airlock-totp directly: run \
+                 `airlockctl totp setup --force` as root"
                     .into(),
             ));
         }

@@ -352,9 +352,13 @@ impl Authenticator {
                     .state
                     .last_used_step
                     .map_or(step, |used| used.max(step));
+                // A success clears the lock and its back-off, but not the
+                // day's failures: a guesser between real approvals still
+                // meets the daily cap.
                 self.state = State {
                     last_used_step: Some(last_used_step),
                     period_secs: Some(self.config.period_secs),
+                    daily_failures: std::mem::take(&mut self.state.daily_failures),
                     ..State::default()
                 };
                 self.save()?;
@@ -803,6 +807,25 @@ mod tests {
         }
         let locked_at = at - 100;
         assert_eq!(auth.status(locked_at).locked_until, locked_at + 60);
+        // Successes in between do not reset the day's count.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (mut other, totp2) = enrolled(dir2.path());
+        let mut t = NOW + 300;
+        for _ in 1..MAX_DAILY_FAILURES {
+            let _ = other.verify(&wrong_code(&totp2, t), t);
+            t += 100;
+            if other.status(t).recent_failures >= 2 {
+                other.verify(&code(&totp2, t), t).unwrap();
+                t += 100;
+            }
+        }
+        assert_eq!(other.status(t).locked_until, 0);
+        let _ = other.verify(&wrong_code(&totp2, t), t);
+        assert_eq!(
+            other.status(t).locked_until,
+            t + 60,
+            "the 20th failure of the day locks"
+        );
         assert!(matches!(
             auth.verify(&code(&totp, locked_at + 30), locked_at + 30),
             Err(TotpError::Locked { .. })
@@ -832,8 +855,10 @@ mod tests {
             at = until;
         }
         assert_eq!(auth.verify(&code(&totp, at), at).unwrap(), step(at));
-        lock(&mut auth, &totp, at + 30);
-        assert_eq!(auth.status(at + 30).locked_until, at + 30 + 60);
+        // The success reset the back-off; a day later the failures are gone too.
+        let next_day = at + DAY_SECS;
+        lock(&mut auth, &totp, next_day);
+        assert_eq!(auth.status(next_day).locked_until, next_day + 60);
     }
 
     #[test]

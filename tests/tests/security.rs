@@ -426,12 +426,23 @@ fn only_admins_hear_of_other_users_requests() {
             "",
         )
         .success();
-    let heard = |child: std::process::Child| {
-        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout)
-            .contains("private reason")
+    let output = |child: std::process::Child| {
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
     };
-    assert!(heard(approver), "an admin must see new requests");
-    assert!(!heard(agent), "another user's request reached an agent");
+    let (agent, approver) = (output(agent), output(approver));
+    assert!(
+        approver.contains("private reason"),
+        "an admin must see new requests"
+    );
+    // The agent's monitor was on the bus (the bus greeted it) and heard nothing.
+    assert!(
+        agent.contains("NameAcquired"),
+        "the agent's monitor never connected: {agent}"
+    );
+    assert!(
+        !agent.contains("private reason"),
+        "another user's request reached an agent"
+    );
 }
 
 #[test]
