@@ -75,10 +75,12 @@ impl Sessions {
             }
         }
         let uid = crate::cgroup::uid_of(pid).ok()?;
-        self.live
-            .values()
-            .find(|l| l.scope == Scope::Uid(uid))
-            .map(|l| l.spec.id.clone())
+        self.binding_of(uid).map(|l| l.spec.id.clone())
+    }
+
+    /// The live session that binds `uid`, if any.
+    fn binding_of(&self, uid: u32) -> Option<&Live> {
+        self.live.values().find(|l| l.scope == Scope::Uid(uid))
     }
 
     fn info(spec: &SessionSpec) -> anyhow::Result<SessionInfo> {
@@ -202,7 +204,7 @@ impl Sessions {
                  another session"
             );
         }
-        if let Some(bound) = self.live.values().find(|l| l.scope == Scope::Uid(owner)) {
+        if let Some(bound) = self.binding_of(owner) {
             anyhow::bail!(
                 "uid {owner} is governed by session {}; its processes cannot start another session",
                 bound.spec.id
@@ -233,11 +235,7 @@ impl Sessions {
     /// Governs every process of `spec.uid`.
     pub fn bind_user(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
         self.check_index(&spec)?;
-        if let Some(other) = self
-            .live
-            .values()
-            .find(|l| l.scope == Scope::Uid(spec.uid) && l.spec.id != spec.id)
-        {
+        if let Some(other) = self.binding_of(spec.uid).filter(|l| l.spec.id != spec.id) {
             anyhow::bail!(
                 "uid {} is already bound to session {}",
                 spec.uid,

@@ -242,13 +242,7 @@ impl Core {
             }
             // Already recorded: a second report changes nothing.
             (SessionState::Exited, SessionState::Exited) => return Ok(()),
-            (ended, _) if !ended.is_live() => {
-                return Err(AirlockError::Conflict(format!(
-                    "session {id} already ended ({})",
-                    ended.as_str()
-                )))
-            }
-            _ => {}
+            _ => self.check_live_session(id)?,
         }
         let event = match state {
             SessionState::Revoked => "session_revoked",

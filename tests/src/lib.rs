@@ -402,6 +402,14 @@ impl System {
         self.run_as(user, &bin("airlockctl"), args, stdin)
     }
 
+    /// `busctl call ARGS...` as `user` on this system's bus.
+    pub fn busctl_call(&self, user: &TestUser, args: &[&str]) -> CtlOutput {
+        let address = format!("--address={}", self.bus_address);
+        let mut all = vec![address.as_str(), "call"];
+        all.extend_from_slice(args);
+        self.run_as(user, Path::new("/usr/bin/busctl"), &all, "")
+    }
+
     /// Runs any program as `user` against this system's bus.
     pub fn run_as(&self, user: &TestUser, program: &Path, args: &[&str], stdin: &str) -> CtlOutput {
         self.run_as_with_path(user, program, args, stdin, "/usr/local/bin:/usr/bin:/bin")

@@ -129,18 +129,6 @@ fn approval_grant_expiry_and_revocation_reach_the_kernel() {
     assert!(log.contains(&approval.request));
 }
 
-/// `busctl` as `user` against the system's bus; returns (exit code, stderr).
-fn busctl(
-    system: &System,
-    user: &airlock_tests::TestUser,
-    args: &[&str],
-) -> airlock_tests::CtlOutput {
-    let address = format!("--address={}", system.bus_address);
-    let mut all = vec![address.as_str(), "call"];
-    all.extend_from_slice(args);
-    system.run_as(user, std::path::Path::new("/usr/bin/busctl"), &all, "")
-}
-
 #[test]
 fn only_the_gateway_and_root_reach_the_enforcer_and_only_root_reports_events() {
     use airlock_tests::{AGENT, APPROVER};
@@ -156,13 +144,12 @@ fn only_the_gateway_and_root_reach_the_enforcer_and_only_root_reports_events() {
         "Status",
     ];
     for user in [&AGENT, &APPROVER] {
-        let out = busctl(&system, user, &status);
+        let out = system.busctl_call(user, &status);
         assert!(denied(&out), "{} reached the enforcer: {out:?}", user.name);
     }
     // A forged kernel event from an admin (who may call most of the
     // gateway) is refused by the bus policy.
-    let forged = busctl(
-        &system,
+    let forged = system.busctl_call(
         &APPROVER,
         &[
             "org.airlock.Gateway1",

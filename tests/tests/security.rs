@@ -88,18 +88,14 @@ fn the_bus_policy_stops_agents_from_approving_or_calling_totp() {
     out.failure();
     assert!(out.stderr.contains("bus policy refused"), "{out:?}");
     // The agent cannot reach airlock-totp at all.
-    let call = system.run_as(
+    let call = system.busctl_call(
         &AGENT,
-        Path::new("/usr/bin/busctl"),
         &[
-            &format!("--address={}", system.bus_address),
-            "call",
             "org.airlock.Totp1",
             "/org/airlock/Totp1",
             "org.airlock.Totp1",
             "PublicKey",
         ],
-        "",
     );
     assert_ne!(call.code, 0);
     assert!(
@@ -107,12 +103,9 @@ fn the_bus_policy_stops_agents_from_approving_or_calling_totp() {
         "{call:?}"
     );
     // Nor may it own the gateway's name.
-    let own = system.run_as(
+    let own = system.busctl_call(
         &AGENT,
-        Path::new("/usr/bin/busctl"),
         &[
-            &format!("--address={}", system.bus_address),
-            "call",
             "org.freedesktop.DBus",
             "/org/freedesktop/DBus",
             "org.freedesktop.DBus",
@@ -121,7 +114,6 @@ fn the_bus_policy_stops_agents_from_approving_or_calling_totp() {
             "org.airlock.Gateway1",
             "4",
         ],
-        "",
     );
     assert_ne!(own.code, 0, "{own:?}");
 }
@@ -167,18 +159,14 @@ fn services_check_the_caller_themselves_when_the_bus_lets_everything_through() {
             "{args:?}: {out:?}"
         );
     }
-    let call = system.run_as(
+    let call = system.busctl_call(
         &AGENT,
-        Path::new("/usr/bin/busctl"),
         &[
-            &format!("--address={}", system.bus_address),
-            "call",
             "org.airlock.Totp1",
             "/org/airlock/Totp1",
             "org.airlock.Totp1",
             "PublicKey",
         ],
-        "",
     );
     assert_ne!(call.code, 0);
     assert!(
@@ -225,12 +213,9 @@ fn enrolment_needs_confirmation_and_reenrolment_needs_a_code() {
     let gateway_user = TestUser {
         name: airlock_common::names::GATEWAY_USER,
     };
-    let forced = system.run_as(
+    let forced = system.busctl_call(
         &gateway_user,
-        Path::new("/usr/bin/busctl"),
         &[
-            &format!("--address={}", system.bus_address),
-            "call",
             "org.airlock.Totp1",
             "/org/airlock/Totp1",
             "org.airlock.Totp1",
@@ -239,7 +224,6 @@ fn enrolment_needs_confirmation_and_reenrolment_needs_a_code() {
             "true",
             "",
         ],
-        "",
     );
     assert_ne!(forced.code, 0, "{forced:?}");
     assert!(forced.stderr.contains("only root"), "{forced:?}");

@@ -12,14 +12,15 @@
 //! the log it anchors was fsynced first.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use super::{create_or_open, AuditError};
+use super::{AuditError, FILE_MODE};
+use crate::fsutil::{replace, Durability};
 
 /// Bytes per slot; a slot is padded with spaces and ends in a newline.
 const SLOT_LEN: usize = 160;
@@ -144,23 +145,10 @@ impl HeadWriter {
     /// Replaces the file via a temporary sibling and a rename, `head` in
     /// both slots, so readers see the old file or the new, never a mix.
     fn replace(&self, head: &Head) -> io::Result<Stored> {
-        let name = self.path.file_name().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "head path has no file name")
-        })?;
-        let tmp = self
-            .path
-            .with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
         let slot = encode_slot(head)?;
-        let mut file = create_or_open(OpenOptions::new().write(true), &tmp)?;
-        file.write_all(&slot)?;
-        file.write_all(&slot)?;
-        let meta = file.metadata()?;
-        drop(file);
-        fs::rename(&tmp, &self.path)?;
+        let both = [slot.as_slice(), slot.as_slice()].concat();
+        replace(&self.path, &both, FILE_MODE, Durability::ProcessCrash)?;
+        let meta = fs::metadata(&self.path)?;
         Ok(Stored {
             seq: head.seq,
             dev: meta.dev(),

@@ -38,7 +38,7 @@ pub use verify::{verify, Problem, VerifyReport};
 use verify::{walk, Start};
 
 /// Readable by root and the admin group (`airlockctl audit`), nobody else.
-const FILE_MODE: u32 = 0o640;
+pub(super) const FILE_MODE: u32 = 0o640;
 
 /// Event of the record [`AuditLog::open_after_break`] writes.
 pub const RESTART_EVENT: &str = "chain_restarted";
@@ -229,7 +229,7 @@ fn open_log_file(path: &Path) -> Result<(File, Vec<u8>), AuditError> {
 
 /// Opens `path` with `options`, creating it with exactly [`FILE_MODE`]
 /// (the umask is not allowed to take away the admin group's read access).
-pub(super) fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     match options.clone().create_new(true).mode(FILE_MODE).open(path) {
         Ok(file) => {
             file.set_permissions(Permissions::from_mode(FILE_MODE))?;
