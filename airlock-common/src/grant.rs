@@ -108,8 +108,9 @@ impl fmt::Display for Scope {
 }
 
 /// Read-only unless the approver asked for write access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, zbus::zvariant::Type)]
 #[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
 pub enum Access {
     Read,
     Write,

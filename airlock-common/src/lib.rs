@@ -21,6 +21,8 @@ pub mod config;
 #[cfg(feature = "std")]
 pub mod dbus;
 #[cfg(feature = "std")]
+pub mod enforcement;
+#[cfg(feature = "std")]
 pub mod fsutil;
 #[cfg(feature = "std")]
 pub mod grant;
@@ -30,5 +32,7 @@ pub mod ids;
 pub mod names;
 #[cfg(feature = "std")]
 pub mod policy;
+#[cfg(feature = "std")]
+pub mod session;
 #[cfg(feature = "std")]
 pub mod timefmt;

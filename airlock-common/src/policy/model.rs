@@ -9,9 +9,20 @@ use std::time::Duration;
 /// What happens to a command. The order is the strength used when several
 /// rules match: `Allow < Approve < Block`, and the strongest one wins.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    zbus::zvariant::Type,
 )]
 #[serde(rename_all = "lowercase")]
+#[zvariant(signature = "s")]
 pub enum Action {
     /// Run the command.
     Allow,

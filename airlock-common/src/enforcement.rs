@@ -1,0 +1,195 @@
+//! The enforcement vocabulary: what the kernel did, where, and with what
+//! result, and which mode enforcement runs in. One definition from the
+//! kernel's event codes to the audit record's words: the eBPF program writes
+//! the `kernel` codes, the enforcer decodes them here once, and the D-Bus
+//! structs, the gateway and the audit log carry these enums.
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::Type;
+
+use crate::kernel;
+
+/// How the kernel enforces policy on this machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
+pub enum EnforcementMode {
+    /// BPF LSM: a refused exec fails with EPERM.
+    Lsm,
+    /// No BPF LSM: a refused exec is killed before its first instruction.
+    Degraded,
+    /// The agent runs without enforcement (`airlockctl run --unenforced`).
+    Unenforced,
+    /// The enforcer did not answer.
+    #[default]
+    Unknown,
+}
+
+/// What a kernel event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
+pub enum EventKind {
+    Blocked,
+    ApprovalRequired,
+    GrantUsed,
+    SessionRevoked,
+    MmapDenied,
+    CgroupWriteDenied,
+}
+
+/// Where the event was raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
+pub enum Stage {
+    /// `bprm_check_security` (BPF LSM).
+    ExecCheck,
+    /// `sched_process_exec`, after the exec committed.
+    ExecCommit,
+    /// `mmap_file`: the dynamic loader mapping a forbidden executable.
+    Mmap,
+    /// `file_open`: a write to the session's cgroup files.
+    FileOpen,
+}
+
+/// What happened to the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
+pub enum Outcome {
+    /// The call failed with EPERM; the executable did not run.
+    Refused,
+    /// The new image was killed before its first instruction.
+    Killed,
+    /// It ran, under a grant.
+    Allowed,
+}
+
+/// One table per code: the kernel's number and the enum, both ways.
+macro_rules! kernel_codes {
+    ($ty:ident { $($variant:ident = $code:path),+ $(,)? }) => {
+        impl $ty {
+            /// Decodes the code the eBPF program wrote; `None` for a code
+            /// this build does not know.
+            pub fn from_kernel(code: u32) -> Option<$ty> {
+                match code {
+                    $(c if c == $code => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The code the eBPF program uses.
+            pub fn kernel_code(self) -> u32 {
+                match self {
+                    $($ty::$variant => $code,)+
+                }
+            }
+        }
+    };
+}
+
+kernel_codes!(EventKind {
+    Blocked = kernel::EVENT_BLOCKED,
+    ApprovalRequired = kernel::EVENT_APPROVAL_REQUIRED,
+    GrantUsed = kernel::EVENT_GRANT_USED,
+    SessionRevoked = kernel::EVENT_SESSION_REVOKED,
+    MmapDenied = kernel::EVENT_MMAP_DENIED,
+    CgroupWriteDenied = kernel::EVENT_CGROUP_WRITE_DENIED,
+});
+
+kernel_codes!(Stage {
+    ExecCheck = kernel::STAGE_EXEC_CHECK,
+    ExecCommit = kernel::STAGE_EXEC_COMMIT,
+    Mmap = kernel::STAGE_MMAP,
+    FileOpen = kernel::STAGE_FILE_OPEN,
+});
+
+kernel_codes!(Outcome {
+    Refused = kernel::OUTCOME_REFUSED,
+    Killed = kernel::OUTCOME_KILLED,
+    Allowed = kernel::OUTCOME_ALLOWED,
+});
+
+/// The words the audit log and `airlockctl` show, as serde writes them.
+macro_rules! words {
+    ($ty:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $word,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words!(EnforcementMode {
+    Lsm = "lsm",
+    Degraded = "degraded",
+    Unenforced = "unenforced",
+    Unknown = "unknown",
+});
+
+words!(EventKind {
+    Blocked = "blocked",
+    ApprovalRequired = "approval_required",
+    GrantUsed = "grant_used",
+    SessionRevoked = "session_revoked",
+    MmapDenied = "mmap_denied",
+    CgroupWriteDenied = "cgroup_write_denied",
+});
+
+words!(Stage {
+    ExecCheck = "exec_check",
+    ExecCommit = "exec_commit",
+    Mmap = "mmap",
+    FileOpen = "file_open",
+});
+
+words!(Outcome {
+    Refused = "refused",
+    Killed = "killed",
+    Allowed = "allowed",
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_is_what_serde_writes_and_every_code_round_trips() {
+        fn same<T: Serialize + Copy>(value: T, word: &str) {
+            assert_eq!(serde_json::to_value(value).unwrap(), word);
+        }
+        for mode in [
+            EnforcementMode::Lsm,
+            EnforcementMode::Degraded,
+            EnforcementMode::Unenforced,
+            EnforcementMode::Unknown,
+        ] {
+            same(mode, mode.as_str());
+        }
+        for code in 0..16 {
+            if let Some(kind) = EventKind::from_kernel(code) {
+                assert_eq!(kind.kernel_code(), code);
+                same(kind, kind.as_str());
+            }
+            if let Some(stage) = Stage::from_kernel(code) {
+                assert_eq!(stage.kernel_code(), code);
+                same(stage, stage.as_str());
+            }
+            if let Some(outcome) = Outcome::from_kernel(code) {
+                assert_eq!(outcome.kernel_code(), code);
+                same(outcome, outcome.as_str());
+            }
+        }
+        assert_eq!(EventKind::from_kernel(0), None);
+    }
+}
