@@ -349,6 +349,12 @@ pub fn approval_scenario(
     for name in ["go0", "go1", "go2", "go3"] {
         fifo(&work.join(name));
     }
+    // Earlier cases may have left requests for the same command pending in
+    // their own sessions; the scenario's are the ones filed after this.
+    let earlier: Vec<String> = pending_requests(system)?
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
     let script = format!(
         "cd {work} && \
          terraform plan > p1.out 2>&1; echo rc=$? >> p1.out; echo > ready; \
@@ -364,30 +370,36 @@ pub fn approval_scenario(
         &["run", "--role", ROLE, "--", "sh", "-c", &script],
         &bench.path(),
     );
-    approval_steps(system, bench, app)
+    approval_steps(system, bench, app, &earlier)
 }
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
-/// The pending request of the session the scenario runs in.
-fn pending_request(system: &System) -> Result<String, String> {
+fn pending_requests(system: &System) -> Result<Vec<serde_json::Value>, String> {
     let out = system.ctl(&crate::APPROVER, &["requests", "--json"], "");
-    let requests: Vec<serde_json::Value> =
-        serde_json::from_str(&out.stdout).map_err(|e| format!("requests: {e}: {out:?}"))?;
+    serde_json::from_str(&out.stdout).map_err(|e| format!("requests: {e}: {out:?}"))
+}
+
+/// The pending request of the session the scenario runs in: one filed for
+/// a session, and not among those pending before the scenario started.
+fn pending_request(system: &System, earlier: &[String]) -> Result<String, String> {
+    let requests = pending_requests(system)?;
     requests
         .iter()
-        .find(|r| r["scope"] == "command:terraform plan" && r["session"] != "")
-        .and_then(|r| r["id"].as_str().map(str::to_owned))
+        .filter(|r| r["scope"] == "command:terraform plan" && r["session"] != "")
+        .filter_map(|r| r["id"].as_str())
+        .find(|id| !earlier.iter().any(|e| e == id))
+        .map(str::to_owned)
         .ok_or_else(|| format!("no request was filed for the refused command: {requests:?}"))
 }
 
 /// The request the kernel's refusal filed (reported asynchronously).
-fn wait_pending_request(system: &System) -> Result<String, String> {
+fn wait_pending_request(system: &System, earlier: &[String]) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match pending_request(system) {
+        match pending_request(system, earlier) {
             Ok(id) => return Ok(id),
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -421,6 +433,7 @@ fn approval_steps(
     system: &System,
     bench: &Bench,
     app: &mut crate::totp::Authenticator,
+    earlier: &[String],
 ) -> Result<Approval, String> {
     let work = &bench.work;
     wait_for(&work.join("ready"), Duration::from_secs(60))?;
@@ -428,7 +441,7 @@ fn approval_steps(
     if p1.contains("STAND-IN RAN") {
         return Err(format!("terraform plan ran without approval: {p1}"));
     }
-    let request = wait_pending_request(system)?;
+    let request = wait_pending_request(system, earlier)?;
     let message_named_request = p1.contains(&format!("airlock: request={request}"));
 
     // What the same step costs for a command allowed anyway.
@@ -457,7 +470,7 @@ fn approval_steps(
     }
 
     // Revocation.
-    let again = wait_pending_request(system)?;
+    let again = wait_pending_request(system, earlier)?;
     let grant = approve(system, app, &again, "10m")?;
     let out = system.ctl(&crate::APPROVER, &["revoke", &grant], "");
     if out.code != 0 {

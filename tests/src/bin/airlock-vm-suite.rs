@@ -80,8 +80,21 @@ fn catalogue_rows(table: &mut Table, system: &System, bench: &catalogue::Bench) 
     }
 }
 
+/// Ids of the sessions `airlockctl sessions --json` lists for the agent.
+fn agent_sessions(system: &System) -> Vec<serde_json::Value> {
+    let out = system.ctl(&AGENT, &["sessions", "--json"], "");
+    serde_json::from_str(&out.stdout).unwrap_or_default()
+}
+
 /// A process tree ends when its session is revoked.
 fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<String, String> {
+    // Earlier checks leave sessions behind, some still ending: the session
+    // to revoke is the one this check starts, never one that was listed
+    // before it.
+    let earlier: Vec<String> = agent_sessions(system)
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
     let mut child = system.spawn_as_with_path(
         &AGENT,
         &bin("airlockctl"),
@@ -98,13 +111,18 @@ fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<St
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
-        let out = system.ctl(&AGENT, &["sessions", "--json"], "");
-        let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
-        if let Some(s) = list.iter().find(|s| s["state"] == "running") {
+        let list = agent_sessions(system);
+        let started = list.iter().find(|s| {
+            s["state"] == "running"
+                && s["id"]
+                    .as_str()
+                    .is_some_and(|id| !earlier.iter().any(|e| e == id))
+        });
+        if let Some(s) = started {
             break s["id"].as_str().unwrap().to_owned();
         }
         if Instant::now() > deadline {
-            return Err(format!("no running session appeared: {out:?}"));
+            return Err(format!("the new session never ran: {list:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -115,9 +133,10 @@ fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<St
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait() {
-            let list = system.ctl(&AGENT, &["sessions", "--json"], "").stdout;
-            if !list.contains("\"revoked\"") {
-                return Err(format!("session not listed as revoked: {list}"));
+            let list = agent_sessions(system);
+            let state = list.iter().find(|s| s["id"] == id.as_str()).map(|s| &s["state"]);
+            if state != Some(&serde_json::Value::from("revoked")) {
+                return Err(format!("session {id} not listed as revoked: {list:?}"));
             }
             return Ok(format!(
                 "agent tree ended ({status}); session listed as revoked"
