@@ -23,6 +23,8 @@ pub mod dbus;
 #[cfg(feature = "std")]
 pub mod enforcement;
 #[cfg(feature = "std")]
+pub mod event;
+#[cfg(feature = "std")]
 pub mod fsutil;
 #[cfg(feature = "std")]
 pub mod grant;

@@ -1,0 +1,368 @@
+//! The events Airlock records: one typed vocabulary for what the audit log
+//! says and what the gateway's recovery replays.
+//!
+//! An [`Event`] becomes an audit record's `event` name and fields through
+//! serde (`#[serde(tag = "event")]`), and a record read back becomes the
+//! same `Event` again, so the writer and the replayer cannot disagree on a
+//! name or a field. Field names are the ones the log has always used: logs
+//! written before this type existed still parse (optional fields that older
+//! records lack are `Option`s or `#[serde(default)]`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::audit::Record;
+use crate::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
+use crate::grant::{Access, Scope, SignedGrant};
+
+/// Which process's doing an event is, recorded as the `service` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Gateway,
+    Enforcer,
+    Totp,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Gateway => "gateway",
+            Service::Enforcer => "enforcer",
+            Service::Totp => "totp",
+        }
+    }
+}
+
+/// Every event the gateway records. Variants are grouped by the part of the
+/// state they change; [`Event::Other`] stands for records this build does not
+/// know (written by a newer build, or by the audit log itself, such as
+/// `chain_restarted`) and is only ever read, never recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    // ---- requests ----------------------------------------------------------
+    AccessRequested {
+        request_id: String,
+        #[serde(with = "scope_text")]
+        scope: Scope,
+        reason: String,
+        uid: u32,
+        #[serde(default)]
+        session: Option<String>,
+        requested_ttl_secs: u64,
+        /// Absent in records written before requests expired by their record.
+        #[serde(default, with = "opt_rfc3339", skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
+    },
+    RequestDenied {
+        request_id: String,
+        reason: String,
+        approver_uid: u32,
+    },
+    RequestExpired {
+        request_id: String,
+    },
+
+    // ---- grants --------------------------------------------------------------
+    GrantIssued {
+        request_id: String,
+        grant_id: String,
+        #[serde(with = "scope_text")]
+        scope: Scope,
+        access: Access,
+        uid: u32,
+        approver_uid: u32,
+        #[serde(with = "rfc3339")]
+        expires_at: i64,
+        /// The grant exactly as airlock-totp signed it, so that replaying the
+        /// log restores it (re-verified against the pinned key). Records
+        /// written before grants were replayable lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed: Option<SignedGrant>,
+    },
+    GrantRevoked {
+        grant_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_uid: Option<u32>,
+        /// Why, when no person revoked it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    GrantExpired {
+        grant_id: String,
+    },
+    /// A stored grant that did not verify was dropped at start-up.
+    GrantRejected {
+        reason: String,
+    },
+    SigningKeyPinned {
+        key: String,
+    },
+
+    // ---- sessions ------------------------------------------------------------
+    SessionStarted {
+        session: String,
+        role: String,
+        uid: u32,
+        #[serde(default)]
+        bound_uid: bool,
+        #[serde(default, deserialize_with = "mode_or_unknown")]
+        enforcement: EnforcementMode,
+        /// The session's kernel index and PATH: with them, replay restores a
+        /// session the state file missed. Older records lack them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index: Option<u32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        search_path: Vec<String>,
+    },
+    SessionStartFailed {
+        session: String,
+        error: String,
+    },
+    SessionExited {
+        session: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_uid: Option<u32>,
+    },
+    SessionRevoked {
+        session: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_uid: Option<u32>,
+    },
+    /// A governed process asked for another session.
+    SessionRefused {
+        session: String,
+        uid: u32,
+        role: String,
+        stage: String,
+        reason: String,
+    },
+    /// Someone ran an agent with `--unenforced`.
+    SessionUnenforced {
+        uid: u32,
+        role: String,
+        reason: String,
+    },
+
+    // ---- the kernel ----------------------------------------------------------
+    ExecBlocked(KernelEvent),
+    ExecApprovalRequired(KernelEvent),
+    ExecGranted(KernelEvent),
+    ExecSessionRevoked(KernelEvent),
+    ExecMmapDenied(KernelEvent),
+    CgroupWriteDenied(KernelEvent),
+    /// The enforcement mode was first seen or changed.
+    EnforcementMode {
+        #[serde(deserialize_with = "mode_or_unknown")]
+        mode: EnforcementMode,
+        #[serde(default)]
+        detail: String,
+        #[serde(default)]
+        fix: String,
+    },
+
+    // ---- policy --------------------------------------------------------------
+    PolicyReloaded {
+        message: String,
+    },
+    PolicyReloadFailed {
+        /// Older start-up records called it `message`.
+        #[serde(alias = "message")]
+        errors: String,
+    },
+
+    // ---- TOTP ----------------------------------------------------------------
+    TotpVerified {
+        request_id: String,
+        approver_uid: u32,
+    },
+    TotpFailed(TotpFailure),
+    TotpLocked(TotpFailure),
+    TotpEnrolmentStarted {
+        by_uid: u32,
+        forced: bool,
+    },
+    TotpEnrolled {
+        by_uid: u32,
+    },
+
+    // ---- the gateway itself --------------------------------------------------
+    ServiceStarted {
+        grants: usize,
+        pending_requests: usize,
+        #[serde(default)]
+        restored_requests: Vec<String>,
+    },
+
+    /// A record this build does not know. Read only.
+    #[serde(other)]
+    Other,
+}
+
+/// What the kernel did to one task, with the session's rule that decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelEvent {
+    pub session: String,
+    pub stage: Stage,
+    pub outcome: Outcome,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub executable: String,
+    pub argv: Vec<String>,
+    pub comm: String,
+    /// The deciding rule's command, policy and `file:line`; none for the
+    /// role default.
+    #[serde(default)]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A code airlock-totp refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpFailure {
+    /// The request being approved; none for an enrolment. Older records
+    /// wrote "" for none.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub request_id: Option<String>,
+    pub approver_uid: u32,
+    /// The error's short name (`InvalidCode`, `CodeReused`, `Locked`).
+    pub error: String,
+    pub message: String,
+}
+
+impl Event {
+    /// The audit record of a kernel event of `kind`.
+    pub fn kernel(kind: EventKind, event: KernelEvent) -> Event {
+        match kind {
+            EventKind::Blocked => Event::ExecBlocked(event),
+            EventKind::ApprovalRequired => Event::ExecApprovalRequired(event),
+            EventKind::GrantUsed => Event::ExecGranted(event),
+            EventKind::SessionRevoked => Event::ExecSessionRevoked(event),
+            EventKind::MmapDenied => Event::ExecMmapDenied(event),
+            EventKind::CgroupWriteDenied => Event::CgroupWriteDenied(event),
+        }
+    }
+
+    /// Whose doing the event is.
+    pub fn service(&self) -> Service {
+        match self {
+            Event::ExecBlocked(_)
+            | Event::ExecApprovalRequired(_)
+            | Event::ExecGranted(_)
+            | Event::ExecSessionRevoked(_)
+            | Event::ExecMmapDenied(_)
+            | Event::CgroupWriteDenied(_)
+            | Event::EnforcementMode { .. } => Service::Enforcer,
+            Event::TotpVerified { .. }
+            | Event::TotpFailed(_)
+            | Event::TotpLocked(_)
+            | Event::TotpEnrolmentStarted { .. }
+            | Event::TotpEnrolled { .. } => Service::Totp,
+            _ => Service::Gateway,
+        }
+    }
+
+    /// The record's event name and fields (with `service`). `None` for
+    /// [`Event::Other`], which is never recorded.
+    pub fn to_record(&self) -> Option<(String, Map<String, Value>)> {
+        if matches!(self, Event::Other) {
+            return None;
+        }
+        let Ok(Value::Object(mut fields)) = serde_json::to_value(self) else {
+            unreachable!("an internally tagged enum serializes to an object");
+        };
+        let Some(Value::String(name)) = fields.remove("event") else {
+            unreachable!("the tag is a string");
+        };
+        fields.insert("service".into(), self.service().as_str().into());
+        Some((name, fields))
+    }
+
+    /// The event a record holds: [`Event::Other`] for a name this build does
+    /// not know, an error for a known name whose fields do not fit (an
+    /// edited record, or a bug), naming the record.
+    pub fn from_record(record: &Record) -> Result<Event, String> {
+        let mut object = record.fields.clone();
+        object.insert("event".into(), record.event.clone().into());
+        serde_json::from_value(Value::Object(object)).map_err(|e| {
+            format!(
+                "audit record {} ({}) does not fit its event: {e}",
+                record.seq, record.event
+            )
+        })
+    }
+}
+
+/// A scope as its text form (`command:terraform plan`), as the log has it.
+mod scope_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::grant::Scope;
+
+    pub fn serialize<S: Serializer>(scope: &Scope, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(scope)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Scope, D::Error> {
+        let text = String::deserialize(d)?;
+        Scope::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Unix seconds as RFC 3339 text, as the log has them.
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(unix: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::timefmt::rfc3339(*unix))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::timefmt::parse_rfc3339(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
+    }
+}
+
+mod opt_rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(unix: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match unix {
+            Some(unix) => super::rfc3339::serialize(unix, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => crate::timefmt::parse_rfc3339(&text).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))
+            }),
+        }
+    }
+}
+
+/// Older records wrote "" where there was nothing.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+/// Sessions recorded before the mode was known wrote "".
+fn mode_or_unknown<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EnforcementMode, D::Error> {
+    let text = Option::<String>::deserialize(d)?.unwrap_or_default();
+    Ok(match text.as_str() {
+        "lsm" => EnforcementMode::Lsm,
+        "degraded" => EnforcementMode::Degraded,
+        "unenforced" => EnforcementMode::Unenforced,
+        _ => EnforcementMode::Unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests;
