@@ -25,6 +25,27 @@ pub enum EnforcementMode {
     Unknown,
 }
 
+impl EnforcementMode {
+    /// Reads a mode as older state files and records wrote it, where ""
+    /// meant not yet known: any word this build does not know is `Unknown`.
+    pub fn from_word(word: &str) -> EnforcementMode {
+        match word {
+            "lsm" => EnforcementMode::Lsm,
+            "degraded" => EnforcementMode::Degraded,
+            "unenforced" => EnforcementMode::Unenforced,
+            _ => EnforcementMode::Unknown,
+        }
+    }
+
+    /// `deserialize_with` for fields older writers left "" or null.
+    pub fn deserialize_lenient<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<EnforcementMode, D::Error> {
+        let word = Option::<String>::deserialize(d)?.unwrap_or_default();
+        Ok(EnforcementMode::from_word(&word))
+    }
+}
+
 /// What a kernel event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
 #[serde(rename_all = "snake_case")]

@@ -106,7 +106,7 @@ pub enum Event {
         uid: u32,
         #[serde(default)]
         bound_uid: bool,
-        #[serde(default, deserialize_with = "mode_or_unknown")]
+        #[serde(default, deserialize_with = "EnforcementMode::deserialize_lenient")]
         enforcement: EnforcementMode,
         /// The session's kernel index and PATH: with them, replay restores a
         /// session the state file missed. Older records lack them.
@@ -153,7 +153,7 @@ pub enum Event {
     CgroupWriteDenied(KernelEvent),
     /// The enforcement mode was first seen or changed.
     EnforcementMode {
-        #[serde(deserialize_with = "mode_or_unknown")]
+        #[serde(deserialize_with = "EnforcementMode::deserialize_lenient")]
         mode: EnforcementMode,
         #[serde(default)]
         detail: String,
@@ -341,9 +341,11 @@ mod opt_rfc3339 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(text) => crate::timefmt::parse_rfc3339(&text).map(Some).ok_or_else(|| {
-                serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))
-            }),
+            Some(text) => crate::timefmt::parse_rfc3339(&text)
+                .map(Some)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time"))
+                }),
         }
     }
 }
@@ -351,17 +353,6 @@ mod opt_rfc3339 {
 /// Older records wrote "" where there was nothing.
 fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
-}
-
-/// Sessions recorded before the mode was known wrote "".
-fn mode_or_unknown<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EnforcementMode, D::Error> {
-    let text = Option::<String>::deserialize(d)?.unwrap_or_default();
-    Ok(match text.as_str() {
-        "lsm" => EnforcementMode::Lsm,
-        "degraded" => EnforcementMode::Degraded,
-        "unenforced" => EnforcementMode::Unenforced,
-        _ => EnforcementMode::Unknown,
-    })
 }
 
 #[cfg(test)]

@@ -1,54 +1,45 @@
-//! The gateway's state machine: policy, requests, grants and the audit trail.
+//! The gateway's coordinator: it checks each call against the state, then
+//! orders what follows — the event into the audit log and the state (one
+//! step, see `journal`), then the state file. The D-Bus layer (`service`)
+//! tells the enforcer.
 //!
-//! Every method takes `now` and does no D-Bus I/O, so the logic is plain and
-//! the service layer only translates calls. Each state change is written to
-//! the audit log (fsync'd) and then to the state file before the method
-//! returns: a crash after a call returned loses neither the record nor the
-//! change. New requests are the exception: the state file catches up within
-//! a second, and until then their audit records stand in for it (see
-//! `store`).
+//! Every method takes `now` and does no D-Bus I/O. Grant and session
+//! changes are saved to the state file before the method returns, decisions
+//! on requests too (without fsync); new requests only on the next tick, since
+//! their fsync'd record is enough to restore them.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use airlock_common::audit::{self, AuditError, AuditLog};
 use airlock_common::config::GatewayTimes;
 use airlock_common::dbus::{
-    AirlockError, DecisionInfo, GrantInfo, GrantRequest, RequestInfo, SignedGrantWire,
+    AirlockError, DecisionInfo, EnforcementEvent, EnforcerStatus, GrantInfo, GrantRequest,
+    RequestInfo, SessionRecord, SessionSpec, SignedGrantWire,
 };
+use airlock_common::enforcement::EnforcementMode;
+use airlock_common::event::{Event, TotpFailure};
 use airlock_common::fsutil::Durability;
 use airlock_common::grant::{Access, GrantBody, Scope, SignedGrant};
-use airlock_common::policy::{CommandLine, PolicySet};
-use airlock_common::{ids, names, timefmt};
-use serde_json::{json, Map, Value};
+use airlock_common::session::SessionState;
+use airlock_common::{ids, timefmt};
 
-use crate::sessions::Session;
-use crate::store::{replay_grant_ends, replay_requests, PendingRequest, Snapshot, Store};
+use crate::enforcement;
+use crate::journal::Journal;
+use crate::policy::{PolicyState, Reload};
+use crate::specs::session_spec;
+use crate::state::decode_key;
+use crate::state::requests::PendingRequest;
+use crate::state::sessions::Session;
 
-/// The policy set in force and what happened at the last (re)load.
-pub struct PolicyState {
-    pub dir: PathBuf,
-    pub set: Arc<PolicySet>,
-    pub ok: bool,
-    pub message: String,
-}
+/// Most directories of an agent's PATH the enforcer searches.
+const MAX_SEARCH_PATH: usize = 64;
 
 pub struct Core {
     pub policy: PolicyState,
-    pub(crate) sessions: BTreeMap<String, Session>,
-    pub(crate) next_session_index: u32,
+    journal: Journal,
     /// The role of sessions started without one.
-    pub(crate) default_role: String,
-    /// The enforcement mode last audited (`lsm`, `degraded`).
-    pub(crate) enforcement_mode: String,
-    requests: BTreeMap<String, PendingRequest>,
-    grants: BTreeMap<String, (SignedGrant, GrantBody)>,
-    signing_key: Option<Vec<u8>>,
-    audit: AuditLog,
-    store: Store,
-    /// The audit log holds changes the state file does not (new requests).
-    state_lags_log: bool,
+    default_role: String,
+    /// The enforcement mode last recorded.
+    enforcement_mode: Option<EnforcementMode>,
     times: GatewayTimes,
     max_pending_per_user: usize,
 }
@@ -61,21 +52,16 @@ pub struct NewRequest {
     pub uid: u32,
 }
 
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-fn internal(context: &str, e: impl std::fmt::Display) -> AirlockError {
-    tracing::error!("{context}: {e}");
-    AirlockError::Internal(format!("{context}: {e}"))
+/// A request filed (or found pending) for a command the kernel refused.
+pub struct Filed {
+    pub request: NewRequest,
+    /// False when an identical pending request was reused.
+    pub fresh: bool,
 }
 
 impl Core {
-    /// Opens the audit log and state, loads the policy directory, and drops
-    /// any stored grant whose signature does not verify.
+    /// Opens the journal (audit log, state file, replay of what the state
+    /// file missed) and loads the policy directory.
     pub fn open(
         policy_dir: &Path,
         state_dir: &Path,
@@ -84,257 +70,83 @@ impl Core {
         max_pending_per_user: usize,
         default_role: &str,
     ) -> anyhow::Result<Core> {
-        let log_path = audit_dir.join(names::AUDIT_LOG_FILE);
-        let head_path = audit_dir.join(names::AUDIT_HEAD_FILE);
-        let mut audit = match AuditLog::open(&log_path, &head_path) {
-            Ok(log) => log,
-            Err(AuditError::Corrupt(reason)) => {
-                tracing::error!(
-                    "audit log {} is damaged ({reason}); continuing with a chain_restarted record, \
-                     `airlockctl audit verify` will keep reporting the damage",
-                    log_path.display()
-                );
-                AuditLog::open_after_break(&log_path, &head_path, &reason)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-
-        let store = Store::new(state_dir);
-        let snapshot = store.load()?;
-        let signing_key = snapshot
-            .signing_key
-            .as_deref()
-            .map(decode_key)
-            .transpose()?;
-        let mut grants = BTreeMap::new();
-        for signed in snapshot.grants {
-            let verified = match &signing_key {
-                Some(key) => signed.verify(key).map_err(|e| e.to_string()),
-                None => Err("no grant-verification key is pinned".to_string()),
-            };
-            match verified {
-                Ok(body) => {
-                    grants.insert(body.grant_id.clone(), (signed, body));
-                }
-                Err(reason) => {
-                    tracing::error!("dropping a stored grant that does not verify: {reason}");
-                    audit.append(
-                        "grant_rejected",
-                        fields(json!({"service": "gateway", "reason": reason})),
-                    )?;
-                }
-            }
-        }
-        let mut requests = snapshot
-            .requests
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        let (tail, resumed) = audit::records_after(&log_path, snapshot.audit_mark.as_ref())?;
-        if resumed == audit::Resumed::AfterRestart {
-            tracing::warn!(
-                "the audit record the state file was saved at is no longer in the log; \
-                 requests filed after it and not yet saved cannot be restored"
-            );
-        }
-        let replayed = replay_requests(&mut requests, &tail, times.request_ttl.as_secs());
-        let ended_grants = replay_grant_ends(&mut grants, &tail);
-        if !ended_grants.is_empty() {
+        let (journal, recovery) = Journal::open(state_dir, audit_dir, times.request_ttl.as_secs())?;
+        if !recovery.ended_grants.is_empty() {
             tracing::warn!(
                 "grant(s) {} were revoked or expired after the state file was last saved; \
                  dropped again",
-                ended_grants.join(", ")
+                recovery.ended_grants.join(", ")
             );
         }
-        if replayed.changed() {
+        if !(recovery.restored.is_empty() && recovery.settled.is_empty()) {
             tracing::info!(
                 "from the audit log: restored pending request(s) [{}], settled [{}]",
-                replayed.restored.join(", "),
-                replayed.settled.join(", ")
+                recovery.restored.join(", "),
+                recovery.settled.join(", ")
             );
         }
-        let sessions = snapshot
-            .sessions
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
-
-        let (set, ok, message) = match PolicySet::load_dir(policy_dir) {
-            Ok(set) => {
-                let message = format!(
-                    "loaded {} policies and {} roles from {}",
-                    set.policies().len(),
-                    set.roles().len(),
-                    policy_dir.display()
-                );
-                (set, true, message)
-            }
-            Err(diagnostics) => {
-                let message = format!(
-                    "policy set in {} is invalid; serving an empty set (role defaults only): {}",
-                    policy_dir.display(),
-                    join_diagnostics(&diagnostics)
-                );
-                tracing::error!("{message}");
-                (PolicySet::default(), false, message)
-            }
-        };
+        let (policy, loaded) = PolicyState::open(policy_dir);
         let mut core = Core {
-            policy: PolicyState {
-                dir: policy_dir.to_path_buf(),
-                set: Arc::new(set),
-                ok,
-                message: message.clone(),
-            },
-            sessions,
-            next_session_index: snapshot.next_session_index,
+            policy,
+            journal,
             default_role: default_role.to_owned(),
-            enforcement_mode: String::new(),
-            requests,
-            grants,
-            signing_key,
-            audit,
-            store,
-            state_lags_log: replayed.changed() || !ended_grants.is_empty(),
+            enforcement_mode: None,
             times,
             max_pending_per_user,
         };
-        let event = if ok {
-            "policy_reloaded"
-        } else {
-            "policy_reload_failed"
+        let now = timefmt::now_unix();
+        core.record(loaded, now)?;
+        let state = core.journal.state();
+        let started = Event::ServiceStarted {
+            grants: state.grants.count(),
+            pending_requests: state.requests.count(),
+            restored_requests: recovery.restored,
         };
-        core.audit(event, json!({"service": "gateway", "message": message}))?;
-        core.audit(
-            "service_started",
-            json!({
-                "service": "gateway",
-                "grants": core.grants.len(),
-                "pending_requests": core.requests.len(),
-                "restored_requests": replayed.restored,
-            }),
-        )?;
+        core.record(started, now)?;
         Ok(core)
     }
 
-    fn audit(&mut self, event: &str, value: Value) -> Result<(), AirlockError> {
-        match self.audit.append(event, fields(value)) {
-            Ok(_) => Ok(()),
-            // The record is synced, so the event stands and the caller must
-            // go on as if it succeeded; a lagging anchor is harmless.
-            Err(e @ AuditError::Anchor { .. }) => {
-                tracing::error!("{e}");
-                Ok(())
-            }
-            Err(e) => Err(internal("cannot write the audit log", e)),
-        }
+    /// Records an event that changes no saved state (or whose save can wait
+    /// for the next tick).
+    pub fn record(&mut self, event: Event, now: i64) -> Result<(), AirlockError> {
+        self.journal.record(event, now)
     }
 
-    /// Saves the state. Grant changes are `Synced`; pending-request changes
-    /// only need to survive a process crash (their audit record is synced,
-    /// and an agent can ask again after a power loss).
-    fn persist(&mut self, durability: Durability) -> Result<(), AirlockError> {
-        let snapshot = Snapshot {
-            version: 1,
-            signing_key: self.signing_key.as_deref().map(encode_key),
-            requests: self.requests.values().cloned().collect(),
-            grants: self.grants.values().map(|(s, _)| s.clone()).collect(),
-            sessions: self.sessions.values().cloned().collect(),
-            next_session_index: self.next_session_index,
-            audit_mark: Some(self.audit.head()),
-        };
-        self.store
-            .save(&snapshot, durability)
-            .map_err(|e| internal("cannot save gateway state", e))?;
-        self.state_lags_log = false;
+    /// Records an event and saves the state file with `durability`.
+    fn record_and_save(
+        &mut self,
+        event: Event,
+        now: i64,
+        durability: Durability,
+    ) -> Result<(), AirlockError> {
+        self.journal.record(event, now)?;
+        self.journal.save(durability);
         Ok(())
     }
 
-    /// Writes the state file if new requests are only in the audit log.
-    pub fn save_state(&mut self) -> Result<(), AirlockError> {
-        if self.state_lags_log {
-            self.persist(Durability::ProcessCrash)?;
-        }
-        Ok(())
-    }
-
-    /// Saves session changes durably: a session's existence decides what the
-    /// kernel enforces after a restart.
-    pub(crate) fn persist_sessions(&mut self) -> Result<(), AirlockError> {
-        self.persist(Durability::Synced)
+    /// Writes the state file if it lags the log (the tick, and shutdown).
+    pub fn save_state(&mut self) {
+        self.journal.save(Durability::ProcessCrash);
     }
 
     // ---- policy ----------------------------------------------------------
 
     pub fn check_command(&self, role: &str, argv: &[String]) -> Result<DecisionInfo, AirlockError> {
-        let cmd = CommandLine {
-            argv,
-            executable: None,
-            aliases: &[],
-        };
-        let decision = self
-            .policy
-            .set
-            .evaluate(role, &cmd)
-            .map_err(|e| AirlockError::NotFound(e.to_string()))?;
-        Ok(match decision.rule {
-            Some(rule) => DecisionInfo {
-                decision: decision.action.as_str().into(),
-                rule: rule.command,
-                policy: rule.policy_id,
-                source: rule.source.to_string(),
-            },
-            None => DecisionInfo {
-                decision: decision.action.as_str().into(),
-                rule: String::new(),
-                policy: String::new(),
-                source: self
-                    .policy
-                    .set
-                    .role(role)
-                    .map(|r| r.source.to_string())
-                    .unwrap_or_default(),
-            },
-        })
+        self.policy.check_command(role, argv)
     }
 
     /// Re-reads the policy directory. An invalid set is not applied: the
     /// previous one stays in force and the error says why.
     pub fn reload_policy(&mut self) -> Result<String, AirlockError> {
-        match PolicySet::load_dir(&self.policy.dir) {
-            Ok(set) => {
-                let message = format!(
-                    "loaded {} policies and {} roles from {}",
-                    set.policies().len(),
-                    set.roles().len(),
-                    self.policy.dir.display()
-                );
-                self.audit(
-                    "policy_reloaded",
-                    json!({"service": "gateway", "message": message}),
-                )?;
-                self.policy.set = Arc::new(set);
-                self.policy.ok = true;
-                self.policy.message = message.clone();
+        let reload = self.policy.reload();
+        self.record(reload.event(), timefmt::now_unix())?;
+        match reload {
+            Reload::Loaded { set, message } => {
+                self.policy.apply(set, message.clone());
                 Ok(message)
             }
-            Err(diagnostics) => {
-                let message = format!(
-                    "policy set in {} rejected; still serving the previous set. {} error(s):\n{}",
-                    self.policy.dir.display(),
-                    diagnostics.len(),
-                    diagnostics
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                );
-                self.audit(
-                    "policy_reload_failed",
-                    json!({"service": "gateway", "errors": join_diagnostics(&diagnostics)}),
-                )?;
-                self.policy.ok = false;
-                self.policy.message = message.clone();
+            Reload::Rejected { message, .. } => {
+                self.policy.reject(message.clone());
                 Err(AirlockError::InvalidArgument(message))
             }
         }
@@ -361,55 +173,40 @@ impl Core {
                 timefmt::format_secs(max)
             )));
         }
-        let pending = self
-            .requests
-            .values()
-            .filter(|r| r.requester_uid == uid)
-            .count();
+        let pending = self.journal.state().requests.pending_of(uid);
         if pending >= self.max_pending_per_user {
             return Err(AirlockError::Conflict(format!(
                 "uid {uid} already has {pending} pending requests; wait for them to be decided or expire"
             )));
         }
-        let request = PendingRequest {
-            id: ids::new_id("req"),
-            scope,
-            reason: reason.to_string(),
-            requester_uid: uid,
-            session: session.clone(),
-            requested_ttl_secs,
-            created_at: now,
-            expires_at: now + self.times.request_ttl.as_secs() as i64,
-        };
-        self.audit(
-            "access_requested",
-            json!({
-                "service": "gateway",
-                "request_id": request.id,
-                "scope": request.scope.to_string(),
-                "reason": request.reason,
-                "uid": uid,
-                "session": session,
-                "requested_ttl_secs": requested_ttl_secs,
-                "expires_at": timefmt::rfc3339(request.expires_at),
-            }),
-        )?;
         let new = NewRequest {
-            id: request.id.clone(),
-            scope: request.scope.to_string(),
-            reason: request.reason.clone(),
+            id: ids::new_id("req"),
+            scope: scope.to_string(),
+            reason: reason.to_owned(),
             uid,
         };
-        self.requests.insert(request.id.clone(), request);
-        // The fsynced record is what survives a crash; `expire` saves the
-        // state file on its next tick.
-        self.state_lags_log = true;
+        // The fsync'd record is what survives a crash; the state file
+        // catches up on the next tick.
+        self.record(
+            Event::AccessRequested {
+                request_id: new.id.clone(),
+                scope,
+                reason: reason.to_owned(),
+                uid,
+                session,
+                requested_ttl_secs,
+                expires_at: Some(now + self.times.request_ttl.as_secs() as i64),
+            },
+            now,
+        )?;
         Ok(new)
     }
 
     pub fn list_requests(&self, uid: u32, admin: bool) -> Vec<RequestInfo> {
-        self.requests
-            .values()
+        self.journal
+            .state()
+            .requests
+            .iter()
             .filter(|r| admin || r.requester_uid == uid)
             .map(request_info)
             .collect()
@@ -422,11 +219,13 @@ impl Core {
         admin: bool,
     ) -> Result<RequestInfo, AirlockError> {
         check_id(id)?;
-        self.requests
+        self.journal
+            .state()
+            .requests
             .get(id)
             .filter(|r| admin || r.requester_uid == uid)
             .map(request_info)
-            .ok_or_else(|| AirlockError::NotFound(format!("no pending request {id}")))
+            .ok_or_else(|| no_request(id))
     }
 
     /// Validates an approval and builds what `airlock-totp` is asked to sign.
@@ -438,9 +237,11 @@ impl Core {
     ) -> Result<GrantRequest, AirlockError> {
         check_id(id)?;
         let request = self
+            .journal
+            .state()
             .requests
             .get(id)
-            .ok_or_else(|| AirlockError::NotFound(format!("no pending request {id}")))?;
+            .ok_or_else(|| no_request(id))?;
         let max = self.times.max_grant_ttl.as_secs();
         let ttl = match (ttl_secs, request.requested_ttl_secs) {
             (0, 0) => self.times.default_grant_ttl.as_secs(),
@@ -466,27 +267,24 @@ impl Core {
         })
     }
 
-    /// Records a failed code check reported by `airlock-totp`.
+    /// Records a code `airlock-totp` refused.
     pub fn record_totp_failure(
         &mut self,
-        request_id: &str,
+        request_id: Option<&str>,
         approver_uid: u32,
         error: &AirlockError,
     ) -> Result<(), AirlockError> {
-        let event = match error {
-            AirlockError::Locked(_) => "totp_locked",
-            _ => "totp_failed",
+        let failure = TotpFailure {
+            request_id: request_id.map(str::to_owned),
+            approver_uid,
+            error: error.short_name().into(),
+            message: error.message(),
         };
-        self.audit(
-            event,
-            json!({
-                "service": "totp",
-                "request_id": request_id,
-                "approver_uid": approver_uid,
-                "error": error.short_name(),
-                "message": error.message(),
-            }),
-        )
+        let event = match error {
+            AirlockError::Locked(_) => Event::TotpLocked(failure),
+            _ => Event::TotpFailed(failure),
+        };
+        self.record(event, timefmt::now_unix())
     }
 
     /// Stores a grant signed by `airlock-totp`, after checking that it is
@@ -502,7 +300,7 @@ impl Core {
             payload: wire.payload,
             signature: wire.signature,
         };
-        let key = self.signing_key.as_deref().ok_or_else(|| {
+        let key = self.journal.state().signing_key.as_deref().ok_or_else(|| {
             AirlockError::Unavailable("no grant-verification key is pinned yet".into())
         })?;
         let body = signed
@@ -521,161 +319,129 @@ impl Core {
                 &body.grant_id,
             ));
         }
-        if !self.requests.contains_key(&asked.request_id) {
+        if !self.journal.state().requests.contains(&asked.request_id) {
             return Err(AirlockError::Conflict(format!(
                 "request {} was decided or expired while the code was being checked",
                 asked.request_id
             )));
         }
-        self.audit(
-            "totp_verified",
-            json!({"service": "totp", "request_id": asked.request_id, "approver_uid": approver_uid}),
+        self.record(
+            Event::TotpVerified {
+                request_id: asked.request_id.clone(),
+                approver_uid,
+            },
+            now,
         )?;
-        self.audit(
-            "grant_issued",
-            json!({
-                "service": "gateway",
-                "request_id": body.request_id,
-                "grant_id": body.grant_id,
-                "scope": body.scope.to_string(),
-                "access": body.access.as_str(),
-                "uid": body.subject.uid,
-                "approver_uid": approver_uid,
-                "expires_at": timefmt::rfc3339(body.expires_at),
-            }),
+        // The record carries the signed grant: once it is on disk the grant
+        // survives any crash, whether or not the state file is saved.
+        self.record_and_save(
+            Event::GrantIssued {
+                request_id: body.request_id.clone(),
+                grant_id: body.grant_id.clone(),
+                scope: body.scope.clone(),
+                access: body.access,
+                uid: body.subject.uid,
+                approver_uid,
+                expires_at: body.expires_at,
+                signed: Some(signed),
+            },
+            now,
+            Durability::Synced,
         )?;
-        self.requests.remove(&asked.request_id);
-        self.grants
-            .insert(body.grant_id.clone(), (signed, body.clone()));
-        if let Err(e) = self.persist(Durability::Synced) {
-            // A grant that is not on disk would vanish in a restart: withdraw
-            // it now, on the record. The request stays settled, as its
-            // `grant_issued` record would make it after a restart too.
-            self.grants.remove(&body.grant_id);
-            let _ = self.audit(
-                "grant_revoked",
-                json!({"service": "gateway", "grant_id": body.grant_id, "reason": "the gateway state could not be saved"}),
-            );
-            return Err(e);
-        }
         Ok(grant_info(&body))
     }
 
     pub fn deny(&mut self, id: &str, reason: &str, approver_uid: u32) -> Result<(), AirlockError> {
         check_id(id)?;
         check_text("reason", reason)?;
-        if !self.requests.contains_key(id) {
-            return Err(AirlockError::NotFound(format!("no pending request {id}")));
+        if !self.journal.state().requests.contains(id) {
+            return Err(no_request(id));
         }
-        self.audit(
-            "request_denied",
-            json!({"service": "gateway", "request_id": id, "reason": reason, "approver_uid": approver_uid}),
-        )?;
-        self.requests.remove(id);
-        self.persist(Durability::ProcessCrash)
+        self.record_and_save(
+            Event::RequestDenied {
+                request_id: id.to_owned(),
+                reason: reason.to_owned(),
+                approver_uid,
+            },
+            timefmt::now_unix(),
+            Durability::ProcessCrash,
+        )
     }
 
     // ---- grants ----------------------------------------------------------
 
-    /// Live grants whose subject is `session`.
-    pub fn grants_of_session(&self, session: &str, now: i64) -> Vec<&GrantBody> {
-        self.grants
-            .values()
-            .map(|(_, body)| body)
-            .filter(|b| b.is_live(now) && b.subject.session.as_deref() == Some(session))
-            .collect()
-    }
-
     /// The session a grant belongs to, if any.
     pub fn session_of_grant(&self, grant_id: &str) -> Option<String> {
-        self.grants
+        self.journal
+            .state()
+            .grants
             .get(grant_id)
-            .and_then(|(_, body)| body.subject.session.clone())
-    }
-
-    /// A pending request of `session` for exactly `scope`, to reuse when
-    /// the kernel refuses the same command again.
-    pub fn pending_request_for(&self, session: &str, scope: &str) -> Option<String> {
-        self.requests
-            .values()
-            .find(|r| r.session.as_deref() == Some(session) && r.scope.to_string() == scope)
-            .map(|r| r.id.clone())
+            .and_then(|body| body.subject.session.clone())
     }
 
     pub fn list_grants(&self, uid: u32, admin: bool, now: i64) -> Vec<GrantInfo> {
-        self.grants
-            .values()
-            .filter(|(_, body)| body.is_live(now) && (admin || body.subject.uid == uid))
-            .map(|(_, body)| grant_info(body))
+        self.journal
+            .state()
+            .grants
+            .bodies()
+            .filter(|body| body.is_live(now) && (admin || body.subject.uid == uid))
+            .map(grant_info)
             .collect()
     }
 
     pub fn revoke(&mut self, grant_id: &str, by_uid: u32) -> Result<(), AirlockError> {
         check_id(grant_id)?;
-        if !self.grants.contains_key(grant_id) {
+        if !self.journal.state().grants.contains(grant_id) {
             return Err(AirlockError::NotFound(format!("no live grant {grant_id}")));
         }
-        self.audit(
-            "grant_revoked",
-            json!({"service": "gateway", "grant_id": grant_id, "by_uid": by_uid}),
-        )?;
-        self.grants.remove(grant_id);
-        self.persist(Durability::Synced)
+        self.record_and_save(
+            Event::GrantRevoked {
+                grant_id: grant_id.to_owned(),
+                by_uid: Some(by_uid),
+                reason: None,
+            },
+            timefmt::now_unix(),
+            Durability::Synced,
+        )
     }
 
     pub fn revoke_all(&mut self, by_uid: u32) -> Result<u32, AirlockError> {
-        let ids: Vec<String> = self.grants.keys().cloned().collect();
+        let ids = self.journal.state().grants.ids();
+        let now = timefmt::now_unix();
         for id in &ids {
-            self.audit(
-                "grant_revoked",
-                json!({"service": "gateway", "grant_id": id, "by_uid": by_uid}),
+            self.record(
+                Event::GrantRevoked {
+                    grant_id: id.clone(),
+                    by_uid: Some(by_uid),
+                    reason: None,
+                },
+                now,
             )?;
         }
-        self.grants.clear();
-        self.persist(Durability::Synced)?;
+        self.journal.save(Durability::Synced);
         Ok(ids.len() as u32)
     }
 
-    /// Drops expired requests and grants, each with its audit record.
-    /// Returns the sessions whose grants changed.
+    /// Drops expired requests and grants, each with its record, and saves
+    /// the state file if it lags. Returns the sessions whose grants changed.
     pub fn expire(&mut self, now: i64) -> Result<Vec<String>, AirlockError> {
-        let stale_requests: Vec<String> = self
-            .requests
-            .values()
-            .filter(|r| r.expires_at <= now)
-            .map(|r| r.id.clone())
-            .collect();
-        let stale_grants: Vec<String> = self
-            .grants
-            .values()
-            .filter(|(_, body)| body.expires_at <= now)
-            .map(|(_, body)| body.grant_id.clone())
-            .collect();
-        if stale_requests.is_empty() && stale_grants.is_empty() {
-            self.save_state()?;
-            return Ok(Vec::new());
-        }
+        let state = self.journal.state();
+        let stale_requests = state.requests.expired(now);
+        let stale_grants = state.grants.expired(now);
         let mut touched: Vec<String> = stale_grants
             .iter()
             .filter_map(|id| self.session_of_grant(id))
             .collect();
+        touched.sort();
         touched.dedup();
-        for id in &stale_requests {
-            self.audit(
-                "request_expired",
-                json!({"service": "gateway", "request_id": id}),
-            )?;
-            self.requests.remove(id);
+        for id in stale_requests {
+            self.record(Event::RequestExpired { request_id: id }, now)?;
         }
-        for id in &stale_grants {
-            self.audit(
-                "grant_expired",
-                json!({"service": "gateway", "grant_id": id}),
-            )?;
-            self.grants.remove(id);
+        for id in stale_grants {
+            self.record(Event::GrantExpired { grant_id: id }, now)?;
         }
         // Expired grants are never honoured whether or not this reaches disk.
-        self.persist(Durability::ProcessCrash)?;
+        self.journal.save(Durability::ProcessCrash);
         Ok(touched)
     }
 
@@ -686,7 +452,7 @@ impl Core {
     pub fn pin_signing_key(&mut self, key_b64: &str) -> Result<(), AirlockError> {
         let key =
             decode_key(key_b64).map_err(|e| internal("bad public key from airlock-totp", e))?;
-        match &self.signing_key {
+        match &self.journal.state().signing_key {
             Some(pinned) if *pinned == key => Ok(()),
             Some(_) => Err(AirlockError::Internal(
                 "airlock-totp presents a different grant-signing key than the one pinned in \
@@ -694,33 +460,258 @@ impl Core {
                  stop the gateway and remove signing_key from its state.json)"
                     .into(),
             )),
-            None => {
-                self.signing_key = Some(key);
-                self.audit(
-                    "signing_key_pinned",
-                    json!({"service": "gateway", "key": key_b64}),
-                )?;
-                self.persist(Durability::Synced)
-            }
+            None => self.record_and_save(
+                Event::SigningKeyPinned {
+                    key: key_b64.trim().to_owned(),
+                },
+                timefmt::now_unix(),
+                Durability::Synced,
+            ),
         }
     }
 
     pub fn counts(&self, now: i64) -> (u32, u32) {
-        let live = self.grants.values().filter(|(_, b)| b.is_live(now)).count();
-        (self.requests.len() as u32, live as u32)
+        let state = self.journal.state();
+        let live = state.grants.bodies().filter(|b| b.is_live(now)).count();
+        (state.requests.count() as u32, live as u32)
     }
 
-    pub fn audit_event(&mut self, event: &str, value: Value) -> Result<(), AirlockError> {
-        self.audit(event, value)
+    // ---- sessions --------------------------------------------------------
+
+    pub fn session(&self, id: &str) -> Result<&Session, AirlockError> {
+        if !ids::is_well_formed(id) {
+            return Err(AirlockError::InvalidArgument("malformed session id".into()));
+        }
+        self.journal
+            .state()
+            .sessions
+            .get(id)
+            .ok_or_else(|| no_session(id))
+    }
+
+    /// Refuses (`Conflict`) a session that already ended.
+    pub fn check_live_session(&self, id: &str) -> Result<(), AirlockError> {
+        let session = self.session(id)?;
+        if session.state.is_live() {
+            Ok(())
+        } else {
+            Err(AirlockError::Conflict(format!(
+                "session {id} already ended ({})",
+                session.state.as_str()
+            )))
+        }
+    }
+
+    /// Sessions `uid` may see: all for admins, their own otherwise.
+    pub fn list_sessions(&self, uid: u32, admin: bool) -> Vec<SessionRecord> {
+        self.journal
+            .state()
+            .sessions
+            .iter()
+            .filter(|s| admin || s.uid == uid)
+            .map(session_record)
+            .collect()
+    }
+
+    /// Registers a new session in state `ready`.
+    pub fn create_session(
+        &mut self,
+        uid: u32,
+        role: &str,
+        bound_uid: bool,
+        search_path: Vec<String>,
+        now: i64,
+    ) -> Result<Session, AirlockError> {
+        let role = if role.is_empty() {
+            self.default_role.clone()
+        } else {
+            role.to_owned()
+        };
+        if self.policy.set.role(&role).is_none() {
+            return Err(AirlockError::NotFound(format!(
+                "unknown role {role:?}; `airlockctl policy validate` lists the roles in force"
+            )));
+        }
+        if bound_uid {
+            if let Some(other) = self.journal.state().sessions.binding_of(uid) {
+                return Err(AirlockError::Conflict(format!(
+                    "uid {uid} is already bound to session {}",
+                    other.id
+                )));
+            }
+        }
+        let search_path: Vec<String> = search_path
+            .into_iter()
+            .filter(|d| d.starts_with('/') && d.len() < 4096 && !d.contains('\0'))
+            .take(MAX_SEARCH_PATH)
+            .collect();
+        Ok(self.journal.sessions_mut().create(
+            ids::new_id("ses"),
+            role,
+            uid,
+            bound_uid,
+            search_path,
+            now,
+        ))
+    }
+
+    /// The enforcer took the session: recorded and saved.
+    pub fn session_started(
+        &mut self,
+        id: &str,
+        enforcement: EnforcementMode,
+    ) -> Result<Session, AirlockError> {
+        let session = self.session(id)?.clone();
+        if session.state != SessionState::Ready {
+            // It ended (exited, revoked) while the enforcer was taking it:
+            // it stays ended.
+            return Ok(session);
+        }
+        self.record_and_save(
+            Event::SessionStarted {
+                session: session.id.clone(),
+                role: session.role.clone(),
+                uid: session.uid,
+                bound_uid: session.bound_uid,
+                enforcement,
+                index: Some(session.index),
+                search_path: session.search_path.clone(),
+            },
+            timefmt::now_unix(),
+            Durability::Synced,
+        )?;
+        Ok(self.session(id)?.clone())
+    }
+
+    /// The enforcer could not take the session: forget it.
+    pub fn session_failed(&mut self, id: &str, error: &AirlockError) -> Result<(), AirlockError> {
+        self.record_and_save(
+            Event::SessionStartFailed {
+                session: id.to_owned(),
+                error: error.message(),
+            },
+            timefmt::now_unix(),
+            Durability::Synced,
+        )
+    }
+
+    /// Ends a session: `revoked` by someone, or `exited` by itself.
+    pub fn end_session(
+        &mut self,
+        id: &str,
+        state: SessionState,
+        by_uid: Option<u32>,
+        now: i64,
+    ) -> Result<(), AirlockError> {
+        match (self.session(id)?.state, state) {
+            // A revoked session's processes have now gone; it stays revoked.
+            (SessionState::Revoked, SessionState::Exited) => {
+                if self.journal.sessions_mut().note_gone(id, now) {
+                    self.journal.save(Durability::Synced);
+                }
+                return Ok(());
+            }
+            // Already recorded: a second report changes nothing.
+            (SessionState::Exited, SessionState::Exited) => return Ok(()),
+            _ => self.check_live_session(id)?,
+        }
+        let session = id.to_owned();
+        let event = match state {
+            SessionState::Revoked => Event::SessionRevoked { session, by_uid },
+            _ => Event::SessionExited { session, by_uid },
+        };
+        self.record_and_save(event, now, Durability::Synced)
+    }
+
+    /// What the enforcer needs to govern `session`.
+    pub fn session_spec(&self, session: &Session, now: i64) -> SessionSpec {
+        session_spec(session, &self.policy.set, &self.journal.state().grants, now)
+    }
+
+    /// Specs of every live session, for a sync or after a policy reload.
+    pub fn live_specs(&self, now: i64) -> Vec<SessionSpec> {
+        self.journal
+            .state()
+            .sessions
+            .live()
+            .map(|s| self.session_spec(s, now))
+            .collect()
+    }
+
+    // ---- the kernel ------------------------------------------------------
+
+    /// Records a kernel event; for an approve-rule refusal, files a request
+    /// for the session (or reuses its pending one for the same command).
+    pub fn record_enforcement(
+        &mut self,
+        event: &EnforcementEvent,
+        now: i64,
+    ) -> Result<Option<Filed>, AirlockError> {
+        let session = self.journal.state().sessions.get(&event.session).cloned();
+        let (record, ask) = enforcement::translate(event, session.as_ref(), &self.policy.set)?;
+        self.record(record, now)?;
+        let (Some(session), Some(ask)) = (session, ask) else {
+            return Ok(None);
+        };
+        if let Some(pending) = self
+            .journal
+            .state()
+            .requests
+            .pending_for(&session.id, &ask.scope)
+        {
+            return Ok(Some(Filed {
+                request: NewRequest {
+                    id: pending.id.clone(),
+                    scope: pending.scope.to_string(),
+                    reason: String::new(),
+                    uid: session.uid,
+                },
+                fresh: false,
+            }));
+        }
+        let request = self.request_approval(
+            session.uid,
+            Some(session.id.clone()),
+            &ask.scope.to_string(),
+            &ask.reason,
+            0,
+            now,
+        )?;
+        Ok(Some(Filed {
+            request,
+            fresh: true,
+        }))
+    }
+
+    /// Records the enforcement mode when it is first seen or changes.
+    pub fn note_enforcement_mode(&mut self, status: &EnforcerStatus) {
+        let mode = enforcement::mode(&status.mode);
+        if self.enforcement_mode == Some(mode) {
+            return;
+        }
+        self.enforcement_mode = Some(mode);
+        let _ = self.record(
+            Event::EnforcementMode {
+                mode,
+                detail: status.detail.clone(),
+                fix: status.fix.clone(),
+            },
+            timefmt::now_unix(),
+        );
     }
 }
 
-fn join_diagnostics(diagnostics: &[airlock_common::policy::Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+fn internal(context: &str, e: impl std::fmt::Display) -> AirlockError {
+    tracing::error!("{context}: {e}");
+    AirlockError::Internal(format!("{context}: {e}"))
+}
+
+fn no_request(id: &str) -> AirlockError {
+    AirlockError::NotFound(format!("no pending request {id}"))
+}
+
+fn no_session(id: &str) -> AirlockError {
+    AirlockError::NotFound(format!("no session {id}"))
 }
 
 fn check_id(id: &str) -> Result<(), AirlockError> {
@@ -775,226 +766,21 @@ fn grant_info(body: &GrantBody) -> GrantInfo {
     }
 }
 
-fn encode_key(key: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(key)
-}
-
-/// Decodes a standard-base64 Ed25519 public key and checks its length.
-fn decode_key(text: &str) -> anyhow::Result<Vec<u8>> {
-    use base64::Engine;
-    let key = base64::engine::general_purpose::STANDARD.decode(text.trim())?;
-    anyhow::ensure!(
-        key.len() == 32,
-        "an Ed25519 public key is 32 bytes, got {}",
-        key.len()
-    );
-    Ok(key)
+pub fn session_record(s: &Session) -> SessionRecord {
+    SessionRecord {
+        id: s.id.clone(),
+        role: s.role.clone(),
+        uid: s.uid,
+        bound_uid: s.bound_uid,
+        state: s.state.as_str().into(),
+        created_at: s.created_at,
+        ended_at: s.ended_at,
+        enforcement: match s.enforcement {
+            EnforcementMode::Unknown => String::new(),
+            mode => mode.as_str().into(),
+        },
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    /// A gateway's directories; `open` is a gateway (re)start.
-    struct Dirs {
-        root: tempfile::TempDir,
-    }
-
-    impl Dirs {
-        fn new() -> Dirs {
-            let root = tempfile::tempdir().unwrap();
-            for dir in ["policies", "state", "audit"] {
-                std::fs::create_dir(root.path().join(dir)).unwrap();
-            }
-            Dirs { root }
-        }
-
-        fn path(&self, name: &str) -> PathBuf {
-            self.root.path().join(name)
-        }
-
-        fn open(&self) -> Core {
-            let times = GatewayTimes {
-                request_ttl: Duration::from_secs(600),
-                default_grant_ttl: Duration::from_secs(3600),
-                max_grant_ttl: Duration::from_secs(8 * 3600),
-            };
-            Core::open(
-                &self.path("policies"),
-                &self.path("state"),
-                &self.path("audit"),
-                times,
-                20,
-                "default",
-            )
-            .unwrap()
-        }
-
-        fn stored_requests(&self) -> Vec<String> {
-            let text = std::fs::read(self.path("state/state.json")).unwrap_or_default();
-            if text.is_empty() {
-                return Vec::new();
-            }
-            let snapshot: Snapshot = serde_json::from_slice(&text).unwrap();
-            snapshot.requests.into_iter().map(|r| r.id).collect()
-        }
-
-        fn audit_verifies(&self) -> bool {
-            let head = audit::read_head(&self.path("audit").join(names::AUDIT_HEAD_FILE)).unwrap();
-            let log = self.path("audit").join(names::AUDIT_LOG_FILE);
-            audit::verify(&log, head.as_ref())
-                .unwrap()
-                .problem
-                .is_none()
-        }
-    }
-
-    fn ask(core: &mut Core, reason: &str, now: i64) -> String {
-        core.request_approval(1000, None, "command:terraform plan", reason, 0, now)
-            .unwrap()
-            .id
-    }
-
-    fn pending(core: &Core) -> Vec<String> {
-        core.list_requests(0, true)
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
-    }
-
-    #[test]
-    fn requests_filed_before_a_crash_are_restored_from_the_audit_log() {
-        let dirs = Dirs::new();
-        let now = timefmt::now_unix();
-        let mut core = dirs.open();
-        let kept = ask(&mut core, "keep me", now);
-        let denied = ask(&mut core, "deny me", now);
-        core.deny(&denied, "no", 0).unwrap();
-        let late = ask(&mut core, "filed last", now);
-        // The deny saved the state file; the last request is only audited.
-        assert_eq!(dirs.stored_requests(), vec![kept.clone()]);
-        drop(core); // a crash: nothing more is written
-
-        let core = dirs.open();
-        let mut expected = vec![kept.clone(), late.clone()];
-        expected.sort();
-        assert_eq!(pending(&core), expected);
-        let restored = core.get_request(&late, 0, true).unwrap();
-        assert_eq!(restored.reason, "filed last");
-        assert_eq!(restored.requester_uid, 1000);
-        assert_eq!(restored.scope, "command:terraform plan");
-        assert_eq!(restored.expires_at, now + 600);
-        assert!(dirs.audit_verifies());
-    }
-
-    #[test]
-    fn the_state_file_catches_up_on_the_next_tick_and_on_shutdown() {
-        let dirs = Dirs::new();
-        let now = timefmt::now_unix();
-        let mut core = dirs.open();
-        let first = ask(&mut core, "one", now);
-        assert!(dirs.stored_requests().is_empty());
-        core.expire(now).unwrap();
-        assert_eq!(dirs.stored_requests(), vec![first.clone()]);
-        let second = ask(&mut core, "two", now);
-        core.save_state().unwrap();
-        let mut expected = vec![first, second];
-        expected.sort();
-        let mut stored = dirs.stored_requests();
-        stored.sort();
-        assert_eq!(stored, expected);
-        // A restart then has nothing to replay and restores nothing twice.
-        drop(core);
-        assert_eq!(pending(&dirs.open()), expected);
-    }
-
-    #[test]
-    fn a_state_file_without_a_mark_replays_the_whole_log_to_the_same_result() {
-        let dirs = Dirs::new();
-        let now = timefmt::now_unix();
-        let mut core = dirs.open();
-        let kept = ask(&mut core, "keep", now);
-        for reason in ["a", "b"] {
-            let id = ask(&mut core, reason, now);
-            core.deny(&id, "no", 0).unwrap();
-        }
-        core.save_state().unwrap();
-        drop(core);
-        // A state file written before the mark existed.
-        let path = dirs.path("state/state.json");
-        let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        state.as_object_mut().unwrap().remove("audit_mark").unwrap();
-        std::fs::write(&path, state.to_string()).unwrap();
-        assert_eq!(pending(&dirs.open()), vec![kept]);
-    }
-
-    /// Rewrites the audit log without the records from the first `event` on.
-    fn cut_log_at(dirs: &Dirs, event: &str) {
-        let path = dirs.path("audit").join(names::AUDIT_LOG_FILE);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let at = text
-            .lines()
-            .position(|l| l.contains(&format!("\"event\":\"{event}\"")))
-            .unwrap();
-        let kept: String = text.lines().take(at).map(|l| format!("{l}\n")).collect();
-        std::fs::write(&path, kept).unwrap();
-    }
-
-    #[test]
-    fn a_request_whose_denial_was_cut_from_the_log_is_not_revived() {
-        let dirs = Dirs::new();
-        let now = timefmt::now_unix();
-        let mut core = dirs.open();
-        let denied = ask(&mut core, "deny me", now);
-        core.deny(&denied, "no", 0).unwrap();
-        drop(core);
-        // The state file's mark is the denial; cutting it leaves the
-        // request's record without its end.
-        cut_log_at(&dirs, "request_denied");
-        let core = dirs.open();
-        assert!(pending(&core).is_empty(), "a denied request came back");
-        assert!(!dirs.audit_verifies(), "the cut stays visible");
-    }
-
-    #[test]
-    fn only_records_after_the_mark_are_replayed() {
-        let dirs = Dirs::new();
-        let now = timefmt::now_unix();
-        let mut core = dirs.open();
-        let saved = ask(&mut core, "saved", now);
-        core.save_state().unwrap();
-        let unsaved = ask(&mut core, "unsaved", now);
-        drop(core);
-        // The state file says `saved` is settled; its record is before the
-        // mark, so replay must leave it settled.
-        let path = dirs.path("state/state.json");
-        let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        state["requests"] = json!([]);
-        std::fs::write(&path, state.to_string()).unwrap();
-        let core = dirs.open();
-        assert_eq!(pending(&core), vec![unsaved]);
-        assert!(core.get_request(&saved, 0, true).is_err());
-    }
-
-    #[test]
-    fn a_restored_request_that_expired_meanwhile_expires_with_its_record() {
-        let dirs = Dirs::new();
-        let long_ago = timefmt::now_unix() - 3600;
-        let mut core = dirs.open();
-        let stale = ask(&mut core, "old", long_ago);
-        drop(core);
-        let mut core = dirs.open();
-        assert_eq!(pending(&core), vec![stale.clone()]);
-        core.expire(timefmt::now_unix()).unwrap();
-        assert!(pending(&core).is_empty());
-        let records = audit::read_records(&dirs.path("audit").join(names::AUDIT_LOG_FILE)).unwrap();
-        assert!(records
-            .iter()
-            .any(|r| r.event == "request_expired" && r.field_str("request_id") == Some(&stale)));
-        drop(core);
-        assert!(pending(&dirs.open()).is_empty());
-    }
-}
+mod tests;

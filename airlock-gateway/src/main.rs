@@ -4,13 +4,6 @@
 //! bus. It cannot mint grants: those are signed by `airlock-totp` after a
 //! valid code, and the gateway only verifies and stores them.
 
-mod caller;
-mod core;
-mod ratelimit;
-mod service;
-mod sessions;
-mod store;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,9 +18,9 @@ use clap::Parser;
 use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::caller::Callers;
-use crate::core::Core;
-use crate::service::{push_session, sync_enforcer, Gateway};
+use airlock_gateway::caller::Callers;
+use airlock_gateway::core::Core;
+use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -193,10 +186,8 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
-    if let Err(e) = core.lock().unwrap_or_else(|p| p.into_inner()).save_state() {
-        // Nothing is lost: the audit log holds the requests it could not save.
-        tracing::error!("{}", e.message());
-    }
+    // A failure is logged inside; nothing is lost, the audit log holds it.
+    core.lock().unwrap_or_else(|p| p.into_inner()).save_state();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     Ok(())
 }

@@ -6,17 +6,18 @@ use airlock_common::dbus::{
     AirlockError, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
     GrantInfo, RequestInfo, SessionRecord, Totp1Proxy, TotpStatus, MAX_ARGV, MAX_ARG_LEN,
 };
+use airlock_common::enforcement::EnforcementMode;
+use airlock_common::event::Event;
+use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
-use serde_json::json;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zeroize::Zeroizing;
 
 use crate::caller::{is_admin, require_admin, Callers};
-use crate::core::Core;
+use crate::core::{session_record, Core};
 use crate::ratelimit::AuditBudget;
-use crate::sessions::SessionState;
 
 /// Longest TOTP code accepted (codes are 6 digits; anything longer is junk).
 const MAX_CODE_LEN: usize = 16;
@@ -195,7 +196,7 @@ impl Gateway {
             return Err(error);
         }
         let mode = self.enforcement_mode().await;
-        let session = self.core().session_started(id, &mode)?;
+        let session = self.core().session_started(id, mode)?;
         if !session.state.is_live() {
             // Revoked while the enforcer was taking it (the revocation found
             // nothing to end then): end what the enforcer just set up.
@@ -209,17 +210,17 @@ impl Gateway {
                 "session {id} was revoked while it was starting"
             )));
         }
-        Ok(session.record())
+        Ok(session_record(&session))
     }
 
-    /// `lsm` or `degraded`, as the enforcer reports it.
-    async fn enforcement_mode(&self) -> String {
+    /// The enforcement mode the enforcer reports, `Unknown` if it does not.
+    async fn enforcement_mode(&self) -> EnforcementMode {
         match self.enforcer.status().await {
             Ok(status) => {
                 self.core().note_enforcement_mode(&status);
-                status.mode
+                EnforcementMode::from_word(&status.mode)
             }
-            Err(_) => "unknown".into(),
+            Err(_) => EnforcementMode::Unknown,
         }
     }
 }
@@ -337,7 +338,7 @@ impl Gateway {
                         | AirlockError::CodeReused(_)
                         | AirlockError::Locked(_)
                 ) {
-                    self.core().record_totp_failure(id, uid, &error)?;
+                    self.core().record_totp_failure(Some(id), uid, &error)?;
                 }
                 Err(error)
             }
@@ -418,9 +419,12 @@ impl Gateway {
         let mut core = self.core();
         match uri {
             Ok(uri) => {
-                core.audit_event(
-                    "totp_enrolment_started",
-                    json!({"service": "totp", "by_uid": uid, "forced": force}),
+                core.record(
+                    Event::TotpEnrolmentStarted {
+                        by_uid: uid,
+                        forced: force,
+                    },
+                    now_unix(),
                 )?;
                 Ok(uri)
             }
@@ -431,7 +435,7 @@ impl Gateway {
                         | AirlockError::CodeReused(_)
                         | AirlockError::Locked(_)
                 ) {
-                    core.record_totp_failure("", uid, &e)?;
+                    core.record_totp_failure(None, uid, &e)?;
                 }
                 Err(e)
             }
@@ -450,9 +454,12 @@ impl Gateway {
                 "only root forces a TOTP re-enrolment".into(),
             ));
         }
-        self.core().audit_event(
-            "totp_enrolment_started",
-            json!({"service": "totp", "by_uid": uid, "forced": true}),
+        self.core().record(
+            Event::TotpEnrolmentStarted {
+                by_uid: uid,
+                forced: true,
+            },
+            now_unix(),
         )
     }
 
@@ -467,10 +474,10 @@ impl Gateway {
         let result = self.totp.confirm_enrolment(code).await.map_err(totp_error);
         let mut core = self.core();
         match result {
-            Ok(()) => core.audit_event("totp_enrolled", json!({"service": "totp", "by_uid": uid})),
+            Ok(()) => core.record(Event::TotpEnrolled { by_uid: uid }, now_unix()),
             Err(e) => {
                 if matches!(e, AirlockError::InvalidCode(_) | AirlockError::Locked(_)) {
-                    core.record_totp_failure("", uid, &e)?;
+                    core.record_totp_failure(None, uid, &e)?;
                 }
                 Err(e)
             }
@@ -528,16 +535,15 @@ impl Gateway {
         // An agent must not trade its session for one of its choosing. The
         // enforcer checks the target process too; this refuses early.
         if let Some(current) = self.caller_session(&header).await? {
-            self.core().audit_event(
-                "session_refused",
-                json!({
-                    "service": "gateway",
-                    "session": current,
-                    "uid": uid,
-                    "role": role,
-                    "stage": "session_start",
-                    "reason": "a governed process asked for another session",
-                }),
+            self.core().record(
+                Event::SessionRefused {
+                    session: current.clone(),
+                    uid,
+                    role: role.to_owned(),
+                    stage: "session_start".into(),
+                    reason: "a governed process asked for another session".into(),
+                },
+                now_unix(),
             )?;
             return Err(AirlockError::AccessDenied(format!(
                 "the caller runs in governed session {current}; a governed process cannot start \
@@ -566,9 +572,13 @@ impl Gateway {
         if reason.len() > airlock_common::dbus::MAX_TEXT_LEN {
             return Err(AirlockError::InvalidArgument("reason is too long".into()));
         }
-        self.core().audit_event(
-            "session_unenforced",
-            json!({"service": "gateway", "uid": uid, "role": role, "reason": reason}),
+        self.core().record(
+            Event::SessionUnenforced {
+                uid,
+                role: role.to_owned(),
+                reason: reason.to_owned(),
+            },
+            now_unix(),
         )
     }
 
@@ -686,10 +696,11 @@ impl Gateway {
             ));
         }
         let filed = self.core().record_enforcement(&event, now_unix())?;
-        if let Some(new) = filed.as_ref().filter(|n| n.fresh) {
+        if let Some(filed) = filed.as_ref().filter(|f| f.fresh) {
+            let new = &filed.request;
             announce(&emitter, &new.id, &new.scope, &new.reason, new.uid);
         }
-        Ok(filed.map(|n| n.id).unwrap_or_default())
+        Ok(filed.map(|f| f.request.id).unwrap_or_default())
     }
 
     /// The enforcer saw a session's last process exit (root only).

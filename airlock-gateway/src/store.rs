@@ -1,41 +1,21 @@
-//! The gateway's persistent state: pending requests, live grants, sessions
-//! and the pinned grant-verification key, in one JSON file replaced
-//! atomically.
+//! The state file: a checkpoint of the state, replaced atomically, naming
+//! the last audit record it reflects (`audit_mark`). On start the records
+//! after the mark are replayed onto it (see `journal`), so the file may lag
+//! the log and nothing is lost.
 //!
-//! Grants are stored exactly as `airlock-totp` signed them and re-verified on
+//! Grants are stored exactly as airlock-totp signed them and re-verified on
 //! load, so an edited state file cannot widen or extend a grant.
-//!
-//! A new request is not written here before its caller gets the id: its
-//! fsynced `access_requested` record is enough, and rewriting this file on
-//! every request doubled the cost of asking. The snapshot names the last
-//! audit record it reflects (`audit_mark`); on load, [`replay_requests`]
-//! applies the request records after it.
 
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeMap;
-
-use airlock_common::audit::{Head, Record};
+use airlock_common::audit::Head;
 use airlock_common::fsutil::{replace, Durability};
-use airlock_common::grant::{Scope, SignedGrant};
-use airlock_common::timefmt;
-
-use crate::sessions::Session;
+use airlock_common::grant::SignedGrant;
 use serde::{Deserialize, Serialize};
 
-/// A request waiting for a human.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingRequest {
-    pub id: String,
-    pub scope: Scope,
-    pub reason: String,
-    pub requester_uid: u32,
-    #[serde(default)]
-    pub session: Option<String>,
-    pub requested_ttl_secs: u64,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
+use crate::state::requests::PendingRequest;
+use crate::state::sessions::Session;
+use crate::state::{decode_key, encode_key, Parts};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +37,32 @@ pub struct Snapshot {
     /// The newest audit record this snapshot reflects.
     #[serde(default)]
     pub audit_mark: Option<Head>,
+}
+
+impl Snapshot {
+    pub fn new(parts: Parts, audit_mark: Head) -> Snapshot {
+        Snapshot {
+            version: 1,
+            signing_key: parts.signing_key.as_deref().map(encode_key),
+            requests: parts.requests,
+            grants: parts.grants,
+            sessions: parts.sessions,
+            next_session_index: parts.next_session_index,
+            audit_mark: Some(audit_mark),
+        }
+    }
+
+    /// The state it holds and its mark.
+    pub fn into_parts(self) -> anyhow::Result<(Parts, Option<Head>)> {
+        let parts = Parts {
+            signing_key: self.signing_key.as_deref().map(decode_key).transpose()?,
+            requests: self.requests,
+            grants: self.grants,
+            sessions: self.sessions,
+            next_session_index: self.next_session_index,
+        };
+        Ok((parts, self.audit_mark))
+    }
 }
 
 pub struct Store {
@@ -98,125 +104,26 @@ impl Store {
     }
 }
 
-/// What [`replay_requests`] changed.
-#[derive(Debug, Default)]
-pub struct Replayed {
-    /// Pending requests the snapshot did not have.
-    pub restored: Vec<String>,
-    /// Requests the snapshot had that were decided or expired after it.
-    pub settled: Vec<String>,
-}
-
-impl Replayed {
-    pub fn changed(&self) -> bool {
-        !(self.restored.is_empty() && self.settled.is_empty())
-    }
-}
-
-/// Applies the request lifecycle recorded in `tail` (records after the
-/// snapshot's mark, oldest first) to the snapshot's `requests`. Replaying
-/// whole histories the snapshot already reflects changes nothing; a part of
-/// one (a request without its denial) would revive a decided request, which
-/// is why `audit::records_after` never starts inside a damaged stretch.
-pub fn replay_requests(
-    requests: &mut BTreeMap<String, PendingRequest>,
-    tail: &[Record],
-    request_ttl_secs: u64,
-) -> Replayed {
-    let stored: Vec<String> = requests.keys().cloned().collect();
-    for record in tail {
-        let Some(id) = record.field_str("request_id") else {
-            continue;
-        };
-        match record.event.as_str() {
-            "access_requested" if !requests.contains_key(id) => {
-                match request_from_record(id, record, request_ttl_secs) {
-                    Some(request) => {
-                        requests.insert(id.to_owned(), request);
-                    }
-                    None => tracing::warn!(
-                        "audit record {} (access_requested) cannot be replayed; request {id} is lost",
-                        record.seq
-                    ),
-                }
-            }
-            "request_denied" | "request_expired" | "grant_issued" => {
-                requests.remove(id);
-            }
-            _ => {}
-        }
-    }
-    Replayed {
-        restored: requests
-            .keys()
-            .filter(|id| !stored.contains(id))
-            .cloned()
-            .collect(),
-        settled: stored
-            .into_iter()
-            .filter(|id| !requests.contains_key(id))
-            .collect(),
-    }
-}
-
-/// Drops the grants that `tail` records as revoked or expired: a revocation
-/// whose state file write failed must not be undone by a restart. Returns
-/// their ids.
-pub fn replay_grant_ends<T>(grants: &mut BTreeMap<String, T>, tail: &[Record]) -> Vec<String> {
-    tail.iter()
-        .filter(|r| matches!(r.event.as_str(), "grant_revoked" | "grant_expired"))
-        .filter_map(|r| r.field_str("grant_id"))
-        .filter(|id| grants.remove(*id).is_some())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn request_from_record(id: &str, record: &Record, request_ttl_secs: u64) -> Option<PendingRequest> {
-    let fields = &record.fields;
-    Some(PendingRequest {
-        id: id.to_owned(),
-        scope: Scope::parse(record.field_str("scope")?).ok()?,
-        reason: record.field_str("reason")?.to_owned(),
-        requester_uid: u32::try_from(fields.get("uid")?.as_u64()?).ok()?,
-        session: record.field_str("session").map(str::to_owned),
-        requested_ttl_secs: fields.get("requested_ttl_secs")?.as_u64()?,
-        created_at: record.ts,
-        // Records from before `expires_at` was audited: the current setting.
-        expires_at: record
-            .field_str("expires_at")
-            .and_then(timefmt::parse_rfc3339)
-            .unwrap_or(record.ts.saturating_add(request_ttl_secs as i64)),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(event: &str, fields: serde_json::Value) -> Record {
-        Record {
-            seq: 1,
-            ts: 0,
-            event: event.into(),
-            fields: fields.as_object().unwrap().clone(),
-            prev: String::new(),
-            hash: String::new(),
-            line: 1,
-            raw: String::new(),
-        }
-    }
-
     #[test]
-    fn revoked_and_expired_grants_in_the_tail_are_dropped() {
-        let mut grants: BTreeMap<String, ()> =
-            ["g1", "g2", "g3"].map(|g| (g.to_owned(), ())).into();
-        let tail = [
-            record("grant_revoked", serde_json::json!({"grant_id": "g1"})),
-            record("grant_issued", serde_json::json!({"grant_id": "g2"})),
-            record("grant_expired", serde_json::json!({"grant_id": "g3"})),
-            record("grant_revoked", serde_json::json!({"grant_id": "unknown"})),
-        ];
-        assert_eq!(replay_grant_ends(&mut grants, &tail), ["g1", "g3"]);
-        assert_eq!(grants.keys().collect::<Vec<_>>(), ["g2"]);
+    fn a_state_file_of_the_first_format_loads() {
+        // As the gateway wrote it before events and enums were typed.
+        let text = r#"{"version":1,"signing_key":null,"requests":[{"id":"req_a","scope":{"kind":"command","command":"terraform plan"},"reason":"r","requester_uid":1000,"session":null,"requested_ttl_secs":0,"created_at":1,"expires_at":601}],"grants":[],"sessions":[{"id":"ses_a","index":1,"role":"default","uid":1000,"bound_uid":false,"state":"running","created_at":1,"ended_at":0,"search_path":["/usr/bin"],"enforcement":""},{"id":"ses_b","index":2,"role":"default","uid":1000,"state":"exited","created_at":1,"enforcement":"degraded"}],"next_session_index":2,"audit_mark":{"seq":3,"hash":"00"}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), text).unwrap();
+        let (parts, mark) = Store::new(dir.path()).load().unwrap().into_parts().unwrap();
+        assert_eq!(parts.requests.len(), 1);
+        assert_eq!(
+            parts.sessions[0].enforcement,
+            airlock_common::enforcement::EnforcementMode::Unknown
+        );
+        assert_eq!(
+            parts.sessions[1].enforcement,
+            airlock_common::enforcement::EnforcementMode::Degraded
+        );
+        assert_eq!(mark.unwrap().seq, 3);
     }
 }

@@ -165,7 +165,12 @@ fn every_event_reads_back_from_the_log_as_it_was_recorded() {
     let records = through_a_log(&entries);
     assert_eq!(records.len(), events.len());
     for (record, event) in records.iter().zip(&events) {
-        assert_eq!(&Event::from_record(record).unwrap(), event, "{}", record.raw);
+        assert_eq!(
+            &Event::from_record(record).unwrap(),
+            event,
+            "{}",
+            record.raw
+        );
         assert_eq!(record.field_str("service"), Some(event.service().as_str()));
     }
 }
@@ -238,20 +243,38 @@ fn records_written_before_events_were_typed_still_parse() {
     ));
     assert!(matches!(
         &events[3],
-        Event::AccessRequested { expires_at: None, session: None, .. }
+        Event::AccessRequested {
+            expires_at: None,
+            session: None,
+            ..
+        }
     ));
     assert!(matches!(
         &events[4],
-        Event::AccessRequested { expires_at: Some(_), session: Some(_), .. }
+        Event::AccessRequested {
+            expires_at: Some(_),
+            session: Some(_),
+            ..
+        }
     ));
     assert!(matches!(
         &events[5],
-        Event::TotpFailed(TotpFailure { request_id: None, .. })
+        Event::TotpFailed(TotpFailure {
+            request_id: None,
+            ..
+        })
     ));
-    assert!(matches!(&events[7], Event::GrantIssued { signed: None, .. }));
+    assert!(matches!(
+        &events[7],
+        Event::GrantIssued { signed: None, .. }
+    ));
     assert!(matches!(
         &events[11],
-        Event::SessionStarted { enforcement: EnforcementMode::Unknown, index: None, .. }
+        Event::SessionStarted {
+            enforcement: EnforcementMode::Unknown,
+            index: None,
+            ..
+        }
     ));
     assert!(matches!(
         &events[12],
@@ -262,7 +285,10 @@ fn records_written_before_events_were_typed_still_parse() {
 #[test]
 fn an_unknown_event_is_other_and_a_known_one_with_wrong_fields_is_an_error() {
     let records = through_a_log(&[
-        ("chain_restarted".to_owned(), fields(json!({"reason": "cut"}))),
+        (
+            "chain_restarted".to_owned(),
+            fields(json!({"reason": "cut"})),
+        ),
         ("grant_expired".to_owned(), fields(json!({"grant": 3}))),
     ]);
     assert_eq!(Event::from_record(&records[0]), Ok(Event::Other));

@@ -134,7 +134,10 @@ fn revoke_kills_the_tree(system: &System, bench: &catalogue::Bench) -> Result<St
     loop {
         if let Some(status) = child.try_wait() {
             let list = agent_sessions(system);
-            let state = list.iter().find(|s| s["id"] == id.as_str()).map(|s| &s["state"]);
+            let state = list
+                .iter()
+                .find(|s| s["id"] == id.as_str())
+                .map(|s| &s["state"]);
             if state != Some(&serde_json::Value::from("revoked")) {
                 return Err(format!("session {id} not listed as revoked: {list:?}"));
             }

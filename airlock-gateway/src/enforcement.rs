@@ -1,0 +1,91 @@
+//! Kernel events the enforcer reports: what the audit log records of them,
+//! and the request a refused approve-rule command files.
+
+use airlock_common::dbus::{AirlockError, EnforcementEvent};
+use airlock_common::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
+use airlock_common::event::{Event, KernelEvent};
+use airlock_common::grant::Scope;
+use airlock_common::policy::PolicySet;
+
+use crate::state::sessions::Session;
+
+/// Most argv words an event may carry, and their length (the kernel cuts
+/// words at 63 bytes and reads at most a few).
+const MAX_EVENT_ARGV: usize = 64;
+const MAX_EVENT_ARG_LEN: usize = 256;
+
+/// A request the refusal asks for.
+pub struct Ask {
+    pub scope: Scope,
+    pub reason: String,
+}
+
+/// The record of `event` in `session` (if the gateway knows it), and for
+/// an approve-rule refusal the request to file.
+pub fn translate(
+    event: &EnforcementEvent,
+    session: Option<&Session>,
+    set: &PolicySet,
+) -> Result<(Event, Option<Ask>), AirlockError> {
+    let kind = parse::<EventKind>("event kind", &event.kind)?;
+    let stage = parse::<Stage>("stage", &event.stage)?;
+    let outcome = parse::<Outcome>("outcome", &event.outcome)?;
+    if event.argv.len() > MAX_EVENT_ARGV || event.argv.iter().any(|a| a.len() > MAX_EVENT_ARG_LEN) {
+        return Err(AirlockError::InvalidArgument(
+            "event argv is too large".into(),
+        ));
+    }
+    let rule = session.and_then(|s| {
+        set.effective_rules(&s.role)
+            .ok()?
+            .get(event.rule as usize)
+            .map(|r| (r.command.clone(), r.policy_id.clone(), r.source.to_string()))
+    });
+    let record = Event::kernel(
+        kind,
+        KernelEvent {
+            session: event.session.clone(),
+            stage,
+            outcome,
+            pid: event.pid,
+            ppid: event.ppid,
+            uid: event.uid,
+            executable: event.executable.clone(),
+            argv: event.argv.clone(),
+            comm: event.comm.clone(),
+            rule: rule.as_ref().map(|r| r.0.clone()),
+            policy: rule.as_ref().map(|r| r.1.clone()),
+            source: rule.as_ref().map(|r| r.2.clone()),
+        },
+    );
+    let ask = match (session, kind) {
+        (Some(session), EventKind::ApprovalRequired) => {
+            let command = rule.map(|r| r.0).unwrap_or_else(|| event.argv.join(" "));
+            Scope::parse(&format!("command:{command}"))
+                .ok()
+                .map(|scope| {
+                    let reason = format!(
+                    "the agent ran `{}` in session {} and the kernel refused it pending approval",
+                    event.argv.join(" ").chars().take(200).collect::<String>(),
+                    session.id
+                );
+                    Ask {
+                        scope,
+                        reason: reason.chars().filter(|c| !c.is_control()).collect(),
+                    }
+                })
+        }
+        _ => None,
+    };
+    Ok((record, ask))
+}
+
+/// The mode the enforcer reports, as its word.
+pub fn mode(word: &str) -> EnforcementMode {
+    EnforcementMode::from_word(word)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, word: &str) -> Result<T, AirlockError> {
+    serde_json::from_value(word.into())
+        .map_err(|_| AirlockError::InvalidArgument(format!("unknown {what} {word:?}")))
+}

@@ -1,0 +1,162 @@
+//! The one path by which the gateway's state changes: an event is appended
+//! to the audit log (fsync'd), then applied to the state. The state file is
+//! only a checkpoint; on start the records after its mark are replayed
+//! through the same `apply`, so a crash between the two loses nothing.
+
+use std::path::Path;
+
+use airlock_common::audit::{self, AuditError, AuditLog, Resumed};
+use airlock_common::dbus::AirlockError;
+use airlock_common::event::Event;
+use airlock_common::fsutil::Durability;
+use airlock_common::names;
+
+use crate::state::sessions::Sessions;
+use crate::state::State;
+use crate::store::{Snapshot, Store};
+
+pub struct Journal {
+    audit: AuditLog,
+    store: Store,
+    state: State,
+    /// The state holds changes the state file does not.
+    dirty: bool,
+}
+
+/// What opening found beyond the state file.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Pending requests replayed from the log.
+    pub restored: Vec<String>,
+    /// Requests the state file had that were decided or expired after it.
+    pub settled: Vec<String>,
+    /// Grants the state file had that were revoked or expired after it.
+    pub ended_grants: Vec<String>,
+}
+
+impl Journal {
+    /// Opens the audit log (restarting the chain, on the record, if it is
+    /// damaged), loads the state file, drops stored grants that do not
+    /// verify, and replays the records after the state file's mark.
+    pub fn open(
+        state_dir: &Path,
+        audit_dir: &Path,
+        request_ttl_secs: u64,
+    ) -> anyhow::Result<(Journal, Recovery)> {
+        let log_path = audit_dir.join(names::AUDIT_LOG_FILE);
+        let head_path = audit_dir.join(names::AUDIT_HEAD_FILE);
+        let audit = match AuditLog::open(&log_path, &head_path) {
+            Ok(log) => log,
+            Err(AuditError::Corrupt(reason)) => {
+                tracing::error!(
+                    "audit log {} is damaged ({reason}); continuing with a chain_restarted record, \
+                     `airlockctl audit verify` will keep reporting the damage",
+                    log_path.display()
+                );
+                AuditLog::open_after_break(&log_path, &head_path, &reason)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let store = Store::new(state_dir);
+        let (parts, mark) = store.load()?.into_parts()?;
+        let (state, rejected) = State::from_parts(parts, request_ttl_secs);
+        let mut journal = Journal {
+            audit,
+            store,
+            state,
+            dirty: false,
+        };
+        for reason in rejected {
+            tracing::error!("dropping a stored grant that does not verify: {reason}");
+            journal.record(
+                Event::GrantRejected { reason },
+                airlock_common::timefmt::now_unix(),
+            )?;
+        }
+
+        let (tail, resumed) = audit::records_after(&log_path, mark.as_ref())?;
+        if resumed == Resumed::AfterRestart {
+            tracing::warn!(
+                "the audit record the state file was saved at is no longer in the log; \
+                 changes recorded after it and not yet saved cannot be restored"
+            );
+        }
+        let requests_before = journal.state.requests.ids();
+        let grants_before = journal.state.grants.ids();
+        for record in &tail {
+            match Event::from_record(record) {
+                Ok(event) => journal.dirty |= journal.state.apply(&event, record.ts),
+                Err(e) => tracing::warn!("{e}; not replayed"),
+            }
+        }
+        let requests = &journal.state.requests;
+        let recovery = Recovery {
+            restored: requests
+                .ids()
+                .into_iter()
+                .filter(|id| !requests_before.contains(id))
+                .collect(),
+            settled: requests_before
+                .into_iter()
+                .filter(|id| !requests.contains(id))
+                .collect(),
+            ended_grants: grants_before
+                .into_iter()
+                .filter(|id| !journal.state.grants.contains(id))
+                .collect(),
+        };
+        Ok((journal, recovery))
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Sessions not yet started change without an event (see
+    /// `Sessions::create`); the state file still catches up with them.
+    pub fn sessions_mut(&mut self) -> &mut Sessions {
+        self.dirty = true;
+        &mut self.state.sessions
+    }
+
+    /// Appends `event` to the audit log and, once it is on disk, applies it
+    /// at time `now`. If the record cannot be written nothing changed and the
+    /// call can be repeated.
+    pub fn record(&mut self, event: Event, now: i64) -> Result<(), AirlockError> {
+        let Some((name, fields)) = event.to_record() else {
+            return Err(AirlockError::Internal(
+                "an unknown event cannot be recorded".into(),
+            ));
+        };
+        match self.audit.append(&name, fields) {
+            Ok(_) => {}
+            // The record is synced, so the event stands and the caller must
+            // go on as if it succeeded; a lagging anchor is harmless.
+            Err(e @ AuditError::Anchor { .. }) => tracing::error!("{e}"),
+            Err(e) => {
+                tracing::error!("cannot write the audit log: {e}");
+                return Err(AirlockError::Internal(format!(
+                    "cannot write the audit log: {e}"
+                )));
+            }
+        }
+        self.dirty |= self.state.apply(&event, now);
+        Ok(())
+    }
+
+    /// Writes the state file if it lags. A failure loses nothing (the log
+    /// holds every change, and start-up replays it), so it is logged and
+    /// the next save tries again.
+    pub fn save(&mut self, durability: Durability) {
+        if !self.dirty {
+            return;
+        }
+        let snapshot = Snapshot::new(self.state.parts(), self.audit.head());
+        match self.store.save(&snapshot, durability) {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::error!(
+                "cannot save gateway state ({e}); the audit log holds the changes, saving again later"
+            ),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! airlock-gateway: owns policy, approval requests, grants, sessions and the
+//! audit log, and serves `org.airlock.Gateway1` on the system bus.
+//!
+//! Module graph (no cycles): `service` (D-Bus) → `core` (coordination) →
+//! `journal` (audit log + state, one path) → `state` (`requests`, `grants`,
+//! `sessions`: each applies events) and `store` (the state file); `core`
+//! also uses `policy`, `specs` (what the enforcer is told) and
+//! `enforcement` (kernel events). `caller` and `ratelimit` serve `service`.
+
+pub mod caller;
+pub mod core;
+pub mod enforcement;
+pub mod journal;
+pub mod policy;
+pub mod ratelimit;
+pub mod service;
+pub mod specs;
+pub mod state;
+pub mod store;

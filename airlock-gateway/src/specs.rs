@@ -1,0 +1,56 @@
+//! What the enforcer is told about a session: the role's rules as in force
+//! now, and the session's live command grants.
+
+use airlock_common::dbus::{GrantSpec, RuleSpec, SessionSpec};
+use airlock_common::grant::Scope;
+use airlock_common::policy::PolicySet;
+use airlock_common::session::SessionState;
+
+use crate::state::grants::Grants;
+use crate::state::sessions::Session;
+
+pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i64) -> SessionSpec {
+    let rules = set
+        .effective_rules(&session.role)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(index, rule)| RuleSpec {
+            index: index as u32,
+            action: rule.action.as_str().into(),
+            command: rule.command.clone(),
+            policy: rule.policy_id.clone(),
+            source: rule.source.to_string(),
+            reason: rule.reason.clone().unwrap_or_default(),
+        })
+        .collect();
+    // A role that vanished in a reload blocks everything: fail closed.
+    let default_action = set
+        .role(&session.role)
+        .map(|r| r.default_action.as_str())
+        .unwrap_or("block");
+    let grants = grants
+        .of_session(&session.id, now)
+        .into_iter()
+        .filter_map(|body| match &body.scope {
+            Scope::Command { command } => Some(GrantSpec {
+                id: body.grant_id.clone(),
+                command: command.clone(),
+                expires_at: body.expires_at,
+            }),
+            Scope::Services { .. } => None,
+        })
+        .collect();
+    SessionSpec {
+        id: session.id.clone(),
+        index: session.index,
+        role: session.role.clone(),
+        uid: session.uid,
+        bind_uid: session.bound_uid,
+        default_action: default_action.into(),
+        rules,
+        grants,
+        search_path: session.search_path.clone(),
+        revoked: session.state == SessionState::Revoked,
+    }
+}
