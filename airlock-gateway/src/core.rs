@@ -17,6 +17,7 @@ use airlock_common::config::GatewayTimes;
 use airlock_common::dbus::{
     AirlockError, DecisionInfo, GrantInfo, GrantRequest, RequestInfo, SignedGrantWire,
 };
+use airlock_common::enforcement::EnforcementMode;
 use airlock_common::fsutil::Durability;
 use airlock_common::grant::{Access, GrantBody, Scope, SignedGrant};
 use airlock_common::policy::{CommandLine, PolicySet};
@@ -40,8 +41,8 @@ pub struct Core {
     pub(crate) next_session_index: u32,
     /// The role of sessions started without one.
     pub(crate) default_role: String,
-    /// The enforcement mode last audited (`lsm`, `degraded`).
-    pub(crate) enforcement_mode: String,
+    /// The enforcement mode last audited, none before the first.
+    pub(crate) enforcement_mode: Option<EnforcementMode>,
     requests: BTreeMap<String, PendingRequest>,
     grants: BTreeMap<String, (SignedGrant, GrantBody)>,
     signing_key: Option<Vec<u8>>,
@@ -189,7 +190,7 @@ impl Core {
             sessions,
             next_session_index: snapshot.next_session_index,
             default_role: default_role.to_owned(),
-            enforcement_mode: String::new(),
+            enforcement_mode: None,
             requests,
             grants,
             signing_key,
@@ -279,15 +280,15 @@ impl Core {
             .map_err(|e| AirlockError::NotFound(e.to_string()))?;
         Ok(match decision.rule {
             Some(rule) => DecisionInfo {
-                decision: decision.action.as_str().into(),
-                rule: rule.command,
-                policy: rule.policy_id,
+                decision: decision.action,
+                rule: Some(rule.command).into(),
+                policy: Some(rule.policy_id).into(),
                 source: rule.source.to_string(),
             },
             None => DecisionInfo {
-                decision: decision.action.as_str().into(),
-                rule: String::new(),
-                policy: String::new(),
+                decision: decision.action,
+                rule: None.into(),
+                policy: None.into(),
                 source: self
                     .policy
                     .set
@@ -457,11 +458,9 @@ impl Core {
         Ok(GrantRequest {
             request_id: request.id.clone(),
             subject_uid: request.requester_uid,
-            session: request.session.clone().unwrap_or_default(),
+            session: request.session.clone().into(),
             scope: request.scope.to_string(),
-            access: if write { Access::Write } else { Access::Read }
-                .as_str()
-                .into(),
+            access: if write { Access::Write } else { Access::Read },
             ttl_secs: ttl,
         })
     }
@@ -510,9 +509,9 @@ impl Core {
             .map_err(|e| internal("airlock-totp returned a grant that does not verify", e))?;
         let matches = body.request_id == asked.request_id
             && body.subject.uid == asked.subject_uid
-            && body.subject.session.clone().unwrap_or_default() == asked.session
+            && body.subject.session == *asked.session
             && body.scope.to_string() == asked.scope
-            && body.access.as_str() == asked.access
+            && body.access == asked.access
             && (body.expires_at - body.not_before) as u64 == asked.ttl_secs
             && (body.not_before - now).abs() <= 60;
         if !matches {
@@ -755,7 +754,7 @@ fn request_info(r: &PendingRequest) -> RequestInfo {
         scope: r.scope.to_string(),
         reason: r.reason.clone(),
         requester_uid: r.requester_uid,
-        session: r.session.clone().unwrap_or_default(),
+        session: r.session.clone().into(),
         requested_ttl_secs: r.requested_ttl_secs,
         created_at: r.created_at,
         expires_at: r.expires_at,
@@ -767,9 +766,9 @@ fn grant_info(body: &GrantBody) -> GrantInfo {
         id: body.grant_id.clone(),
         request_id: body.request_id.clone(),
         scope: body.scope.to_string(),
-        access: body.access.as_str().into(),
+        access: body.access,
         subject_uid: body.subject.uid,
-        session: body.subject.session.clone().unwrap_or_default(),
+        session: body.subject.session.clone().into(),
         not_before: body.not_before,
         expires_at: body.expires_at,
     }

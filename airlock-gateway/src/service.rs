@@ -6,17 +6,19 @@ use airlock_common::dbus::{
     AirlockError, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
     GrantInfo, RequestInfo, SessionRecord, Totp1Proxy, TotpStatus, MAX_ARGV, MAX_ARG_LEN,
 };
+use airlock_common::enforcement::EnforcementMode;
+use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
 use serde_json::json;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
+use zbus::zvariant::Optional;
 use zeroize::Zeroizing;
 
 use crate::caller::{is_admin, require_admin, Callers};
 use crate::core::Core;
 use crate::ratelimit::AuditBudget;
-use crate::sessions::SessionState;
 
 /// Longest TOTP code accepted (codes are 6 digits; anything longer is junk).
 const MAX_CODE_LEN: usize = 16;
@@ -74,12 +76,16 @@ impl Gateway {
         let enforcer = &self.enforcer;
         self.callers
             .session(&self.dbus, header, |pid| async move {
-                enforcer.session_of_pid(pid).await.map_err(|e| {
-                    AirlockError::Unavailable(format!(
-                        "cannot tell whether the caller runs in a governed session: {}",
-                        enforcer_error(e).message()
-                    ))
-                })
+                enforcer
+                    .session_of_pid(pid)
+                    .await
+                    .map(Option::from)
+                    .map_err(|e| {
+                        AirlockError::Unavailable(format!(
+                            "cannot tell whether the caller runs in a governed session: {}",
+                            enforcer_error(e).message()
+                        ))
+                    })
             })
             .await
     }
@@ -195,7 +201,7 @@ impl Gateway {
             return Err(error);
         }
         let mode = self.enforcement_mode().await;
-        let session = self.core().session_started(id, &mode)?;
+        let session = self.core().session_started(id, mode)?;
         if !session.state.is_live() {
             // Revoked while the enforcer was taking it (the revocation found
             // nothing to end then): end what the enforcer just set up.
@@ -213,13 +219,13 @@ impl Gateway {
     }
 
     /// `lsm` or `degraded`, as the enforcer reports it.
-    async fn enforcement_mode(&self) -> String {
+    async fn enforcement_mode(&self) -> EnforcementMode {
         match self.enforcer.status().await {
             Ok(status) => {
                 self.core().note_enforcement_mode(&status);
                 status.mode
             }
-            Err(_) => "unknown".into(),
+            Err(_) => EnforcementMode::Unknown,
         }
     }
 }
@@ -317,9 +323,9 @@ impl Gateway {
                 let grant = self
                     .core()
                     .complete_approval(&asked, signed, uid, now_unix())?;
-                if !grant.session.is_empty() {
+                if let Some(session) = grant.session.as_deref() {
                     // The kernel honours the grant before approve returns.
-                    if let Err(e) = push_session(&self.core, &self.enforcer, &grant.session).await {
+                    if let Err(e) = push_session(&self.core, &self.enforcer, session).await {
                         tracing::error!(
                             "grant {} is issued but the kernel does not know it yet: {}",
                             grant.id,
@@ -678,7 +684,7 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
         event: EnforcementEvent,
-    ) -> Result<String, AirlockError> {
+    ) -> Result<Optional<String>, AirlockError> {
         let uid = self.caller(&header).await?;
         if uid != 0 {
             return Err(AirlockError::AccessDenied(
@@ -689,7 +695,7 @@ impl Gateway {
         if let Some(new) = filed.as_ref().filter(|n| n.fresh) {
             announce(&emitter, &new.id, &new.scope, &new.reason, new.uid);
         }
-        Ok(filed.map(|n| n.id).unwrap_or_default())
+        Ok(filed.map(|n| n.id).into())
     }
 
     /// The enforcer saw a session's last process exit (root only).

@@ -4,9 +4,12 @@
 use airlock_common::dbus::{
     AirlockError, EnforcementEvent, EnforcerStatus, GrantSpec, RuleSpec, SessionRecord, SessionSpec,
 };
+use airlock_common::enforcement::{EnforcementMode, EventKind};
 use airlock_common::grant::Scope;
 use airlock_common::ids;
-use serde::{Deserialize, Serialize};
+use airlock_common::policy::Action;
+use airlock_common::session::SessionState;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use crate::core::Core;
@@ -15,32 +18,6 @@ use crate::core::Core;
 const KEEP_ENDED: usize = 100;
 /// Most directories of an agent's PATH the enforcer searches.
 const MAX_SEARCH_PATH: usize = 64;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// Created, its process not yet under enforcement.
-    Ready,
-    Running,
-    Exited,
-    Revoked,
-}
-
-impl SessionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionState::Ready => "ready",
-            SessionState::Running => "running",
-            SessionState::Exited => "exited",
-            SessionState::Revoked => "revoked",
-        }
-    }
-
-    /// Whether the kernel may still hold state for it.
-    pub fn is_live(self) -> bool {
-        matches!(self, SessionState::Ready | SessionState::Running)
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
@@ -56,9 +33,21 @@ pub struct Session {
     pub ended_at: i64,
     #[serde(default)]
     pub search_path: Vec<String>,
-    /// The enforcement mode when it started (`lsm`, `degraded`).
-    #[serde(default)]
-    pub enforcement: String,
+    /// The enforcement mode when it started; `unknown` before that.
+    #[serde(default, deserialize_with = "enforcement_or_unknown")]
+    pub enforcement: EnforcementMode,
+}
+
+/// Reads a session's enforcement mode; state files written before the mode
+/// was typed hold "" for a session that had not started.
+fn enforcement_or_unknown<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<EnforcementMode, D::Error> {
+    let word = String::deserialize(deserializer)?;
+    if word.is_empty() {
+        return Ok(EnforcementMode::Unknown);
+    }
+    EnforcementMode::deserialize(serde::de::value::StringDeserializer::<D::Error>::new(word))
 }
 
 impl Session {
@@ -68,10 +57,10 @@ impl Session {
             role: self.role.clone(),
             uid: self.uid,
             bound_uid: self.bound_uid,
-            state: self.state.as_str().into(),
+            state: self.state,
             created_at: self.created_at,
             ended_at: self.ended_at,
-            enforcement: self.enforcement.clone(),
+            enforcement: self.enforcement,
         }
     }
 }
@@ -165,7 +154,7 @@ impl Core {
             created_at: now,
             ended_at: 0,
             search_path,
-            enforcement: String::new(),
+            enforcement: EnforcementMode::Unknown,
         };
         self.sessions.insert(session.id.clone(), session.clone());
         Ok(session)
@@ -189,7 +178,7 @@ impl Core {
     pub fn session_started(
         &mut self,
         id: &str,
-        enforcement: &str,
+        enforcement: EnforcementMode,
     ) -> Result<Session, AirlockError> {
         let session = self.sessions.get(id).ok_or_else(|| not_found(id))?;
         if session.state != SessionState::Ready {
@@ -199,7 +188,7 @@ impl Core {
         }
         let mut session = session.clone();
         session.state = SessionState::Running;
-        session.enforcement = enforcement.to_owned();
+        session.enforcement = enforcement;
         self.audit_event(
             "session_started",
             json!({
@@ -287,7 +276,7 @@ impl Core {
             .enumerate()
             .map(|(index, rule)| RuleSpec {
                 index: index as u32,
-                action: rule.action.as_str().into(),
+                action: rule.action,
                 command: rule.command.clone(),
                 policy: rule.policy_id.clone(),
                 source: rule.source.to_string(),
@@ -297,8 +286,7 @@ impl Core {
         // A role that vanished in a reload blocks everything: fail closed.
         let default_action = set
             .role(&session.role)
-            .map(|r| r.default_action.as_str())
-            .unwrap_or("block");
+            .map_or(Action::Block, |r| r.default_action);
         let grants = self
             .grants_of_session(&session.id, now)
             .into_iter()
@@ -319,8 +307,8 @@ impl Core {
             index: session.index,
             role: session.role.clone(),
             uid: session.uid,
-            bind_uid: session.bound_uid,
-            default_action: default_action.into(),
+            bound_uid: session.bound_uid,
+            default_action,
             rules,
             grants,
             search_path: session.search_path.clone(),
@@ -347,16 +335,16 @@ pub struct Filed {
     pub fresh: bool,
 }
 
-fn event_name(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "blocked" => "exec_blocked",
-        "approval_required" => "exec_approval_required",
-        "grant_used" => "exec_granted",
-        "session_revoked" => "exec_session_revoked",
-        "mmap_denied" => "exec_mmap_denied",
-        "cgroup_write_denied" => "cgroup_write_denied",
-        _ => return None,
-    })
+/// The audit event recording a kernel event of `kind`.
+fn event_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Blocked => "exec_blocked",
+        EventKind::ApprovalRequired => "exec_approval_required",
+        EventKind::GrantUsed => "exec_granted",
+        EventKind::SessionRevoked => "exec_session_revoked",
+        EventKind::MmapDenied => "exec_mmap_denied",
+        EventKind::CgroupWriteDenied => "cgroup_write_denied",
+    }
 }
 
 impl Core {
@@ -367,24 +355,19 @@ impl Core {
         event: &EnforcementEvent,
         now: i64,
     ) -> Result<Option<Filed>, AirlockError> {
-        let Some(name) = event_name(&event.kind) else {
-            return Err(AirlockError::InvalidArgument(format!(
-                "unknown event kind {:?}",
-                event.kind
-            )));
-        };
+        let name = event_name(event.kind);
         if event.argv.len() > 64 || event.argv.iter().any(|a| a.len() > 256) {
             return Err(AirlockError::InvalidArgument(
                 "event argv is too large".into(),
             ));
         }
         let session = self.sessions.get(&event.session).cloned();
-        let rule = session.as_ref().and_then(|s| {
+        let rule = session.as_ref().zip(*event.rule).and_then(|(s, index)| {
             self.policy
                 .set
                 .effective_rules(&s.role)
                 .ok()?
-                .get(event.rule as usize)
+                .get(index as usize)
                 .map(|r| (r.command.clone(), r.policy_id.clone(), r.source.to_string()))
         });
         self.audit_event(
@@ -405,7 +388,7 @@ impl Core {
                 "source": rule.as_ref().map(|r| &r.2),
             }),
         )?;
-        let (Some(session), "approval_required") = (session, event.kind.as_str()) else {
+        let (Some(session), EventKind::ApprovalRequired) = (session, event.kind) else {
             return Ok(None);
         };
         let command = rule.map(|r| r.0).unwrap_or_else(|| event.argv.join(" "));
@@ -447,10 +430,10 @@ impl Core {
 
     /// Audits the enforcement mode when it is first seen or changes.
     pub fn note_enforcement_mode(&mut self, status: &EnforcerStatus) {
-        if self.enforcement_mode == status.mode {
+        if self.enforcement_mode == Some(status.mode) {
             return;
         }
-        self.enforcement_mode = status.mode.clone();
+        self.enforcement_mode = Some(status.mode);
         let _ = self.audit_event(
             "enforcement_mode",
             json!({"service": "enforcer", "mode": status.mode, "detail": status.detail, "fix": status.fix}),
@@ -484,7 +467,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core(dir.path());
         let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
-        core.session_started(&a.id, "lsm").unwrap();
+        core.session_started(&a.id, EnforcementMode::Lsm).unwrap();
         core.end_session(&a.id, SessionState::Exited, None, 5)
             .unwrap();
         core.end_session(&a.id, SessionState::Exited, None, 6)
@@ -496,7 +479,7 @@ mod tests {
         ));
 
         let b = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
-        core.session_started(&b.id, "lsm").unwrap();
+        core.session_started(&b.id, EnforcementMode::Lsm).unwrap();
         core.end_session(&b.id, SessionState::Revoked, Some(0), 8)
             .unwrap();
         core.end_session(&b.id, SessionState::Exited, None, 9)
@@ -508,6 +491,45 @@ mod tests {
     }
 
     #[test]
+    fn sessions_saved_before_the_mode_was_typed_still_load() {
+        // As the gateway wrote them: a session not yet started had "" for
+        // its mode, a bound one the old spelling of every field.
+        let old = r#"[
+            {"id":"ses-a","index":1,"role":"default","uid":1000,"bound_uid":false,
+             "state":"ready","created_at":1,"ended_at":0,"search_path":[],"enforcement":""},
+            {"id":"ses-b","index":2,"role":"default","uid":1001,"bound_uid":true,
+             "state":"running","created_at":2,"ended_at":0,"search_path":["/usr/bin"],
+             "enforcement":"degraded"},
+            {"id":"ses-c","index":3,"role":"default","uid":1002,
+             "state":"exited","created_at":3,"ended_at":4,"enforcement":"unknown"},
+            {"id":"ses-d","index":4,"role":"default","uid":1003,"state":"revoked","created_at":5}
+        ]"#;
+        let sessions: Vec<Session> = serde_json::from_str(old).unwrap();
+        let seen: Vec<(SessionState, EnforcementMode, bool)> = sessions
+            .iter()
+            .map(|s| (s.state, s.enforcement, s.bound_uid))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (SessionState::Ready, EnforcementMode::Unknown, false),
+                (SessionState::Running, EnforcementMode::Degraded, true),
+                (SessionState::Exited, EnforcementMode::Unknown, false),
+                (SessionState::Revoked, EnforcementMode::Unknown, false),
+            ]
+        );
+        // The words written back are the ones read.
+        let again = serde_json::to_value(&sessions[1]).unwrap();
+        assert_eq!(again["state"], "running");
+        assert_eq!(again["enforcement"], "degraded");
+        assert!(serde_json::from_str::<Session>(
+            r#"{"id":"ses-e","index":5,"role":"r","uid":1,"state":"ready","created_at":1,
+                "enforcement":"bogus"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
     fn a_session_that_ended_while_starting_is_not_revived() {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core(dir.path());
@@ -515,7 +537,7 @@ mod tests {
         // Revoked between the enforcer taking it and the gateway hearing so.
         core.end_session(&a.id, SessionState::Revoked, Some(0), 2)
             .unwrap();
-        let started = core.session_started(&a.id, "lsm").unwrap();
+        let started = core.session_started(&a.id, EnforcementMode::Lsm).unwrap();
         assert_eq!(started.state, SessionState::Revoked);
         assert_eq!(core.session(&a.id).unwrap().state, SessionState::Revoked);
         assert_eq!(audited(dir.path(), "session_started"), 0);
