@@ -3,8 +3,13 @@
 //! The structs derive `zvariant::Type`, so their D-Bus signatures follow from
 //! their fields and both ends share one definition.
 
-use serde::{Deserialize, Serialize};
-use zbus::zvariant::Type;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zbus::zvariant::{Optional, Type};
+
+use crate::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
+use crate::grant::Access;
+use crate::policy::Action;
+use crate::session::SessionState;
 
 /// Longest free-text argument (reasons, TOTP codes are far shorter).
 pub const MAX_TEXT_LEN: usize = 1024;
@@ -64,15 +69,55 @@ impl AirlockError {
     }
 }
 
+/// An index that may be absent. On the wire a `u32`, `u32::MAX` for none:
+/// unlike `Optional<u32>`, whose none is 0, it keeps index 0 for the first
+/// rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OptionalIndex(pub Option<u32>);
+
+impl OptionalIndex {
+    const NONE: u32 = u32::MAX;
+}
+
+impl From<Option<u32>> for OptionalIndex {
+    fn from(index: Option<u32>) -> Self {
+        OptionalIndex(index)
+    }
+}
+
+impl std::ops::Deref for OptionalIndex {
+    type Target = Option<u32>;
+
+    fn deref(&self) -> &Option<u32> {
+        &self.0
+    }
+}
+
+impl Type for OptionalIndex {
+    const SIGNATURE: &'static zbus::zvariant::Signature = u32::SIGNATURE;
+}
+
+impl Serialize for OptionalIndex {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.unwrap_or(Self::NONE).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalIndex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let index = u32::deserialize(deserializer)?;
+        Ok(OptionalIndex((index != Self::NONE).then_some(index)))
+    }
+}
+
 /// Result of a policy evaluation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct DecisionInfo {
-    /// `allow`, `approve` or `block`.
-    pub decision: String,
-    /// The matching rule's command text, empty for the role default.
-    pub rule: String,
-    /// The policy id the rule belongs to, empty for the role default.
-    pub policy: String,
+    pub decision: Action,
+    /// The matching rule's command text, none for the role default.
+    pub rule: Optional<String>,
+    /// The policy id the rule belongs to, none for the role default.
+    pub policy: Optional<String>,
     /// `file:line` of the rule (or of the role, for its default).
     pub source: String,
 }
@@ -84,8 +129,8 @@ pub struct RequestInfo {
     pub scope: String,
     pub reason: String,
     pub requester_uid: u32,
-    /// Governed session the request came from, or empty.
-    pub session: String,
+    /// Governed session the request came from.
+    pub session: Optional<String>,
     pub requested_ttl_secs: u64,
     pub created_at: i64,
     pub expires_at: i64,
@@ -97,10 +142,10 @@ pub struct GrantInfo {
     pub id: String,
     pub request_id: String,
     pub scope: String,
-    /// `read` or `write`.
-    pub access: String,
+    pub access: Access,
     pub subject_uid: u32,
-    pub session: String,
+    /// The governed session it is bound to, none for the whole uid.
+    pub session: Optional<String>,
     pub not_before: i64,
     pub expires_at: i64,
 }
@@ -110,11 +155,11 @@ pub struct GrantInfo {
 pub struct GrantRequest {
     pub request_id: String,
     pub subject_uid: u32,
-    pub session: String,
+    /// The governed session the grant is for, none for the whole uid.
+    pub session: Optional<String>,
     /// Text form of the scope (`command:…` or `services:…`).
     pub scope: String,
-    /// `read` or `write`.
-    pub access: String,
+    pub access: Access,
     pub ttl_secs: u64,
 }
 
@@ -205,8 +250,7 @@ impl AirlockError {
 pub struct RuleSpec {
     /// Load-order index among the role's rules (ties go to the lowest).
     pub index: u32,
-    /// `block`, `approve` or `allow`.
-    pub action: String,
+    pub action: Action,
     pub command: String,
     pub policy: String,
     /// `file:line` of the rule.
@@ -235,9 +279,9 @@ pub struct SessionSpec {
     /// The Unix user the session's processes run as.
     pub uid: u32,
     /// Govern every process of `uid`, not only one process tree.
-    pub bind_uid: bool,
+    pub bound_uid: bool,
     /// The role's action for commands no rule matches.
-    pub default_action: String,
+    pub default_action: Action,
     pub rules: Vec<RuleSpec>,
     pub grants: Vec<GrantSpec>,
     /// The agent's PATH directories, searched for the files rule heads name.
@@ -248,12 +292,11 @@ pub struct SessionSpec {
 /// What the enforcer can do on this machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct EnforcerStatus {
-    /// `lsm`, or `degraded` (exec-commit kill only).
-    pub mode: String,
+    pub mode: EnforcementMode,
     /// One sentence on what the mode means.
     pub detail: String,
-    /// How to get full enforcement, empty in `lsm` mode.
-    pub fix: String,
+    /// How to get full enforcement, none in `lsm` mode.
+    pub fix: Optional<String>,
     pub sessions: u32,
     /// Kernel events lost because the ring buffer was full.
     pub events_lost: u64,
@@ -264,13 +307,9 @@ pub struct EnforcerStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct EnforcementEvent {
     pub session: String,
-    /// `blocked`, `approval_required`, `grant_used`, `session_revoked`,
-    /// `mmap_denied` or `cgroup_write_denied`.
-    pub kind: String,
-    /// `exec_check` (LSM), `exec_commit`, `mmap` or `file_open`.
-    pub stage: String,
-    /// `refused` (EPERM), `killed` (before its first instruction) or `allowed`.
-    pub outcome: String,
+    pub kind: EventKind,
+    pub stage: Stage,
+    pub outcome: Outcome,
     pub pid: u32,
     pub ppid: u32,
     pub uid: u32,
@@ -278,9 +317,9 @@ pub struct EnforcementEvent {
     pub executable: String,
     /// The command as far as the kernel read it (words are cut at 63 bytes).
     pub argv: Vec<String>,
-    /// The deciding rule's index in the session's rules, `u32::MAX` for the
-    /// role default.
-    pub rule: u32,
+    /// The deciding rule's index in the session's rules, none for the role
+    /// default.
+    pub rule: OptionalIndex,
     pub comm: String,
 }
 
@@ -291,13 +330,12 @@ pub struct SessionRecord {
     pub role: String,
     pub uid: u32,
     pub bound_uid: bool,
-    /// `ready`, `running`, `exited` or `revoked`.
-    pub state: String,
+    pub state: SessionState,
     pub created_at: i64,
     /// 0 while the session lives.
     pub ended_at: i64,
-    /// `lsm`, `degraded` or `unenforced`.
-    pub enforcement: String,
+    /// The mode it was started under; `unknown` if the enforcer did not say.
+    pub enforcement: EnforcementMode,
 }
 
 /// Client side of `org.airlock.Enforcer1`; only the gateway (and root) may
@@ -323,8 +361,8 @@ pub trait Enforcer1 {
     /// The whole set of live sessions, after either side restarted. Returns
     /// the ids of sessions it has no trace of (their processes are gone).
     fn sync(&self, specs: Vec<SessionSpec>) -> zbus::Result<Vec<String>>;
-    /// The session a process belongs to, or "" for none.
-    fn session_of_pid(&self, pid: u32) -> zbus::Result<String>;
+    /// The session a process belongs to, if any.
+    fn session_of_pid(&self, pid: u32) -> zbus::Result<Optional<String>>;
 }
 
 /// The Unix uid of the connection that sent `header`'s message, as the bus
@@ -407,11 +445,114 @@ pub trait Gateway1 {
     /// The enforcer's state, as the gateway sees it.
     fn enforcer_status(&self) -> zbus::Result<EnforcerStatus>;
     /// Enforcer only: audits a kernel event; returns the request id filed
-    /// for an `approval_required` event, "" otherwise.
-    fn report_enforcement(&self, event: EnforcementEvent) -> zbus::Result<String>;
+    /// for an `approval_required` event.
+    fn report_enforcement(&self, event: EnforcementEvent) -> zbus::Result<Optional<String>>;
     /// Enforcer only: the session's last process exited.
     fn session_exited(&self, id: &str) -> zbus::Result<()>;
     #[zbus(signal)]
     fn approval_requested(&self, id: &str, scope: &str, reason: &str, uid: u32)
         -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::serialized::{Context, Data};
+    use zbus::zvariant::{to_bytes, LE};
+
+    fn encode<T: Serialize + Type>(value: &T) -> Data<'static, 'static> {
+        to_bytes(Context::new_dbus(LE, 0), value).unwrap()
+    }
+
+    /// `EnforcementEvent` as it was, with strings and a bare `u32` rule.
+    type StringEvent = (
+        String,
+        String,
+        String,
+        String,
+        u32,
+        u32,
+        u32,
+        String,
+        Vec<String>,
+        u32,
+        String,
+    );
+
+    fn event(rule: Option<u32>) -> EnforcementEvent {
+        EnforcementEvent {
+            session: "ses-1".into(),
+            kind: EventKind::ApprovalRequired,
+            stage: Stage::ExecCheck,
+            outcome: Outcome::Refused,
+            pid: 2,
+            ppid: 1,
+            uid: 1000,
+            executable: "terraform".into(),
+            argv: vec!["terraform".into(), "plan".into()],
+            rule: rule.into(),
+            comm: "bash".into(),
+        }
+    }
+
+    #[test]
+    fn the_signatures_are_the_string_ones_they_replace() {
+        assert_eq!(DecisionInfo::SIGNATURE.to_string(), "(ssss)");
+        assert_eq!(RequestInfo::SIGNATURE.to_string(), "(sssustxx)");
+        assert_eq!(GrantInfo::SIGNATURE.to_string(), "(ssssusxx)");
+        assert_eq!(GrantRequest::SIGNATURE.to_string(), "(sussst)");
+        assert_eq!(RuleSpec::SIGNATURE.to_string(), "(usssss)");
+        assert_eq!(
+            SessionSpec::SIGNATURE.to_string(),
+            "(susubsa(usssss)a(ssx)asb)"
+        );
+        assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
+        assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");
+        assert_eq!(SessionRecord::SIGNATURE.to_string(), "(ssubsxxs)");
+    }
+
+    #[test]
+    fn enums_travel_as_their_words_and_none_as_the_old_empty_value() {
+        let status = EnforcerStatus {
+            mode: EnforcementMode::Degraded,
+            detail: "d".into(),
+            fix: None.into(),
+            sessions: 0,
+            events_lost: 0,
+        };
+        let wire = encode(&status);
+        let as_strings: (String, String, String, u32, u64) = wire.deserialize().unwrap().0;
+        assert_eq!(
+            (as_strings.0.as_str(), as_strings.2.as_str()),
+            ("degraded", "")
+        );
+        let back: EnforcerStatus = wire.deserialize().unwrap().0;
+        assert_eq!(back, status);
+        assert_eq!(*back.fix, None);
+
+        // Rule 0 is a rule; only u32::MAX is the role default.
+        for rule in [Some(0), Some(7), None] {
+            let wire = encode(&event(rule));
+            let back: EnforcementEvent = wire.deserialize().unwrap().0;
+            assert_eq!(*back.rule, rule);
+        }
+        let raw: StringEvent = encode(&event(None)).deserialize().unwrap().0;
+        assert_eq!(
+            (raw.1.as_str(), raw.2.as_str(), raw.3.as_str(), raw.9),
+            ("approval_required", "exec_check", "refused", u32::MAX)
+        );
+    }
+
+    #[test]
+    fn a_word_outside_the_vocabulary_does_not_decode() {
+        let request = ("req-1", 1000u32, "", "command:x", "admin", 60u64);
+        let wire = encode(&request);
+        assert!(wire.deserialize::<GrantRequest>().is_err());
+        let good = ("req-1", 1000u32, "", "command:x", "write", 60u64);
+        let request: GrantRequest = encode(&good).deserialize().unwrap().0;
+        assert_eq!(
+            (request.access, request.session.as_deref()),
+            (Access::Write, None)
+        );
+    }
 }

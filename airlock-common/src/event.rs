@@ -157,8 +157,13 @@ pub enum Event {
         mode: EnforcementMode,
         #[serde(default)]
         detail: String,
-        #[serde(default)]
-        fix: String,
+        /// How to get full enforcement; older records wrote "" for none.
+        #[serde(
+            default,
+            deserialize_with = "empty_as_none",
+            skip_serializing_if = "Option::is_none"
+        )]
+        fix: Option<String>,
     },
 
     // ---- policy --------------------------------------------------------------

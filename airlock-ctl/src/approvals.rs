@@ -25,8 +25,8 @@ fn print_request(r: &RequestInfo) {
     println!("  scope:     {}", r.scope);
     println!("  reason:    {}", r.reason);
     println!("  requester: {}", user_name(r.requester_uid));
-    if !r.session.is_empty() {
-        println!("  session:   {}", r.session);
+    if let Some(session) = r.session.as_deref() {
+        println!("  session:   {session}");
     }
     if r.requested_ttl_secs > 0 {
         println!("  asks for:  {}", format_secs(r.requested_ttl_secs));
@@ -40,10 +40,10 @@ fn print_request(r: &RequestInfo) {
 
 fn print_grant(g: &GrantInfo) {
     println!("grant {}", g.id);
-    println!("  scope:   {} ({})", g.scope, g.access);
+    println!("  scope:   {} ({})", g.scope, g.access.as_str());
     println!("  for:     {}", user_name(g.subject_uid));
-    if !g.session.is_empty() {
-        println!("  session: {}", g.session);
+    if let Some(session) = g.session.as_deref() {
+        println!("  session: {session}");
     }
     println!("  request: {}", g.request_id);
     println!(
@@ -210,7 +210,6 @@ pub async fn status() -> anyhow::Result<i32> {
         println!("           {}", s.policy_message);
     }
     match gateway.enforcer_status().await {
-        Ok(e) if e.mode == "lsm" => println!("enforcer:  {} session(s); {}", e.sessions, e.detail),
         Ok(e) => println!("enforcer:  {} session(s); {}", e.sessions, e.detail),
         Err(_) => {
             println!("enforcer:  NOT RUNNING: governed sessions cannot start (`airlockctl doctor`)")

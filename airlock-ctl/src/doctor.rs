@@ -1,6 +1,8 @@
 //! `airlockctl doctor`: what this machine can enforce, and how to fix what
 //! it cannot.
 
+use airlock_common::enforcement::EnforcementMode;
+
 use crate::bus;
 
 struct Report {
@@ -94,7 +96,7 @@ pub async fn doctor() -> anyhow::Result<i32> {
                     );
                 }
                 match gateway.enforcer_status().await {
-                    Ok(enforcer) if enforcer.mode == "lsm" => {
+                    Ok(enforcer) if enforcer.mode == EnforcementMode::Lsm => {
                         report.ok("enforcer", &enforcer.detail);
                     }
                     Ok(enforcer) => {

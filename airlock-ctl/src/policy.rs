@@ -2,26 +2,26 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_common::policy::{CommandLine, PolicySet};
+use airlock_common::policy::{Action, CommandLine, PolicySet};
 
 use crate::bus;
 
 /// Exit status of `policy check` for each decision.
-pub fn exit_code(decision: &str) -> i32 {
+pub fn exit_code(decision: Action) -> i32 {
     match decision {
-        "allow" => 0,
-        "approve" => 2,
-        "block" => 3,
-        _ => 1,
+        Action::Allow => 0,
+        Action::Approve => 2,
+        Action::Block => 3,
     }
 }
 
-fn print_decision(decision: &str, rule: &str, policy: &str, source: &str) {
-    println!("{decision}");
-    if rule.is_empty() {
-        println!("  rule:   (none matched; role default)");
-    } else {
-        println!("  rule:   {rule} (policy {policy})");
+/// Prints a decision; `rule` is the matching rule's command and policy, none
+/// for the role default.
+fn print_decision(decision: Action, rule: Option<(&str, &str)>, source: &str) {
+    println!("{}", decision.as_str());
+    match rule {
+        None => println!("  rule:   (none matched; role default)"),
+        Some((rule, policy)) => println!("  rule:   {rule} (policy {policy})"),
     }
     if !source.is_empty() {
         println!("  source: {source}");
@@ -92,9 +92,8 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
             let action = decision.action;
             match decision.rule {
                 Some(rule) => print_decision(
-                    action.as_str(),
-                    &rule.command,
-                    &rule.policy_id,
+                    action,
+                    Some((&rule.command, &rule.policy_id)),
                     &rule.source.to_string(),
                 ),
                 None => {
@@ -102,10 +101,10 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
                         .role(role)
                         .map(|r| r.source.to_string())
                         .unwrap_or_default();
-                    print_decision(action.as_str(), "", "", &source)
+                    print_decision(action, None, &source)
                 }
             }
-            Ok(exit_code(action.as_str()))
+            Ok(exit_code(action))
         }
         None => {
             let gateway = bus::gateway().await?;
@@ -114,13 +113,12 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
                 .check_command(role, &argv)
                 .await
                 .map_err(|e| bus::explain("policy check", e))?;
-            print_decision(
-                &decision.decision,
-                &decision.rule,
-                &decision.policy,
-                &decision.source,
-            );
-            Ok(exit_code(&decision.decision))
+            let rule = decision.rule.as_deref().map(|rule| {
+                let policy = decision.policy.as_deref().unwrap_or_default();
+                (rule, policy)
+            });
+            print_decision(decision.decision, rule, &decision.source);
+            Ok(exit_code(decision.decision))
         }
     }
 }

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use airlock_common::dbus::{Gateway1Proxy, SessionRecord};
+use airlock_common::enforcement::EnforcementMode;
 use airlock_common::timefmt::rfc3339;
 use anyhow::{anyhow, Context};
 use nix::sys::signal::{self, SigHandler, Signal};
@@ -74,7 +75,8 @@ fn print_session(s: &SessionRecord) {
     if s.ended_at > 0 {
         print!(", ended {}", rfc3339(s.ended_at));
     }
-    if !s.enforcement.is_empty() {
+    // Unknown until the session started.
+    if s.enforcement != EnforcementMode::Unknown {
         print!(", enforcement {}", s.enforcement);
     }
     println!();
@@ -247,7 +249,7 @@ async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()>
                 "airlock: session {} (role {}) governs this command; enforcement: {}",
                 session.id, session.role, session.enforcement
             );
-            if session.enforcement != "lsm" {
+            if session.enforcement != EnforcementMode::Lsm {
                 eprintln!(
                     "airlock: WARNING: enforcement is {}: forbidden commands are killed rather \
                      than refused, and some bypass guards are off; `airlockctl doctor` says how \

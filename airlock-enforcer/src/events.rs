@@ -10,10 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_common::dbus::{EnforcementEvent, Gateway1Proxy, RuleSpec};
-use airlock_common::kernel::{
-    self, ExecEvent, EVENT_APPROVAL_REQUIRED, EVENT_BLOCKED, EVENT_CGROUP_WRITE_DENIED,
-    EVENT_GRANT_USED, EVENT_MMAP_DENIED, EVENT_SESSION_REVOKED, NO_RULE,
-};
+use airlock_common::enforcement::{EventKind, Outcome, Stage};
+use airlock_common::kernel::{ExecEvent, NO_RULE};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
@@ -41,39 +39,36 @@ fn decode(bytes: &[u8]) -> Option<ExecEvent> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ExecEvent>()) })
 }
 
-fn kind_name(kind: u32) -> &'static str {
-    match kind {
-        EVENT_BLOCKED => "blocked",
-        EVENT_APPROVAL_REQUIRED => "approval_required",
-        EVENT_GRANT_USED => "grant_used",
-        EVENT_SESSION_REVOKED => "session_revoked",
-        EVENT_MMAP_DENIED => "mmap_denied",
-        EVENT_CGROUP_WRITE_DENIED => "cgroup_write_denied",
-        _ => "unknown",
+/// A code in an event that this build of the enforcer does not know (the
+/// eBPF program and the enforcer are out of step).
+#[derive(Debug, PartialEq, Eq)]
+struct UnknownCode {
+    field: &'static str,
+    code: u32,
+}
+
+impl std::fmt::Display for UnknownCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown event {} code {}", self.field, self.code)
     }
 }
 
-fn stage_name(stage: u32) -> &'static str {
-    match stage {
-        kernel::STAGE_EXEC_CHECK => "exec_check",
-        kernel::STAGE_EXEC_COMMIT => "exec_commit",
-        kernel::STAGE_MMAP => "mmap",
-        kernel::STAGE_FILE_OPEN => "file_open",
-        _ => "unknown",
-    }
-}
-
-fn outcome_name(outcome: u32) -> &'static str {
-    match outcome {
-        kernel::OUTCOME_REFUSED => "refused",
-        kernel::OUTCOME_KILLED => "killed",
-        kernel::OUTCOME_ALLOWED => "allowed",
-        _ => "unknown",
-    }
+fn known<T>(
+    field: &'static str,
+    code: u32,
+    decode: fn(u32) -> Option<T>,
+) -> Result<T, UnknownCode> {
+    decode(code).ok_or(UnknownCode { field, code })
 }
 
 /// An event in the gateway's terms, with the session's rule that decided.
-fn translate(raw: &ExecEvent, sessions: &Sessions) -> (EnforcementEvent, Option<RuleSpec>) {
+fn translate(
+    raw: &ExecEvent,
+    sessions: &Sessions,
+) -> Result<(EnforcementEvent, Option<RuleSpec>), UnknownCode> {
+    let kind = known("kind", raw.kind, EventKind::from_kernel)?;
+    let stage = known("stage", raw.stage, Stage::from_kernel)?;
+    let outcome = known("outcome", raw.outcome, Outcome::from_kernel)?;
     let (session, rule) = match sessions.rules(raw.session) {
         Some((id, rules)) => (
             id.to_owned(),
@@ -89,22 +84,18 @@ fn translate(raw: &ExecEvent, sessions: &Sessions) -> (EnforcementEvent, Option<
         .collect();
     let event = EnforcementEvent {
         session,
-        kind: kind_name(raw.kind).into(),
-        stage: stage_name(raw.stage).into(),
-        outcome: outcome_name(raw.outcome).into(),
+        kind,
+        stage,
+        outcome,
         pid: raw.tgid,
         ppid: raw.ppid,
         uid: raw.uid,
         executable: text(&raw.file),
         argv,
-        rule: if raw.rule == NO_RULE {
-            u32::MAX
-        } else {
-            raw.rule
-        },
+        rule: (raw.rule != NO_RULE).then_some(raw.rule).into(),
         comm: text(&raw.comm),
     };
-    (event, rule)
+    Ok((event, rule))
 }
 
 /// Reads the ring buffer until the enforcer stops.
@@ -128,7 +119,21 @@ pub async fn run(
                 let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
                 translate(&raw, &sessions)
             };
-            tokio::spawn(handle(raw, translated, gateway.clone()));
+            match translated {
+                Ok(translated) => {
+                    tokio::spawn(handle(raw, translated, gateway.clone()));
+                }
+                Err(e) => {
+                    // Not reported: the gateway would have to audit a guess.
+                    // A held task is still let go, so it does not hang.
+                    tracing::error!(
+                        "{e} from the kernel (pid {}, session #{}); the event is dropped",
+                        raw.tgid,
+                        raw.session
+                    );
+                    release(&raw);
+                }
+            }
         }
         guard.clear_ready();
     }
@@ -153,26 +158,25 @@ async fn handle(
     )
     .await
     {
-        Ok(Ok(request)) => request,
+        Ok(Ok(request)) => Option::<String>::from(request),
         Ok(Err(e)) => {
             tracing::error!("the gateway did not take the event: {e}");
-            String::new()
+            None
         }
         Err(_) => {
             tracing::error!("the gateway did not answer within {GATEWAY_TIMEOUT:?}");
-            String::new()
+            None
         }
     };
-    if event.kind == "grant_used" {
+    if event.kind == EventKind::GrantUsed {
         return;
     }
-    let text = message::render(&event, rule.as_ref(), &request);
+    let text = message::render(&event, rule.as_ref(), request.as_deref());
     // A held task is the one that failed; a killed task is gone, and its
     // parent shows what happened.
-    let target = if event.outcome == "killed" {
-        event.ppid
-    } else {
-        event.pid
+    let target = match event.outcome {
+        Outcome::Killed => event.ppid,
+        Outcome::Refused | Outcome::Allowed => event.pid,
     };
     let written = tokio::time::timeout(
         WRITE_TIMEOUT,
@@ -182,6 +186,11 @@ async fn handle(
     if !matches!(written, Ok(Ok(Ok(())))) {
         tracing::debug!("could not write the message to process {target}");
     }
+    release(&raw);
+}
+
+/// Continues the task the program held for this event, if it held one.
+fn release(raw: &ExecEvent) {
     if raw.held != 0 {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(raw.tgid as i32),

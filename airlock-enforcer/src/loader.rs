@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use airlock_common::enforcement::EnforcementMode;
 use airlock_common::kernel::{Config, HashKey, KernelOffsets, CONFIG_LSM_ACTIVE};
 use anyhow::{anyhow, Context};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
@@ -35,10 +36,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn name(&self) -> &'static str {
+    /// The mode in the shared vocabulary, as the gateway and `airlockctl`
+    /// name it.
+    pub fn enforcement(&self) -> EnforcementMode {
         match self {
-            Mode::Lsm => "lsm",
-            Mode::Degraded { .. } => "degraded",
+            Mode::Lsm => EnforcementMode::Lsm,
+            Mode::Degraded { .. } => EnforcementMode::Degraded,
         }
     }
 

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         Mode::Degraded { .. } => tracing::warn!("{}", mode.describe()),
     }
     if args.check {
-        println!("{}: {}", mode.name(), mode.describe());
+        println!("{}: {}", mode.enforcement(), mode.describe());
         return Ok(());
     }
     anyhow::ensure!(

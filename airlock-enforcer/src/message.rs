@@ -6,28 +6,32 @@
 //! need approval it names the request a human must approve.
 
 use airlock_common::dbus::{EnforcementEvent, RuleSpec};
+use airlock_common::enforcement::{EventKind, Outcome};
 
 /// Renders the message for `event`; `rule` is the deciding rule, if any, and
-/// `request` the approval request filed for it ("" if none could be).
-pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: &str) -> String {
+/// `request` the approval request filed for it, if one could be.
+pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option<&str>) -> String {
     let command = if event.argv.is_empty() {
         event.executable.clone()
     } else {
         event.argv.join(" ")
     };
     let mut lines = Vec::new();
-    let title = match event.kind.as_str() {
-        "approval_required" => "APPROVAL REQUIRED",
-        "session_revoked" => "SESSION REVOKED",
-        _ => "POLICY BLOCK",
+    let title = match event.kind {
+        EventKind::ApprovalRequired => "APPROVAL REQUIRED",
+        EventKind::SessionRevoked => "SESSION REVOKED",
+        EventKind::Blocked
+        | EventKind::GrantUsed
+        | EventKind::MmapDenied
+        | EventKind::CgroupWriteDenied => "POLICY BLOCK",
     };
     lines.push(title.to_owned());
-    match event.kind.as_str() {
-        "mmap_denied" => lines.push(format!(
+    match event.kind {
+        EventKind::MmapDenied => lines.push(format!(
             "file={} (a governed executable may only be run by exec, not loaded by hand)",
             event.executable
         )),
-        "cgroup_write_denied" => lines.push(format!(
+        EventKind::CgroupWriteDenied => lines.push(format!(
             "file={} (a governed process may not change cgroups or leave its session)",
             event.executable
         )),
@@ -46,41 +50,41 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: &str) 
                 lines.push(format!("reason={}", rule.reason));
             }
         }
-        None if event.kind == "session_revoked" => {
+        None if event.kind == EventKind::SessionRevoked => {
             lines.push("reason=this governed session was revoked by an administrator".into())
         }
-        None if matches!(event.kind.as_str(), "blocked" | "approval_required") => {
+        None if matches!(event.kind, EventKind::Blocked | EventKind::ApprovalRequired) => {
             lines.push("rule=(the role's default action)".into())
         }
         None => {}
     }
-    let not_run = if event.outcome == "killed" {
+    let not_run = if event.outcome == Outcome::Killed {
         "it was killed before running a single instruction"
     } else {
         "the real executable was not run"
     };
-    if event.kind == "approval_required" {
-        if request.is_empty() {
-            lines.push(format!(
+    if event.kind == EventKind::ApprovalRequired {
+        match request {
+            None => lines.push(format!(
                 "result=blocked until a human approves; {not_run}. Ask for approval with: \
                  airlockctl request --scope 'command:{}' --reason '<why>'",
                 rule.map_or(command.as_str(), |r| r.command.as_str())
-            ));
-        } else {
-            lines.push(format!("request={request}"));
-            lines.push(format!(
-                "result=blocked until a human approves; {not_run}. A human approves with: \
-                 airlockctl approve {request}"
-            ));
+            )),
+            Some(request) => {
+                lines.push(format!("request={request}"));
+                lines.push(format!(
+                    "result=blocked until a human approves; {not_run}. A human approves with: \
+                     airlockctl approve {request}"
+                ));
+            }
         }
         lines.push(format!(
             "ai_instruction=Stop. Tell the user that this command needs their approval{} and \
              wait for them. Do not retry it before they confirm, call the real binary, change \
              PATH, use sudo, run outside the sandbox, or inspect wrappers to bypass Airlock.",
-            if request.is_empty() {
-                String::new()
-            } else {
-                format!(" (request {request})")
+            match request {
+                None => String::new(),
+                Some(request) => format!(" (request {request})"),
             }
         ));
     } else {
@@ -111,26 +115,29 @@ fn sanitize(line: &str) -> String {
 mod tests {
     use super::*;
 
-    fn event(kind: &str, outcome: &str) -> EnforcementEvent {
+    use airlock_common::enforcement::Stage;
+    use airlock_common::policy::Action;
+
+    fn event(kind: EventKind, outcome: Outcome) -> EnforcementEvent {
         EnforcementEvent {
             session: "ses-1".into(),
-            kind: kind.into(),
-            stage: "exec_check".into(),
-            outcome: outcome.into(),
+            kind,
+            stage: Stage::ExecCheck,
+            outcome,
             pid: 10,
             ppid: 9,
             uid: 1000,
             executable: "terraform".into(),
             argv: vec!["terraform".into(), "apply".into()],
-            rule: 0,
+            rule: Some(0).into(),
             comm: "bash".into(),
         }
     }
 
-    fn rule(action: &str, command: &str) -> RuleSpec {
+    fn rule(action: Action, command: &str) -> RuleSpec {
         RuleSpec {
             index: 0,
-            action: action.into(),
+            action,
             command: command.into(),
             policy: "infra-mutation-block".into(),
             source: "/etc/airlock/policies.d/x.toml:10".into(),
@@ -141,9 +148,9 @@ mod tests {
     #[test]
     fn a_block_reads_like_the_seed_message() {
         let text = render(
-            &event("blocked", "refused"),
-            Some(&rule("block", "terraform apply")),
-            "",
+            &event(EventKind::Blocked, Outcome::Refused),
+            Some(&rule(Action::Block, "terraform apply")),
+            None,
         );
         assert!(text.starts_with("airlock: POLICY BLOCK\n"), "{text}");
         assert!(text.contains("airlock: command=terraform apply\n"));
@@ -156,21 +163,25 @@ mod tests {
 
     #[test]
     fn an_approval_names_the_request() {
-        let mut e = event("approval_required", "refused");
+        let mut e = event(EventKind::ApprovalRequired, Outcome::Refused);
         e.argv = vec!["terraform".into(), "plan".into()];
-        let text = render(&e, Some(&rule("approve", "terraform plan")), "req-42");
+        let text = render(
+            &e,
+            Some(&rule(Action::Approve, "terraform plan")),
+            Some("req-42"),
+        );
         assert!(text.starts_with("airlock: APPROVAL REQUIRED\n"), "{text}");
         assert!(text.contains("airlock: request=req-42\n"));
         assert!(text.contains("airlockctl approve req-42"));
-        let without = render(&e, Some(&rule("approve", "terraform plan")), "");
+        let without = render(&e, Some(&rule(Action::Approve, "terraform plan")), None);
         assert!(without.contains("airlockctl request --scope 'command:terraform plan'"));
     }
 
     #[test]
     fn killed_commands_and_hostile_arguments() {
-        let mut e = event("blocked", "killed");
+        let mut e = event(EventKind::Blocked, Outcome::Killed);
         e.argv = vec!["terraform".into(), "apply\x1b[2J\r".into()];
-        let text = render(&e, None, "");
+        let text = render(&e, None, None);
         assert!(text.contains("killed before running a single instruction"));
         assert!(!text.contains('\x1b') && !text.contains('\r'));
         assert!(text.contains("rule=(the role's default action)"));

@@ -7,6 +7,7 @@ use airlock_common::dbus::{caller_uid, AirlockError, EnforcerStatus, SessionSpec
 use airlock_common::ids;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
+use zbus::zvariant::Optional;
 
 use crate::cgroup::pid_of_pidfd;
 use crate::loader::{Mode, LSM_FIX};
@@ -78,12 +79,13 @@ impl Enforcer {
         self.check_caller(&header).await?;
         let sessions = self.sessions();
         Ok(EnforcerStatus {
-            mode: self.mode.name().into(),
+            mode: self.mode.enforcement(),
             detail: self.mode.describe(),
             fix: match self.mode {
-                Mode::Lsm => String::new(),
-                Mode::Degraded { .. } => LSM_FIX.into(),
-            },
+                Mode::Lsm => None,
+                Mode::Degraded { .. } => Some(LSM_FIX.to_owned()),
+            }
+            .into(),
             sessions: sessions.count() as u32,
             events_lost: sessions.kernel.events_lost(),
         })
@@ -159,8 +161,8 @@ impl Enforcer {
         &self,
         #[zbus(header)] header: Header<'_>,
         pid: u32,
-    ) -> Result<String, AirlockError> {
+    ) -> Result<Optional<String>, AirlockError> {
         self.check_caller(&header).await?;
-        Ok(self.sessions().session_of_pid(pid).unwrap_or_default())
+        Ok(self.sessions().session_of_pid(pid).into())
     }
 }

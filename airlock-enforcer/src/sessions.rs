@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use airlock_common::dbus::{RuleSpec, SessionSpec};
 use airlock_common::kernel::compile::{action_code, add_pattern, Ending};
 use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
-use airlock_common::policy::Action;
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
 
@@ -38,10 +37,6 @@ pub struct Sessions {
     pub kernel: Kernel,
     cgroups: Cgroups,
     live: BTreeMap<String, Live>,
-}
-
-fn parse_action(text: &str) -> anyhow::Result<Action> {
-    text.parse().map_err(|e: String| anyhow!(e))
 }
 
 fn words(command: &str) -> Vec<String> {
@@ -99,7 +94,7 @@ impl Sessions {
             } else {
                 0
             },
-            default_action: action_code(parse_action(&spec.default_action)?) as u32,
+            default_action: action_code(spec.default_action) as u32,
             max_depth: longest.saturating_sub(1).min(kernel::MAX_WORDS - 1) as u32,
         })
     }
@@ -112,7 +107,7 @@ impl Sessions {
         for rule in &spec.rules {
             let words = words(&rule.command);
             let ending = Ending::Rule {
-                action: parse_action(&rule.action)?,
+                action: rule.action,
                 index: rule.index,
             };
             add_pattern(&mut nodes, spec.index, &key, &words, ending)
@@ -326,7 +321,7 @@ impl Sessions {
         for spec in specs {
             let result = if self.live.contains_key(&spec.id) {
                 self.update(spec.clone())
-            } else if spec.bind_uid {
+            } else if spec.bound_uid {
                 self.bind_user(spec.clone())
             } else if self.cgroups.exists(&spec.id) {
                 self.adopt(spec.clone())

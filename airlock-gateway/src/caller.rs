@@ -22,9 +22,9 @@ use zbus::names::BusName;
 #[derive(Clone, Default)]
 struct Known {
     uid: Option<u32>,
-    /// The governed session of the connection's process ("" for none), once
-    /// the enforcer has answered.
-    session: Option<String>,
+    /// The governed session of the connection's process (itself optional),
+    /// once the enforcer has answered.
+    session: Option<Option<String>>,
 }
 
 /// Caches the bus daemon's and the enforcer's answers about callers.
@@ -69,7 +69,7 @@ impl Callers {
     }
 
     /// The governed session the sender runs in, if any. `lookup` asks the
-    /// enforcer for a pid's session (empty for none). Without an enforcer
+    /// enforcer for a pid's session. Without an enforcer
     /// on the bus there are no sessions to be in; an enforcer that cannot
     /// answer is an error rather than "none", so that an agent's request is
     /// never filed as its user's own (and an error is not cached).
@@ -81,11 +81,11 @@ impl Callers {
     ) -> Result<Option<String>, AirlockError>
     where
         F: FnOnce(u32) -> Fut,
-        Fut: std::future::Future<Output = Result<String, AirlockError>>,
+        Fut: std::future::Future<Output = Result<Option<String>, AirlockError>>,
     {
         let sender = sender(header)?;
         if let Some(session) = self.get(sender).session {
-            return Ok((!session.is_empty()).then_some(session));
+            return Ok(session);
         }
         if !self.enforcer_present.load(Ordering::Relaxed) {
             return Ok(None);
@@ -93,7 +93,7 @@ impl Callers {
         let pid = caller_pid(dbus, header).await?;
         let session = lookup(pid).await?;
         self.update(sender, |k| k.session = Some(session.clone()));
-        Ok((!session.is_empty()).then_some(session))
+        Ok(session)
     }
 
     pub fn set_enforcer_present(&self, present: bool) {

@@ -18,7 +18,7 @@ use airlock_common::dbus::{
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::{Event, TotpFailure};
 use airlock_common::fsutil::Durability;
-use airlock_common::grant::{Access, GrantBody, Scope, SignedGrant};
+use airlock_common::grant::{Access, Scope, SignedGrant};
 use airlock_common::session::SessionState;
 use airlock_common::{ids, timefmt};
 
@@ -27,6 +27,7 @@ use crate::journal::Journal;
 use crate::policy::{PolicyState, Reload};
 use crate::specs::session_spec;
 use crate::state::decode_key;
+use crate::state::grants;
 use crate::state::requests::PendingRequest;
 use crate::state::sessions::Session;
 
@@ -208,7 +209,7 @@ impl Core {
             .requests
             .iter()
             .filter(|r| admin || r.requester_uid == uid)
-            .map(request_info)
+            .map(PendingRequest::info)
             .collect()
     }
 
@@ -224,7 +225,7 @@ impl Core {
             .requests
             .get(id)
             .filter(|r| admin || r.requester_uid == uid)
-            .map(request_info)
+            .map(PendingRequest::info)
             .ok_or_else(|| no_request(id))
     }
 
@@ -236,35 +237,13 @@ impl Core {
         write: bool,
     ) -> Result<GrantRequest, AirlockError> {
         check_id(id)?;
-        let request = self
-            .journal
+        let access = if write { Access::Write } else { Access::Read };
+        self.journal
             .state()
             .requests
             .get(id)
-            .ok_or_else(|| no_request(id))?;
-        let max = self.times.max_grant_ttl.as_secs();
-        let ttl = match (ttl_secs, request.requested_ttl_secs) {
-            (0, 0) => self.times.default_grant_ttl.as_secs(),
-            (0, asked) => asked,
-            (given, _) => given,
-        };
-        if ttl > max {
-            return Err(AirlockError::InvalidArgument(format!(
-                "ttl {} exceeds the maximum of {}",
-                timefmt::format_secs(ttl),
-                timefmt::format_secs(max)
-            )));
-        }
-        Ok(GrantRequest {
-            request_id: request.id.clone(),
-            subject_uid: request.requester_uid,
-            session: request.session.clone().unwrap_or_default(),
-            scope: request.scope.to_string(),
-            access: if write { Access::Write } else { Access::Read }
-                .as_str()
-                .into(),
-            ttl_secs: ttl,
-        })
+            .ok_or_else(|| no_request(id))?
+            .grant_request(ttl_secs, access, &self.times)
     }
 
     /// Records a code `airlock-totp` refused.
@@ -300,25 +279,8 @@ impl Core {
             payload: wire.payload,
             signature: wire.signature,
         };
-        let key = self.journal.state().signing_key.as_deref().ok_or_else(|| {
-            AirlockError::Unavailable("no grant-verification key is pinned yet".into())
-        })?;
-        let body = signed
-            .verify(key)
-            .map_err(|e| internal("airlock-totp returned a grant that does not verify", e))?;
-        let matches = body.request_id == asked.request_id
-            && body.subject.uid == asked.subject_uid
-            && body.subject.session.clone().unwrap_or_default() == asked.session
-            && body.scope.to_string() == asked.scope
-            && body.access.as_str() == asked.access
-            && (body.expires_at - body.not_before) as u64 == asked.ttl_secs
-            && (body.not_before - now).abs() <= 60;
-        if !matches {
-            return Err(internal(
-                "airlock-totp signed a grant that differs from the request",
-                &body.grant_id,
-            ));
-        }
+        let key = self.journal.state().signing_key.as_deref();
+        let body = grants::check_signed(&signed, asked, key, now)?;
         if !self.journal.state().requests.contains(&asked.request_id) {
             return Err(AirlockError::Conflict(format!(
                 "request {} was decided or expired while the code was being checked",
@@ -348,7 +310,7 @@ impl Core {
             now,
             Durability::Synced,
         )?;
-        Ok(grant_info(&body))
+        Ok(grants::info(&body))
     }
 
     pub fn deny(&mut self, id: &str, reason: &str, approver_uid: u32) -> Result<(), AirlockError> {
@@ -385,7 +347,7 @@ impl Core {
             .grants
             .bodies()
             .filter(|body| body.is_live(now) && (admin || body.subject.uid == uid))
-            .map(grant_info)
+            .map(grants::info)
             .collect()
     }
 
@@ -450,8 +412,10 @@ impl Core {
     /// Pins the signer's public key on first contact; afterwards a different
     /// key is refused, since it would mean the signer's identity changed.
     pub fn pin_signing_key(&mut self, key_b64: &str) -> Result<(), AirlockError> {
-        let key =
-            decode_key(key_b64).map_err(|e| internal("bad public key from airlock-totp", e))?;
+        let key = decode_key(key_b64).map_err(|e| {
+            tracing::error!("bad public key from airlock-totp: {e}");
+            AirlockError::Internal(format!("bad public key from airlock-totp: {e}"))
+        })?;
         match &self.journal.state().signing_key {
             Some(pinned) if *pinned == key => Ok(()),
             Some(_) => Err(AirlockError::Internal(
@@ -509,7 +473,7 @@ impl Core {
             .sessions
             .iter()
             .filter(|s| admin || s.uid == uid)
-            .map(session_record)
+            .map(Session::record)
             .collect()
     }
 
@@ -685,7 +649,7 @@ impl Core {
 
     /// Records the enforcement mode when it is first seen or changes.
     pub fn note_enforcement_mode(&mut self, status: &EnforcerStatus) {
-        let mode = enforcement::mode(&status.mode);
+        let mode = status.mode;
         if self.enforcement_mode == Some(mode) {
             return;
         }
@@ -694,16 +658,11 @@ impl Core {
             Event::EnforcementMode {
                 mode,
                 detail: status.detail.clone(),
-                fix: status.fix.clone(),
+                fix: status.fix.clone().into(),
             },
             timefmt::now_unix(),
         );
     }
-}
-
-fn internal(context: &str, e: impl std::fmt::Display) -> AirlockError {
-    tracing::error!("{context}: {e}");
-    AirlockError::Internal(format!("{context}: {e}"))
 }
 
 fn no_request(id: &str) -> AirlockError {
@@ -738,48 +697,6 @@ fn check_text(what: &str, text: &str) -> Result<(), AirlockError> {
         )));
     }
     Ok(())
-}
-
-fn request_info(r: &PendingRequest) -> RequestInfo {
-    RequestInfo {
-        id: r.id.clone(),
-        scope: r.scope.to_string(),
-        reason: r.reason.clone(),
-        requester_uid: r.requester_uid,
-        session: r.session.clone().unwrap_or_default(),
-        requested_ttl_secs: r.requested_ttl_secs,
-        created_at: r.created_at,
-        expires_at: r.expires_at,
-    }
-}
-
-fn grant_info(body: &GrantBody) -> GrantInfo {
-    GrantInfo {
-        id: body.grant_id.clone(),
-        request_id: body.request_id.clone(),
-        scope: body.scope.to_string(),
-        access: body.access.as_str().into(),
-        subject_uid: body.subject.uid,
-        session: body.subject.session.clone().unwrap_or_default(),
-        not_before: body.not_before,
-        expires_at: body.expires_at,
-    }
-}
-
-pub fn session_record(s: &Session) -> SessionRecord {
-    SessionRecord {
-        id: s.id.clone(),
-        role: s.role.clone(),
-        uid: s.uid,
-        bound_uid: s.bound_uid,
-        state: s.state.as_str().into(),
-        created_at: s.created_at,
-        ended_at: s.ended_at,
-        enforcement: match s.enforcement {
-            EnforcementMode::Unknown => String::new(),
-            mode => mode.as_str().into(),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! and the request a refused approve-rule command files.
 
 use airlock_common::dbus::{AirlockError, EnforcementEvent};
-use airlock_common::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
+use airlock_common::enforcement::EventKind;
 use airlock_common::event::{Event, KernelEvent};
 use airlock_common::grant::Scope;
 use airlock_common::policy::PolicySet;
@@ -27,9 +27,6 @@ pub fn translate(
     session: Option<&Session>,
     set: &PolicySet,
 ) -> Result<(Event, Option<Ask>), AirlockError> {
-    let kind = parse::<EventKind>("event kind", &event.kind)?;
-    let stage = parse::<Stage>("stage", &event.stage)?;
-    let outcome = parse::<Outcome>("outcome", &event.outcome)?;
     if event.argv.len() > MAX_EVENT_ARGV || event.argv.iter().any(|a| a.len() > MAX_EVENT_ARG_LEN) {
         return Err(AirlockError::InvalidArgument(
             "event argv is too large".into(),
@@ -38,15 +35,15 @@ pub fn translate(
     let rule = session.and_then(|s| {
         set.effective_rules(&s.role)
             .ok()?
-            .get(event.rule as usize)
+            .get(event.rule.map(|i| i as usize)?)
             .map(|r| (r.command.clone(), r.policy_id.clone(), r.source.to_string()))
     });
     let record = Event::kernel(
-        kind,
+        event.kind,
         KernelEvent {
             session: event.session.clone(),
-            stage,
-            outcome,
+            stage: event.stage,
+            outcome: event.outcome,
             pid: event.pid,
             ppid: event.ppid,
             uid: event.uid,
@@ -58,7 +55,7 @@ pub fn translate(
             source: rule.as_ref().map(|r| r.2.clone()),
         },
     );
-    let ask = match (session, kind) {
+    let ask = match (session, event.kind) {
         (Some(session), EventKind::ApprovalRequired) => {
             let command = rule.map(|r| r.0).unwrap_or_else(|| event.argv.join(" "));
             Scope::parse(&format!("command:{command}"))
@@ -78,14 +75,4 @@ pub fn translate(
         _ => None,
     };
     Ok((record, ask))
-}
-
-/// The mode the enforcer reports, as its word.
-pub fn mode(word: &str) -> EnforcementMode {
-    EnforcementMode::from_word(word)
-}
-
-fn parse<T: serde::de::DeserializeOwned>(what: &str, word: &str) -> Result<T, AirlockError> {
-    serde_json::from_value(word.into())
-        .map_err(|_| AirlockError::InvalidArgument(format!("unknown {what} {word:?}")))
 }

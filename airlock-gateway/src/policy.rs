@@ -126,15 +126,15 @@ impl PolicyState {
             .map_err(|e| AirlockError::NotFound(e.to_string()))?;
         Ok(match decision.rule {
             Some(rule) => DecisionInfo {
-                decision: decision.action.as_str().into(),
-                rule: rule.command,
-                policy: rule.policy_id,
+                decision: decision.action,
+                rule: Some(rule.command).into(),
+                policy: Some(rule.policy_id).into(),
                 source: rule.source.to_string(),
             },
             None => DecisionInfo {
-                decision: decision.action.as_str().into(),
-                rule: String::new(),
-                policy: String::new(),
+                decision: decision.action,
+                rule: None.into(),
+                policy: None.into(),
                 source: self
                     .set
                     .role(role)

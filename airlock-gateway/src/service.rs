@@ -13,10 +13,11 @@ use airlock_common::timefmt::now_unix;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
+use zbus::zvariant::Optional;
 use zeroize::Zeroizing;
 
 use crate::caller::{is_admin, require_admin, Callers};
-use crate::core::{session_record, Core};
+use crate::core::Core;
 use crate::ratelimit::AuditBudget;
 
 /// Longest TOTP code accepted (codes are 6 digits; anything longer is junk).
@@ -75,12 +76,16 @@ impl Gateway {
         let enforcer = &self.enforcer;
         self.callers
             .session(&self.dbus, header, |pid| async move {
-                enforcer.session_of_pid(pid).await.map_err(|e| {
-                    AirlockError::Unavailable(format!(
-                        "cannot tell whether the caller runs in a governed session: {}",
-                        enforcer_error(e).message()
-                    ))
-                })
+                enforcer
+                    .session_of_pid(pid)
+                    .await
+                    .map(Option::from)
+                    .map_err(|e| {
+                        AirlockError::Unavailable(format!(
+                            "cannot tell whether the caller runs in a governed session: {}",
+                            enforcer_error(e).message()
+                        ))
+                    })
             })
             .await
     }
@@ -210,7 +215,7 @@ impl Gateway {
                 "session {id} was revoked while it was starting"
             )));
         }
-        Ok(session_record(&session))
+        Ok(session.record())
     }
 
     /// The enforcement mode the enforcer reports, `Unknown` if it does not.
@@ -218,7 +223,7 @@ impl Gateway {
         match self.enforcer.status().await {
             Ok(status) => {
                 self.core().note_enforcement_mode(&status);
-                EnforcementMode::from_word(&status.mode)
+                status.mode
             }
             Err(_) => EnforcementMode::Unknown,
         }
@@ -318,9 +323,9 @@ impl Gateway {
                 let grant = self
                     .core()
                     .complete_approval(&asked, signed, uid, now_unix())?;
-                if !grant.session.is_empty() {
+                if let Some(session) = grant.session.as_deref() {
                     // The kernel honours the grant before approve returns.
-                    if let Err(e) = push_session(&self.core, &self.enforcer, &grant.session).await {
+                    if let Err(e) = push_session(&self.core, &self.enforcer, session).await {
                         tracing::error!(
                             "grant {} is issued but the kernel does not know it yet: {}",
                             grant.id,
@@ -688,7 +693,7 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
         event: EnforcementEvent,
-    ) -> Result<String, AirlockError> {
+    ) -> Result<Optional<String>, AirlockError> {
         let uid = self.caller(&header).await?;
         if uid != 0 {
             return Err(AirlockError::AccessDenied(
@@ -700,7 +705,7 @@ impl Gateway {
             let new = &filed.request;
             announce(&emitter, &new.id, &new.scope, &new.reason, new.uid);
         }
-        Ok(filed.map(|f| f.request.id).unwrap_or_default())
+        Ok(filed.map(|f| f.request.id).into())
     }
 
     /// The enforcer saw a session's last process exit (root only).

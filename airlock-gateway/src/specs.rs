@@ -3,7 +3,7 @@
 
 use airlock_common::dbus::{GrantSpec, RuleSpec, SessionSpec};
 use airlock_common::grant::Scope;
-use airlock_common::policy::PolicySet;
+use airlock_common::policy::{Action, PolicySet};
 use airlock_common::session::SessionState;
 
 use crate::state::grants::Grants;
@@ -17,7 +17,7 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         .enumerate()
         .map(|(index, rule)| RuleSpec {
             index: index as u32,
-            action: rule.action.as_str().into(),
+            action: rule.action,
             command: rule.command.clone(),
             policy: rule.policy_id.clone(),
             source: rule.source.to_string(),
@@ -27,8 +27,8 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
     // A role that vanished in a reload blocks everything: fail closed.
     let default_action = set
         .role(&session.role)
-        .map(|r| r.default_action.as_str())
-        .unwrap_or("block");
+        .map(|r| r.default_action)
+        .unwrap_or(Action::Block);
     let grants = grants
         .of_session(&session.id, now)
         .into_iter()
@@ -46,8 +46,8 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         index: session.index,
         role: session.role.clone(),
         uid: session.uid,
-        bind_uid: session.bound_uid,
-        default_action: default_action.into(),
+        bound_uid: session.bound_uid,
+        default_action,
         rules,
         grants,
         search_path: session.search_path.clone(),

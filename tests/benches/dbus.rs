@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use airlock_common::policy::Action;
 use airlock_tests::System;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -63,7 +64,7 @@ fn main() {
             let t = Instant::now();
             let d = gateway.check_command(role, &argv).await.unwrap();
             samples.push(t.elapsed());
-            assert_eq!(d.decision, "approve");
+            assert_eq!(d.decision, Action::Approve);
         }
         report("CheckCommand latency", samples, Duration::from_millis(1));
 

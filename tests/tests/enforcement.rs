@@ -4,6 +4,7 @@
 //! kill); the VM suite (tests/vm/run) runs the same catalogue with BPF LSM.
 //! These tests assert whatever the mode in force promises.
 
+use airlock_common::enforcement::EnforcementMode;
 use airlock_tests::catalogue::{self, Expect};
 use airlock_tests::{Options, System};
 
@@ -14,7 +15,7 @@ fn system() -> System {
     })
 }
 
-fn mode(system: &System) -> String {
+fn mode(system: &System) -> EnforcementMode {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let gateway = system.gateway_proxy().await;
@@ -31,7 +32,7 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
         "the stand-in must run outside a session"
     );
     let mode = mode(&system);
-    let degraded = mode != "lsm";
+    let degraded = mode != EnforcementMode::Lsm;
     let mut failures = Vec::new();
     println!("enforcement mode: {mode}");
     for case in catalogue::cases(&bench) {

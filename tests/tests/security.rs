@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use airlock_common::dbus::GrantRequest;
+use airlock_common::grant::Access;
 use airlock_tests::{users::ROOT, Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
 
 /// Whether `user` can open `path` for reading (a real open(2) as that user).
@@ -334,14 +335,14 @@ async fn hostile_dbus_arguments_get_named_errors_and_change_nothing() {
         gateway
             .check_command("default", &many)
             .await
-            .map(|d| d.decision),
+            .map(|d| d.decision.to_string()),
         "InvalidArgument",
     );
     expect(
         gateway
             .check_command("no-such-role", &["ls"])
             .await
-            .map(|d| d.decision),
+            .map(|d| d.decision.to_string()),
         "NotFound",
     );
 
@@ -350,14 +351,22 @@ async fn hostile_dbus_arguments_get_named_errors_and_change_nothing() {
     let bad = GrantRequest {
         request_id: "req-1".into(),
         subject_uid: 1000,
-        session: String::new(),
+        session: Some("../../etc".to_owned()).into(),
         scope: "command:x".into(),
-        access: "root".into(),
+        access: Access::Read,
         ttl_secs: 60,
     };
     expect(
         totp.approve(bad, "000000").await.map(|g| g.payload),
         "InvalidArgument",
+    );
+    // An access word that is neither `read` nor `write` does not even
+    // decode: GrantRequest's wire layout, by hand.
+    let bad_access = (("req-1", 1000u32, "", "command:x", "root", 60u64), "000000");
+    let refused = totp.inner().call_method("Approve", &bad_access).await;
+    assert!(
+        matches!(refused, Err(zbus::Error::MethodError(..))),
+        "{refused:?}"
     );
 
     assert!(gateway.list_requests().await.unwrap().is_empty());

@@ -128,7 +128,7 @@ fn one_of_each() -> Vec<Event> {
         Event::EnforcementMode {
             mode: EnforcementMode::Degraded,
             detail: "no BPF LSM".into(),
-            fix: "add bpf to lsm=".into(),
+            fix: Some("add bpf to lsm=".into()),
         },
         Event::PolicyReloaded {
             message: "loaded".into(),

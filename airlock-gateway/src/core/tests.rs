@@ -4,6 +4,8 @@ use std::time::Duration;
 use airlock_common::{audit, names};
 use serde_json::{json, Value};
 
+use airlock_common::grant::GrantBody;
+
 use super::*;
 use crate::store::Snapshot;
 
@@ -298,14 +300,10 @@ impl Signer {
             request_id: asked.request_id.clone(),
             subject: airlock_common::grant::Subject {
                 uid: asked.subject_uid,
-                session: Some(asked.session.clone()).filter(|s| !s.is_empty()),
+                session: (*asked.session).clone(),
             },
             scope: Scope::parse(&asked.scope).unwrap(),
-            access: if asked.access == "write" {
-                Access::Write
-            } else {
-                Access::Read
-            },
+            access: asked.access,
             not_before: now,
             expires_at: now + asked.ttl_secs as i64,
         };

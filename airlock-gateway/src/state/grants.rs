@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use airlock_common::dbus::{AirlockError, GrantInfo, GrantRequest};
 use airlock_common::event::Event;
 use airlock_common::grant::{GrantBody, SignedGrant};
 
@@ -109,6 +110,57 @@ impl Grants {
             .map(|b| b.grant_id.clone())
             .collect()
     }
+}
+
+/// How a grant is shown to people.
+pub fn info(body: &GrantBody) -> GrantInfo {
+    GrantInfo {
+        id: body.grant_id.clone(),
+        request_id: body.request_id.clone(),
+        scope: body.scope.to_string(),
+        access: body.access,
+        subject_uid: body.subject.uid,
+        session: body.subject.session.clone().into(),
+        not_before: body.not_before,
+        expires_at: body.expires_at,
+    }
+}
+
+/// Checks that airlock-totp signed, with the pinned key, exactly what was
+/// asked for, starting about `now`.
+pub fn check_signed(
+    signed: &SignedGrant,
+    asked: &GrantRequest,
+    key: Option<&[u8]>,
+    now: i64,
+) -> Result<GrantBody, AirlockError> {
+    let key = key.ok_or_else(|| {
+        AirlockError::Unavailable("no grant-verification key is pinned yet".into())
+    })?;
+    let body = signed.verify(key).map_err(|e| {
+        internal(&format!(
+            "airlock-totp returned a grant that does not verify: {e}"
+        ))
+    })?;
+    let matches = body.request_id == asked.request_id
+        && body.subject.uid == asked.subject_uid
+        && body.subject.session == *asked.session
+        && body.scope.to_string() == asked.scope
+        && body.access == asked.access
+        && (body.expires_at - body.not_before) as u64 == asked.ttl_secs
+        && (body.not_before - now).abs() <= 60;
+    if !matches {
+        return Err(internal(&format!(
+            "airlock-totp signed a grant that differs from the request: {}",
+            body.grant_id
+        )));
+    }
+    Ok(body)
+}
+
+fn internal(message: &str) -> AirlockError {
+    tracing::error!("{message}");
+    AirlockError::Internal(message.to_owned())
 }
 
 fn verify(signed: &SignedGrant, key: Option<&[u8]>) -> Result<GrantBody, String> {

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use airlock_common::config::GatewayTimes;
+use airlock_common::dbus::{AirlockError, GrantRequest, RequestInfo};
 use airlock_common::event::Event;
-use airlock_common::grant::Scope;
+use airlock_common::grant::{Access, Scope};
+use airlock_common::timefmt;
 use serde::{Deserialize, Serialize};
 
 /// A request waiting for a human.
@@ -19,6 +22,52 @@ pub struct PendingRequest {
     pub requested_ttl_secs: u64,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+impl PendingRequest {
+    pub fn info(&self) -> RequestInfo {
+        RequestInfo {
+            id: self.id.clone(),
+            scope: self.scope.to_string(),
+            reason: self.reason.clone(),
+            requester_uid: self.requester_uid,
+            session: self.session.clone().into(),
+            requested_ttl_secs: self.requested_ttl_secs,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// What airlock-totp is asked to sign for approving it: `ttl_secs` 0
+    /// means the requested lifetime, or the default; never over the maximum.
+    pub fn grant_request(
+        &self,
+        ttl_secs: u64,
+        access: Access,
+        times: &GatewayTimes,
+    ) -> Result<GrantRequest, AirlockError> {
+        let max = times.max_grant_ttl.as_secs();
+        let ttl = match (ttl_secs, self.requested_ttl_secs) {
+            (0, 0) => times.default_grant_ttl.as_secs(),
+            (0, asked) => asked,
+            (given, _) => given,
+        };
+        if ttl > max {
+            return Err(AirlockError::InvalidArgument(format!(
+                "ttl {} exceeds the maximum of {}",
+                timefmt::format_secs(ttl),
+                timefmt::format_secs(max)
+            )));
+        }
+        Ok(GrantRequest {
+            request_id: self.id.clone(),
+            subject_uid: self.requester_uid,
+            session: self.session.clone().into(),
+            scope: self.scope.to_string(),
+            access,
+            ttl_secs: ttl,
+        })
+    }
 }
 
 #[derive(Debug, Default)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use airlock_common::dbus::SessionRecord;
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
 use airlock_common::session::SessionState;
@@ -31,6 +32,22 @@ pub struct Session {
     /// The enforcement mode when it started.
     #[serde(default, deserialize_with = "EnforcementMode::deserialize_lenient")]
     pub enforcement: EnforcementMode,
+}
+
+impl Session {
+    /// How `airlockctl sessions` shows it.
+    pub fn record(&self) -> SessionRecord {
+        SessionRecord {
+            id: self.id.clone(),
+            role: self.role.clone(),
+            uid: self.uid,
+            bound_uid: self.bound_uid,
+            state: self.state,
+            created_at: self.created_at,
+            ended_at: self.ended_at,
+            enforcement: self.enforcement,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

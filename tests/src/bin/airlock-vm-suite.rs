@@ -48,7 +48,7 @@ fn enforcer_mode(system: &System) -> String {
     rt.block_on(async {
         let gateway = system.gateway_proxy().await;
         match gateway.enforcer_status().await {
-            Ok(status) => status.mode,
+            Ok(status) => status.mode.to_string(),
             Err(e) => format!("error: {e}"),
         }
     })
