@@ -187,6 +187,11 @@ fn check_short(what: &str, text: &str) -> Result<(), AirlockError> {
     Ok(())
 }
 
+/// A role asked for by name; none is the default role.
+fn check_role(role: Option<&str>) -> Result<(), AirlockError> {
+    role.map_or(Ok(()), |role| check_short("role", role))
+}
+
 impl Gateway {
     /// Records whether the enforcer took a new session: started (with the
     /// enforcement mode in force), or forgotten with the enforcer's error.
@@ -399,7 +404,7 @@ impl Gateway {
         &self,
         #[zbus(header)] header: Header<'_>,
         force: bool,
-        current_code: &str,
+        current_code: Optional<&str>,
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "enrol a TOTP secret")?;
@@ -411,7 +416,7 @@ impl Gateway {
                     .into(),
             ));
         }
-        if current_code.len() > MAX_CODE_LEN {
+        if current_code.is_some_and(|code| code.len() > MAX_CODE_LEN) {
             return Err(AirlockError::InvalidArgument(
                 "a TOTP code is 6 digits".into(),
             ));
@@ -519,13 +524,13 @@ impl Gateway {
     async fn start_session(
         &self,
         #[zbus(header)] header: Header<'_>,
-        role: &str,
+        role: Optional<&str>,
         pidfd: zbus::zvariant::OwnedFd,
         search_path: Vec<String>,
     ) -> Result<SessionRecord, AirlockError> {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
-        check_short("role", role)?;
+        check_role(*role)?;
         if search_path.len() > 256 || search_path.iter().any(|d| d.len() > 4096) {
             return Err(AirlockError::InvalidArgument(
                 "search path is too large".into(),
@@ -540,7 +545,7 @@ impl Gateway {
                     "service": "gateway",
                     "session": current,
                     "uid": uid,
-                    "role": role,
+                    "role": role.unwrap_or_default(),
                     "stage": "session_start",
                     "reason": "a governed process asked for another session",
                 }),
@@ -552,7 +557,7 @@ impl Gateway {
         }
         let session = self
             .core()
-            .create_session(uid, role, false, search_path, now_unix())?;
+            .create_session(uid, *role, false, search_path, now_unix())?;
         let spec = self.core().session_spec(&session, now_unix());
         let fd = zbus::zvariant::Fd::from(&pidfd);
         let taken = self.enforcer.start_session(spec, fd).await;
@@ -563,18 +568,18 @@ impl Gateway {
     async fn record_unenforced(
         &self,
         #[zbus(header)] header: Header<'_>,
-        role: &str,
+        role: Optional<&str>,
         reason: &str,
     ) -> Result<(), AirlockError> {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
-        check_short("role", role)?;
+        check_role(*role)?;
         if reason.len() > airlock_common::dbus::MAX_TEXT_LEN {
             return Err(AirlockError::InvalidArgument("reason is too long".into()));
         }
         self.core().audit_event(
             "session_unenforced",
-            json!({"service": "gateway", "uid": uid, "role": role, "reason": reason}),
+            json!({"service": "gateway", "uid": uid, "role": role.unwrap_or_default(), "reason": reason}),
         )
     }
 
@@ -582,12 +587,12 @@ impl Gateway {
     async fn bind_user(
         &self,
         #[zbus(header)] header: Header<'_>,
-        role: &str,
+        role: Optional<&str>,
         uid: u32,
     ) -> Result<SessionRecord, AirlockError> {
         let caller = self.caller(&header).await?;
         require_admin(caller, "bind a user to a governed session")?;
-        check_short("role", role)?;
+        check_role(*role)?;
         if uid == 0 {
             return Err(AirlockError::InvalidArgument(
                 "root cannot be a governed agent user".into(),
@@ -595,7 +600,7 @@ impl Gateway {
         }
         let session = self
             .core()
-            .create_session(uid, role, true, Vec::new(), now_unix())?;
+            .create_session(uid, *role, true, Vec::new(), now_unix())?;
         let spec = self.core().session_spec(&session, now_unix());
         let taken = self.enforcer.bind_user(spec).await;
         self.session_taken(&session.id, taken).await

@@ -59,7 +59,7 @@ impl Session {
             bound_uid: self.bound_uid,
             state: self.state,
             created_at: self.created_at,
-            ended_at: self.ended_at,
+            ended_at: (self.ended_at > 0).then_some(self.ended_at).into(),
             enforcement: self.enforcement,
         }
     }
@@ -111,16 +111,12 @@ impl Core {
     pub fn create_session(
         &mut self,
         uid: u32,
-        role: &str,
+        role: Option<&str>,
         bound_uid: bool,
         search_path: Vec<String>,
         now: i64,
     ) -> Result<Session, AirlockError> {
-        let role = if role.is_empty() {
-            self.default_role.clone()
-        } else {
-            role.to_owned()
-        };
+        let role = role.map_or_else(|| self.default_role.clone(), str::to_owned);
         if self.policy.set.role(&role).is_none() {
             return Err(AirlockError::NotFound(format!(
                 "unknown role {role:?}; `airlockctl policy validate` lists the roles in force"
@@ -466,7 +462,9 @@ mod tests {
     fn a_session_ends_once_and_a_revoked_one_stays_revoked() {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core(dir.path());
-        let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+        let a = core
+            .create_session(1000, None, false, Vec::new(), 1)
+            .unwrap();
         core.session_started(&a.id, EnforcementMode::Lsm).unwrap();
         core.end_session(&a.id, SessionState::Exited, None, 5)
             .unwrap();
@@ -478,7 +476,9 @@ mod tests {
             Err(AirlockError::Conflict(_))
         ));
 
-        let b = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+        let b = core
+            .create_session(1000, None, false, Vec::new(), 1)
+            .unwrap();
         core.session_started(&b.id, EnforcementMode::Lsm).unwrap();
         core.end_session(&b.id, SessionState::Revoked, Some(0), 8)
             .unwrap();
@@ -533,7 +533,9 @@ mod tests {
     fn a_session_that_ended_while_starting_is_not_revived() {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core(dir.path());
-        let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+        let a = core
+            .create_session(1000, None, false, Vec::new(), 1)
+            .unwrap();
         // Revoked between the enforcer taking it and the gateway hearing so.
         core.end_session(&a.id, SessionState::Revoked, Some(0), 2)
             .unwrap();
