@@ -332,8 +332,8 @@ pub struct SessionRecord {
     pub bound_uid: bool,
     pub state: SessionState,
     pub created_at: i64,
-    /// 0 while the session lives.
-    pub ended_at: i64,
+    /// None while the session lives (0 on the wire).
+    pub ended_at: Optional<i64>,
     /// The mode it was started under; `unknown` if the enforcer did not say.
     pub enforcement: EnforcementMode,
 }
@@ -388,7 +388,9 @@ pub async fn caller_uid(
 )]
 pub trait Totp1 {
     fn status(&self) -> zbus::Result<TotpStatus>;
-    fn begin_enrolment(&self, force: bool, current_code: &str) -> zbus::Result<String>;
+    /// `current_code` is needed to replace an enrolled secret (none with
+    /// `force`, for root).
+    fn begin_enrolment(&self, force: bool, current_code: Optional<&str>) -> zbus::Result<String>;
     fn confirm_enrolment(&self, code: &str) -> zbus::Result<()>;
     fn approve(&self, request: GrantRequest, code: &str) -> zbus::Result<SignedGrantWire>;
     fn public_key(&self) -> zbus::Result<String>;
@@ -415,23 +417,25 @@ pub trait Gateway1 {
     fn list_grants(&self) -> zbus::Result<Vec<GrantInfo>>;
     fn revoke(&self, grant_id: &str) -> zbus::Result<()>;
     fn revoke_all(&self) -> zbus::Result<u32>;
-    fn totp_setup(&self, force: bool, current_code: &str) -> zbus::Result<String>;
+    /// `current_code` is needed to replace an enrolled secret.
+    fn totp_setup(&self, force: bool, current_code: Optional<&str>) -> zbus::Result<String>;
     fn totp_confirm(&self, code: &str) -> zbus::Result<()>;
     fn record_totp_reset(&self) -> zbus::Result<()>;
     fn reload_policy(&self) -> zbus::Result<String>;
     fn status(&self) -> zbus::Result<GatewayStatus>;
     /// Starts a governed session for the process behind `pidfd` (a child of
-    /// the caller, running as the caller). `role` "" is the default role.
+    /// the caller, running as the caller). No `role` is the default role.
     fn start_session(
         &self,
-        role: &str,
+        role: Optional<&str>,
         pidfd: zbus::zvariant::Fd<'_>,
         search_path: Vec<String>,
     ) -> zbus::Result<SessionRecord>;
     /// Records that the caller runs a command without enforcement.
-    fn record_unenforced(&self, role: &str, reason: &str) -> zbus::Result<()>;
-    /// Governs every process of a Unix user (admin only).
-    fn bind_user(&self, role: &str, uid: u32) -> zbus::Result<SessionRecord>;
+    fn record_unenforced(&self, role: Optional<&str>, reason: &str) -> zbus::Result<()>;
+    /// Governs every process of a Unix user (admin only); no `role` is the
+    /// default role.
+    fn bind_user(&self, role: Optional<&str>, uid: u32) -> zbus::Result<SessionRecord>;
     fn list_sessions(&self) -> zbus::Result<Vec<SessionRecord>>;
     fn revoke_session(&self, id: &str) -> zbus::Result<()>;
     /// Files a request on behalf of a session (its owner or an admin).
@@ -541,6 +545,21 @@ mod tests {
             (raw.1.as_str(), raw.2.as_str(), raw.3.as_str(), raw.9),
             ("approval_required", "exec_check", "refused", u32::MAX)
         );
+    }
+
+    #[test]
+    fn an_absent_argument_is_the_empty_string_it_replaces() {
+        let absent = encode(&(false, Optional::<&str>::from(None)));
+        let (force, code): (bool, &str) = absent.deserialize().unwrap().0;
+        assert_eq!((force, code), (false, ""));
+        let (_, code): (bool, Optional<&str>) = absent.deserialize().unwrap().0;
+        assert_eq!(*code, None);
+        let given = encode(&(false, "123456"));
+        let (_, code): (bool, Optional<&str>) = given.deserialize().unwrap().0;
+        assert_eq!(*code, Some("123456"));
+
+        let live = encode(&Optional::<i64>::from(None));
+        assert_eq!(live.deserialize::<i64>().unwrap().0, 0);
     }
 
     #[test]

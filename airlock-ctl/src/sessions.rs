@@ -72,8 +72,8 @@ fn print_session(s: &SessionRecord) {
     };
     println!("{}  {:<8} role {}  {scope}", s.id, s.state, s.role);
     print!("    started {}", rfc3339(s.created_at));
-    if s.ended_at > 0 {
-        print!(", ended {}", rfc3339(s.ended_at));
+    if let Some(ended_at) = *s.ended_at {
+        print!(", ended {}", rfc3339(ended_at));
     }
     // Unknown until the session started.
     if s.enforcement != EnforcementMode::Unknown {
@@ -117,7 +117,7 @@ pub async fn bind_user(user: &str, role: Option<&str>) -> anyhow::Result<i32> {
         .as_raw();
     let gateway = bus::gateway().await?;
     let session = gateway
-        .bind_user(role.unwrap_or(""), uid)
+        .bind_user(role.into(), uid)
         .await
         .map_err(|e| bus::explain("bind user", e))?;
     print_session(&session);
@@ -204,14 +204,11 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| anyhow!("an argument contains a NUL byte"))?;
-    let role = role
-        .map(str::to_owned)
-        .or_else(chosen_role)
-        .unwrap_or_default();
+    let role = role.map(str::to_owned).or_else(chosen_role);
 
     // The command must not start before it is governed: fork it held.
     let held = Held::spawn(&program, &argv)?;
-    let outcome = govern(&held, &role, unenforced).await;
+    let outcome = govern(&held, role.as_deref(), unenforced).await;
     match outcome {
         Ok(()) => {}
         Err(e) => {
@@ -228,7 +225,8 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
     held.release_and_wait()
 }
 
-async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()> {
+/// Puts `held` under enforcement, in `role` or the gateway's default role.
+async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Result<()> {
     let gateway = match bus::gateway().await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -241,7 +239,7 @@ async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()>
     let search_path = search_path();
     let pidfd = pidfd_open(held.pid)?;
     let started = gateway
-        .start_session(role, zbus::zvariant::Fd::from(&pidfd), search_path)
+        .start_session(role.into(), zbus::zvariant::Fd::from(&pidfd), search_path)
         .await;
     match started {
         Ok(session) => {
@@ -270,7 +268,7 @@ async fn govern(held: &Held, role: &str, unenforced: bool) -> anyhow::Result<()>
         Err(e) if unenforced => {
             let error = bus::explain("start session", e);
             gateway
-                .record_unenforced(role, &format!("{error:#}"))
+                .record_unenforced(role.into(), &format!("{error:#}"))
                 .await
                 .map_err(|e| bus::explain("record unenforced run", e))?;
             eprintln!(

@@ -21,15 +21,15 @@ pub async fn setup(force: bool, code_stdin: bool) -> anyhow::Result<i32> {
     );
     let current = if status.totp.enrolled && !force {
         eprintln!("A TOTP secret is already enrolled: replacing it needs a current code (or root with --force).");
-        read_code(code_stdin, "Current TOTP code: ")?
+        Some(read_code(code_stdin, "Current TOTP code: ")?)
     } else {
-        Zeroizing::new(String::new())
+        None
     };
     let uri = Zeroizing::new(if force {
         begin_forced(&gateway).await?
     } else {
         gateway
-            .totp_setup(false, &current)
+            .totp_setup(false, current.as_deref().map(String::as_str).into())
             .await
             .map_err(|e| bus::explain("totp setup", e))?
     });
@@ -63,7 +63,7 @@ async fn begin_forced(gateway: &Gateway1Proxy<'_>) -> anyhow::Result<String> {
         .map_err(|e| bus::explain("record the forced re-enrolment", e))?;
     let uri = bus::totp()
         .await?
-        .begin_enrolment(true, "")
+        .begin_enrolment(true, None.into())
         .await
         .map_err(|e| bus::explain("totp setup --force", e))?;
     Ok(uri)

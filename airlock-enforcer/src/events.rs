@@ -198,3 +198,19 @@ fn release(raw: &ExecEvent) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_code_is_named_not_guessed() {
+        let blocked = EventKind::Blocked.kernel_code();
+        assert_eq!(
+            known("kind", blocked, EventKind::from_kernel),
+            Ok(EventKind::Blocked)
+        );
+        let unknown = known("stage", 99, Stage::from_kernel).unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown event stage code 99");
+    }
+}

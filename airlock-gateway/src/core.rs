@@ -481,16 +481,12 @@ impl Core {
     pub fn create_session(
         &mut self,
         uid: u32,
-        role: &str,
+        role: Option<&str>,
         bound_uid: bool,
         search_path: Vec<String>,
         now: i64,
     ) -> Result<Session, AirlockError> {
-        let role = if role.is_empty() {
-            self.default_role.clone()
-        } else {
-            role.to_owned()
-        };
+        let role = role.map_or_else(|| self.default_role.clone(), str::to_owned);
         if self.policy.set.role(&role).is_none() {
             return Err(AirlockError::NotFound(format!(
                 "unknown role {role:?}; `airlockctl policy validate` lists the roles in force"

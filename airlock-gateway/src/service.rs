@@ -187,6 +187,11 @@ fn check_short(what: &str, text: &str) -> Result<(), AirlockError> {
     Ok(())
 }
 
+/// A role asked for by name; none is the default role.
+fn check_role(role: Option<&str>) -> Result<(), AirlockError> {
+    role.map_or(Ok(()), |role| check_short("role", role))
+}
+
 impl Gateway {
     /// Records whether the enforcer took a new session: started (with the
     /// enforcement mode in force), or forgotten with the enforcer's error.
@@ -399,7 +404,7 @@ impl Gateway {
         &self,
         #[zbus(header)] header: Header<'_>,
         force: bool,
-        current_code: &str,
+        current_code: Optional<&str>,
     ) -> Result<String, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "enrol a TOTP secret")?;
@@ -411,7 +416,7 @@ impl Gateway {
                     .into(),
             ));
         }
-        if current_code.len() > MAX_CODE_LEN {
+        if current_code.is_some_and(|code| code.len() > MAX_CODE_LEN) {
             return Err(AirlockError::InvalidArgument(
                 "a TOTP code is 6 digits".into(),
             ));
@@ -525,13 +530,13 @@ impl Gateway {
     async fn start_session(
         &self,
         #[zbus(header)] header: Header<'_>,
-        role: &str,
+        role: Optional<&str>,
         pidfd: zbus::zvariant::OwnedFd,
         search_path: Vec<String>,
     ) -> Result<SessionRecord, AirlockError> {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
-        check_short("role", role)?;
+        check_role(*role)?;
         if search_path.len() > 256 || search_path.iter().any(|d| d.len() > 4096) {
             return Err(AirlockError::InvalidArgument(
                 "search path is too large".into(),
@@ -544,7 +549,7 @@ impl Gateway {
                 Event::SessionRefused {
                     session: current.clone(),
                     uid,
-                    role: role.to_owned(),
+                    role: role.unwrap_or_default().to_owned(),
                     stage: "session_start".into(),
                     reason: "a governed process asked for another session".into(),
                 },
@@ -557,7 +562,7 @@ impl Gateway {
         }
         let session = self
             .core()
-            .create_session(uid, role, false, search_path, now_unix())?;
+            .create_session(uid, *role, false, search_path, now_unix())?;
         let spec = self.core().session_spec(&session, now_unix());
         let fd = zbus::zvariant::Fd::from(&pidfd);
         let taken = self.enforcer.start_session(spec, fd).await;
@@ -568,19 +573,19 @@ impl Gateway {
     async fn record_unenforced(
         &self,
         #[zbus(header)] header: Header<'_>,
-        role: &str,
+        role: Optional<&str>,
         reason: &str,
     ) -> Result<(), AirlockError> {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
-        check_short("role", role)?;
+        check_role(*role)?;
         if reason.len() > airlock_common::dbus::MAX_TEXT_LEN {
             return Err(AirlockError::InvalidArgument("reason is too long".into()));
         }
         self.core().record(
             Event::SessionUnenforced {
                 uid,
-                role: role.to_owned(),
+                role: role.unwrap_or_default().to_owned(),
                 reason: reason.to_owned(),
             },
             now_unix(),
@@ -591,12 +596,12 @@ impl Gateway {
     async fn bind_user(
         &self,
         #[zbus(header)] header: Header<'_>,
-        role: &str,
+        role: Optional<&str>,
         uid: u32,
     ) -> Result<SessionRecord, AirlockError> {
         let caller = self.caller(&header).await?;
         require_admin(caller, "bind a user to a governed session")?;
-        check_short("role", role)?;
+        check_role(*role)?;
         if uid == 0 {
             return Err(AirlockError::InvalidArgument(
                 "root cannot be a governed agent user".into(),
@@ -604,7 +609,7 @@ impl Gateway {
         }
         let session = self
             .core()
-            .create_session(uid, role, true, Vec::new(), now_unix())?;
+            .create_session(uid, *role, true, Vec::new(), now_unix())?;
         let spec = self.core().session_spec(&session, now_unix());
         let taken = self.enforcer.bind_user(spec).await;
         self.session_taken(&session.id, taken).await

@@ -7,6 +7,7 @@ use airlock_common::dbus::{caller_uid, AirlockError, GrantRequest, SignedGrantWi
 use airlock_common::timefmt::now_unix;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
+use zbus::zvariant::Optional;
 
 use crate::authenticator::{Authenticator, TotpError};
 use crate::signer::GrantSigner;
@@ -85,7 +86,7 @@ impl TotpService {
         &self,
         #[zbus(header)] header: Header<'_>,
         force: bool,
-        current_code: &str,
+        current_code: Optional<&str>,
     ) -> Result<String, AirlockError> {
         let uid = self.check_caller(&header).await?;
         // Forcing replaces the secret without a code. Only root calling here
@@ -96,10 +97,9 @@ impl TotpService {
                 "only root, calling airlock-totp directly, may force a re-enrolment".into(),
             ));
         }
-        let current = (!current_code.is_empty()).then_some(current_code);
         let uri = self
             .authenticator()
-            .begin_enrolment(force, current, now_unix())
+            .begin_enrolment(force, *current_code, now_unix())
             .map_err(to_dbus)?;
         tracing::info!("TOTP enrolment started (forced: {force})");
         Ok(uri.to_string())

@@ -232,7 +232,9 @@ fn audited(dir: &std::path::Path, event: &str) -> usize {
 fn a_session_ends_once_and_a_revoked_one_stays_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = shipped_core(dir.path());
-    let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+    let a = core
+        .create_session(1000, None, false, Vec::new(), 1)
+        .unwrap();
     core.session_started(&a.id, EnforcementMode::Lsm).unwrap();
     core.end_session(&a.id, SessionState::Exited, None, 5)
         .unwrap();
@@ -244,7 +246,9 @@ fn a_session_ends_once_and_a_revoked_one_stays_revoked() {
         Err(AirlockError::Conflict(_))
     ));
 
-    let b = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+    let b = core
+        .create_session(1000, None, false, Vec::new(), 1)
+        .unwrap();
     core.session_started(&b.id, EnforcementMode::Lsm).unwrap();
     core.end_session(&b.id, SessionState::Revoked, Some(0), 8)
         .unwrap();
@@ -260,7 +264,9 @@ fn a_session_ends_once_and_a_revoked_one_stays_revoked() {
 fn a_session_that_ended_while_starting_is_not_revived() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = shipped_core(dir.path());
-    let a = core.create_session(1000, "", false, Vec::new(), 1).unwrap();
+    let a = core
+        .create_session(1000, None, false, Vec::new(), 1)
+        .unwrap();
     // Revoked between the enforcer taking it and the gateway hearing so.
     core.end_session(&a.id, SessionState::Revoked, Some(0), 2)
         .unwrap();
@@ -426,7 +432,7 @@ fn a_session_whose_state_save_was_lost_is_restored_from_its_record() {
     core.save_state();
     assert!(!dirs.path("state/state.json").exists());
     let session = core
-        .create_session(1000, "", false, vec!["/usr/bin".into()], 1)
+        .create_session(1000, None, false, vec!["/usr/bin".into()], 1)
         .unwrap();
     core.session_started(&session.id, EnforcementMode::Degraded)
         .unwrap();
@@ -439,6 +445,8 @@ fn a_session_whose_state_save_was_lost_is_restored_from_its_record() {
     assert_eq!(restored.search_path, ["/usr/bin"]);
     assert_eq!(restored.enforcement, EnforcementMode::Degraded);
     // A new session does not reuse the restored one's kernel index.
-    let next = core.create_session(1000, "", false, Vec::new(), 2).unwrap();
+    let next = core
+        .create_session(1000, None, false, Vec::new(), 2)
+        .unwrap();
     assert_ne!(next.index, session.index);
 }

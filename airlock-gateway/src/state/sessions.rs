@@ -44,7 +44,7 @@ impl Session {
             bound_uid: self.bound_uid,
             state: self.state,
             created_at: self.created_at,
-            ended_at: self.ended_at,
+            ended_at: (self.ended_at > 0).then_some(self.ended_at).into(),
             enforcement: self.enforcement,
         }
     }
