@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use airlock_common::dbus::{RuleSpec, SessionSpec};
-use airlock_common::kernel::compile::{action_code, add_pattern, Ending};
+use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending};
 use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
 use airlock_common::policy::Action;
 use airlock_common::timefmt::now_unix;
@@ -84,14 +84,12 @@ impl Sessions {
     }
 
     fn info(spec: &SessionSpec) -> anyhow::Result<SessionInfo> {
-        let longest = spec
+        let word_counts = spec
             .rules
             .iter()
             .map(|r| r.command.as_str())
             .chain(spec.grants.iter().map(|g| g.command.as_str()))
-            .map(|c| c.split_whitespace().count())
-            .max()
-            .unwrap_or(1);
+            .map(|c| c.split_whitespace().count());
         Ok(SessionInfo {
             index: spec.index,
             flags: if spec.revoked {
@@ -100,7 +98,7 @@ impl Sessions {
                 0
             },
             default_action: action_code(parse_action(&spec.default_action)?) as u32,
-            max_depth: longest.saturating_sub(1).min(kernel::MAX_WORDS - 1) as u32,
+            max_depth: max_depth(word_counts),
         })
     }
 
