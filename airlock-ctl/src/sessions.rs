@@ -146,8 +146,15 @@ impl Held {
     /// Forks a child that waits on a pipe and then execs `program`.
     fn spawn(program: &CString, argv: &[CString]) -> anyhow::Result<Held> {
         let (wait_end, go_end) = nix::unistd::pipe()?;
-        // SAFETY: the child only calls async-signal-safe functions (read,
-        // execv, _exit) on memory prepared before the fork.
+        // execv's pointer array, built here: the child must not allocate.
+        let argv: Vec<*const libc::c_char> = argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        // SAFETY: the child only calls async-signal-safe functions (close,
+        // read, execv, _exit) on memory prepared before the fork, and
+        // allocates nothing.
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(go_end);
@@ -157,7 +164,10 @@ impl Held {
                     Ok(1)
                 );
                 if started {
-                    let _ = nix::unistd::execv(program, argv);
+                    // SAFETY: `program` is a NUL-terminated string and `argv`
+                    // a null-terminated array of them, all alive until the
+                    // exec replaces this process (or fails and we exit).
+                    unsafe { libc::execv(program.as_ptr(), argv.as_ptr()) };
                 }
                 // SAFETY: leave the child without running the parent's
                 // destructors or atexit handlers.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use airlock_common::dbus::{RuleSpec, SessionSpec};
-use airlock_common::kernel::compile::{action_code, add_pattern, Ending};
+use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending};
 use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
@@ -79,14 +79,12 @@ impl Sessions {
     }
 
     fn info(spec: &SessionSpec) -> anyhow::Result<SessionInfo> {
-        let longest = spec
+        let word_counts = spec
             .rules
             .iter()
             .map(|r| r.command.as_str())
             .chain(spec.grants.iter().map(|g| g.command.as_str()))
-            .map(|c| c.split_whitespace().count())
-            .max()
-            .unwrap_or(1);
+            .map(|c| c.split_whitespace().count());
         Ok(SessionInfo {
             index: spec.index,
             flags: if spec.revoked {
@@ -95,7 +93,7 @@ impl Sessions {
                 0
             },
             default_action: action_code(spec.default_action) as u32,
-            max_depth: longest.saturating_sub(1).min(kernel::MAX_WORDS - 1) as u32,
+            max_depth: max_depth(word_counts),
         })
     }
 

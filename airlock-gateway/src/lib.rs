@@ -7,6 +7,8 @@
 //! also uses `policy`, `specs` (what the enforcer is told) and
 //! `enforcement` (kernel events). `caller` and `ratelimit` serve `service`.
 
+#![forbid(unsafe_code)]
+
 pub mod caller;
 pub mod core;
 pub mod enforcement;

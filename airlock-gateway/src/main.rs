@@ -4,6 +4,8 @@
 //! bus. It cannot mint grants: those are signed by `airlock-totp` after a
 //! valid code, and the gateway only verifies and stores them.
 
+#![forbid(unsafe_code)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
 //! Library side of `airlock-totp`: the TOTP verifier, the grant signer, the
 //! file helpers both use, and the D-Bus service that wraps them.
 
+#![forbid(unsafe_code)]
+
 pub mod authenticator;
 pub mod files;
 pub mod service;

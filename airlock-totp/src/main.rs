@@ -3,6 +3,8 @@
 //! Runs as its own Unix user with a private state directory. The gateway asks
 //! it to verify a code; only then does it sign a grant.
 
+#![forbid(unsafe_code)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 

@@ -4,6 +4,8 @@
 //! `cargo build --release --workspace --bins && cargo bench -p airlock-tests`
 //! (scripts/bench does both). Needs root, like the system tests.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use airlock_common::policy::Action;

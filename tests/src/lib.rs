@@ -9,6 +9,8 @@
 //! The tests need root (to create users and switch to them) and
 //! `dbus-daemon`; they fail, not skip, without them.
 
+#![forbid(unsafe_code)]
+
 pub mod catalogue;
 pub mod totp;
 pub mod users;

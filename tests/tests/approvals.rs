@@ -1,5 +1,7 @@
 //! Request → TOTP approval → grant, against a real bus and real users.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use airlock_tests::{Options, System, AGENT, APPROVER, OUTSIDER};

@@ -4,6 +4,8 @@
 //! kill); the VM suite (tests/vm/run) runs the same catalogue with BPF LSM.
 //! These tests assert whatever the mode in force promises.
 
+#![forbid(unsafe_code)]
+
 use airlock_common::enforcement::EnforcementMode;
 use airlock_tests::catalogue::{self, Expect};
 use airlock_tests::{Options, System};

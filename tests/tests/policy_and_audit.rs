@@ -1,6 +1,8 @@
 //! Policy decisions, validation and reloads through the real gateway, and
 //! `airlockctl audit verify` against a damaged log.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::time::Duration;
 

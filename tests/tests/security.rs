@@ -1,6 +1,8 @@
 //! Who can read and call what: Unix permissions, the bus policy, the
 //! services' own uid checks, and hostile input.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use airlock_common::dbus::GrantRequest;

@@ -52,6 +52,14 @@ pub fn word_hash(key: &HashKey, word: &str) -> u64 {
     hash_word(key, word.as_bytes())
 }
 
+/// [`SessionInfo::max_depth`](super::SessionInfo::max_depth) for patterns
+/// (rules and grants) of these word counts: the words after the executable
+/// the longest one names. The kernel reads no argument past it.
+pub fn max_depth(word_counts: impl IntoIterator<Item = usize>) -> u32 {
+    let longest = word_counts.into_iter().max().unwrap_or(1);
+    longest.saturating_sub(1).min(MAX_WORDS - 1) as u32
+}
+
 /// Adds one pattern's prefixes to `nodes`.
 pub fn add_pattern(
     nodes: &mut BTreeMap<NodeKey, Node>,

@@ -3,8 +3,8 @@
 //! Everything here is `no_std` plain data: map keys and values, the event
 //! record, the kernel struct offsets the loader looks up in BTF, and the
 //! policy evaluation itself. The eBPF program and the userspace tests run the
-//! very same [`evaluate`], so "the kernel decides what `airlockctl policy
-//! check` decides" is a property test, not a hope.
+//! very same [`Evaluation::judge`], so "the kernel decides what `airlockctl
+//! policy check` decides" is a property test, not a hope.
 //!
 //! A session's policy is compiled into a hash trie. Every rule (and every
 //! grant) is a list of words; its prefixes become [`NodeKey`]s whose hash
@@ -19,6 +19,9 @@ pub mod compile;
 pub mod identity;
 #[cfg(test)]
 mod tests;
+mod walk;
+
+pub use walk::{Command, Evaluation, Nodes, Steps, Verdict, Walk};
 
 /// Most words (executable plus arguments) in a rule or a grant.
 pub const MAX_WORDS: usize = 16;
@@ -39,7 +42,6 @@ pub const HEAD_FILE_NAME: usize = 1;
 pub const HEAD_INVOKED_AS: usize = 2;
 pub const HEAD_INODE_ALIASES: usize = 3;
 pub const HEAD_CONTENT_ALIASES: usize = 3 + MAX_ALIASES;
-const _: () = assert!(MAX_HEADS == 11, "each_head unrolls exactly MAX_HEADS heads");
 /// `BINPRM_BUF_SIZE`: the first bytes of the file the kernel has read.
 pub const BINPRM_BUF: usize = 256;
 
@@ -231,185 +233,6 @@ pub struct ExecEvent {
     pub words: [[u8; EVENT_WORD_LEN]; EVENT_WORDS],
 }
 
-/// A command as the evaluation sees it: a word count and the hashes of its
-/// words, read lazily (a word is only read when a rule continues that far).
-pub trait Command {
-    fn argc(&self) -> usize;
-    /// Keyed hash of word `i` (`1 <= i < argc`), or `None` when it cannot be
-    /// read or is longer than [`MAX_WORD_LEN`]: it then equals no rule word.
-    fn word_hash(&mut self, i: usize) -> Option<u64>;
-}
-
-/// Node lookups (a BPF hash map in the kernel, a `BTreeMap` in tests).
-pub trait Nodes {
-    fn node(&self, key: &NodeKey) -> Option<Node>;
-}
-
-/// The outcome of [`evaluate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// `ACTION_ALLOW`, `ACTION_APPROVE` or `ACTION_BLOCK`.
-    pub action: u8,
-    /// The deciding rule's index, `NO_RULE` for the role default.
-    pub rule: u32,
-    /// A live grant of the session covers this command. With `action ==
-    /// ACTION_APPROVE` the command runs.
-    pub granted: bool,
-}
-
-impl Verdict {
-    /// Whether the command may run.
-    pub fn permits(&self) -> bool {
-        self.action == ACTION_ALLOW || (self.action == ACTION_APPROVE && self.granted)
-    }
-}
-
-/// The state of a walk through the trie, kept in memory rather than in
-/// registers: in the kernel it lives in a map value, whose contents the
-/// verifier does not track, so that the many branches of a walk do not make
-/// the verifier consider each combination of outcomes separately.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Walk {
-    /// Per head slot, the hash of the prefix walked so far.
-    pub chains: [u64; MAX_HEADS],
-    /// Bit h: head h is known and its chain still has a node at this depth.
-    pub alive: u32,
-    pub best_action: u32,
-    pub best_rule: u32,
-    pub granted: u32,
-}
-
-impl Walk {
-    /// A walk from the heads whose bit is set in `valid`.
-    #[inline(always)]
-    pub fn start(&mut self, heads: &[u64; MAX_HEADS], valid: u32) {
-        self.chains = *heads;
-        self.alive = valid & ((1u32 << MAX_HEADS) - 1);
-        self.best_action = ACTION_NONE as u32;
-        self.best_rule = NO_RULE;
-        self.granted = 0;
-    }
-
-    /// Looks up every live chain at `depth`; returns whether any continues.
-    #[inline(always)]
-    pub fn step<N: Nodes>(&mut self, session: u32, depth: usize, nodes: &N, now_ns: u64) -> bool {
-        let mut continues = false;
-        each_head(|h| continues |= self.step_head(h, session, depth, nodes, now_ns));
-        continues
-    }
-
-    #[inline(always)]
-    fn step_head<N: Nodes>(
-        &mut self,
-        h: usize,
-        session: u32,
-        depth: usize,
-        nodes: &N,
-        now_ns: u64,
-    ) -> bool {
-        let bit = 1u32 << h;
-        if volatile(&self.alive) & bit == 0 {
-            return false;
-        }
-        let key = NodeKey {
-            session,
-            depth: depth as u32,
-            hash: volatile(&self.chains[h]),
-        };
-        let Some(node) = nodes.node(&key) else {
-            let alive = volatile(&self.alive) & !bit;
-            set(&mut self.alive, alive);
-            return false;
-        };
-        let (action, best) = (node.action as u32, volatile(&self.best_action));
-        if action > best || (action == best && node.rule < volatile(&self.best_rule)) {
-            set(&mut self.best_action, action);
-            set(&mut self.best_rule, node.rule);
-        }
-        if node.grant_until_ns > now_ns {
-            set(&mut self.granted, 1);
-        }
-        if node.has_children == 0 {
-            let alive = volatile(&self.alive) & !bit;
-            set(&mut self.alive, alive);
-            return false;
-        }
-        true
-    }
-
-    /// Extends every chain by the next word.
-    #[inline(always)]
-    pub fn advance(&mut self, word: u64) {
-        each_head(|h| {
-            let next = chain(volatile(&self.chains[h]), word);
-            set(&mut self.chains[h], next);
-        });
-    }
-
-    /// The verdict, with `default_action` when no rule matched.
-    pub fn verdict(&self, default_action: u32) -> Verdict {
-        let best = volatile(&self.best_action);
-        let granted = volatile(&self.granted) != 0;
-        if best == ACTION_NONE as u32 {
-            Verdict {
-                action: default_action as u8,
-                rule: NO_RULE,
-                granted,
-            }
-        } else {
-            Verdict {
-                action: best as u8,
-                rule: volatile(&self.best_rule),
-                granted,
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn volatile<T: Copy>(place: &T) -> T {
-    // SAFETY: `place` is a valid reference.
-    unsafe { core::ptr::read_volatile(place) }
-}
-
-#[inline(always)]
-fn set<T: Copy>(place: &mut T, value: T) {
-    // SAFETY: `place` is a valid, exclusive reference.
-    unsafe { core::ptr::write_volatile(place, value) }
-}
-
-/// Judges a command: the strongest action among the rules whose words
-/// prefix-match it under any of its `heads` (those whose bit is set in
-/// `valid`; block > approve > allow, the lowest rule index among equals),
-/// or the session's default action.
-///
-/// The walk is word by word, all heads at once, so that each word is read
-/// and hashed once. The eBPF program runs the same [`Walk`] steps, each in
-/// a function the verifier checks once.
-pub fn evaluate<N: Nodes, C: Command>(
-    session: &SessionInfo,
-    heads: &[u64; MAX_HEADS],
-    valid: u32,
-    cmd: &mut C,
-    nodes: &N,
-    now_ns: u64,
-) -> Verdict {
-    let mut walk = Walk::default();
-    walk.start(heads, valid);
-    let argc = cmd.argc();
-    for depth in 0..MAX_WORDS {
-        if !walk.step(session.index, depth, nodes, now_ns) || depth + 1 >= argc {
-            break;
-        }
-        match cmd.word_hash(depth + 1) {
-            Some(word) => walk.advance(word),
-            None => break,
-        }
-    }
-    walk.verdict(session.default_action)
-}
-
 /// Eight bytes from `pos`, little-endian.
 #[inline(always)]
 fn load8(pos: usize, byte_at: &impl Fn(usize) -> u8) -> u64 {
@@ -429,15 +252,6 @@ fn each_block(mut f: impl FnMut(u64)) {
         ($($n:literal)*) => { $( f($n); )* };
     }
     calls!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
-}
-
-/// Calls `f` for head slots 0..MAX_HEADS, unrolled.
-#[inline(always)]
-fn each_head(mut f: impl FnMut(usize)) {
-    macro_rules! calls {
-        ($($n:literal)*) => { $( f($n); )* };
-    }
-    calls!(0 1 2 3 4 5 6 7 8 9 10);
 }
 
 /// All ones when `a < b`, zero otherwise, without a branch (BPF has no
@@ -559,14 +373,22 @@ pub fn hash_word(key: &HashKey, word: &[u8]) -> u64 {
 mod pod {
     use super::*;
 
-    // SAFETY: each type is #[repr(C)] plain data with no padding the kernel
-    // could leave uninitialised (padding is spelled out as `_pad` fields),
-    // and every bit pattern is a valid value.
+    // Each type is #[repr(C)] plain data of integers with no implicit
+    // padding (padding is spelled out as `_pad` fields), so every bit
+    // pattern is a valid value and no byte is left uninitialised.
+
+    // SAFETY: as above: a HashKey and two u64s.
     unsafe impl aya::Pod for Config {}
+    // SAFETY: as above: four u32s.
     unsafe impl aya::Pod for SessionInfo {}
+    // SAFETY: as above: two u32s and a u64.
     unsafe impl aya::Pod for NodeKey {}
+    // SAFETY: as above: u8s, a u32 and a u64, with `_pad` filling the gap.
     unsafe impl aya::Pod for Node {}
+    // SAFETY: as above: two u32s and two u64s.
     unsafe impl aya::Pod for IdentKey {}
+    // SAFETY: as above: two u32s and an array of u64s.
     unsafe impl aya::Pod for Aliases {}
+    // SAFETY: as above: u32s only.
     unsafe impl aya::Pod for KernelOffsets {}
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 
-use super::compile::{action_code, add_pattern, word_hash, Ending};
+use super::compile::{action_code, add_pattern, max_depth, word_hash, Ending};
 use super::*;
 use crate::policy::tests::reference::{self as gen, GenPolicy};
 use crate::policy::{basename, rule_matches, Action, CommandLine, PolicySet};
@@ -21,9 +21,24 @@ impl Nodes for Trie {
     }
 }
 
+/// Steps in place: the bodies of the program's global step functions.
+impl Steps for Trie {}
+
 struct Words<'a> {
     key: HashKey,
     argv: &'a [String],
+    /// Indices of the words read, in order.
+    read: Vec<usize>,
+}
+
+impl<'a> Words<'a> {
+    fn new(argv: &'a [String]) -> Self {
+        Words {
+            key: KEY,
+            argv,
+            read: Vec::new(),
+        }
+    }
 }
 
 impl Command for Words<'_> {
@@ -31,6 +46,7 @@ impl Command for Words<'_> {
         self.argv.len()
     }
     fn word_hash(&mut self, i: usize) -> Option<u64> {
+        self.read.push(i);
         let word = self.argv.get(i)?;
         (word.len() <= MAX_WORD_LEN).then(|| word_hash(&self.key, word))
     }
@@ -43,34 +59,31 @@ const KEY: HashKey = HashKey {
 const NOW: u64 = 1_000_000;
 const SESSION: u32 = 7;
 
-fn session(default: Action) -> SessionInfo {
+fn session(default: Action, max_depth: u32) -> SessionInfo {
     SessionInfo {
         index: SESSION,
         default_action: action_code(default) as u32,
+        max_depth,
         ..SessionInfo::default()
     }
 }
 
-/// The kernel's view: heads as the program computes them.
-fn kernel_heads(
-    argv: &[String],
-    executable: &str,
-    aliases: &[String],
-) -> ([u64; MAX_HEADS], usize) {
-    let mut heads = [0u64; MAX_HEADS];
-    let mut n = 0;
+/// The kernel's view: heads in the slots the program fills.
+fn kernel_heads(argv: &[String], executable: &str, aliases: &[String]) -> Evaluation {
+    let mut eval = Evaluation::default();
     let argv0 = argv[0].as_bytes();
     let at = |i: usize| argv0.get(i).copied().unwrap_or(0);
     let start = basename_start(argv0.len(), at);
-    heads[n] = siphash13(&KEY, start, argv0.len(), at);
-    n += 1;
-    heads[n] = word_hash(&KEY, basename(executable));
-    n += 1;
-    for alias in aliases.iter().take(MAX_HEADS - n) {
-        heads[n] = word_hash(&KEY, alias);
-        n += 1;
+    eval.set_head(HEAD_ARGV0, siphash13(&KEY, start, argv0.len(), at));
+    eval.set_head(HEAD_FILE_NAME, word_hash(&KEY, basename(executable)));
+    assert!(aliases.len() <= MAX_ALIASES, "every alias has a slot");
+    let mut known = Aliases::default();
+    for (slot, alias) in known.heads.iter_mut().zip(aliases) {
+        *slot = word_hash(&KEY, alias);
+        known.count += 1;
     }
-    (heads, n)
+    eval.add_aliases(HEAD_INODE_ALIASES, &known);
+    eval
 }
 
 proptest! {
@@ -136,17 +149,11 @@ fn check(
         let until_ns = if *live { NOW + 1 } else { NOW };
         add_pattern(&mut trie, SESSION, &KEY, &words, Ending::Grant { until_ns }).unwrap();
     }
-    let (heads, n) = kernel_heads(argv, executable, &aliases);
-    let mut words = Words { key: KEY, argv };
-    let valid = (1u32 << n) - 1;
-    let verdict = evaluate(
-        &session(default),
-        &heads,
-        valid,
-        &mut words,
-        &Trie(trie),
-        NOW,
-    );
+    let patterns = rules.iter().map(|r| r.words.len());
+    let max_depth = max_depth(patterns.chain(grants.iter().map(|(w, _)| w.len())));
+    let mut eval = kernel_heads(argv, executable, &aliases);
+    let mut words = Words::new(argv);
+    let verdict = eval.judge(&session(default, max_depth), NOW, &mut words, &Trie(trie));
 
     prop_assert_eq!(verdict.action, action_code(decision.action));
     let kernel_rule = (verdict.rule != NO_RULE).then(|| {
@@ -275,4 +282,62 @@ fn grants_and_rules_share_nodes_and_strongest_rule_wins() {
         add_pattern(&mut trie, 1, &KEY, &[], Ending::Grant { until_ns: 1 }),
         Err(compile::CompileError::Empty(_))
     ));
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(' ').map(str::to_owned).collect()
+}
+
+fn allow(index: u32) -> Ending {
+    Ending::Rule {
+        action: Action::Allow,
+        index,
+    }
+}
+
+#[test]
+fn nothing_runs_in_a_revoked_session() {
+    let mut trie = BTreeMap::new();
+    add_pattern(&mut trie, SESSION, &KEY, &words("ls"), allow(0)).unwrap();
+    let argv = words("ls -l");
+    let mut live = session(Action::Allow, 1);
+    let mut eval = kernel_heads(&argv, "/usr/bin/ls", &[]);
+    let trie = Trie(trie);
+    assert!(eval
+        .judge(&live, NOW, &mut Words::new(&argv), &trie)
+        .permits());
+    live.flags = SESSION_REVOKED;
+    let mut eval = kernel_heads(&argv, "/usr/bin/ls", &[]);
+    let mut cmd = Words::new(&argv);
+    assert_eq!(eval.judge(&live, NOW, &mut cmd, &trie), Verdict::REFUSED);
+    assert!(cmd.read.is_empty(), "no argument is read");
+}
+
+#[test]
+fn arguments_are_read_in_order_and_only_as_far_as_a_rule_reaches() {
+    let mut trie = BTreeMap::new();
+    add_pattern(
+        &mut trie,
+        SESSION,
+        &KEY,
+        &words("git push origin"),
+        allow(0),
+    )
+    .unwrap();
+    let trie = Trie(trie);
+    let argv = words("git push origin main --force");
+    let judge = |argv: &[String], executable: &str, max_depth: u32| {
+        let mut eval = kernel_heads(argv, executable, &[]);
+        let mut cmd = Words::new(argv);
+        let verdict = eval.judge(&session(Action::Block, max_depth), NOW, &mut cmd, &trie);
+        (verdict, cmd.read)
+    };
+    let (verdict, read) = judge(&argv, "/usr/bin/git", 2);
+    assert_eq!((verdict.action, verdict.rule), (ACTION_ALLOW, 0));
+    assert_eq!(read, [1, 2]);
+    // An executable no rule names: no argument is read.
+    let argv = words("ls push origin");
+    let (verdict, read) = judge(&argv, "/usr/bin/ls", 2);
+    assert_eq!((verdict.action, verdict.rule), (ACTION_BLOCK, NO_RULE));
+    assert!(read.is_empty());
 }

@@ -3,6 +3,8 @@
 //!
 //!   airlock-exec-loop N PROGRAM [ARGS...]
 
+#![forbid(unsafe_code)]
+
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 

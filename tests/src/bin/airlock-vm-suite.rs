@@ -7,6 +7,8 @@
 //!   airlock-vm-suite [--bench]   (in the VM, as root)
 //!   airlock-vm-suite --bench-only   (the exec benchmark alone, any kernel)
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
