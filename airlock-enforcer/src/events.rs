@@ -14,6 +14,7 @@ use airlock_common::kernel::{
     self, ExecEvent, EVENT_APPROVAL_REQUIRED, EVENT_BLOCKED, EVENT_CGROUP_WRITE_DENIED,
     EVENT_GRANT_USED, EVENT_MMAP_DENIED, EVENT_SESSION_REVOKED, NO_RULE,
 };
+use airlock_daemon::lock::MutexExt;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
@@ -125,7 +126,7 @@ pub async fn run(
                 continue;
             };
             let translated = {
-                let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
+                let sessions = sessions.locked();
                 translate(&raw, &sessions)
             };
             tokio::spawn(handle(raw, translated, gateway.clone()));
