@@ -12,6 +12,7 @@ use std::time::Duration;
 use airlock_common::dbus::{EnforcementEvent, Gateway1Proxy, RuleSpec};
 use airlock_common::enforcement::{EventKind, Outcome, Stage};
 use airlock_common::kernel::{ExecEvent, NO_RULE};
+use airlock_daemon::lock::MutexExt;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
@@ -116,7 +117,7 @@ pub async fn run(
                 continue;
             };
             let translated = {
-                let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
+                let sessions = sessions.locked();
                 translate(&raw, &sessions)
             };
             match translated {

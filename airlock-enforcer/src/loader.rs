@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::kernel::{Config, HashKey, KernelOffsets, CONFIG_LSM_ACTIVE};
+use airlock_daemon::state_dir::{self, Sharing};
 use anyhow::{anyhow, Context};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -115,10 +116,7 @@ fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
         )
         .context("mounting bpffs at /sys/fs/bpf")?;
     }
-    fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(pin_dir, fs::Permissions::from_mode(0o700))?;
-    Ok(())
+    state_dir::ensure(pin_dir, Sharing::OwnerOnly)
 }
 
 fn link_path(pin_dir: &Path, name: &str) -> PathBuf {

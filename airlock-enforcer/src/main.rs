@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use airlock_common::dbus::Gateway1Proxy;
 use airlock_common::names;
+use airlock_daemon::bus::{self, Service};
+use airlock_daemon::lock::MutexExt;
 use anyhow::Context;
 use caps::{CapSet, Capability};
 use clap::Parser;
@@ -77,21 +79,33 @@ fn drop_capabilities() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Hands the heap memory freed once loading is done (chiefly aya's parsed
+/// copy of the kernel BTF, some 17 MiB) back to the kernel: glibc keeps freed
+/// memory for reuse, and the enforcer never needs that much again.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory; it has no
+    // preconditions and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    airlock_daemon::logging::init();
     let args = Args::parse();
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "airlock-enforcer must run as root (it drops to a few capabilities once loaded)"
     );
-    let btf = btf::Btf::from_sys_fs()?;
-    let offsets = offsets::resolve(&btf).context("resolving kernel struct offsets from BTF")?;
+    // Our parsed kernel BTF holds some 7 MiB; only the offsets outlive this
+    // block.
+    let offsets = {
+        let btf = btf::Btf::from_sys_fs()?;
+        offsets::resolve(&btf).context("resolving kernel struct offsets from BTF")?
+    };
     let kernel = loader::load(&args.pin_dir, &offsets)?;
+    return_freed_memory();
     let mode = kernel.mode.clone();
     match &mode {
         Mode::Lsm => tracing::info!("enforcing: {}", mode.describe()),
@@ -126,24 +140,19 @@ async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> 
         .take()
         .expect("the ring buffer is taken once");
     let sessions = Arc::new(Mutex::new(sessions));
-    let conn = zbus::Connection::system()
-        .await
-        .context("cannot connect to the D-Bus system bus")?;
+    let conn = bus::connect().await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
     let gateway = Gateway1Proxy::new(&conn).await?;
-    conn.object_server()
-        .at(
-            names::ENFORCER_OBJECT_PATH,
-            service::Enforcer::new(sessions.clone(), mode, dbus, gateway_uid),
-        )
-        .await?;
-    conn.request_name(names::ENFORCER_BUS_NAME)
-        .await
-        .with_context(|| format!("cannot own {} on the system bus", names::ENFORCER_BUS_NAME))?;
-    tracing::info!("serving {} on the system bus", names::ENFORCER_BUS_NAME);
-
+    bus::serve(
+        &conn,
+        Service {
+            bus_name: names::ENFORCER_BUS_NAME,
+            object_path: names::ENFORCER_OBJECT_PATH,
+            object: service::Enforcer::new(sessions.clone(), mode, dbus, gateway_uid),
+        },
+    )
+    .await?;
     let events = tokio::spawn(events::run(ring, sessions.clone(), gateway.clone()));
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -152,7 +161,7 @@ async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> 
         tokio::select! {
             _ = tick.tick() => {
                 let exited = {
-                    let mut sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut sessions = sessions.locked();
                     if let Err(e) = sessions.kernel.heartbeat(boot_ns() + 3_000_000_000) {
                         tracing::error!("heartbeat: {e:#}");
                     }
@@ -174,11 +183,8 @@ async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> 
     }
     // The pinned programs keep enforcing; tasks are no longer held for
     // messages once the heartbeat lapses.
-    let _ = sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .kernel
-        .heartbeat(0);
+    let _ = sessions.locked().kernel.heartbeat(0);
     tracing::info!("stopping; the pinned programs stay in force");
+    bus::notify_stopping();
     Ok(())
 }

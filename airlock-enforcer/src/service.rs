@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{caller_uid, AirlockError, EnforcerStatus, SessionSpec};
 use airlock_common::ids;
+use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::zvariant::Optional;
@@ -37,7 +38,7 @@ impl Enforcer {
     }
 
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        self.sessions.locked()
     }
 
     /// Defence in depth behind the bus policy: root or the gateway only.

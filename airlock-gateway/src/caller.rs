@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use airlock_common::dbus::{caller_uid, AirlockError};
 use airlock_common::names;
+use airlock_daemon::lock::MutexExt;
 use nix::unistd::{getgrouplist, Group, Uid, User};
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -41,12 +42,12 @@ const MAX_KNOWN: usize = 4096;
 
 impl Callers {
     fn get(&self, sender: &str) -> Known {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let known = self.known.locked();
         known.get(sender).cloned().unwrap_or_default()
     }
 
     fn update(&self, sender: &str, f: impl FnOnce(&mut Known)) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.known.locked();
         if known.len() >= MAX_KNOWN && !known.contains_key(sender) {
             known.clear();
         }
@@ -102,7 +103,7 @@ impl Callers {
 
     /// Forgets a connection that left the bus.
     pub fn forget(&self, sender: &str) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.known.locked();
         known.remove(sender);
     }
 }

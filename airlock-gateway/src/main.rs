@@ -6,8 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,9 @@ use airlock_common::config::Config;
 use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
 use airlock_common::timefmt::now_unix;
-use anyhow::Context;
+use airlock_daemon::bus::{self, Service};
+use airlock_daemon::lock::MutexExt;
+use airlock_daemon::state_dir::{self, Sharing};
 use clap::Parser;
 use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -45,12 +46,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    airlock_daemon::logging::init();
     let args = Args::parse();
     let config = Config::load(&args.config).map_err(anyhow::Error::msg)?;
     let gw = config.gateway;
@@ -58,8 +54,8 @@ fn main() -> anyhow::Result<()> {
     let policy_dir = args.policy_dir.unwrap_or(gw.policy_dir);
     let state_dir = args.state_dir.unwrap_or(gw.state_dir);
     let audit_dir = args.audit_dir.unwrap_or(gw.audit_dir);
-    ensure_private_dir(&state_dir, 0o700)?;
-    ensure_private_dir(&audit_dir, 0o750)?;
+    state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
+    state_dir::ensure(&audit_dir, Sharing::GroupReadable)?;
 
     let core = Core::open(
         &policy_dir,
@@ -76,25 +72,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(serve(Arc::new(Mutex::new(core))))
 }
 
-/// Creates `dir` if needed and refuses to run if others can write to it.
-fn ensure_private_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
-    }
-    let meta = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    anyhow::ensure!(
-        meta.permissions().mode() & 0o002 == 0,
-        "{} is world-writable; refusing to keep state there",
-        dir.display()
-    );
-    Ok(())
-}
-
 async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
-    let conn = zbus::Connection::system()
-        .await
-        .context("cannot connect to the D-Bus system bus")?;
+    let conn = bus::connect().await?;
     let totp = Totp1Proxy::new(&conn).await?;
     let enforcer = Enforcer1Proxy::new(&conn).await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
@@ -112,14 +91,15 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
             e.message()
         );
     }
-    conn.object_server()
-        .at(names::GATEWAY_OBJECT_PATH, gateway)
-        .await?;
-    conn.request_name(names::GATEWAY_BUS_NAME)
-        .await
-        .with_context(|| format!("cannot own {} on the system bus", names::GATEWAY_BUS_NAME))?;
-    tracing::info!("serving {} on the system bus", names::GATEWAY_BUS_NAME);
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    bus::serve(
+        &conn,
+        Service {
+            bus_name: names::GATEWAY_BUS_NAME,
+            object_path: names::GATEWAY_OBJECT_PATH,
+            object: gateway,
+        },
+    )
+    .await?;
 
     // Sessions go to the enforcer now and whenever it (re)appears.
     let present = dbus
@@ -141,10 +121,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let touched = core
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expire(now_unix());
+                let touched = core.locked().expire(now_unix());
                 match touched {
                     Ok(sessions) => {
                         // The kernel already stopped honouring the expired
@@ -174,7 +151,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
                 }
             }
             _ = hangup.recv() => {
-                let reloaded = core.lock().unwrap_or_else(|p| p.into_inner()).reload_policy();
+                let reloaded = core.locked().reload_policy();
                 match reloaded {
                     Ok(message) => {
                         tracing::info!("SIGHUP: {message}");
@@ -189,7 +166,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     // A failure is logged inside; nothing is lost, the audit log holds it.
-    core.lock().unwrap_or_else(|p| p.into_inner()).save_state();
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    core.locked().save_state();
+    bus::notify_stopping();
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use airlock_common::dbus::AirlockError;
+use airlock_daemon::lock::MutexExt;
 
 /// Calls a user may make at once.
 const BURST: f64 = 60.0;
@@ -31,7 +32,7 @@ impl AuditBudget {
     /// Takes one call from `uid`'s budget, or refuses it. (One bucket per
     /// uid that ever called: bounded by the machine's users.)
     pub fn charge(&self, uid: u32, now: Instant) -> Result<(), AirlockError> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.buckets.locked();
         let bucket = buckets.entry(uid).or_insert(Bucket {
             tokens: BURST,
             at: now,

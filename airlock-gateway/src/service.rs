@@ -10,6 +10,7 @@ use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
 use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
+use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -51,11 +52,7 @@ impl Gateway {
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
-        // A panic while holding the lock must not wedge the daemon: the state
-        // behind it is only ever changed after the audit record is written.
-        self.core
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core.locked()
     }
 
     async fn caller(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
@@ -115,7 +112,7 @@ pub async fn push_session(
     id: &str,
 ) -> Result<(), AirlockError> {
     let spec = {
-        let core = core.lock().unwrap_or_else(|p| p.into_inner());
+        let core = core.locked();
         let session = core.session(id)?;
         if !session.state.is_live() {
             return Ok(());
@@ -128,14 +125,11 @@ pub async fn push_session(
 /// Sends every live session to the enforcer (after either side started);
 /// sessions it no longer has are marked exited.
 pub async fn sync_enforcer(core: &Arc<Mutex<Core>>, enforcer: &Enforcer1Proxy<'static>) {
-    let specs = core
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .live_specs(now_unix());
+    let specs = core.locked().live_specs(now_unix());
     let count = specs.len();
     match enforcer.sync(specs).await {
         Ok(lost) => {
-            let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+            let mut core = core.locked();
             for id in lost {
                 tracing::warn!("session {id} is gone (its processes ended while nobody watched)");
                 let _ = core.end_session(&id, SessionState::Exited, None, now_unix());
@@ -149,7 +143,7 @@ pub async fn sync_enforcer(core: &Arc<Mutex<Core>>, enforcer: &Enforcer1Proxy<'s
     }
     match enforcer.status().await {
         Ok(status) => {
-            let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+            let mut core = core.locked();
             core.note_enforcement_mode(&status);
         }
         Err(e) => tracing::debug!("enforcer status: {e}"),

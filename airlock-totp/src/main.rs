@@ -5,12 +5,13 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use airlock_common::config::Config;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
+use airlock_daemon::bus::{self, Service};
+use airlock_daemon::state_dir::{self, Sharing};
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
 use airlock_totp::service::TotpService;
 use airlock_totp::signer::GrantSigner;
@@ -30,22 +31,12 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    airlock_daemon::logging::init();
     let args = Args::parse();
     let config = Config::load(&args.config).map_err(anyhow::Error::msg)?.totp;
     let state_dir = args.state_dir.unwrap_or(config.state_dir.clone());
-    if !state_dir.exists() {
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("creating {}", state_dir.display()))?;
-    }
     // The secret lives here: nobody else may even list the directory.
-    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {}", state_dir.display()))?;
+    state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
     let allowed_uid = nix::unistd::User::from_name(&config.gateway_user)?
         .map(|u| u.uid.as_raw())
         .with_context(|| format!("no user {:?} (totp.gateway_user)", config.gateway_user))?;
@@ -65,19 +56,18 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let conn = zbus::Connection::system()
-            .await
-            .context("cannot connect to the D-Bus system bus")?;
+        let conn = bus::connect().await?;
         let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
         let service = TotpService::new(authenticator, signer, max_ttl.as_secs(), allowed_uid, dbus);
-        conn.object_server()
-            .at(names::TOTP_OBJECT_PATH, service)
-            .await?;
-        conn.request_name(names::TOTP_BUS_NAME)
-            .await
-            .with_context(|| format!("cannot own {} on the system bus", names::TOTP_BUS_NAME))?;
-        tracing::info!("serving {} on the system bus", names::TOTP_BUS_NAME);
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        bus::serve(
+            &conn,
+            Service {
+                bus_name: names::TOTP_BUS_NAME,
+                object_path: names::TOTP_OBJECT_PATH,
+                object: service,
+            },
+        )
+        .await?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         tokio::select! {
@@ -85,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             _ = interrupt.recv() => {}
         }
         tracing::info!("stopping");
+        bus::notify_stopping();
         anyhow::Ok(())
     })
 }

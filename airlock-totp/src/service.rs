@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{caller_uid, AirlockError, GrantRequest, SignedGrantWire, TotpStatus};
 use airlock_common::timefmt::now_unix;
+use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::zvariant::Optional;
@@ -38,9 +39,7 @@ impl TotpService {
     }
 
     fn authenticator(&self) -> MutexGuard<'_, Authenticator> {
-        self.authenticator
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.authenticator.locked()
     }
 
     /// Refuses every caller but root and the gateway user.
