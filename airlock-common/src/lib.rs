@@ -27,8 +27,12 @@ pub mod grant;
 #[cfg(feature = "std")]
 pub mod ids;
 #[cfg(feature = "std")]
+pub mod limits;
+#[cfg(feature = "std")]
 pub mod names;
 #[cfg(feature = "std")]
 pub mod policy;
 #[cfg(feature = "std")]
 pub mod timefmt;
+#[cfg(feature = "std")]
+pub mod validate;
