@@ -11,12 +11,8 @@ use crate::grant::Access;
 use crate::policy::Action;
 use crate::session::SessionState;
 
-/// Longest free-text argument (reasons, TOTP codes are far shorter).
-pub const MAX_TEXT_LEN: usize = 1024;
-/// Most argv elements accepted by a policy check.
-pub const MAX_ARGV: usize = 256;
-/// Longest single argv element.
-pub const MAX_ARG_LEN: usize = 4096;
+/// The argument limits, defined in [`limits`](crate::limits).
+pub use crate::limits::{MAX_ARGV, MAX_ARG_LEN, MAX_TEXT_LEN};
 
 /// Errors returned on the bus, named `org.airlock.Error.<Variant>`.
 #[derive(Debug, zbus::DBusError)]

@@ -12,10 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids;
 
-/// Longest scope text accepted from a caller.
-pub const MAX_SCOPE_LEN: usize = 512;
-/// Most services one request may name.
-pub const MAX_SERVICES: usize = 16;
+pub use crate::limits::{MAX_SCOPE_LEN, MAX_SERVICES};
 /// Domain separation for grant signatures.
 const SIGNING_CONTEXT: &[u8] = b"airlock-grant-v1\0";
 

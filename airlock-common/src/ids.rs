@@ -2,8 +2,7 @@
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// Longest id any interface accepts.
-pub const MAX_ID_LEN: usize = 64;
+pub use crate::limits::MAX_ID_LEN;
 
 /// A new id: `prefix` + `-` + 16 random bytes in hex.
 pub fn new_id(prefix: &str) -> String {

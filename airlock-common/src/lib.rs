@@ -45,6 +45,8 @@ pub mod grant;
 #[cfg(feature = "std")]
 pub mod ids;
 #[cfg(feature = "std")]
+pub mod limits;
+#[cfg(feature = "std")]
 pub mod names;
 #[cfg(feature = "std")]
 pub mod policy;
@@ -52,3 +54,5 @@ pub mod policy;
 pub mod session;
 #[cfg(feature = "std")]
 pub mod timefmt;
+#[cfg(feature = "std")]
+pub mod validate;

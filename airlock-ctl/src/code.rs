@@ -3,6 +3,7 @@
 
 use std::io::BufRead;
 
+use airlock_common::limits::TOTP_DIGITS;
 use zeroize::Zeroizing;
 
 pub fn read_code(from_stdin: bool, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
@@ -23,8 +24,8 @@ pub fn read_code(from_stdin: bool, prompt: &str) -> anyhow::Result<Zeroizing<Str
         )
     };
     anyhow::ensure!(
-        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
-        "a TOTP code is 6 digits"
+        code.len() == TOTP_DIGITS && code.bytes().all(|b| b.is_ascii_digit()),
+        "a TOTP code is {TOTP_DIGITS} digits"
     );
     Ok(code)
 }

@@ -29,15 +29,17 @@ fn print_decision(decision: Action, rule: Option<(&str, &str)>, source: &str) {
 }
 
 /// The directories of `PATH`, as the enforcer searches them for the files
-/// rule heads name.
+/// rule heads name: the usable ones, as many as the gateway keeps, so a long
+/// `PATH` is neither refused nor explained differently than enforced.
 pub fn search_path() -> Vec<String> {
-    std::env::var_os("PATH")
+    let entries = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
                 .filter_map(|d| d.to_str().map(str::to_owned))
-                .collect()
+                .collect::<Vec<_>>()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    airlock_common::validate::usable_search_path(entries)
 }
 
 /// Resolves `argv[0]` the way `execvp` would, then follows symlinks, so that

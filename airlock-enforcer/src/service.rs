@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{caller_uid, AirlockError, EnforcerStatus, SessionSpec};
 use airlock_common::ids;
+use airlock_common::limits::{MAX_SEARCH_PATH, MAX_SPEC_GRANTS, MAX_SPEC_RULES};
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -58,7 +59,10 @@ fn check_spec(spec: &SessionSpec) -> Result<(), AirlockError> {
     if !ids::is_well_formed(&spec.id) {
         return Err(AirlockError::InvalidArgument("malformed session id".into()));
     }
-    if spec.rules.len() > 100_000 || spec.grants.len() > 1024 || spec.search_path.len() > 64 {
+    if spec.rules.len() > MAX_SPEC_RULES
+        || spec.grants.len() > MAX_SPEC_GRANTS
+        || spec.search_path.len() > MAX_SEARCH_PATH
+    {
         return Err(AirlockError::InvalidArgument(
             "session spec is too large".into(),
         ));

@@ -20,6 +20,7 @@ use airlock_common::event::{Event, TotpFailure};
 use airlock_common::fsutil::Durability;
 use airlock_common::grant::{Access, Scope, SignedGrant};
 use airlock_common::session::SessionState;
+use airlock_common::validate::{check_id, check_text, usable_search_path};
 use airlock_common::{ids, timefmt};
 
 use crate::enforcement;
@@ -30,9 +31,6 @@ use crate::state::decode_key;
 use crate::state::grants;
 use crate::state::requests::PendingRequest;
 use crate::state::sessions::Session;
-
-/// Most directories of an agent's PATH the enforcer searches.
-const MAX_SEARCH_PATH: usize = 64;
 
 pub struct Core {
     pub policy: PolicyState,
@@ -500,11 +498,7 @@ impl Core {
                 )));
             }
         }
-        let search_path: Vec<String> = search_path
-            .into_iter()
-            .filter(|d| d.starts_with('/') && d.len() < 4096 && !d.contains('\0'))
-            .take(MAX_SEARCH_PATH)
-            .collect();
+        let search_path = usable_search_path(search_path);
         Ok(self.journal.sessions_mut().create(
             ids::new_id("ses"),
             role,
@@ -667,32 +661,6 @@ fn no_request(id: &str) -> AirlockError {
 
 fn no_session(id: &str) -> AirlockError {
     AirlockError::NotFound(format!("no session {id}"))
-}
-
-fn check_id(id: &str) -> Result<(), AirlockError> {
-    if ids::is_well_formed(id) {
-        Ok(())
-    } else {
-        Err(AirlockError::InvalidArgument(format!(
-            "malformed id: ids are 1-{} characters of a-z, A-Z, 0-9, - and _",
-            ids::MAX_ID_LEN
-        )))
-    }
-}
-
-fn check_text(what: &str, text: &str) -> Result<(), AirlockError> {
-    use airlock_common::dbus::MAX_TEXT_LEN;
-    if text.len() > MAX_TEXT_LEN {
-        return Err(AirlockError::InvalidArgument(format!(
-            "{what} is longer than {MAX_TEXT_LEN} bytes"
-        )));
-    }
-    if text.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(AirlockError::InvalidArgument(format!(
-            "{what} contains control characters"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,13 +6,9 @@ use airlock_common::enforcement::EventKind;
 use airlock_common::event::{Event, KernelEvent};
 use airlock_common::grant::Scope;
 use airlock_common::policy::PolicySet;
+use airlock_common::validate::check_event_argv;
 
 use crate::state::sessions::Session;
-
-/// Most argv words an event may carry, and their length (the kernel cuts
-/// words at 63 bytes and reads at most a few).
-const MAX_EVENT_ARGV: usize = 64;
-const MAX_EVENT_ARG_LEN: usize = 256;
 
 /// A request the refusal asks for.
 pub struct Ask {
@@ -27,11 +23,7 @@ pub fn translate(
     session: Option<&Session>,
     set: &PolicySet,
 ) -> Result<(Event, Option<Ask>), AirlockError> {
-    if event.argv.len() > MAX_EVENT_ARGV || event.argv.iter().any(|a| a.len() > MAX_EVENT_ARG_LEN) {
-        return Err(AirlockError::InvalidArgument(
-            "event argv is too large".into(),
-        ));
-    }
+    check_event_argv(&event.argv)?;
     let rule = session.and_then(|s| {
         set.effective_rules(&s.role)
             .ok()?

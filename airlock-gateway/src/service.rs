@@ -4,12 +4,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{
     AirlockError, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
-    GrantInfo, RequestInfo, SessionRecord, Totp1Proxy, TotpStatus, MAX_ARGV, MAX_ARG_LEN,
+    GrantInfo, RequestInfo, SessionRecord, Totp1Proxy, TotpStatus,
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
 use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
+use airlock_common::validate::{
+    check_argv, check_code, check_optional_code, check_role_len, check_search_path, check_short,
+    check_text_len,
+};
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -20,9 +24,6 @@ use zeroize::Zeroizing;
 use crate::caller::{is_admin, require_admin, Callers};
 use crate::core::Core;
 use crate::ratelimit::AuditBudget;
-
-/// Longest TOTP code accepted (codes are 6 digits; anything longer is junk).
-const MAX_CODE_LEN: usize = 16;
 
 pub struct Gateway {
     core: Arc<Mutex<Core>>,
@@ -172,15 +173,6 @@ fn announce(emitter: &SignalEmitter<'_>, id: &str, scope: &str, reason: &str, ui
     });
 }
 
-fn check_short(what: &str, text: &str) -> Result<(), AirlockError> {
-    if text.len() > 64 || text.chars().any(char::is_control) {
-        return Err(AirlockError::InvalidArgument(format!(
-            "{what} is malformed"
-        )));
-    }
-    Ok(())
-}
-
 /// A role asked for by name; none is the default role.
 fn check_role(role: Option<&str>) -> Result<(), AirlockError> {
     role.map_or(Ok(()), |role| check_short("role", role))
@@ -229,15 +221,6 @@ impl Gateway {
     }
 }
 
-fn check_code(code: &str) -> Result<(), AirlockError> {
-    if code.is_empty() || code.len() > MAX_CODE_LEN {
-        return Err(AirlockError::InvalidArgument(
-            "a TOTP code is 6 digits".into(),
-        ));
-    }
-    Ok(())
-}
-
 #[zbus::interface(name = "org.airlock.Gateway1")]
 impl Gateway {
     /// Evaluates `argv` under `role` with the policy set in force.
@@ -246,14 +229,8 @@ impl Gateway {
         role: &str,
         argv: Vec<String>,
     ) -> Result<DecisionInfo, AirlockError> {
-        if argv.len() > MAX_ARGV || argv.iter().any(|a| a.len() > MAX_ARG_LEN) {
-            return Err(AirlockError::InvalidArgument(format!(
-                "argv is limited to {MAX_ARGV} elements of at most {MAX_ARG_LEN} bytes"
-            )));
-        }
-        if role.len() > 64 {
-            return Err(AirlockError::InvalidArgument("role id is too long".into()));
-        }
+        check_argv(&argv)?;
+        check_role_len(role)?;
         self.core().check_command(role, &argv)
     }
 
@@ -410,10 +387,8 @@ impl Gateway {
                     .into(),
             ));
         }
-        if current_code.is_some_and(|code| code.len() > MAX_CODE_LEN) {
-            return Err(AirlockError::InvalidArgument(
-                "a TOTP code is 6 digits".into(),
-            ));
+        if let Some(code) = *current_code {
+            check_optional_code(code)?;
         }
         let uri = self
             .totp
@@ -531,11 +506,7 @@ impl Gateway {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
         check_role(*role)?;
-        if search_path.len() > 256 || search_path.iter().any(|d| d.len() > 4096) {
-            return Err(AirlockError::InvalidArgument(
-                "search path is too large".into(),
-            ));
-        }
+        check_search_path(&search_path)?;
         // An agent must not trade its session for one of its choosing. The
         // enforcer checks the target process too; this refuses early.
         if let Some(current) = self.caller_session(&header).await? {
@@ -573,9 +544,7 @@ impl Gateway {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
         check_role(*role)?;
-        if reason.len() > airlock_common::dbus::MAX_TEXT_LEN {
-            return Err(AirlockError::InvalidArgument("reason is too long".into()));
-        }
+        check_text_len("reason", reason)?;
         self.core().record(
             Event::SessionUnenforced {
                 uid,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::matcher::parse_command;
 use super::model::{Action, Diagnostic, Policy, Role, Rule, Source};
 use super::tree::{self, Entry, Kind, LineIndex, Node};
+use crate::limits::MAX_POLICY_ID_LEN;
 use crate::timefmt::parse_duration;
 
 const TOP_KEYS: &[&str] = &["policy", "role"];
@@ -195,11 +196,11 @@ fn first_definitions<'a>(
     first
 }
 
-/// Whether `id` is `[a-z0-9][a-z0-9_-]{0,63}`.
+/// Whether `id` is `[a-z0-9][a-z0-9_-]{0,63}` (up to [`MAX_POLICY_ID_LEN`]).
 fn valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    (1..=64).contains(&bytes.len())
+    (1..=MAX_POLICY_ID_LEN).contains(&bytes.len())
         && allowed(&bytes[0])
         && bytes[1..]
             .iter()
@@ -326,8 +327,8 @@ impl FileCx<'_> {
             self.error(
                 &node.span,
                 format!(
-                    "invalid {what} id {id:?}: use 1 to 64 characters from a-z, 0-9, `_` and `-`, \
-                     starting with a letter or digit"
+                    "invalid {what} id {id:?}: use 1 to {MAX_POLICY_ID_LEN} characters from a-z, \
+                     0-9, `_` and `-`, starting with a letter or digit"
                 ),
             );
         }

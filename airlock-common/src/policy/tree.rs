@@ -87,11 +87,19 @@ pub(crate) fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
     match toml::from_str::<Kind>(text) {
         Ok(kind) => Ok(Node { span: 0..0, kind }),
         Err(err) => {
-            let (line, column) = LineIndex::new(text).position(err.span().map_or(0, |s| s.start));
+            let start = err.span().map_or(0, |s| s.start);
+            let (line, column) = LineIndex::new(text).position(start);
             // Dates are the one TOML value the tree cannot hold; serde's
             // message about it names toml's private marker.
             let message = if err.message().contains("$__toml_private_datetime") {
                 "dates and times are not allowed in policy files".to_owned()
+            } else if err.message().trim().is_empty() {
+                // toml gives some syntax errors (a control character in a
+                // comment) no message: name what stands there.
+                match text.get(start..).and_then(|rest| rest.chars().next()) {
+                    Some(c) => format!("invalid TOML: unexpected character {c:?}"),
+                    None => "invalid TOML: unexpected end of file".to_owned(),
+                }
             } else {
                 err.message().trim_end().to_owned()
             };
@@ -374,6 +382,23 @@ mod tests {
             err.message,
             "dates and times are not allowed in policy files"
         );
+    }
+
+    /// Found by fuzzing (policy_toml): toml's message for some syntax
+    /// errors is empty, leaving a diagnostic that said nothing.
+    #[test]
+    fn every_toml_syntax_error_has_a_message() {
+        let err = parse_toml("# comment\u{b}\n").unwrap_err();
+        assert_eq!((err.line, err.column), (1, 10));
+        assert_eq!(err.message, "invalid TOML: unexpected character '\\u{b}'");
+        for text in [
+            "# comment\u{b}\na = 1\n",
+            "a = \"x\u{7f}\"\n",
+            "a = 1\u{0}\n",
+        ] {
+            let err = parse_toml(text).unwrap_err();
+            assert!(!err.message.trim().is_empty(), "{text:?} gave {err:?}");
+        }
     }
 
     #[test]
