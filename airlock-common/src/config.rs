@@ -44,12 +44,16 @@ impl Default for GatewayConfig {
             audit_dir: names::DEFAULT_AUDIT_DIR.into(),
             request_ttl: "10m".into(),
             default_grant_ttl: "60m".into(),
-            max_grant_ttl: "8h".into(),
+            max_grant_ttl: DEFAULT_MAX_GRANT_TTL.into(),
             max_pending_per_user: 32,
             default_role: "default".into(),
         }
     }
 }
+
+/// The longest grant, by default: the gateway never asks for more and
+/// airlock-totp never signs more.
+const DEFAULT_MAX_GRANT_TTL: &str = "8h";
 
 /// The gateway's durations, parsed.
 #[derive(Clone, Copy, Debug)]
@@ -95,7 +99,7 @@ impl Default for TotpConfig {
             state_dir: names::DEFAULT_TOTP_STATE_DIR.into(),
             period_secs: 30,
             issuer: "Airlock".into(),
-            max_grant_ttl: "8h".into(),
+            max_grant_ttl: DEFAULT_MAX_GRANT_TTL.into(),
             gateway_user: names::GATEWAY_USER.into(),
         }
     }

@@ -162,7 +162,9 @@ async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> 
             _ = tick.tick() => {
                 let exited = {
                     let mut sessions = sessions.locked();
-                    if let Err(e) = sessions.kernel.heartbeat(boot_ns() + 3_000_000_000) {
+                    if let Err(e) = sessions
+                        .kernel
+                        .heartbeat(boot_ns() + airlock_common::kernel::HEARTBEAT_VALIDITY_NS) {
                         tracing::error!("heartbeat: {e:#}");
                     }
                     sessions.reap_exited()

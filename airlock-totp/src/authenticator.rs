@@ -53,7 +53,7 @@ const DAY_SECS: i64 = 86_400;
 const SECRET_LEN: usize = 20;
 /// RFC 4226 requires at least 128 bits; more than this is not something we wrote.
 const SECRET_LEN_RANGE: std::ops::RangeInclusive<usize> = 16..=64;
-const DIGITS: usize = 6;
+const DIGITS: usize = airlock_common::limits::TOTP_DIGITS;
 const SKEW: u8 = 1;
 const SECRET_MODE: u32 = 0o600;
 

@@ -65,6 +65,10 @@ pub const CONFIG_LSM_ACTIVE: u64 = 1;
 pub const SIGKILL: u32 = 9;
 pub const SIGSTOP: u32 = 19;
 
+/// How long after the enforcer's last heartbeat the program still holds a
+/// refused task for it (the enforcer beats every second).
+pub const HEARTBEAT_VALIDITY_NS: u64 = 3_000_000_000;
+
 /// [`IdentKey::kind`]
 pub const IDENT_INODE: u32 = 1;
 pub const IDENT_CONTENT: u32 = 2;
