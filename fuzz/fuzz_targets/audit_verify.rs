@@ -11,8 +11,6 @@
 #![no_main]
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use airlock_common::audit::{
     read_head, read_records, records_after, verify, AuditError, AuditLog, Head, Resumed,
@@ -21,23 +19,12 @@ use airlock_common::audit::{
 use libfuzzer_sys::fuzz_target;
 use serde_json::Map;
 
-fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
-        let dir = base.join(format!("airlock-fuzz-audit-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("scratch directory");
-        dir
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
     let (head_bytes, log_bytes) = match data.iter().position(|&b| b == 0) {
         Some(at) => (Some(&data[..at]), &data[at + 1..]),
         None => (None, data),
     };
-    let dir = scratch();
+    let dir = airlock_fuzz::scratch("audit");
     let log = dir.join("audit.log");
     let head_path = dir.join("audit.head");
     let _ = fs::remove_file(&head_path);

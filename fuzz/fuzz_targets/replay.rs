@@ -16,8 +16,6 @@
 #![no_main]
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use airlock_common::audit::AuditLog;
 use airlock_common::enforcement::EnforcementMode;
@@ -32,17 +30,6 @@ use libfuzzer_sys::fuzz_target;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 const TTL: u64 = 600;
-
-fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
-        let dir = base.join(format!("airlock-fuzz-replay-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("scratch directory");
-        dir
-    })
-}
 
 fn keys() -> &'static (Ed25519KeyPair, Ed25519KeyPair) {
     static KEYS: OnceLock<(Ed25519KeyPair, Ed25519KeyPair)> = OnceLock::new();
@@ -168,7 +155,7 @@ fn essence(state: &State) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let dir = scratch();
+    let dir = airlock_fuzz::scratch("replay");
     let (state_dir, audit_dir) = (dir.join("state"), dir.join("audit"));
     for d in [&state_dir, &audit_dir] {
         let _ = fs::remove_dir_all(d);

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use airlock_common::kernel::compile::{add_pattern, Ending};
 use airlock_common::kernel::{HashKey, MAX_WORDS, MAX_WORD_LEN};
@@ -114,4 +115,17 @@ fn check_diagnostics(files: &[(PathBuf, String)], diagnostics: &[Diagnostic]) {
 /// The file name a fuzz input is loaded as.
 pub fn named(name: &str, text: &str) -> (PathBuf, String) {
     (Path::new(name).to_path_buf(), text.to_owned())
+}
+
+/// A scratch directory for targets that work through files, on tmpfs when
+/// there is one; one per target and process, made once.
+pub fn scratch(target: &str) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new("/dev/shm");
+        let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
+        let dir = base.join(format!("airlock-fuzz-{target}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        dir
+    })
 }
