@@ -16,6 +16,7 @@
 #![no_main]
 
 use std::fs;
+use std::sync::OnceLock;
 
 use airlock_common::audit::AuditLog;
 use airlock_common::enforcement::EnforcementMode;
