@@ -177,6 +177,13 @@ pub enum Event {
     },
 
     // ---- TOTP ----------------------------------------------------------------
+    /// airlock-totp verified a code and signed a grant (as it reports it;
+    /// `grant_issued` follows once the approver hands the grant over).
+    GrantSigned {
+        request_id: String,
+        grant_id: String,
+        approver_uid: u32,
+    },
     TotpVerified {
         request_id: String,
         approver_uid: u32,
@@ -262,7 +269,8 @@ impl Event {
             | Event::ExecMmapDenied(_)
             | Event::CgroupWriteDenied(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
-            Event::TotpVerified { .. }
+            Event::GrantSigned { .. }
+            | Event::TotpVerified { .. }
             | Event::TotpFailed(_)
             | Event::TotpLocked(_)
             | Event::TotpEnrolmentStarted { .. }

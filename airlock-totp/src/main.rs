@@ -1,7 +1,9 @@
 //! airlock-totp: the only holder of the TOTP secret and the grant-signing key.
 //!
-//! Runs as its own Unix user with a private state directory. The gateway asks
-//! it to verify a code; only then does it sign a grant.
+//! Runs as its own Unix user with a private state directory. An approver's
+//! `airlockctl` sends it the code together with the grant request it showed;
+//! only if the code is valid does it sign exactly that request. The gateway
+//! never sees a code.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use airlock_common::config::Config;
+use airlock_common::dbus::Gateway1Proxy;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
@@ -46,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     // The secret lives here: nobody else may even list the directory.
     std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", state_dir.display()))?;
-    let allowed_uid = nix::unistd::User::from_name(&config.gateway_user)?
+    let gateway_uid = nix::unistd::User::from_name(&config.gateway_user)?
         .map(|u| u.uid.as_raw())
         .with_context(|| format!("no user {:?} (totp.gateway_user)", config.gateway_user))?;
     let max_ttl = parse_duration(&config.max_grant_ttl).map_err(anyhow::Error::msg)?;
@@ -69,7 +72,15 @@ fn main() -> anyhow::Result<()> {
             .await
             .context("cannot connect to the D-Bus system bus")?;
         let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
-        let service = TotpService::new(authenticator, signer, max_ttl.as_secs(), allowed_uid, dbus);
+        let gateway = Gateway1Proxy::new(&conn).await?;
+        let service = TotpService::new(
+            authenticator,
+            signer,
+            max_ttl.as_secs(),
+            gateway_uid,
+            dbus,
+            gateway,
+        );
         conn.object_server()
             .at(names::TOTP_OBJECT_PATH, service)
             .await?;
