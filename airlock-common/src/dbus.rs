@@ -205,6 +205,18 @@ pub struct TotpReport {
     pub message: String,
 }
 
+/// airlock-totp's signature over an audit chain head, naming the head it
+/// signed before (0 and "" for its first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct HeadSignature {
+    pub seq: u64,
+    pub hash: String,
+    pub prev_seq: u64,
+    pub prev_hash: String,
+    /// Standard base64 of the Ed25519 signature (see `audit::countersign`).
+    pub signature: String,
+}
+
 /// State of the TOTP verifier.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct TotpStatus {
@@ -432,6 +444,12 @@ pub trait Totp1 {
     /// Verifies `code` and signs exactly `request` (admins, from airlockctl).
     fn approve(&self, request: GrantRequest, code: &str) -> zbus::Result<SignedGrantWire>;
     fn public_key(&self) -> zbus::Result<String>;
+    /// The gateway only: countersigns its audit chain head. Refused for a
+    /// head below, or different at the same `seq` as, the last one signed.
+    fn countersign_head(&self, seq: u64, hash: &str) -> zbus::Result<HeadSignature>;
+    /// The latest head signed, for `airlockctl audit verify`; none (`seq` 0)
+    /// before the first.
+    fn countersigned_head(&self) -> zbus::Result<HeadSignature>;
 }
 
 /// Client side of `org.airlock.Gateway1`.

@@ -198,6 +198,17 @@ pub enum Event {
         by_uid: u32,
     },
 
+    // ---- the audit log itself ------------------------------------------------
+    /// airlock-totp's countersignature of the chain head (see
+    /// `audit::countersign`).
+    AuditCountersigned {
+        head_seq: u64,
+        head_hash: String,
+        prev_head_seq: u64,
+        prev_head_hash: String,
+        signature: String,
+    },
+
     // ---- the gateway itself --------------------------------------------------
     ServiceStarted {
         grants: usize,
@@ -270,6 +281,7 @@ impl Event {
             | Event::CgroupWriteDenied(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
             Event::GrantSigned { .. }
+            | Event::AuditCountersigned { .. }
             | Event::TotpVerified { .. }
             | Event::TotpFailed(_)
             | Event::TotpLocked(_)

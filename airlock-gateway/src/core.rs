@@ -125,6 +125,11 @@ impl Core {
         Ok(())
     }
 
+    /// The audit log's newest record (`seq`, `hash`), to be countersigned.
+    pub fn audit_head(&self) -> airlock_common::audit::Head {
+        self.journal.audit_head()
+    }
+
     /// Writes the state file if it lags the log (the tick, and shutdown).
     pub fn save_state(&mut self) {
         self.journal.save(Durability::ProcessCrash);

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit_head;
 pub mod authenticator;
 pub mod callers;
 pub mod files;

@@ -14,6 +14,7 @@ use airlock_common::config::Config;
 use airlock_common::dbus::Gateway1Proxy;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
+use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
 use airlock_totp::service::TotpService;
 use airlock_totp::signer::GrantSigner;
@@ -63,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let signer = GrantSigner::open_or_create(&state_dir)?;
+    let audit_heads = AuditHeads::open(&state_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         let gateway = Gateway1Proxy::new(&conn).await?;
         let service = TotpService::new(
             authenticator,
+            audit_heads,
             signer,
             max_ttl.as_secs(),
             gateway_uid,

@@ -14,14 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use airlock_common::dbus::{
-    caller_uid, AirlockError, Gateway1Proxy, GrantRequest, SignedGrantWire, TotpOutcome,
-    TotpReport, TotpStatus,
+    caller_uid, AirlockError, Gateway1Proxy, GrantRequest, HeadSignature, SignedGrantWire,
+    TotpOutcome, TotpReport, TotpStatus,
 };
 use airlock_common::timefmt::now_unix;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::zvariant::Optional;
 
+use crate::audit_head::{AuditHeads, HeadError};
 use crate::authenticator::{Authenticator, TotpError};
 use crate::callers::Caller;
 use crate::signer::GrantSigner;
@@ -31,6 +32,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct TotpService {
     authenticator: Arc<Mutex<Authenticator>>,
+    audit_heads: Mutex<AuditHeads>,
     signer: GrantSigner,
     max_grant_ttl_secs: u64,
     gateway_uid: u32,
@@ -41,6 +43,7 @@ pub struct TotpService {
 impl TotpService {
     pub fn new(
         authenticator: Authenticator,
+        audit_heads: AuditHeads,
         signer: GrantSigner,
         max_grant_ttl_secs: u64,
         gateway_uid: u32,
@@ -49,12 +52,19 @@ impl TotpService {
     ) -> Self {
         TotpService {
             authenticator: Arc::new(Mutex::new(authenticator)),
+            audit_heads: Mutex::new(audit_heads),
             signer,
             max_grant_ttl_secs,
             gateway_uid,
             dbus,
             gateway,
         }
+    }
+
+    fn audit_heads(&self) -> MutexGuard<'_, AuditHeads> {
+        self.audit_heads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn authenticator(&self) -> MutexGuard<'_, Authenticator> {
@@ -262,5 +272,45 @@ impl TotpService {
     async fn public_key(&self, #[zbus(header)] header: Header<'_>) -> Result<String, AirlockError> {
         self.caller(&header).await?;
         Ok(self.signer.public_key_base64())
+    }
+
+    /// The gateway countersigns its audit chain head here, record `seq`
+    /// with `hash`; only heads that move forward are signed.
+    async fn countersign_head(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        seq: u64,
+        hash: &str,
+    ) -> Result<HeadSignature, AirlockError> {
+        if self.caller(&header).await? != Caller::Gateway {
+            return Err(AirlockError::AccessDenied(
+                "only the gateway countersigns its audit log".into(),
+            ));
+        }
+        let signed = self.audit_heads().countersign(&self.signer, seq, hash);
+        signed.map_err(|e| {
+            let message = e.to_string();
+            match e {
+                HeadError::Malformed => AirlockError::InvalidArgument(message),
+                HeadError::Behind { .. } | HeadError::Diverged { .. } => {
+                    tracing::error!("refused to countersign the audit log: {message}");
+                    AirlockError::Conflict(message)
+                }
+                HeadError::Io(_) => {
+                    tracing::error!("{message}");
+                    AirlockError::Internal(message)
+                }
+            }
+        })
+    }
+
+    /// The latest audit head countersigned (`seq` 0 before the first), for
+    /// `airlockctl audit verify`.
+    async fn countersigned_head(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<HeadSignature, AirlockError> {
+        self.caller(&header).await?;
+        Ok(self.audit_heads().latest())
     }
 }

@@ -74,6 +74,12 @@ impl GrantSigner {
         B64.encode(self.public_key())
     }
 
+    /// Signs `input` (already domain-separated by its caller, as the audit
+    /// head signature is) and returns the signature in standard base64.
+    pub(crate) fn sign_raw_base64(&self, input: &[u8]) -> String {
+        B64.encode(self.key.sign(input).as_ref())
+    }
+
     /// Validates `request` and signs a grant for it, live from `now` for
     /// `ttl_secs`. Errors are messages for the caller (`InvalidArgument`).
     pub fn sign(

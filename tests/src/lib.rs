@@ -329,8 +329,35 @@ impl System {
     }
 
     pub fn start_gateway(&mut self) {
+        let countersigned = self.countersignatures();
         self.gateway = Some(self.spawn_service("airlock-gateway", names::GATEWAY_USER));
         self.wait_for_name(names::GATEWAY_BUS_NAME, "airlock-gateway");
+        // The gateway has airlock-totp countersign its start-up records at
+        // once; waiting for that keeps the log still for tests that compare
+        // it before and after.
+        self.wait_for_countersignature(countersigned);
+    }
+
+    /// `audit_countersigned` records in the log so far.
+    pub fn countersignatures(&self) -> usize {
+        fs::read_to_string(self.audit_log())
+            .unwrap_or_default()
+            .matches("\"audit_countersigned\"")
+            .count()
+    }
+
+    /// Waits until the log holds more than `before` countersignatures.
+    pub fn wait_for_countersignature(&self, before: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.countersignatures() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "airlock-totp did not countersign the audit log:\n{}\n{}",
+                self.service_log("airlock-gateway"),
+                self.service_log("airlock-totp")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILLs the gateway: no chance to flush anything.

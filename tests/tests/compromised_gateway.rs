@@ -222,3 +222,140 @@ fn only_airlock_totp_reports_totp_outcomes() {
         assert_eq!(audit(&system), before);
     }
 }
+
+/// Lowercase hex SHA-256 of `prev`, a newline and `body`: the log's chain
+/// hash, as anyone can compute it from the documented format.
+fn chain_hash(prev: &str, body: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(prev.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(body.as_bytes());
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Rewrites the audit log as the gateway user could, with nothing but the
+/// file format: the first `access_requested` gets another reason, every
+/// record keeps its time, `seq`, `prev` and `hash` are recomputed and so is
+/// the head anchor; the files are replaced as that user. Returns the `seq`
+/// of the edited record.
+fn rewrite_audit_log(system: &System, keep_countersignatures: bool) -> u64 {
+    use serde_json::{Map, Value};
+    let text = std::fs::read_to_string(system.audit_log()).unwrap();
+    let mut prev = "0".repeat(64);
+    let mut seq = 0u64;
+    let mut edited = None;
+    let mut log = String::new();
+    for line in text.lines() {
+        let mut record: Map<String, Value> = serde_json::from_str(line).unwrap();
+        if record["event"] == "audit_countersigned" && !keep_countersignatures {
+            continue;
+        }
+        if record["event"] == "access_requested" && edited.is_none() {
+            record.insert("reason".into(), "nothing to see here".into());
+            edited = Some(record["seq"].as_u64().unwrap());
+        }
+        seq += 1;
+        record.remove("hash");
+        record.insert("seq".into(), seq.into());
+        record.insert("prev".into(), prev.clone().into());
+        // Canonical JSON: sorted keys, compact (serde_json's Map is sorted).
+        let hash = chain_hash(&prev, &serde_json::to_string(&record).unwrap());
+        // The stored line: seq, ts, event first, the fields, prev, hash.
+        let mut out = format!(
+            "{{\"seq\":{seq},\"ts\":{},\"event\":{}",
+            record["ts"], record["event"]
+        );
+        for (key, value) in &record {
+            if !["seq", "ts", "event", "prev"].contains(&key.as_str()) {
+                out.push_str(&format!(",{}:{}", Value::from(key.as_str()), value));
+            }
+        }
+        out.push_str(&format!(",\"prev\":{:?},\"hash\":{:?}}}\n", prev, hash));
+        log.push_str(&out);
+        prev = hash;
+    }
+    let head = format!("{{\"seq\":{seq},\"hash\":{prev:?}}}\n");
+    let forged = system.path("forged");
+    std::fs::create_dir(&forged).unwrap();
+    let (log_path, head_path) = (forged.join("log"), forged.join("head"));
+    std::fs::write(&log_path, log).unwrap();
+    std::fs::write(&head_path, head).unwrap();
+    // The rewrite is consistent: the chain and its head check out.
+    let anchor = airlock_common::audit::read_head(&head_path).unwrap();
+    let report = airlock_common::audit::verify(&log_path, anchor.as_ref()).unwrap();
+    assert_eq!(report.problem, None, "the rewrite is not consistent");
+    for (from, to) in [
+        (&log_path, system.audit_log()),
+        (
+            &head_path,
+            system
+                .audit_dir()
+                .join(airlock_common::names::AUDIT_HEAD_FILE),
+        ),
+    ] {
+        std::fs::set_permissions(from, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        system
+            .run_as(
+                &GATEWAY,
+                std::path::Path::new("/bin/cp"),
+                &[from.to_str().unwrap(), to.to_str().unwrap()],
+                "",
+            )
+            .success();
+    }
+    std::fs::remove_dir_all(&forged).unwrap();
+    edited.expect("an access_requested record")
+}
+
+#[test]
+fn a_consistently_rewritten_audit_log_fails_verify() {
+    for keep_countersignatures in [true, false] {
+        let mut system = System::start();
+        for _ in 0..3 {
+            request(&system, "services:gmail");
+        }
+        // airlock-totp countersigns the head with the requests in it.
+        system.wait_for_countersignature(system.countersignatures());
+        system.kill_gateway();
+        let verify = |system: &System| {
+            system.ctl(
+                &APPROVER,
+                &[
+                    "audit",
+                    "verify",
+                    "--audit-dir",
+                    system.audit_dir().to_str().unwrap(),
+                ],
+                "",
+            )
+        };
+        let intact = verify(&system);
+        assert!(intact.success().stdout.contains("intact"), "{intact:?}");
+
+        // The last countersignature below the record the attacker edits.
+        let records = airlock_common::audit::read_records(&system.audit_log()).unwrap();
+        let edited = rewrite_audit_log(&system, keep_countersignatures);
+        let last_good = records
+            .iter()
+            .filter_map(airlock_common::audit::countersign::from_record)
+            .map(|head| head.seq)
+            .filter(|&seq| seq < edited)
+            .max()
+            .unwrap_or(0);
+        let out = verify(&system);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stdout.contains("TAMPERED"), "{out:?}");
+        assert!(
+            out.stdout.contains(&format!(
+                "the first record after the last good countersignature is record {}",
+                last_good + 1
+            )),
+            "{out:?}"
+        );
+    }
+}
