@@ -177,16 +177,16 @@ pub enum Event {
     },
 
     // ---- TOTP ----------------------------------------------------------------
-    /// airlock-totp verified a code and signed a grant (as it reports it;
-    /// `grant_issued` follows once the approver hands the grant over).
-    GrantSigned {
-        request_id: String,
-        grant_id: String,
-        approver_uid: u32,
-    },
+    /// airlock-totp verified a code for a request and signed a grant, as it
+    /// reports it; `grant_issued` follows once the approver hands the grant
+    /// to the gateway.
     TotpVerified {
         request_id: String,
         approver_uid: u32,
+        /// The grant signed; records from before airlock-totp reported
+        /// outcomes itself lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
     },
     TotpFailed(TotpFailure),
     TotpLocked(TotpFailure),
@@ -280,8 +280,7 @@ impl Event {
             | Event::ExecMmapDenied(_)
             | Event::CgroupWriteDenied(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
-            Event::GrantSigned { .. }
-            | Event::AuditCountersigned { .. }
+            Event::AuditCountersigned { .. }
             | Event::TotpVerified { .. }
             | Event::TotpFailed(_)
             | Event::TotpLocked(_)

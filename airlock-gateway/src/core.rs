@@ -280,10 +280,10 @@ impl Core {
                     ));
                 };
                 check_id(&grant_id)?;
-                Event::GrantSigned {
+                Event::TotpVerified {
                     request_id,
-                    grant_id,
                     approver_uid: by_uid,
+                    grant_id: Some(grant_id),
                 }
             }
             TotpOutcome::Failed => Event::TotpFailed(failure()),
@@ -326,13 +326,7 @@ impl Core {
         })?;
         let asked = request.grant_request(body.ttl_secs(), body.access, &self.times)?;
         let body = grants::check_signed(&signed, &asked, key, now)?;
-        self.record(
-            Event::TotpVerified {
-                request_id: asked.request_id.clone(),
-                approver_uid,
-            },
-            now,
-        )?;
+        // airlock-totp reported the verification itself (`totp_verified`).
         // The record carries the signed grant: once it is on disk the grant
         // survives any crash, whether or not the state file is saved.
         self.record_and_save(

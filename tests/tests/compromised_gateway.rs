@@ -86,7 +86,7 @@ fn the_gateway_user_gets_no_signature_and_spends_no_code() {
     assert!(shown.contains("approving signs this grant"), "{shown}");
     assert!(shown.contains("command:terraform plan (read)"), "{shown}");
     let log = audit(&system);
-    assert!(log.contains("\"grant_signed\""), "{log}");
+    assert!(log.contains("\"totp_verified\""), "{log}");
     assert!(!log.contains("services:gmail"), "{log}");
 }
 

@@ -560,7 +560,7 @@ fn totp_reports_become_their_events() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let named = |event: &str| records.iter().find(|r| r["event"] == event).cloned();
-    let signed = named("grant_signed").unwrap();
+    let signed = named("totp_verified").unwrap();
     assert_eq!(
         (
             &signed["grant_id"],
