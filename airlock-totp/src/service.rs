@@ -232,8 +232,7 @@ impl TotpService {
         let now = now_unix();
         // Validate before spending a code, so a malformed request does not
         // consume the approver's time step.
-        self.signer
-            .sign(&request, now, self.max_grant_ttl_secs)
+        let body = GrantSigner::body_for(&request, now, self.max_grant_ttl_secs)
             .map_err(AirlockError::InvalidArgument)?;
         let verified = self.authenticator().verify(code, now).map_err(to_dbus);
         if let Err(e) = verified {
@@ -241,14 +240,8 @@ impl TotpService {
                 .await;
             return Err(e);
         }
-        let grant = self
-            .signer
-            .sign(&request, now, self.max_grant_ttl_secs)
-            .map_err(AirlockError::InvalidArgument)?;
-        let grant_id = grant
-            .verify(self.signer.public_key())
-            .map(|body| body.grant_id)
-            .unwrap_or_default();
+        let grant = self.signer.sign_body(&body);
+        let grant_id = body.grant_id;
         tracing::info!(
             "uid {uid} approved request {}: signed grant {grant_id}",
             request.request_id
