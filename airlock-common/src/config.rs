@@ -89,7 +89,8 @@ pub struct TotpConfig {
     pub issuer: String,
     /// Hard upper bound on any grant the signer issues, whatever the gateway asks.
     pub max_grant_ttl: String,
-    /// The only non-root user allowed to call the TOTP service.
+    /// The gateway user: it may read the TOTP status and public key, never
+    /// approve or enrol.
     pub gateway_user: String,
 }
 

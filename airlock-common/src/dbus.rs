@@ -146,7 +146,8 @@ pub struct GrantInfo {
     pub expires_at: i64,
 }
 
-/// What the gateway asks `airlock-totp` to sign once the code checks out.
+/// What the approver's `airlockctl` asks `airlock-totp` to sign, exactly as
+/// it showed it to the approver, together with the code they typed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct GrantRequest {
     pub request_id: String,
@@ -163,6 +164,52 @@ pub struct GrantRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct SignedGrantWire {
     pub payload: String,
+    pub signature: String,
+}
+
+/// What `airlock-totp` tells the gateway happened, for the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
+pub enum TotpOutcome {
+    /// A code was verified and the grant request signed.
+    Signed,
+    /// A code was refused (wrong or reused).
+    Failed,
+    /// A code was refused and verification is (now) locked.
+    Locked,
+    /// A new secret is pending confirmation.
+    EnrolmentStarted,
+    /// Root replaced the secret without a code.
+    EnrolmentForced,
+    /// The pending secret became the active one.
+    Enrolled,
+}
+
+/// One outcome, reported by `airlock-totp` to `Gateway1.ReportTotp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TotpReport {
+    pub outcome: TotpOutcome,
+    /// Who called airlock-totp (the approver or enroller).
+    pub by_uid: u32,
+    /// The request a code was typed for; none for an enrolment.
+    pub request_id: Optional<String>,
+    /// The grant signed (`signed` only).
+    pub grant_id: Optional<String>,
+    /// The refusal's short error name (`failed`, `locked` only).
+    pub error: Optional<String>,
+    pub message: String,
+}
+
+/// airlock-totp's signature over an audit chain head, naming the head it
+/// signed before (0 and "" for its first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct HeadSignature {
+    pub seq: u64,
+    pub hash: String,
+    pub prev_seq: u64,
+    pub prev_hash: String,
+    /// Standard base64 of the Ed25519 signature (see `audit::countersign`).
     pub signature: String,
 }
 
@@ -376,7 +423,9 @@ pub async fn caller_uid(
         .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
 }
 
-/// Client side of `org.airlock.Totp1`; only the gateway (and root) may call it.
+/// Client side of `org.airlock.Totp1`. Root and group `airlock-admin` may
+/// approve and enrol; the gateway user may only read its status and public
+/// key (the bus policy says so, and airlock-totp checks the uid again).
 #[zbus::proxy(
     interface = "org.airlock.Totp1",
     default_service = "org.airlock.Totp1",
@@ -388,8 +437,15 @@ pub trait Totp1 {
     /// `force`, for root).
     fn begin_enrolment(&self, force: bool, current_code: Optional<&str>) -> zbus::Result<String>;
     fn confirm_enrolment(&self, code: &str) -> zbus::Result<()>;
+    /// Verifies `code` and signs exactly `request` (admins, from airlockctl).
     fn approve(&self, request: GrantRequest, code: &str) -> zbus::Result<SignedGrantWire>;
     fn public_key(&self) -> zbus::Result<String>;
+    /// The gateway only: countersigns its audit chain head. Refused for a
+    /// head below, or different at the same `seq` as, the last one signed.
+    fn countersign_head(&self, seq: u64, hash: &str) -> zbus::Result<HeadSignature>;
+    /// The latest head signed, for `airlockctl audit verify`; none (`seq` 0)
+    /// before the first.
+    fn countersigned_head(&self) -> zbus::Result<HeadSignature>;
 }
 
 /// Client side of `org.airlock.Gateway1`.
@@ -408,15 +464,19 @@ pub trait Gateway1 {
     ) -> zbus::Result<String>;
     fn list_requests(&self) -> zbus::Result<Vec<RequestInfo>>;
     fn get_request(&self, id: &str) -> zbus::Result<RequestInfo>;
-    fn approve(&self, id: &str, code: &str, ttl_secs: u64, write: bool) -> zbus::Result<GrantInfo>;
+    /// Admins: the grant request the gateway proposes for approving `id`
+    /// (`ttl_secs` 0 for the requested or default lifetime); airlockctl shows
+    /// it and sends it to airlock-totp with the code.
+    fn prepare_approval(&self, id: &str, ttl_secs: u64, write: bool) -> zbus::Result<GrantRequest>;
+    /// Admins: records a grant airlock-totp signed for a pending request and
+    /// gives it to the kernel.
+    fn approve(&self, grant: SignedGrantWire) -> zbus::Result<GrantInfo>;
     fn deny(&self, id: &str, reason: &str) -> zbus::Result<()>;
     fn list_grants(&self) -> zbus::Result<Vec<GrantInfo>>;
     fn revoke(&self, grant_id: &str) -> zbus::Result<()>;
     fn revoke_all(&self) -> zbus::Result<u32>;
-    /// `current_code` is needed to replace an enrolled secret.
-    fn totp_setup(&self, force: bool, current_code: Optional<&str>) -> zbus::Result<String>;
-    fn totp_confirm(&self, code: &str) -> zbus::Result<()>;
-    fn record_totp_reset(&self) -> zbus::Result<()>;
+    /// airlock-totp only: an approval or enrolment outcome, for the audit log.
+    fn report_totp(&self, report: TotpReport) -> zbus::Result<()>;
     fn reload_policy(&self) -> zbus::Result<String>;
     fn status(&self) -> zbus::Result<GatewayStatus>;
     /// Starts a governed session for the process behind `pidfd` (a child of

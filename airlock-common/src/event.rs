@@ -177,9 +177,16 @@ pub enum Event {
     },
 
     // ---- TOTP ----------------------------------------------------------------
+    /// airlock-totp verified a code for a request and signed a grant, as it
+    /// reports it; `grant_issued` follows once the approver hands the grant
+    /// to the gateway.
     TotpVerified {
         request_id: String,
         approver_uid: u32,
+        /// The grant signed; records from before airlock-totp reported
+        /// outcomes itself lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
     },
     TotpFailed(TotpFailure),
     TotpLocked(TotpFailure),
@@ -189,6 +196,17 @@ pub enum Event {
     },
     TotpEnrolled {
         by_uid: u32,
+    },
+
+    // ---- the audit log itself ------------------------------------------------
+    /// airlock-totp's countersignature of the chain head (see
+    /// `audit::countersign`).
+    AuditCountersigned {
+        head_seq: u64,
+        head_hash: String,
+        prev_head_seq: u64,
+        prev_head_hash: String,
+        signature: String,
     },
 
     // ---- the gateway itself --------------------------------------------------
@@ -262,7 +280,8 @@ impl Event {
             | Event::ExecMmapDenied(_)
             | Event::CgroupWriteDenied(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
-            Event::TotpVerified { .. }
+            Event::AuditCountersigned { .. }
+            | Event::TotpVerified { .. }
             | Event::TotpFailed(_)
             | Event::TotpLocked(_)
             | Event::TotpEnrolmentStarted { .. }

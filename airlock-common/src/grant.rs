@@ -149,6 +149,11 @@ impl GrantBody {
     pub fn is_live(&self, now: i64) -> bool {
         self.not_before <= now && now < self.expires_at
     }
+
+    /// The lifetime signed, 0 for a grant that ends before it starts.
+    pub fn ttl_secs(&self) -> u64 {
+        u64::try_from(self.expires_at.saturating_sub(self.not_before)).unwrap_or(0)
+    }
 }
 
 /// A grant as it is stored and passed around: the exact signed JSON text and

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use airlock_common::dbus::{GrantInfo, RequestInfo};
+use airlock_common::dbus::{GrantInfo, GrantRequest, RequestInfo};
+use airlock_common::grant::Access;
 use airlock_common::timefmt::{format_secs, now_unix, rfc3339};
 
 use crate::bus;
@@ -91,6 +92,10 @@ pub async fn list_requests(json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Shows the request and exactly the grant that approving it signs, then
+/// sends the code with that grant request to airlock-totp (never to the
+/// gateway) and hands the signed grant to the gateway, which records it and
+/// gives it to the kernel.
 pub async fn approve(
     id: Option<&str>,
     ttl: Option<Duration>,
@@ -117,27 +122,72 @@ pub async fn approve(
             }
         }
     };
+    let ttl_secs = ttl.map(|d| d.as_secs()).unwrap_or(0);
+    let asked = gateway
+        .prepare_approval(&request.id, ttl_secs, write)
+        .await
+        .map_err(|e| bus::explain("approve", e))?;
+    check_proposal(&request, &asked, ttl_secs, write)?;
     print_request(&request);
-    println!(
-        "  access:    {}",
-        if write {
-            "read-write (--write)"
-        } else {
-            "read-only"
-        }
-    );
+    print_grant_request(&asked);
+    let totp = bus::totp().await?;
     let code = read_code(code_stdin, "TOTP code: ")?;
+    // What is signed is what was just printed, byte for byte.
+    let signed = totp
+        .approve(asked, &code)
+        .await
+        .map_err(|e| bus::explain_totp("approve", e))?;
     let grant = gateway
-        .approve(
-            &request.id,
-            &code,
-            ttl.map(|d| d.as_secs()).unwrap_or(0),
-            write,
-        )
+        .approve(signed)
         .await
         .map_err(|e| bus::explain("approve", e))?;
     print_grant(&grant);
     Ok(0)
+}
+
+/// The gateway proposes the grant request; it must be for the request shown,
+/// with the access and lifetime asked for. Whatever it proposes is printed
+/// before the code is read, so it cannot slip anything past the approver.
+fn check_proposal(
+    request: &RequestInfo,
+    asked: &GrantRequest,
+    ttl_secs: u64,
+    write: bool,
+) -> anyhow::Result<()> {
+    let access = if write { Access::Write } else { Access::Read };
+    anyhow::ensure!(
+        asked.request_id == request.id
+            && asked.subject_uid == request.requester_uid
+            && *asked.session == *request.session
+            && asked.scope == request.scope
+            && asked.access == access
+            && (ttl_secs == 0 || asked.ttl_secs == ttl_secs),
+        "the gateway proposed a grant that differs from request {}; not approving it",
+        request.id
+    );
+    Ok(())
+}
+
+/// Everything airlock-totp will sign.
+fn print_grant_request(asked: &GrantRequest) {
+    println!("approving signs this grant:");
+    println!("  scope:     {}", asked.scope);
+    println!("  for:       {}", user_name(asked.subject_uid));
+    println!(
+        "  session:   {}",
+        asked
+            .session
+            .as_deref()
+            .unwrap_or("(none: every process of the user)")
+    );
+    println!(
+        "  access:    {}",
+        match asked.access {
+            Access::Write => "read-write (--write)",
+            Access::Read => "read-only",
+        }
+    );
+    println!("  lifetime:  {}", format_secs(asked.ttl_secs));
 }
 
 pub async fn deny(id: &str, reason: &str) -> anyhow::Result<i32> {

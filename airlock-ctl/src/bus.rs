@@ -16,13 +16,23 @@ pub async fn gateway() -> anyhow::Result<Gateway1Proxy<'static>> {
     Ok(Gateway1Proxy::new(&system_bus().await?).await?)
 }
 
-/// airlock-totp itself: root only (bus policy), for a forced re-enrolment.
+/// airlock-totp itself: root and group airlock-admin approve and enrol
+/// there directly, so codes and secrets never pass the gateway.
 pub async fn totp() -> anyhow::Result<Totp1Proxy<'static>> {
     Ok(Totp1Proxy::new(&system_bus().await?).await?)
 }
 
 /// Turns a failed gateway call into a sentence that says what to do.
 pub fn explain(action: &str, error: zbus::Error) -> anyhow::Error {
+    explain_for("airlock-gateway", action, error)
+}
+
+/// Turns a failed airlock-totp call into a sentence that says what to do.
+pub fn explain_totp(action: &str, error: zbus::Error) -> anyhow::Error {
+    explain_for("airlock-totp", action, error)
+}
+
+fn explain_for(service: &str, action: &str, error: zbus::Error) -> anyhow::Error {
     if let zbus::Error::MethodError(name, message, _) = &error {
         let message = message.clone().unwrap_or_default();
         match name.as_str() {
@@ -34,8 +44,8 @@ pub fn explain(action: &str, error: zbus::Error) -> anyhow::Error {
             }
             "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
                 return anyhow!(
-                    "{action}: airlock-gateway is not running on the system bus; start it \
-                     (`systemctl start airlock-gateway` or `sudo scripts/airlock-up`)"
+                    "{action}: {service} is not running on the system bus; start it \
+                     (`systemctl start {service}` or `sudo scripts/airlock-up`)"
                 )
             }
             _ => {}

@@ -238,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             verify: Some(AuditCommand::Verify),
             audit_dir,
             ..
-        } => audit::verify(&audit_dir),
+        } => audit::verify(&audit_dir).await,
         Command::Audit {
             verify: None,
             since,

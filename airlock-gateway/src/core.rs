@@ -13,7 +13,7 @@ use std::path::Path;
 use airlock_common::config::GatewayTimes;
 use airlock_common::dbus::{
     AirlockError, DecisionInfo, EnforcementEvent, EnforcerStatus, GrantInfo, GrantRequest,
-    RequestInfo, SessionRecord, SessionSpec, SignedGrantWire,
+    RequestInfo, SessionRecord, SessionSpec, SignedGrantWire, TotpOutcome, TotpReport,
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::{Event, TotpFailure};
@@ -123,6 +123,11 @@ impl Core {
         Ok(())
     }
 
+    /// The audit log's newest record (`seq`, `hash`), to be countersigned.
+    pub fn audit_head(&self) -> airlock_common::audit::Head {
+        self.journal.audit_head()
+    }
+
     /// Writes the state file if it lags the log (the tick, and shutdown).
     pub fn save_state(&mut self) {
         self.journal.save(Durability::ProcessCrash);
@@ -227,7 +232,8 @@ impl Core {
             .ok_or_else(|| no_request(id))
     }
 
-    /// Validates an approval and builds what `airlock-totp` is asked to sign.
+    /// Validates an approval and builds the grant request the approver is
+    /// shown and `airlock-totp` is asked to sign.
     pub fn prepare_approval(
         &self,
         id: &str,
@@ -244,31 +250,61 @@ impl Core {
             .grant_request(ttl_secs, access, &self.times)
     }
 
-    /// Records a code `airlock-totp` refused.
-    pub fn record_totp_failure(
-        &mut self,
-        request_id: Option<&str>,
-        approver_uid: u32,
-        error: &AirlockError,
-    ) -> Result<(), AirlockError> {
-        let failure = TotpFailure {
-            request_id: request_id.map(str::to_owned),
-            approver_uid,
-            error: error.short_name().into(),
-            message: error.message(),
+    /// Records what airlock-totp reports: a grant it signed, a code it
+    /// refused, an enrolment step.
+    pub fn record_totp_report(&mut self, report: TotpReport, now: i64) -> Result<(), AirlockError> {
+        let by_uid = report.by_uid;
+        let request_id = (*report.request_id).clone();
+        if request_id
+            .as_deref()
+            .is_some_and(|id| !ids::is_well_formed(id))
+        {
+            return Err(AirlockError::InvalidArgument("malformed request id".into()));
+        }
+        check_text("message", &report.message)?;
+        let failure = || TotpFailure {
+            request_id: request_id.clone(),
+            approver_uid: by_uid,
+            error: (*report.error).clone().unwrap_or_default(),
+            message: report.message.clone(),
         };
-        let event = match error {
-            AirlockError::Locked(_) => Event::TotpLocked(failure),
-            _ => Event::TotpFailed(failure),
+        let event = match report.outcome {
+            TotpOutcome::Signed => {
+                let (Some(request_id), Some(grant_id)) =
+                    (request_id.clone(), (*report.grant_id).clone())
+                else {
+                    return Err(AirlockError::InvalidArgument(
+                        "a signed grant is reported with its request and grant ids".into(),
+                    ));
+                };
+                check_id(&grant_id)?;
+                Event::TotpVerified {
+                    request_id,
+                    approver_uid: by_uid,
+                    grant_id: Some(grant_id),
+                }
+            }
+            TotpOutcome::Failed => Event::TotpFailed(failure()),
+            TotpOutcome::Locked => Event::TotpLocked(failure()),
+            TotpOutcome::EnrolmentStarted => Event::TotpEnrolmentStarted {
+                by_uid,
+                forced: false,
+            },
+            TotpOutcome::EnrolmentForced => Event::TotpEnrolmentStarted {
+                by_uid,
+                forced: true,
+            },
+            TotpOutcome::Enrolled => Event::TotpEnrolled { by_uid },
         };
-        self.record(event, timefmt::now_unix())
+        self.record(event, now)
     }
 
-    /// Stores a grant signed by `airlock-totp`, after checking that it is
-    /// exactly what was asked for and signed by the pinned key.
-    pub fn complete_approval(
+    /// Stores a grant airlock-totp signed, after checking that it is signed
+    /// by the pinned key and fits a pending request exactly: its subject,
+    /// session and scope, a lifetime within the maximum. The approver saw
+    /// and chose the access and the lifetime; airlock-totp signed them.
+    pub fn record_grant(
         &mut self,
-        asked: &GrantRequest,
         wire: SignedGrantWire,
         approver_uid: u32,
         now: i64,
@@ -277,21 +313,18 @@ impl Core {
             payload: wire.payload,
             signature: wire.signature,
         };
-        let key = self.journal.state().signing_key.as_deref();
-        let body = grants::check_signed(&signed, asked, key, now)?;
-        if !self.journal.state().requests.contains(&asked.request_id) {
-            return Err(AirlockError::Conflict(format!(
-                "request {} was decided or expired while the code was being checked",
-                asked.request_id
-            )));
-        }
-        self.record(
-            Event::TotpVerified {
-                request_id: asked.request_id.clone(),
-                approver_uid,
-            },
-            now,
-        )?;
+        let state = self.journal.state();
+        let key = state.signing_key.as_deref();
+        let body = grants::verify_signed(&signed, key)?;
+        let request = state.requests.get(&body.request_id).ok_or_else(|| {
+            AirlockError::Conflict(format!(
+                "request {} is not pending (decided, expired, or never filed)",
+                body.request_id
+            ))
+        })?;
+        let asked = request.grant_request(body.ttl_secs(), body.access, &self.times)?;
+        let body = grants::check_fits(body, &asked, now)?;
+        // airlock-totp reported the verification itself (`totp_verified`).
         // The record carries the signed grant: once it is on disk the grant
         // survives any crash, whether or not the state file is saved.
         self.record_and_save(
@@ -406,6 +439,10 @@ impl Core {
     }
 
     // ---- grant-verification key -----------------------------------------
+
+    pub fn has_signing_key(&self) -> bool {
+        self.journal.state().signing_key.is_some()
+    }
 
     /// Pins the signer's public key on first contact; afterwards a different
     /// key is refused, since it would mean the signer's identity changed.

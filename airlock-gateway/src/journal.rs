@@ -112,6 +112,11 @@ impl Journal {
         &self.state
     }
 
+    /// The newest record's `seq` and `hash`.
+    pub fn audit_head(&self) -> audit::Head {
+        self.audit.head()
+    }
+
     /// Sessions not yet started change without an event (see
     /// `Sessions::create`); the state file still catches up with them.
     pub fn sessions_mut(&mut self) -> &mut Sessions {

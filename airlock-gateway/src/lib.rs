@@ -5,12 +5,14 @@
 //! `journal` (audit log + state, one path) → `state` (`requests`, `grants`,
 //! `sessions`: each applies events) and `store` (the state file); `core`
 //! also uses `policy`, `specs` (what the enforcer is told) and
-//! `enforcement` (kernel events). `caller` and `ratelimit` serve `service`.
+//! `enforcement` (kernel events). `caller` and `ratelimit` serve `service`;
+//! `countersign` has airlock-totp countersign the audit head on the tick.
 
 #![forbid(unsafe_code)]
 
 pub mod caller;
 pub mod core;
+pub mod countersign;
 pub mod enforcement;
 pub mod journal;
 pub mod policy;

@@ -23,6 +23,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
+use airlock_gateway::countersign::Countersigner;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
 
 #[derive(Parser)]
@@ -80,7 +81,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     let callers = Arc::new(Callers::default());
     let gateway = Gateway::new(
         core.clone(),
-        totp,
+        totp.clone(),
         enforcer.clone(),
         dbus.clone(),
         callers.clone(),
@@ -118,6 +119,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut countersigner = Countersigner::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -132,6 +134,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
                     }
                     Err(e) => tracing::error!("expiring requests and grants failed: {}", e.message()),
                 }
+                countersigner.tick(&core, &totp).await;
             }
             Some(change) = departures.next() => {
                 if let Ok(args) = change.args() {

@@ -4,26 +4,30 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{
     AirlockError, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
-    GrantInfo, RequestInfo, SessionRecord, Totp1Proxy, TotpStatus,
+    GrantInfo, GrantRequest, RequestInfo, SessionRecord, SignedGrantWire, Totp1Proxy, TotpReport,
+    TotpStatus,
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
+use airlock_common::names;
 use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
 use airlock_common::validate::{
-    check_argv, check_code, check_optional_code, check_role_len, check_search_path, check_short,
-    check_text_len,
+    check_argv, check_role_len, check_search_path, check_short, check_text_len,
 };
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Optional;
-use zeroize::Zeroizing;
 
 use crate::caller::{is_admin, require_admin, Callers};
 use crate::core::Core;
 use crate::ratelimit::AuditBudget;
+
+/// Longest signed-grant payload or signature accepted (a real one is a few
+/// hundred bytes).
+const MAX_GRANT_LEN: usize = 8192;
 
 pub struct Gateway {
     core: Arc<Mutex<Core>>,
@@ -32,6 +36,8 @@ pub struct Gateway {
     dbus: DBusProxy<'static>,
     callers: Arc<Callers>,
     budget: AuditBudget,
+    /// airlock-totp's uid, the only caller of `ReportTotp`.
+    totp_uid: Option<u32>,
 }
 
 impl Gateway {
@@ -49,6 +55,10 @@ impl Gateway {
             dbus,
             callers,
             budget: AuditBudget::default(),
+            totp_uid: nix::unistd::User::from_name(names::TOTP_USER)
+                .ok()
+                .flatten()
+                .map(|user| user.uid.as_raw()),
         }
     }
 
@@ -90,6 +100,9 @@ impl Gateway {
 
     /// Learns (and pins) the signer's public key if the gateway has none yet.
     pub async fn pin_signing_key(&self) -> Result<(), AirlockError> {
+        if self.core().has_signing_key() {
+            return Ok(());
+        }
         let key = self.totp.public_key().await.map_err(totp_error)?;
         self.core().pin_signing_key(&key)
     }
@@ -278,52 +291,65 @@ impl Gateway {
         self.core().get_request(id, uid, is_admin(uid))
     }
 
-    /// Approves a request with a TOTP code. `ttl_secs` 0 means the requested
-    /// or default lifetime; grants are read-only unless `write` is true.
-    async fn approve(
+    /// The grant request for approving `id`: `ttl_secs` 0 means the
+    /// requested or default lifetime; read-only unless `write`. The
+    /// approver's airlockctl shows it and sends it, with the code, to
+    /// airlock-totp itself: the gateway never sees the code.
+    async fn prepare_approval(
         &self,
         #[zbus(header)] header: Header<'_>,
         id: &str,
-        code: &str,
         ttl_secs: u64,
         write: bool,
+    ) -> Result<GrantRequest, AirlockError> {
+        let uid = self.caller(&header).await?;
+        require_admin(uid, "approve requests")?;
+        self.core().prepare_approval(id, ttl_secs, write)
+    }
+
+    /// Records a grant airlock-totp signed for a pending request, after
+    /// checking it against the pinned key and the request, and gives it to
+    /// the kernel before returning.
+    async fn approve(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        grant: SignedGrantWire,
     ) -> Result<GrantInfo, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "approve requests")?;
-        let code = Zeroizing::new(code.to_string());
-        check_code(&code)?;
-        let asked = self.core().prepare_approval(id, ttl_secs, write)?;
+        if grant.payload.len() > MAX_GRANT_LEN || grant.signature.len() > MAX_GRANT_LEN {
+            return Err(AirlockError::InvalidArgument("grant is too large".into()));
+        }
         self.pin_signing_key().await?;
-        match self.totp.approve(asked.clone(), &code).await {
-            Ok(signed) => {
-                let grant = self
-                    .core()
-                    .complete_approval(&asked, signed, uid, now_unix())?;
-                if let Some(session) = grant.session.as_deref() {
-                    // The kernel honours the grant before approve returns.
-                    if let Err(e) = push_session(&self.core, &self.enforcer, session).await {
-                        tracing::error!(
-                            "grant {} is issued but the kernel does not know it yet: {}",
-                            grant.id,
-                            e.message()
-                        );
-                    }
-                }
-                Ok(grant)
-            }
-            Err(e) => {
-                let error = totp_error(e);
-                if matches!(
-                    error,
-                    AirlockError::InvalidCode(_)
-                        | AirlockError::CodeReused(_)
-                        | AirlockError::Locked(_)
-                ) {
-                    self.core().record_totp_failure(Some(id), uid, &error)?;
-                }
-                Err(error)
+        let grant = self.core().record_grant(grant, uid, now_unix())?;
+        if let Some(session) = grant.session.as_deref() {
+            // The kernel honours the grant before approve returns.
+            if let Err(e) = push_session(&self.core, &self.enforcer, session).await {
+                tracing::error!(
+                    "grant {} is issued but the kernel does not know it yet: {}",
+                    grant.id,
+                    e.message()
+                );
             }
         }
+        Ok(grant)
+    }
+
+    /// airlock-totp reports an approval or enrolment outcome for the audit
+    /// log (its user alone may).
+    async fn report_totp(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        report: TotpReport,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        if Some(uid) != self.totp_uid {
+            return Err(AirlockError::AccessDenied(format!(
+                "only airlock-totp (user {}) reports TOTP outcomes",
+                names::TOTP_USER
+            )));
+        }
+        self.core().record_totp_report(report, now_unix())
     }
 
     async fn deny(
@@ -367,100 +393,6 @@ impl Gateway {
         let count = self.core().revoke_all(uid)?;
         sync_enforcer(&self.core, &self.enforcer).await;
         Ok(count)
-    }
-
-    /// Starts TOTP enrolment and returns the `otpauth://` URI. Replacing an
-    /// active secret needs its current code, or root with `force`.
-    async fn totp_setup(
-        &self,
-        #[zbus(header)] header: Header<'_>,
-        force: bool,
-        current_code: Optional<&str>,
-    ) -> Result<String, AirlockError> {
-        let uid = self.caller(&header).await?;
-        require_admin(uid, "enrol a TOTP secret")?;
-        if force {
-            // airlock-totp takes `force` from root directly, never from us.
-            return Err(AirlockError::AccessDenied(
-                "a forced TOTP re-enrolment goes to airlock-totp directly: run \
-                 `airlockctl totp setup --force` as root"
-                    .into(),
-            ));
-        }
-        if let Some(code) = *current_code {
-            check_optional_code(code)?;
-        }
-        let uri = self
-            .totp
-            .begin_enrolment(force, current_code)
-            .await
-            .map_err(totp_error);
-        let mut core = self.core();
-        match uri {
-            Ok(uri) => {
-                core.record(
-                    Event::TotpEnrolmentStarted {
-                        by_uid: uid,
-                        forced: force,
-                    },
-                    now_unix(),
-                )?;
-                Ok(uri)
-            }
-            Err(e) => {
-                if matches!(
-                    e,
-                    AirlockError::InvalidCode(_)
-                        | AirlockError::CodeReused(_)
-                        | AirlockError::Locked(_)
-                ) {
-                    core.record_totp_failure(None, uid, &e)?;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Records that root started a forced re-enrolment at airlock-totp
-    /// directly (which the gateway does not see otherwise).
-    async fn record_totp_reset(
-        &self,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), AirlockError> {
-        let uid = self.caller(&header).await?;
-        if uid != 0 {
-            return Err(AirlockError::AccessDenied(
-                "only root forces a TOTP re-enrolment".into(),
-            ));
-        }
-        self.core().record(
-            Event::TotpEnrolmentStarted {
-                by_uid: uid,
-                forced: true,
-            },
-            now_unix(),
-        )
-    }
-
-    async fn totp_confirm(
-        &self,
-        #[zbus(header)] header: Header<'_>,
-        code: &str,
-    ) -> Result<(), AirlockError> {
-        let uid = self.caller(&header).await?;
-        require_admin(uid, "enrol a TOTP secret")?;
-        check_code(code)?;
-        let result = self.totp.confirm_enrolment(code).await.map_err(totp_error);
-        let mut core = self.core();
-        match result {
-            Ok(()) => core.record(Event::TotpEnrolled { by_uid: uid }, now_unix()),
-            Err(e) => {
-                if matches!(e, AirlockError::InvalidCode(_) | AirlockError::Locked(_)) {
-                    core.record_totp_failure(None, uid, &e)?;
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Re-reads the policy directory; an invalid set is refused with every

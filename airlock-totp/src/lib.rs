@@ -1,9 +1,12 @@
 //! Library side of `airlock-totp`: the TOTP verifier, the grant signer, the
-//! file helpers both use, and the D-Bus service that wraps them.
+//! file helpers both use, who may call what, and the D-Bus service that
+//! wraps them.
 
 #![forbid(unsafe_code)]
 
+pub mod audit_head;
 pub mod authenticator;
+pub mod callers;
 pub mod files;
 pub mod service;
 pub mod signer;

@@ -1,17 +1,21 @@
 //! airlock-totp: the only holder of the TOTP secret and the grant-signing key.
 //!
-//! Runs as its own Unix user with a private state directory. The gateway asks
-//! it to verify a code; only then does it sign a grant.
+//! Runs as its own Unix user with a private state directory. An approver's
+//! `airlockctl` sends it the code together with the grant request it showed;
+//! only if the code is valid does it sign exactly that request. The gateway
+//! never sees a code.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
 use airlock_common::config::Config;
+use airlock_common::dbus::Gateway1Proxy;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
 use airlock_daemon::bus::{self, Service};
 use airlock_daemon::state_dir::{self, Sharing};
+use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
 use airlock_totp::service::TotpService;
 use airlock_totp::signer::GrantSigner;
@@ -37,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let state_dir = args.state_dir.unwrap_or(config.state_dir.clone());
     // The secret lives here: nobody else may even list the directory.
     state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
-    let allowed_uid = nix::unistd::User::from_name(&config.gateway_user)?
+    let gateway_uid = nix::unistd::User::from_name(&config.gateway_user)?
         .map(|u| u.uid.as_raw())
         .with_context(|| format!("no user {:?} (totp.gateway_user)", config.gateway_user))?;
     let max_ttl = parse_duration(&config.max_grant_ttl).map_err(anyhow::Error::msg)?;
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let signer = GrantSigner::open_or_create(&state_dir)?;
+    let audit_heads = AuditHeads::open(&state_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,7 +63,16 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let conn = bus::connect().await?;
         let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
-        let service = TotpService::new(authenticator, signer, max_ttl.as_secs(), allowed_uid, dbus);
+        let gateway = Gateway1Proxy::new(&conn).await?;
+        let service = TotpService::new(
+            authenticator,
+            audit_heads,
+            signer,
+            max_ttl.as_secs(),
+            gateway_uid,
+            dbus,
+            gateway,
+        );
         bus::serve(
             &conn,
             Service {

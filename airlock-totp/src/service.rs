@@ -1,57 +1,127 @@
-//! `org.airlock.Totp1` on the system bus: callable by the gateway user and
-//! root only (the bus policy says so, and every method checks again).
+//! `org.airlock.Totp1` on the system bus.
+//!
+//! Approving and enrolling are for people: root or group `airlock-admin`,
+//! calling from `airlockctl` with the code they typed and, for an approval,
+//! exactly the grant request they were shown. The gateway user may read the
+//! status and the public key only, so a compromised gateway can neither mint
+//! a grant nor learn a new secret. The bus policy says so, and every method
+//! checks the caller's uid again.
+//!
+//! Each outcome is reported to the gateway for the audit log; a report that
+//! cannot be delivered is logged here and does not hold up the caller.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use airlock_common::dbus::{caller_uid, AirlockError, GrantRequest, SignedGrantWire, TotpStatus};
+use airlock_common::dbus::{
+    caller_uid, AirlockError, Gateway1Proxy, GrantRequest, HeadSignature, SignedGrantWire,
+    TotpOutcome, TotpReport, TotpStatus,
+};
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::zvariant::Optional;
 
+use crate::audit_head::{AuditHeads, HeadError};
 use crate::authenticator::{Authenticator, TotpError};
+use crate::callers::Caller;
 use crate::signer::GrantSigner;
+
+/// How long a report to the gateway may hold up the approver.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct TotpService {
     authenticator: Arc<Mutex<Authenticator>>,
+    audit_heads: Mutex<AuditHeads>,
     signer: GrantSigner,
     max_grant_ttl_secs: u64,
-    allowed_uid: u32,
+    gateway_uid: u32,
     dbus: DBusProxy<'static>,
+    gateway: Gateway1Proxy<'static>,
 }
 
 impl TotpService {
     pub fn new(
         authenticator: Authenticator,
+        audit_heads: AuditHeads,
         signer: GrantSigner,
         max_grant_ttl_secs: u64,
-        allowed_uid: u32,
+        gateway_uid: u32,
         dbus: DBusProxy<'static>,
+        gateway: Gateway1Proxy<'static>,
     ) -> Self {
         TotpService {
             authenticator: Arc::new(Mutex::new(authenticator)),
+            audit_heads: Mutex::new(audit_heads),
             signer,
             max_grant_ttl_secs,
-            allowed_uid,
+            gateway_uid,
             dbus,
+            gateway,
         }
+    }
+
+    fn audit_heads(&self) -> MutexGuard<'_, AuditHeads> {
+        self.audit_heads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn authenticator(&self) -> MutexGuard<'_, Authenticator> {
         self.authenticator.locked()
     }
 
-    /// Refuses every caller but root and the gateway user.
-    async fn check_caller(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
+    async fn caller(&self, header: &Header<'_>) -> Result<Caller, AirlockError> {
         let uid = caller_uid(&self.dbus, header).await?;
-        if uid == 0 || uid == self.allowed_uid {
-            Ok(uid)
-        } else {
-            Err(AirlockError::AccessDenied(format!(
-                "uid {uid} may not call the TOTP service; only the gateway and root may"
-            )))
+        Caller::of(uid, self.gateway_uid)
+    }
+
+    /// Tells the gateway, for the audit log; never fails the caller.
+    async fn report(&self, report: TotpReport) {
+        let outcome = report.outcome;
+        match tokio::time::timeout(REPORT_TIMEOUT, self.gateway.report_totp(report)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                "cannot report {outcome:?} to the gateway for the audit log: {}",
+                AirlockError::from_remote(e).message()
+            ),
+            Err(_) => tracing::warn!(
+                "the gateway did not take the report of {outcome:?} within {REPORT_TIMEOUT:?}; \
+                 it is not in the audit log"
+            ),
         }
+    }
+
+    /// Reports a refused code (wrong, reused, or locked out); other errors
+    /// spent no code and are not reported.
+    async fn report_refusal(&self, by_uid: u32, request_id: Option<&str>, error: &AirlockError) {
+        let outcome = match error {
+            AirlockError::Locked(_) => TotpOutcome::Locked,
+            AirlockError::InvalidCode(_) | AirlockError::CodeReused(_) => TotpOutcome::Failed,
+            _ => return,
+        };
+        self.report(TotpReport {
+            outcome,
+            by_uid,
+            request_id: request_id.map(str::to_owned).into(),
+            grant_id: None.into(),
+            error: Some(error.short_name().to_owned()).into(),
+            message: error.message(),
+        })
+        .await;
+    }
+
+    async fn report_enrolment(&self, outcome: TotpOutcome, by_uid: u32) {
+        self.report(TotpReport {
+            outcome,
+            by_uid,
+            request_id: None.into(),
+            grant_id: None.into(),
+            error: None.into(),
+            message: String::new(),
+        })
+        .await;
     }
 }
 
@@ -76,7 +146,7 @@ fn to_dbus(error: TotpError) -> AirlockError {
 #[zbus::interface(name = "org.airlock.Totp1")]
 impl TotpService {
     async fn status(&self, #[zbus(header)] header: Header<'_>) -> Result<TotpStatus, AirlockError> {
-        self.check_caller(&header).await?;
+        self.caller(&header).await?;
         Ok(self.authenticator().status(now_unix()))
     }
 
@@ -87,21 +157,39 @@ impl TotpService {
         force: bool,
         current_code: Optional<&str>,
     ) -> Result<String, AirlockError> {
-        let uid = self.check_caller(&header).await?;
-        // Forcing replaces the secret without a code. Only root calling here
-        // directly may: a gateway that could would learn the new secret and
-        // then approve whatever it liked.
-        if force && uid != 0 {
+        let caller = self.caller(&header).await?;
+        caller.require_person("enrol a TOTP secret")?;
+        let uid = caller.uid(self.gateway_uid);
+        // Forcing replaces the secret without a code: root's alone.
+        if force && caller != Caller::Root {
             return Err(AirlockError::AccessDenied(
                 "only root, calling airlock-totp directly, may force a re-enrolment".into(),
             ));
         }
-        let uri = self
+        if force {
+            // On the record before the secret changes.
+            self.report_enrolment(TotpOutcome::EnrolmentForced, uid)
+                .await;
+        }
+        let started = self
             .authenticator()
             .begin_enrolment(force, *current_code, now_unix())
-            .map_err(to_dbus)?;
-        tracing::info!("TOTP enrolment started (forced: {force})");
-        Ok(uri.to_string())
+            .map(|uri| uri.to_string())
+            .map_err(to_dbus);
+        match started {
+            Ok(uri) => {
+                tracing::info!("TOTP enrolment started by uid {uid} (forced: {force})");
+                if !force {
+                    self.report_enrolment(TotpOutcome::EnrolmentStarted, uid)
+                        .await;
+                }
+                Ok(uri)
+            }
+            Err(e) => {
+                self.report_refusal(uid, None, &e).await;
+                Err(e)
+            }
+        }
     }
 
     async fn confirm_enrolment(
@@ -109,34 +197,63 @@ impl TotpService {
         #[zbus(header)] header: Header<'_>,
         code: &str,
     ) -> Result<(), AirlockError> {
-        self.check_caller(&header).await?;
-        self.authenticator()
+        let caller = self.caller(&header).await?;
+        caller.require_person("confirm a TOTP enrolment")?;
+        let uid = caller.uid(self.gateway_uid);
+        let confirmed = self
+            .authenticator()
             .confirm_enrolment(code, now_unix())
-            .map_err(to_dbus)?;
-        tracing::info!("TOTP enrolment confirmed");
-        Ok(())
+            .map_err(to_dbus);
+        match confirmed {
+            Ok(()) => {
+                tracing::info!("TOTP enrolment confirmed by uid {uid}");
+                self.report_enrolment(TotpOutcome::Enrolled, uid).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.report_refusal(uid, None, &e).await;
+                Err(e)
+            }
+        }
     }
 
-    /// Verifies `code` and, only if it is valid, signs a grant for `request`.
+    /// Verifies `code` and, only if it is valid, signs a grant for exactly
+    /// `request`: what the approver's airlockctl showed them.
     async fn approve(
         &self,
         #[zbus(header)] header: Header<'_>,
         request: GrantRequest,
         code: &str,
     ) -> Result<SignedGrantWire, AirlockError> {
-        self.check_caller(&header).await?;
+        let caller = self.caller(&header).await?;
+        caller.require_person("approve a request")?;
+        let uid = caller.uid(self.gateway_uid);
         let now = now_unix();
         // Validate before spending a code, so a malformed request does not
         // consume the approver's time step.
-        self.signer
-            .sign(&request, now, self.max_grant_ttl_secs)
+        let body = GrantSigner::body_for(&request, now, self.max_grant_ttl_secs)
             .map_err(AirlockError::InvalidArgument)?;
-        self.authenticator().verify(code, now).map_err(to_dbus)?;
-        let grant = self
-            .signer
-            .sign(&request, now, self.max_grant_ttl_secs)
-            .map_err(AirlockError::InvalidArgument)?;
-        tracing::info!("signed a grant for request {}", request.request_id);
+        let verified = self.authenticator().verify(code, now).map_err(to_dbus);
+        if let Err(e) = verified {
+            self.report_refusal(uid, Some(&request.request_id), &e)
+                .await;
+            return Err(e);
+        }
+        let grant = self.signer.sign_body(&body);
+        let grant_id = body.grant_id;
+        tracing::info!(
+            "uid {uid} approved request {}: signed grant {grant_id}",
+            request.request_id
+        );
+        self.report(TotpReport {
+            outcome: TotpOutcome::Signed,
+            by_uid: uid,
+            request_id: Some(request.request_id.clone()).into(),
+            grant_id: Some(grant_id).into(),
+            error: None.into(),
+            message: String::new(),
+        })
+        .await;
         Ok(SignedGrantWire {
             payload: grant.payload,
             signature: grant.signature,
@@ -145,7 +262,47 @@ impl TotpService {
 
     /// Standard base64 of the raw Ed25519 grant-verification key.
     async fn public_key(&self, #[zbus(header)] header: Header<'_>) -> Result<String, AirlockError> {
-        self.check_caller(&header).await?;
+        self.caller(&header).await?;
         Ok(self.signer.public_key_base64())
+    }
+
+    /// The gateway countersigns its audit chain head here, record `seq`
+    /// with `hash`; only heads that move forward are signed.
+    async fn countersign_head(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        seq: u64,
+        hash: &str,
+    ) -> Result<HeadSignature, AirlockError> {
+        if self.caller(&header).await? != Caller::Gateway {
+            return Err(AirlockError::AccessDenied(
+                "only the gateway countersigns its audit log".into(),
+            ));
+        }
+        let signed = self.audit_heads().countersign(&self.signer, seq, hash);
+        signed.map_err(|e| {
+            let message = e.to_string();
+            match e {
+                HeadError::Malformed => AirlockError::InvalidArgument(message),
+                HeadError::Behind { .. } | HeadError::Diverged { .. } => {
+                    tracing::error!("refused to countersign the audit log: {message}");
+                    AirlockError::Conflict(message)
+                }
+                HeadError::Io(_) => {
+                    tracing::error!("{message}");
+                    AirlockError::Internal(message)
+                }
+            }
+        })
+    }
+
+    /// The latest audit head countersigned (`seq` 0 before the first), for
+    /// `airlockctl audit verify`.
+    async fn countersigned_head(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<HeadSignature, AirlockError> {
+        self.caller(&header).await?;
+        Ok(self.audit_heads().latest())
     }
 }

@@ -74,6 +74,12 @@ impl GrantSigner {
         B64.encode(self.public_key())
     }
 
+    /// Signs `input` (already domain-separated by its caller, as the audit
+    /// head signature is) and returns the signature in standard base64.
+    pub(crate) fn sign_raw_base64(&self, input: &[u8]) -> String {
+        B64.encode(self.key.sign(input).as_ref())
+    }
+
     /// Validates `request` and signs a grant for it, live from `now` for
     /// `ttl_secs`. Errors are messages for the caller (`InvalidArgument`).
     pub fn sign(
@@ -82,6 +88,21 @@ impl GrantSigner {
         now: i64,
         max_ttl_secs: u64,
     ) -> Result<SignedGrant, String> {
+        Ok(self.sign_body(&Self::body_for(request, now, max_ttl_secs)?))
+    }
+
+    /// Signs a body [`Self::body_for`] built.
+    pub fn sign_body(&self, body: &GrantBody) -> SignedGrant {
+        SignedGrant::sign_with(body, |message| self.key.sign(message).as_ref().to_vec())
+    }
+
+    /// Validates `request` and builds the grant body that answers it, live
+    /// from `now`: what is signed once the code checks out.
+    pub fn body_for(
+        request: &GrantRequest,
+        now: i64,
+        max_ttl_secs: u64,
+    ) -> Result<GrantBody, String> {
         if !ids::is_well_formed(&request.request_id) {
             return Err("malformed request id".into());
         }
@@ -101,7 +122,7 @@ impl GrantSigner {
             .ok()
             .and_then(|ttl| now.checked_add(ttl))
             .ok_or("grant lifetime is out of range")?;
-        let body = GrantBody {
+        Ok(GrantBody {
             version: GRANT_VERSION,
             grant_id: ids::new_id("grt"),
             request_id: request.request_id.clone(),
@@ -113,10 +134,7 @@ impl GrantSigner {
             access,
             not_before: now,
             expires_at,
-        };
-        Ok(SignedGrant::sign_with(&body, |message| {
-            self.key.sign(message).as_ref().to_vec()
-        }))
+        })
     }
 }
 

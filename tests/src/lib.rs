@@ -59,7 +59,7 @@ pub fn repo_root() -> PathBuf {
 /// Builds a bus configuration from the distribution's `system.conf`, so the
 /// default-deny rules are the real ones, with Airlock's policy file included
 /// and a private socket instead of /run/dbus.
-fn bus_config(socket: &Path, extra_policy: Option<&Path>) -> String {
+fn bus_config(socket: &Path, policy: &Path, extra_policy: Option<&Path>) -> String {
     let system = fs::read_to_string("/usr/share/dbus-1/system.conf")
         .expect("/usr/share/dbus-1/system.conf (install the dbus package)");
     let mut out = String::new();
@@ -80,7 +80,6 @@ fn bus_config(socket: &Path, extra_policy: Option<&Path>) -> String {
                 socket.display()
             ));
         } else if t == "</busconfig>" {
-            let policy = repo_root().join("systemd/org.airlock.conf");
             out.push_str(&format!("  <include>{}</include>\n", policy.display()));
             if let Some(extra) = extra_policy {
                 out.push_str(&format!("  <include>{}</include>\n", extra.display()));
@@ -109,6 +108,17 @@ pub struct Options {
     /// Also run airlock-enforcer (as root), with its own bpffs pin
     /// directory and session cgroup parent.
     pub enforcer: bool,
+    /// The daemons and airlockctl of another build (a benchmark's baseline
+    /// revision) with that revision's bus policy; such a gateway may not
+    /// have its audit head countersigned, so start-up does not wait for it.
+    pub other_build: Option<OtherBuild>,
+}
+
+/// Binaries and bus policy of another revision.
+#[derive(Clone)]
+pub struct OtherBuild {
+    pub bin_dir: PathBuf,
+    pub bus_policy: PathBuf,
 }
 
 pub struct System {
@@ -157,7 +167,11 @@ impl System {
             path
         });
         let config = dir.path().join("bus.conf");
-        fs::write(&config, bus_config(&socket, extra.as_deref())).unwrap();
+        let policy = options.other_build.as_ref().map_or_else(
+            || repo_root().join("systemd/org.airlock.conf"),
+            |other| other.bus_policy.clone(),
+        );
+        fs::write(&config, bus_config(&socket, &policy, extra.as_deref())).unwrap();
         let mut bus = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .arg("--nofork")
@@ -262,7 +276,7 @@ impl System {
             .append(true)
             .open(self.path("airlock-enforcer.log"))
             .unwrap();
-        let child = Command::new(bin("airlock-enforcer"))
+        let child = Command::new(self.bin("airlock-enforcer"))
             .arg("--pin-dir")
             .arg(self.pin_dir())
             .arg("--cgroup-dir")
@@ -311,7 +325,7 @@ impl System {
         let log = fs::File::create(self.path(&format!("{binary}.log"))).unwrap();
         Command::new("setpriv")
             .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
-            .arg(bin(binary))
+            .arg(self.bin(binary))
             .arg("--config")
             .arg(self.path("airlock.toml"))
             .env_clear()
@@ -329,8 +343,61 @@ impl System {
     }
 
     pub fn start_gateway(&mut self) {
+        let countersigned = self.countersignatures();
         self.gateway = Some(self.spawn_service("airlock-gateway", names::GATEWAY_USER));
         self.wait_for_name(names::GATEWAY_BUS_NAME, "airlock-gateway");
+        // The gateway has airlock-totp countersign its start-up records at
+        // once; waiting for that keeps the log still for tests that compare
+        // it before and after.
+        if self.options.other_build.is_none() {
+            self.wait_for_countersignature(countersigned);
+        }
+    }
+
+    /// This system's binary `name`: this build's, or the other build's.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        match &self.options.other_build {
+            Some(other) => other.bin_dir.join(name),
+            None => bin(name),
+        }
+    }
+
+    /// Starts `airlockctl ARGS` as `user` with piped stdin and stdout, for
+    /// a caller that answers its prompts as they come.
+    pub fn spawn_ctl(&self, user: &TestUser, args: &[&str]) -> Child {
+        self.as_user(
+            user,
+            &self.bin("airlockctl"),
+            args,
+            "/usr/local/bin:/usr/bin:/bin",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    }
+
+    /// `audit_countersigned` records in the log so far.
+    pub fn countersignatures(&self) -> usize {
+        fs::read_to_string(self.audit_log())
+            .unwrap_or_default()
+            .matches("\"audit_countersigned\"")
+            .count()
+    }
+
+    /// Waits until the log holds more than `before` countersignatures.
+    pub fn wait_for_countersignature(&self, before: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.countersignatures() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "airlock-totp did not countersign the audit log:\n{}\n{}",
+                self.service_log("airlock-gateway"),
+                self.service_log("airlock-totp")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILLs the gateway: no chance to flush anything.
@@ -401,7 +468,7 @@ impl System {
 
     /// Runs `airlockctl` as `user`, with `stdin` as its standard input.
     pub fn ctl(&self, user: &TestUser, args: &[&str], stdin: &str) -> CtlOutput {
-        self.run_as(user, &bin("airlockctl"), args, stdin)
+        self.run_as(user, &self.bin("airlockctl"), args, stdin)
     }
 
     /// `busctl call ARGS...` as `user` on this system's bus.
@@ -507,7 +574,7 @@ impl System {
                 "--init-groups",
                 "--",
             ])
-            .arg(bin("airlockctl"))
+            .arg(self.bin("airlockctl"))
             .args(["totp", "setup", "--code-stdin"])
             .env_clear()
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)

@@ -13,8 +13,11 @@
 //! on is on disk. The head is written afterwards without fsync: after a crash
 //! it may lag the log, which is harmless, but never lead it.
 //!
-//! The gateway is the only writer; `airlockctl` only reads.
+//! The gateway is the only writer; `airlockctl` only reads. Since the gateway
+//! user could therefore rewrite the whole chain consistently, airlock-totp
+//! countersigns its head from time to time (see [`countersign`]).
 
+pub mod countersign;
 mod head;
 mod record;
 mod verify;

@@ -139,6 +139,12 @@ fn one_of_each() -> Vec<Event> {
         Event::TotpVerified {
             request_id: "req_a".into(),
             approver_uid: 0,
+            grant_id: None,
+        },
+        Event::TotpVerified {
+            request_id: "req_a".into(),
+            approver_uid: 1001,
+            grant_id: Some("grt_a".into()),
         },
         Event::TotpFailed(failure.clone()),
         Event::TotpLocked(TotpFailure {

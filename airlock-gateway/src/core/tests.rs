@@ -326,7 +326,7 @@ fn approve_one(core: &mut Core, signer: &Signer, now: i64) -> String {
     core.pin_signing_key(&signer.public_b64()).unwrap();
     let id = ask(core, "approve me", now);
     let asked = core.prepare_approval(&id, 600, false).unwrap();
-    core.complete_approval(&asked, signer.sign(&asked, now), 0, now)
+    core.record_grant(signer.sign(&asked, now), 0, now)
         .unwrap()
         .id
 }
@@ -449,4 +449,127 @@ fn a_session_whose_state_save_was_lost_is_restored_from_its_record() {
         .create_session(1000, None, false, Vec::new(), 2)
         .unwrap();
     assert_ne!(next.index, session.index);
+}
+
+#[test]
+fn a_signed_grant_is_recorded_only_if_it_fits_a_pending_request() {
+    let dirs = Dirs::new();
+    let now = timefmt::now_unix();
+    let signer = Signer::new();
+    let mut core = dirs.open();
+    core.pin_signing_key(&signer.public_b64()).unwrap();
+    let id = ask(&mut core, "fit me", now);
+    let asked = core.prepare_approval(&id, 600, false).unwrap();
+    let refused = |core: &mut Core, request: GrantRequest| {
+        core.record_grant(signer.sign(&request, now), 0, now)
+            .unwrap_err()
+    };
+    // Another subject, session or scope than the request's: refused.
+    for other in [
+        GrantRequest {
+            subject_uid: 0,
+            ..asked.clone()
+        },
+        GrantRequest {
+            session: Some("ses-other".to_owned()).into(),
+            ..asked.clone()
+        },
+        GrantRequest {
+            scope: "services:gmail".into(),
+            ..asked.clone()
+        },
+        GrantRequest {
+            ttl_secs: 9 * 3600,
+            ..asked.clone()
+        },
+    ] {
+        let error = refused(&mut core, other);
+        assert!(
+            matches!(error, AirlockError::InvalidArgument(_)),
+            "{error:?}"
+        );
+    }
+    // Signed by another key, or for a request that is not pending.
+    let forged = Signer::new().sign(&asked, now);
+    assert!(matches!(
+        core.record_grant(forged, 0, now),
+        Err(AirlockError::AccessDenied(_))
+    ));
+    let unknown = GrantRequest {
+        request_id: "req-unknown".into(),
+        ..asked.clone()
+    };
+    assert!(matches!(
+        refused(&mut core, unknown),
+        AirlockError::Conflict(_)
+    ));
+    assert!(live_grants(&core).is_empty());
+    // The access and lifetime the approver chose (within the maximum) fit.
+    let chosen = GrantRequest {
+        access: Access::Write,
+        ttl_secs: 1200,
+        ..asked
+    };
+    let grant = core
+        .record_grant(signer.sign(&chosen, now), 0, now)
+        .unwrap();
+    assert_eq!(
+        (grant.access, grant.expires_at - grant.not_before),
+        (Access::Write, 1200)
+    );
+    // It answered the request: the same grant again finds nothing pending.
+    assert!(matches!(
+        refused(&mut core, chosen),
+        AirlockError::Conflict(_)
+    ));
+}
+
+#[test]
+fn totp_reports_become_their_events() {
+    let dirs = Dirs::new();
+    let now = timefmt::now_unix();
+    let mut core = dirs.open();
+    let report = |outcome, request: Option<&str>, grant: Option<&str>| TotpReport {
+        outcome,
+        by_uid: 1001,
+        request_id: request.map(str::to_owned).into(),
+        grant_id: grant.map(str::to_owned).into(),
+        error: Some("InvalidCode".to_owned()).into(),
+        message: "invalid TOTP code".into(),
+    };
+    core.record_totp_report(
+        report(TotpOutcome::Signed, Some("req-1"), Some("grt-1")),
+        now,
+    )
+    .unwrap();
+    core.record_totp_report(report(TotpOutcome::Failed, Some("req-1"), None), now)
+        .unwrap();
+    core.record_totp_report(report(TotpOutcome::EnrolmentForced, None, None), now)
+        .unwrap();
+    assert!(matches!(
+        core.record_totp_report(report(TotpOutcome::Signed, Some("req-1"), None), now),
+        Err(AirlockError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        core.record_totp_report(report(TotpOutcome::Failed, Some("../x"), None), now),
+        Err(AirlockError::InvalidArgument(_))
+    ));
+    let log = std::fs::read_to_string(dirs.path("audit").join(names::AUDIT_LOG_FILE)).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let named = |event: &str| records.iter().find(|r| r["event"] == event).cloned();
+    let signed = named("totp_verified").unwrap();
+    assert_eq!(
+        (
+            &signed["grant_id"],
+            &signed["approver_uid"],
+            &signed["service"]
+        ),
+        (&json!("grt-1"), &json!(1001), &json!("totp"))
+    );
+    assert_eq!(named("totp_failed").unwrap()["error"], "InvalidCode");
+    assert_eq!(named("totp_enrolment_started").unwrap()["forced"], true);
+    assert!(dirs.audit_verifies());
 }

@@ -126,22 +126,26 @@ pub fn info(body: &GrantBody) -> GrantInfo {
     }
 }
 
-/// Checks that airlock-totp signed, with the pinned key, exactly what was
-/// asked for, starting about `now`.
-pub fn check_signed(
-    signed: &SignedGrant,
-    asked: &GrantRequest,
-    key: Option<&[u8]>,
-    now: i64,
-) -> Result<GrantBody, AirlockError> {
+/// Checks a grant handed in against the pinned key and returns its body.
+pub fn verify_signed(signed: &SignedGrant, key: Option<&[u8]>) -> Result<GrantBody, AirlockError> {
     let key = key.ok_or_else(|| {
         AirlockError::Unavailable("no grant-verification key is pinned yet".into())
     })?;
-    let body = signed.verify(key).map_err(|e| {
-        internal(&format!(
-            "airlock-totp returned a grant that does not verify: {e}"
+    signed.verify(key).map_err(|e| {
+        tracing::warn!("refused a grant that does not verify with the pinned key: {e}");
+        AirlockError::AccessDenied(format!(
+            "the grant does not verify with airlock-totp's pinned key: {e}"
         ))
-    })?;
+    })
+}
+
+/// Checks that a verified grant body is exactly what was asked for,
+/// starting about `now`.
+pub fn check_fits(
+    body: GrantBody,
+    asked: &GrantRequest,
+    now: i64,
+) -> Result<GrantBody, AirlockError> {
     let matches = body.request_id == asked.request_id
         && body.subject.uid == asked.subject_uid
         && body.subject.session == *asked.session
@@ -150,17 +154,13 @@ pub fn check_signed(
         && (body.expires_at - body.not_before) as u64 == asked.ttl_secs
         && (body.not_before - now).abs() <= 60;
     if !matches {
-        return Err(internal(&format!(
-            "airlock-totp signed a grant that differs from the request: {}",
-            body.grant_id
+        return Err(AirlockError::InvalidArgument(format!(
+            "grant {} does not fit pending request {}: its subject, session or scope differ, \
+             or it is not current",
+            body.grant_id, body.request_id
         )));
     }
     Ok(body)
-}
-
-fn internal(message: &str) -> AirlockError {
-    tracing::error!("{message}");
-    AirlockError::Internal(message.to_owned())
 }
 
 fn verify(signed: &SignedGrant, key: Option<&[u8]>) -> Result<GrantBody, String> {
