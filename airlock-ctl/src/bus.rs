@@ -19,7 +19,12 @@ pub async fn gateway() -> anyhow::Result<Gateway1Proxy<'static>> {
 /// airlock-totp itself: root and group airlock-admin approve and enrol
 /// there directly, so codes and secrets never pass the gateway.
 pub async fn totp() -> anyhow::Result<Totp1Proxy<'static>> {
-    Ok(Totp1Proxy::new(&system_bus().await?).await?)
+    // Totp1 has no properties: without a cache to set up, the first call
+    // (the approval, after the code is typed) costs one round trip.
+    Ok(Totp1Proxy::builder(&system_bus().await?)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?)
 }
 
 /// Turns a failed gateway call into a sentence that says what to do.
