@@ -1,5 +1,6 @@
 //! Requests, approvals and grants.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use airlock_common::dbus::{GrantInfo, GrantRequest, RequestInfo};
@@ -8,6 +9,7 @@ use airlock_common::timefmt::{format_secs, now_unix, rfc3339};
 
 use crate::bus;
 use crate::code::read_code;
+use crate::printable::{has_controls, text};
 
 fn remaining(until: i64) -> String {
     format_secs(until.saturating_sub(now_unix()).max(0) as u64)
@@ -22,12 +24,12 @@ fn user_name(uid: u32) -> String {
 }
 
 fn print_request(r: &RequestInfo) {
-    println!("request {}", r.id);
-    println!("  scope:     {}", r.scope);
-    println!("  reason:    {}", r.reason);
+    println!("request {}", text(&r.id));
+    println!("  scope:     {}", text(&r.scope));
+    println!("  reason:    {}", text(&r.reason));
     println!("  requester: {}", user_name(r.requester_uid));
     if let Some(session) = r.session.as_deref() {
-        println!("  session:   {session}");
+        println!("  session:   {}", text(session));
     }
     if r.requested_ttl_secs > 0 {
         println!("  asks for:  {}", format_secs(r.requested_ttl_secs));
@@ -40,13 +42,13 @@ fn print_request(r: &RequestInfo) {
 }
 
 fn print_grant(g: &GrantInfo) {
-    println!("grant {}", g.id);
-    println!("  scope:   {} ({})", g.scope, g.access.as_str());
+    println!("grant {}", text(&g.id));
+    println!("  scope:   {} ({})", text(&g.scope), g.access.as_str());
     println!("  for:     {}", user_name(g.subject_uid));
     if let Some(session) = g.session.as_deref() {
-        println!("  session: {session}");
+        println!("  session: {}", text(session));
     }
-    println!("  request: {}", g.request_id);
+    println!("  request: {}", text(&g.request_id));
     println!(
         "  expires: in {} ({})",
         remaining(g.expires_at),
@@ -155,6 +157,17 @@ fn check_proposal(
     write: bool,
 ) -> anyhow::Result<()> {
     let access = if write { Access::Write } else { Access::Read };
+    // What the approver reads must be what it is: text that could move the
+    // cursor or hide what follows is refused, not only escaped.
+    anyhow::ensure!(
+        ![&request.id, &request.scope, &request.reason]
+            .into_iter()
+            .chain(request.session.as_ref())
+            .any(|t| has_controls(t)),
+        "request {} holds control characters that could disguise it on a terminal; \
+         not approving it",
+        text(&request.id)
+    );
     anyhow::ensure!(
         asked.request_id == request.id
             && asked.subject_uid == request.requester_uid
@@ -163,7 +176,7 @@ fn check_proposal(
             && asked.access == access
             && (ttl_secs == 0 || asked.ttl_secs == ttl_secs),
         "the gateway proposed a grant that differs from request {}; not approving it",
-        request.id
+        text(&request.id)
     );
     Ok(())
 }
@@ -171,14 +184,14 @@ fn check_proposal(
 /// Everything airlock-totp will sign.
 fn print_grant_request(asked: &GrantRequest) {
     println!("approving signs this grant:");
-    println!("  scope:     {}", asked.scope);
+    println!("  scope:     {}", text(&asked.scope));
     println!("  for:       {}", user_name(asked.subject_uid));
     println!(
         "  session:   {}",
         asked
             .session
             .as_deref()
-            .unwrap_or("(none: every process of the user)")
+            .map_or(Cow::Borrowed("(none: every process of the user)"), text)
     );
     println!(
         "  access:    {}",
@@ -290,4 +303,53 @@ pub async fn status() -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(reason: &str) -> RequestInfo {
+        RequestInfo {
+            id: "req-1".into(),
+            scope: "command:terraform plan".into(),
+            reason: reason.into(),
+            requester_uid: 1000,
+            session: None.into(),
+            requested_ttl_secs: 0,
+            created_at: 0,
+            expires_at: 0,
+        }
+    }
+
+    fn proposal() -> GrantRequest {
+        GrantRequest {
+            request_id: "req-1".into(),
+            subject_uid: 1000,
+            session: None.into(),
+            scope: "command:terraform plan".into(),
+            access: Access::Read,
+            ttl_secs: 3600,
+        }
+    }
+
+    #[test]
+    fn a_request_that_could_disguise_itself_on_a_terminal_is_not_approved() {
+        assert!(check_proposal(&request("plan\tstaging"), &proposal(), 0, false).is_ok());
+        // Cursor up, erase the line: it could overwrite what is signed.
+        let error = check_proposal(&request("x\u{1b}[1A\u{1b}[2K"), &proposal(), 0, false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("control characters"), "{error}");
+    }
+
+    #[test]
+    fn a_proposal_for_more_than_was_asked_is_refused() {
+        let mut wider = proposal();
+        wider.access = Access::Write;
+        assert!(check_proposal(&request("r"), &wider, 0, false).is_err());
+        let mut other = proposal();
+        other.subject_uid = 0;
+        assert!(check_proposal(&request("r"), &other, 0, false).is_err());
+    }
 }

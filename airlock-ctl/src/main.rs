@@ -6,6 +6,7 @@ mod bus;
 mod code;
 mod doctor;
 mod policy;
+mod printable;
 mod sessions;
 mod totp;
 

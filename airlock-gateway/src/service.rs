@@ -13,7 +13,7 @@ use airlock_common::names;
 use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
 use airlock_common::validate::{
-    check_argv, check_role_len, check_search_path, check_short, check_text_len,
+    check_argv, check_role_len, check_search_path, check_short, check_text,
 };
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
@@ -476,7 +476,7 @@ impl Gateway {
         let uid = self.caller(&header).await?;
         self.charge(uid)?;
         check_role(*role)?;
-        check_text_len("reason", reason)?;
+        check_text("reason", reason)?;
         self.core().record(
             Event::SessionUnenforced {
                 uid,

@@ -37,7 +37,7 @@ use head::HeadWriter;
 pub use head::{read_head, Head};
 pub use record::Record;
 use record::{last_entry, parse_lines, seal, GENESIS};
-pub use verify::{verify, Problem, VerifyReport};
+pub use verify::{verify, verify_bytes, Problem, VerifyReport};
 use verify::{walk, Start};
 
 /// Readable by root and the admin group (`airlockctl audit`), nobody else.
@@ -243,12 +243,38 @@ fn create_or_open(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     }
 }
 
+/// Reads the log's bytes once, for a reader that verifies them and then
+/// uses the same bytes: only a regular file, not followed through a
+/// symlink, since whoever can write the log's directory could otherwise
+/// serve one content to the check and another to the reader (a FIFO).
+pub fn read_log(path: &Path) -> Result<Vec<u8>, AuditError> {
+    use std::io::Read;
+    let mut file = OpenOptions::new()
+        .read(true)
+        // Non-blocking, so that a FIFO is refused rather than waited on.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(AuditError::Corrupt(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut content = Vec::new();
+    file.read_to_end(&mut content)?;
+    Ok(content)
+}
+
 /// Reads all records for display, without verifying the chain. Every line
 /// must parse: an unparseable one is an error naming it, rather than being
 /// skipped where nobody would notice.
 pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
-    let content = fs::read(path)?;
-    parse_lines(&content)
+    parse_records(&read_log(path)?)
+}
+
+/// [`read_records`] on bytes already read (see [`read_log`]).
+pub fn parse_records(content: &[u8]) -> Result<Vec<Record>, AuditError> {
+    parse_lines(content)
         .into_iter()
         .enumerate()
         .map(|(index, line)| {

@@ -854,3 +854,29 @@ fn a_head_that_moves_back_after_a_break_is_not_hidden_by_the_old_slot() {
     assert_eq!(log.head().seq, 4);
     assert_eq!(read_head(&fx.head).unwrap(), Some(log.head()));
 }
+
+#[test]
+fn the_log_is_read_only_from_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    // A FIFO could serve one content to the chain check and another to the
+    // countersignature check; a symlink could point anywhere.
+    nix_free_mkfifo(&log);
+    assert!(matches!(read_log(&log), Err(AuditError::Corrupt(_))));
+    std::fs::remove_file(&log).unwrap();
+    let real = dir.path().join("real");
+    std::fs::write(&real, b"").unwrap();
+    std::os::unix::fs::symlink(&real, &log).unwrap();
+    assert!(read_log(&log).is_err());
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, b"x\n").unwrap();
+    assert_eq!(read_log(&log).unwrap(), b"x\n");
+}
+
+fn nix_free_mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -108,8 +108,8 @@ pub fn verify(path: &Path, head: Option<&Head>) -> Result<VerifyReport, AuditErr
     Ok(verify_bytes(&content, head))
 }
 
-/// [`verify`] on the file's content.
-pub(super) fn verify_bytes(content: &[u8], head: Option<&Head>) -> VerifyReport {
+/// [`verify`] on the file's content (see [`read_log`](super::read_log)).
+pub fn verify_bytes(content: &[u8], head: Option<&Head>) -> VerifyReport {
     let lines = parse_lines(content);
     let mut entries = lines.iter().filter_map(|line| line.as_ref().ok());
     VerifyReport {
