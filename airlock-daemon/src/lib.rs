@@ -10,8 +10,10 @@
 //! - [`state_dir::ensure`]: one rule for every directory a daemon keeps
 //!   state in;
 //! - [`lock::MutexExt`]: locking the daemons' shared state, with the one
-//!   reason why a poisoned lock is recovered.
+//!   reason why a poisoned lock is recovered;
+//! - [`admin::is_admin`]: who may approve.
 
+pub mod admin;
 pub mod bus;
 pub mod lock;
 pub mod logging;

@@ -5,14 +5,12 @@
 //! door (defence in depth).
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use airlock_common::dbus::{caller_uid, AirlockError};
 use airlock_common::names;
 use airlock_daemon::lock::MutexExt;
-use nix::unistd::{getgrouplist, Group, Uid, User};
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::names::BusName;
@@ -126,27 +124,7 @@ pub async fn caller_pid(dbus: &DBusProxy<'_>, header: &Header<'_>) -> Result<u32
     .map_err(|e| AirlockError::AccessDenied(format!("cannot identify the caller: {e}")))
 }
 
-/// Root, or a member of the `airlock-admin` group.
-pub fn is_admin(uid: u32) -> bool {
-    if uid == 0 {
-        return true;
-    }
-    let Ok(Some(group)) = Group::from_name(names::ADMIN_GROUP) else {
-        return false;
-    };
-    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
-        return false;
-    };
-    if user.gid == group.gid {
-        return true;
-    }
-    let Ok(name) = CString::new(user.name) else {
-        return false;
-    };
-    getgrouplist(&name, user.gid)
-        .map(|groups| groups.contains(&group.gid))
-        .unwrap_or(false)
-}
+pub use airlock_daemon::admin::is_admin;
 
 pub fn require_admin(uid: u32, action: &str) -> Result<(), AirlockError> {
     if is_admin(uid) {

@@ -6,11 +6,9 @@
 //! the status and the public key, never approve nor enrol, even if someone
 //! added it to `airlock-admin`.
 
-use std::ffi::CString;
-
 use airlock_common::dbus::AirlockError;
 use airlock_common::names;
-use nix::unistd::{getgrouplist, Group, Uid, User};
+use airlock_daemon::admin::is_admin;
 
 /// A caller airlock-totp answers at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,28 +56,6 @@ impl Caller {
             ))),
         }
     }
-}
-
-/// Root, or a member of the `airlock-admin` group.
-fn is_admin(uid: u32) -> bool {
-    if uid == 0 {
-        return true;
-    }
-    let Ok(Some(group)) = Group::from_name(names::ADMIN_GROUP) else {
-        return false;
-    };
-    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
-        return false;
-    };
-    if user.gid == group.gid {
-        return true;
-    }
-    let Ok(name) = CString::new(user.name) else {
-        return false;
-    };
-    getgrouplist(&name, user.gid)
-        .map(|groups| groups.contains(&group.gid))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
