@@ -573,3 +573,51 @@ fn totp_reports_become_their_events() {
     assert_eq!(named("totp_enrolment_started").unwrap()["forced"], true);
     assert!(dirs.audit_verifies());
 }
+
+#[test]
+fn a_log_of_the_first_format_replays_and_verifies() {
+    // Records exactly as the gateway wrote them before events were typed,
+    // and no state file: the restart replays the whole log.
+    let dirs = Dirs::new();
+    let log = dirs.path("audit").join(names::AUDIT_LOG_FILE);
+    let head = dirs.path("audit").join(names::AUDIT_HEAD_FILE);
+    let mut audit = audit::AuditLog::open(&log, &head).unwrap();
+    let record = |audit: &mut audit::AuditLog, event: &str, fields: Value| {
+        audit
+            .append(event, fields.as_object().unwrap().clone())
+            .unwrap();
+    };
+    record(
+        &mut audit,
+        "policy_reload_failed",
+        json!({"service": "gateway", "message": "invalid"}),
+    );
+    record(
+        &mut audit,
+        "access_requested",
+        json!({"service": "gateway", "request_id": "req-old", "scope": "command:terraform plan", "reason": "old", "uid": 1000, "session": null, "requested_ttl_secs": 0}),
+    );
+    record(
+        &mut audit,
+        "access_requested",
+        json!({"service": "gateway", "request_id": "req-gone", "scope": "command:terraform plan", "reason": "gone", "uid": 1000, "session": null, "requested_ttl_secs": 0}),
+    );
+    record(
+        &mut audit,
+        "request_denied",
+        json!({"service": "gateway", "request_id": "req-gone", "reason": "no", "approver_uid": 0}),
+    );
+    record(
+        &mut audit,
+        "totp_failed",
+        json!({"service": "totp", "request_id": "", "approver_uid": 0, "error": "InvalidCode", "message": "wrong"}),
+    );
+    drop(audit);
+    let core = dirs.open();
+    assert_eq!(pending(&core), vec!["req-old".to_owned()]);
+    // Recorded before expiries were: dated from its record by the setting.
+    let old = core.get_request("req-old", 0, true).unwrap();
+    assert_eq!(old.expires_at, old.created_at + 600);
+    drop(core);
+    assert!(dirs.audit_verifies());
+}
