@@ -471,6 +471,13 @@ impl System {
         self.run_as(user, &self.bin("airlockctl"), args, stdin)
     }
 
+    /// `airlockctl audit verify` of this system's log, as the approver.
+    pub fn audit_verify(&self) -> CtlOutput {
+        let dir = self.audit_dir();
+        let dir = dir.to_str().expect("test paths are UTF-8");
+        self.ctl(&APPROVER, &["audit", "verify", "--audit-dir", dir], "")
+    }
+
     /// `busctl call ARGS...` as `user` on this system's bus.
     pub fn busctl_call(&self, user: &TestUser, args: &[&str]) -> CtlOutput {
         let address = format!("--address={}", self.bus_address);

@@ -297,18 +297,7 @@ fn restart_keeps_grants_and_pending_requests() {
     assert_eq!(before, after);
     let requests = system.ctl(&APPROVER, &["requests"], "").stdout;
     assert!(requests.contains(&earlier) && requests.contains(&last));
-    system
-        .ctl(
-            &APPROVER,
-            &[
-                "audit",
-                "verify",
-                "--audit-dir",
-                system.audit_dir().to_str().unwrap(),
-            ],
-            "",
-        )
-        .success();
+    system.audit_verify().success();
 }
 
 #[test]

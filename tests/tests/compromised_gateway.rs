@@ -322,18 +322,7 @@ fn a_consistently_rewritten_audit_log_fails_verify() {
         // airlock-totp countersigns the head with the requests in it.
         system.wait_for_countersignature(system.countersignatures());
         system.kill_gateway();
-        let verify = |system: &System| {
-            system.ctl(
-                &APPROVER,
-                &[
-                    "audit",
-                    "verify",
-                    "--audit-dir",
-                    system.audit_dir().to_str().unwrap(),
-                ],
-                "",
-            )
-        };
+        let verify = |system: &System| system.audit_verify();
         let intact = verify(&system);
         assert!(intact.success().stdout.contains("intact"), "{intact:?}");
 

@@ -160,16 +160,7 @@ fn invalid_policy_is_reported_and_never_applied() {
 }
 
 fn verify(system: &System) -> airlock_tests::CtlOutput {
-    system.ctl(
-        &APPROVER,
-        &[
-            "audit",
-            "verify",
-            "--audit-dir",
-            system.audit_dir().to_str().unwrap(),
-        ],
-        "",
-    )
+    system.audit_verify()
 }
 
 fn fill_log(system: &System) {

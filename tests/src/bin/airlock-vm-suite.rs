@@ -366,16 +366,7 @@ fn main() -> ExitCode {
         ),
         Err(e) => table.record("enforcer killed: fail closed, then resumed", false, "", &e),
     }
-    let verify = system.ctl(
-        &APPROVER,
-        &[
-            "audit",
-            "verify",
-            "--audit-dir",
-            &system.audit_dir().display().to_string(),
-        ],
-        "",
-    );
+    let verify = system.audit_verify();
     table.record(
         "audit log verifies after the run",
         verify.code == 0,
