@@ -4,6 +4,7 @@ mod approvals;
 mod audit;
 mod bus;
 mod code;
+mod confine;
 mod doctor;
 mod policy;
 mod printable;
@@ -259,6 +260,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn main() -> ExitCode {
+    // The session's first process: before a runtime (or anything else) runs.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(confine::SUBCOMMAND)) {
+        return confine::main(args.collect());
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -208,16 +208,25 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
         .first()
         .ok_or_else(|| anyhow!("no command to run"))?;
     let program = resolve_executable(name).ok_or_else(|| anyhow!("{name}: command not found"))?;
-    let program = CString::new(program.as_os_str().as_encoded_bytes())?;
-    let argv = command
-        .iter()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| anyhow!("an argument contains a NUL byte"))?;
+    // The held child becomes `airlockctl session-init PROGRAM ARGV...`,
+    // which confines itself and then execs the command.
+    let init = std::env::current_exe().context("finding airlockctl's own executable")?;
+    let init_argv = [
+        init.as_os_str(),
+        std::ffi::OsStr::new(crate::confine::SUBCOMMAND),
+        program.as_os_str(),
+    ]
+    .into_iter()
+    .map(|a| a.as_encoded_bytes())
+    .chain(command.iter().map(|a| a.as_bytes()))
+    .map(CString::new)
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|_| anyhow!("an argument contains a NUL byte"))?;
+    let init = CString::new(init.as_os_str().as_encoded_bytes())?;
     let role = role.map(str::to_owned).or_else(chosen_role);
 
     // The command must not start before it is governed: fork it held.
-    let held = Held::spawn(&program, &argv)?;
+    let held = Held::spawn(&init, &init_argv)?;
     let outcome = govern(&held, role.as_deref(), unenforced).await;
     match outcome {
         Ok(()) => {}
