@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zbus::zvariant::{Optional, Type};
 
 use crate::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
-use crate::grant::Access;
+use crate::grant::{Access, SignedGrant};
 use crate::policy::Action;
 use crate::session::SessionState;
 
@@ -167,6 +167,24 @@ pub struct SignedGrantWire {
     pub signature: String,
 }
 
+impl From<SignedGrant> for SignedGrantWire {
+    fn from(grant: SignedGrant) -> Self {
+        SignedGrantWire {
+            payload: grant.payload,
+            signature: grant.signature,
+        }
+    }
+}
+
+impl From<SignedGrantWire> for SignedGrant {
+    fn from(wire: SignedGrantWire) -> Self {
+        SignedGrant {
+            payload: wire.payload,
+            signature: wire.signature,
+        }
+    }
+}
+
 /// What `airlock-totp` tells the gateway happened, for the audit log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "snake_case")]
@@ -301,16 +319,6 @@ pub struct RuleSpec {
     pub reason: String,
 }
 
-/// A live command grant of a session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
-pub struct GrantSpec {
-    pub id: String,
-    /// The granted command prefix (the scope without `command:`).
-    pub command: String,
-    /// Unix time.
-    pub expires_at: i64,
-}
-
 /// Everything the enforcer needs to govern a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct SessionSpec {
@@ -326,7 +334,11 @@ pub struct SessionSpec {
     /// The role's action for commands no rule matches.
     pub default_action: Action,
     pub rules: Vec<RuleSpec>,
-    pub grants: Vec<GrantSpec>,
+    /// The session's live command grants exactly as airlock-totp signed
+    /// them. The enforcer installs one only if it verifies against the key
+    /// it asked airlock-totp for, names this session, and is live: the
+    /// command and the deadline come from the signed payload alone.
+    pub grants: Vec<SignedGrantWire>,
     /// The agent's PATH directories, searched for the files rule heads name.
     pub search_path: Vec<String>,
     pub revoked: bool,
@@ -562,9 +574,12 @@ mod tests {
         assert_eq!(GrantInfo::SIGNATURE.to_string(), "(ssssusxx)");
         assert_eq!(GrantRequest::SIGNATURE.to_string(), "(sussst)");
         assert_eq!(RuleSpec::SIGNATURE.to_string(), "(usssss)");
+        assert_eq!(SignedGrantWire::SIGNATURE.to_string(), "(ss)");
+        // Grants travel as airlock-totp signed them, as `Gateway1.Approve`
+        // takes them.
         assert_eq!(
             SessionSpec::SIGNATURE.to_string(),
-            "(susubsa(usssss)a(ssx)asb)"
+            "(susubsa(usssss)a(ss)asb)"
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
         assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");

@@ -48,6 +48,10 @@ pub const MAX_SPEC_RULES: usize = 100_000;
 /// Most command grants in one session spec the enforcer accepts.
 pub const MAX_SPEC_GRANTS: usize = 1024;
 
+/// Longest signed-grant payload or signature any interface accepts (a real
+/// one is a few hundred bytes).
+pub const MAX_SIGNED_GRANT_LEN: usize = 8192;
+
 /// Longest grant scope text.
 pub const MAX_SCOPE_LEN: usize = 512;
 /// Most services one grant scope may name.

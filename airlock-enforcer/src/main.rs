@@ -9,6 +9,7 @@
 mod btf;
 mod cgroup;
 mod events;
+mod grants;
 mod identity;
 mod loader;
 mod message;
@@ -16,6 +17,7 @@ mod offsets;
 mod procfd;
 mod service;
 mod sessions;
+mod totp_key;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::loader::{boot_ns, Mode};
 use crate::sessions::Sessions;
+use crate::totp_key::TotpKey;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +51,10 @@ struct Args {
     /// The user the gateway runs as: the only non-root caller allowed.
     #[arg(long, default_value = names::GATEWAY_USER)]
     gateway_user: String,
+    /// The user airlock-totp runs as: grants are checked with the key only
+    /// a connection of that user may give.
+    #[arg(long, default_value = names::TOTP_USER)]
+    totp_user: String,
     /// Report what enforcement this machine supports and exit.
     #[arg(long)]
     check: bool,
@@ -121,19 +128,39 @@ fn main() -> anyhow::Result<()> {
     );
     let cgroups = cgroup::Cgroups::open(&args.cgroup_dir)?;
     drop_capabilities()?;
-    let gateway_uid = nix::unistd::User::from_name(&args.gateway_user)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw());
+    let uid_of = |name: &str| {
+        nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    };
+    let gateway_uid = uid_of(&args.gateway_user);
+    let totp_uid = uid_of(&args.totp_user);
+    if totp_uid.is_none() {
+        tracing::error!(
+            "there is no user {}: no grant can be checked, so none is installed",
+            args.totp_user
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(Sessions::new(kernel, cgroups), mode, gateway_uid))
+    runtime.block_on(serve(
+        Sessions::new(kernel, cgroups),
+        mode,
+        gateway_uid,
+        totp_uid,
+    ))
 }
 
-async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> anyhow::Result<()> {
+async fn serve(
+    mut sessions: Sessions,
+    mode: Mode,
+    gateway_uid: Option<u32>,
+    totp_uid: Option<u32>,
+) -> anyhow::Result<()> {
     let ring = sessions
         .kernel
         .events
@@ -143,12 +170,24 @@ async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> 
     let conn = bus::connect().await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
     let gateway = Gateway1Proxy::new(&conn).await?;
+    let totp_key = Arc::new(TotpKey::new(conn.clone(), dbus.clone(), totp_uid));
+    // Enforcement does not wait for airlock-totp: until it gives its key,
+    // sessions are governed and no grant is installed.
+    tokio::spawn({
+        let (totp_key, sessions) = (totp_key.clone(), sessions.clone());
+        async move {
+            let learned = |key: &[u8]| sessions.locked().recheck_grants(key);
+            if let Err(e) = totp_key.watch(learned).await {
+                tracing::error!("stopped watching for airlock-totp: {e}");
+            }
+        }
+    });
     bus::serve(
         &conn,
         Service {
             bus_name: names::ENFORCER_BUS_NAME,
             object_path: names::ENFORCER_OBJECT_PATH,
-            object: service::Enforcer::new(sessions.clone(), mode, dbus, gateway_uid),
+            object: service::Enforcer::new(sessions.clone(), totp_key, mode, dbus, gateway_uid),
         },
     )
     .await?;

@@ -3,9 +3,13 @@
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use airlock_common::dbus::{caller_uid, AirlockError, EnforcerStatus, SessionSpec};
+use airlock_common::dbus::{
+    caller_uid, AirlockError, EnforcerStatus, SessionSpec, SignedGrantWire,
+};
 use airlock_common::ids;
-use airlock_common::limits::{MAX_SEARCH_PATH, MAX_SPEC_GRANTS, MAX_SPEC_RULES};
+use airlock_common::limits::{
+    MAX_SEARCH_PATH, MAX_SIGNED_GRANT_LEN, MAX_SPEC_GRANTS, MAX_SPEC_RULES,
+};
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -14,9 +18,12 @@ use zbus::zvariant::Optional;
 use crate::cgroup::pid_of_pidfd;
 use crate::loader::{Mode, LSM_FIX};
 use crate::sessions::Sessions;
+use crate::totp_key::{Learned, TotpKey};
 
 pub struct Enforcer {
     sessions: Arc<Mutex<Sessions>>,
+    /// airlock-totp's key, which every grant must verify against.
+    totp_key: Arc<TotpKey>,
     mode: Mode,
     dbus: DBusProxy<'static>,
     /// The only non-root uid allowed to call.
@@ -26,12 +33,14 @@ pub struct Enforcer {
 impl Enforcer {
     pub fn new(
         sessions: Arc<Mutex<Sessions>>,
+        totp_key: Arc<TotpKey>,
         mode: Mode,
         dbus: DBusProxy<'static>,
         gateway_uid: Option<u32>,
     ) -> Self {
         Enforcer {
             sessions,
+            totp_key,
             mode,
             dbus,
             gateway_uid,
@@ -40,6 +49,21 @@ impl Enforcer {
 
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.locked()
+    }
+
+    /// airlock-totp's key to check `grants` with, asked for again if the
+    /// one known does not vouch for them; a new key is applied to every
+    /// session's grants first.
+    async fn key_for<'g>(
+        &self,
+        grants: impl IntoIterator<Item = &'g SignedGrantWire>,
+    ) -> Option<Vec<u8>> {
+        let grants: Vec<SignedGrantWire> = grants.into_iter().cloned().collect();
+        let (key, learned) = self.totp_key.for_grants(&grants).await;
+        if let (Some(key), Learned::New) = (&key, learned) {
+            self.sessions().recheck_grants(key);
+        }
+        key
     }
 
     /// Defence in depth behind the bus policy: root or the gateway only.
@@ -65,6 +89,15 @@ fn check_spec(spec: &SessionSpec) -> Result<(), AirlockError> {
     {
         return Err(AirlockError::InvalidArgument(
             "session spec is too large".into(),
+        ));
+    }
+    if spec
+        .grants
+        .iter()
+        .any(|g| g.payload.len() > MAX_SIGNED_GRANT_LEN || g.signature.len() > MAX_SIGNED_GRANT_LEN)
+    {
+        return Err(AirlockError::InvalidArgument(
+            "a grant of the session spec is too large".into(),
         ));
     }
     Ok(())
@@ -106,7 +139,10 @@ impl Enforcer {
         check_spec(&spec)?;
         let pid = pid_of_pidfd(pidfd.as_raw_fd())
             .map_err(|e| AirlockError::InvalidArgument(format!("{e:#}")))?;
-        self.sessions().start(spec, pid).map_err(failed)
+        let key = self.key_for(&spec.grants).await;
+        self.sessions()
+            .start(spec, pid, key.as_deref())
+            .map_err(failed)
     }
 
     async fn bind_user(
@@ -116,7 +152,10 @@ impl Enforcer {
     ) -> Result<(), AirlockError> {
         self.check_caller(&header).await?;
         check_spec(&spec)?;
-        self.sessions().bind_user(spec).map_err(failed)
+        let key = self.key_for(&spec.grants).await;
+        self.sessions()
+            .bind_user(spec, key.as_deref())
+            .map_err(failed)
     }
 
     async fn update_session(
@@ -126,7 +165,8 @@ impl Enforcer {
     ) -> Result<(), AirlockError> {
         self.check_caller(&header).await?;
         check_spec(&spec)?;
-        self.sessions().update(spec).map_err(failed)
+        let key = self.key_for(&spec.grants).await;
+        self.sessions().update(spec, key.as_deref()).map_err(failed)
     }
 
     async fn end_session(
@@ -154,7 +194,8 @@ impl Enforcer {
         for spec in &specs {
             check_spec(spec)?;
         }
-        let (lost, errors) = self.sessions().sync(specs);
+        let key = self.key_for(specs.iter().flat_map(|s| &s.grants)).await;
+        let (lost, errors) = self.sessions().sync(specs, key.as_deref());
         if errors.is_empty() {
             Ok(lost)
         } else {

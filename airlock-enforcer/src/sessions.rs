@@ -1,5 +1,6 @@
 //! The enforcer's sessions: each one's compiled policy in the kernel maps,
-//! and its cgroup or bound uid.
+//! and its cgroup or bound uid. A spec's grants reach the maps only through
+//! [`grants::admit`]: signed by airlock-totp for this very session.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,7 @@ use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
 
 use crate::cgroup::Cgroups;
+use crate::grants::{self, Admitted};
 use crate::identity;
 use crate::loader::{boot_ns, Kernel};
 
@@ -28,6 +30,8 @@ type Compiled = (
 
 struct Live {
     spec: SessionSpec,
+    /// The spec's grants that passed [`grants::admit`], as installed.
+    grants: Vec<Admitted>,
     scope: Scope,
     nodes: BTreeSet<NodeKey>,
     idents: BTreeSet<IdentKey>,
@@ -78,13 +82,12 @@ impl Sessions {
         self.live.values().find(|l| l.scope == Scope::Uid(uid))
     }
 
-    fn info(spec: &SessionSpec) -> anyhow::Result<SessionInfo> {
+    fn info(spec: &SessionSpec, grants: &[Admitted]) -> anyhow::Result<SessionInfo> {
         let word_counts = spec
             .rules
             .iter()
-            .map(|r| r.command.as_str())
-            .chain(spec.grants.iter().map(|g| g.command.as_str()))
-            .map(|c| c.split_whitespace().count());
+            .map(|r| r.command.split_whitespace().count())
+            .chain(grants.iter().map(|g| g.words.len()));
         Ok(SessionInfo {
             index: spec.index,
             flags: if spec.revoked {
@@ -97,8 +100,33 @@ impl Sessions {
         })
     }
 
-    /// Compiles a spec into node and identity entries.
-    fn compile(&self, spec: &SessionSpec) -> anyhow::Result<Compiled> {
+    /// The grants of `spec` the kernel may honour for the session of `uid`;
+    /// each other one is logged with the reason and left out.
+    fn admit_grants(spec: &SessionSpec, uid: u32, key: Option<&[u8]>) -> Vec<Admitted> {
+        let subject = grants::Subject {
+            session: &spec.id,
+            uid,
+        };
+        let now = now_unix();
+        spec.grants
+            .iter()
+            .filter_map(|grant| match grants::admit(grant, key, subject, now) {
+                Ok(admitted) => Some(admitted),
+                Err(refusal) => {
+                    tracing::warn!(
+                        "session {}: grant {} refused, not installed: {refusal}",
+                        spec.id,
+                        grants::claimed_id(grant)
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Compiles a spec and its admitted grants into node and identity
+    /// entries.
+    fn compile(&self, spec: &SessionSpec, grants: &[Admitted]) -> anyhow::Result<Compiled> {
         let key = self.kernel.key;
         let mut nodes = BTreeMap::new();
         let mut heads = BTreeSet::new();
@@ -113,22 +141,21 @@ impl Sessions {
             heads.insert(words[0].clone());
         }
         let (now, boot) = (now_unix(), boot_ns());
-        for grant in &spec.grants {
+        for grant in grants {
             let left = grant.expires_at - now;
             if left <= 0 {
                 continue;
             }
-            let words = words(&grant.command);
             let until_ns = boot + left as u64 * 1_000_000_000;
             add_pattern(
                 &mut nodes,
                 spec.index,
                 &key,
-                &words,
+                &grant.words,
                 Ending::Grant { until_ns },
             )
             .with_context(|| format!("grant {}", grant.id))?;
-            heads.insert(words[0].clone());
+            heads.insert(grant.words[0].clone());
         }
         let heads: Vec<String> = heads.into_iter().collect();
         let (idents, warnings) = identity::resolve(spec.index, &key, &heads, &spec.search_path);
@@ -144,8 +171,9 @@ impl Sessions {
     fn install(
         &mut self,
         spec: &SessionSpec,
+        grants: &[Admitted],
     ) -> anyhow::Result<(BTreeSet<NodeKey>, BTreeSet<IdentKey>)> {
-        let (nodes, idents) = self.compile(spec)?;
+        let (nodes, idents) = self.compile(spec, grants)?;
         for (key, node) in &nodes {
             self.kernel
                 .nodes
@@ -179,8 +207,9 @@ impl Sessions {
         Ok(())
     }
 
-    /// Starts a process-tree session and moves `pid` into it.
-    pub fn start(&mut self, spec: SessionSpec, pid: u32) -> anyhow::Result<()> {
+    /// Starts a process-tree session and moves `pid` into it; `key` is
+    /// airlock-totp's, for the grants.
+    pub fn start(&mut self, spec: SessionSpec, pid: u32, key: Option<&[u8]>) -> anyhow::Result<()> {
         let owner = crate::cgroup::uid_of(pid)?;
         if owner != spec.uid {
             anyhow::bail!(
@@ -204,8 +233,9 @@ impl Sessions {
             );
         }
         self.check_index(&spec)?;
-        let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let grants = Self::admit_grants(&spec, owner, key);
+        let info = Self::info(&spec, &grants)?;
+        let (nodes, idents) = self.install(&spec, &grants)?;
         let cgroup = self.cgroups.create(&spec.id)?;
         // The session is known to the kernel before its first process is in.
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
@@ -213,6 +243,7 @@ impl Sessions {
             spec.id.clone(),
             Live {
                 spec: spec.clone(),
+                grants,
                 scope: Scope::Cgroup(cgroup),
                 nodes,
                 idents,
@@ -226,7 +257,7 @@ impl Sessions {
     }
 
     /// Governs every process of `spec.uid`.
-    pub fn bind_user(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
+    pub fn bind_user(&mut self, spec: SessionSpec, key: Option<&[u8]>) -> anyhow::Result<()> {
         self.check_index(&spec)?;
         if let Some(other) = self.binding_of(spec.uid).filter(|l| l.spec.id != spec.id) {
             anyhow::bail!(
@@ -235,13 +266,15 @@ impl Sessions {
                 other.spec.id
             );
         }
-        let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let grants = Self::admit_grants(&spec, spec.uid, key);
+        let info = Self::info(&spec, &grants)?;
+        let (nodes, idents) = self.install(&spec, &grants)?;
         self.set_scope(Scope::Uid(spec.uid), &info)?;
         self.live.insert(
             spec.id.clone(),
             Live {
                 spec: spec.clone(),
+                grants,
                 scope: Scope::Uid(spec.uid),
                 nodes,
                 idents,
@@ -265,21 +298,53 @@ impl Sessions {
         }
     }
 
-    /// Replaces a live session's policy and grants.
-    pub fn update(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
-        let scope = self
+    /// Replaces a live session's policy and grants. Whose session it is
+    /// does not change.
+    pub fn update(&mut self, spec: SessionSpec, key: Option<&[u8]>) -> anyhow::Result<()> {
+        let live = self
             .live
             .get(&spec.id)
-            .map(|l| l.scope)
             .ok_or_else(|| anyhow!("no session {}", spec.id))?;
-        let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let (scope, uid) = (live.scope, live.spec.uid);
+        if spec.uid != uid || spec.bound_uid != live.spec.bound_uid {
+            anyhow::bail!(
+                "session {} is uid {uid}'s{}; an update cannot change that",
+                spec.id,
+                if live.spec.bound_uid { ", bound" } else { "" }
+            );
+        }
+        let grants = Self::admit_grants(&spec, uid, key);
+        let info = Self::info(&spec, &grants)?;
+        let (nodes, idents) = self.install(&spec, &grants)?;
         self.set_scope(scope, &info)?;
         let live = self.live.get_mut(&spec.id).expect("checked above");
         live.spec = spec;
+        live.grants = grants;
         live.nodes = nodes;
         live.idents = idents;
         Ok(())
+    }
+
+    /// Checks every live session's grants again with `key` (airlock-totp's
+    /// key was learned or changed): grants refused for want of it are
+    /// installed, grants its predecessor signed are removed.
+    pub fn recheck_grants(&mut self, key: &[u8]) {
+        let specs: Vec<SessionSpec> = self
+            .live
+            .values()
+            .filter(|l| !l.spec.grants.is_empty())
+            .map(|l| l.spec.clone())
+            .collect();
+        for spec in specs {
+            let id = spec.id.clone();
+            match self.update(spec, Some(key)) {
+                Ok(()) => tracing::info!(
+                    "session {id}: grants checked again with airlock-totp's key, {} installed",
+                    self.live.get(&id).map_or(0, |l| l.grants.len())
+                ),
+                Err(e) => tracing::error!("session {id}: cannot check its grants again: {e:#}"),
+            }
+        }
     }
 
     /// Revokes a session; with `kill`, kills its processes. A uid-bound
@@ -292,11 +357,12 @@ impl Sessions {
         let scope = live.scope;
         let mut spec = live.spec.clone();
         spec.revoked = true;
+        let info = Self::info(&spec, &live.grants)?;
         match scope {
             Scope::Cgroup(_) => {
                 // Revoked first, so that nothing new starts while the tree
                 // is being killed.
-                self.set_scope(scope, &Self::info(&spec)?)?;
+                self.set_scope(scope, &info)?;
                 if let Some(live) = self.live.get_mut(id) {
                     live.spec.revoked = true;
                 }
@@ -313,16 +379,20 @@ impl Sessions {
     /// process-tree sessions that have no cgroup any more (gone), and
     /// errors. Sessions the gateway no longer knows keep their kernel state
     /// until they exit.
-    pub fn sync(&mut self, specs: Vec<SessionSpec>) -> (Vec<String>, Vec<String>) {
+    pub fn sync(
+        &mut self,
+        specs: Vec<SessionSpec>,
+        key: Option<&[u8]>,
+    ) -> (Vec<String>, Vec<String>) {
         let mut lost = Vec::new();
         let mut errors = Vec::new();
         for spec in specs {
             let result = if self.live.contains_key(&spec.id) {
-                self.update(spec.clone())
+                self.update(spec.clone(), key)
             } else if spec.bound_uid {
-                self.bind_user(spec.clone())
+                self.bind_user(spec.clone(), key)
             } else if self.cgroups.exists(&spec.id) {
-                self.adopt(spec.clone())
+                self.adopt(spec.clone(), key)
             } else {
                 lost.push(spec.id.clone());
                 Ok(())
@@ -335,15 +405,17 @@ impl Sessions {
     }
 
     /// Takes over a session whose cgroup outlived an enforcer restart.
-    fn adopt(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
+    fn adopt(&mut self, spec: SessionSpec, key: Option<&[u8]>) -> anyhow::Result<()> {
         let cgroup = self.cgroups.id(&spec.id)?;
-        let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let grants = Self::admit_grants(&spec, spec.uid, key);
+        let info = Self::info(&spec, &grants)?;
+        let (nodes, idents) = self.install(&spec, &grants)?;
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
         self.live.insert(
             spec.id.clone(),
             Live {
                 spec,
+                grants,
                 scope: Scope::Cgroup(cgroup),
                 nodes,
                 idents,

@@ -309,10 +309,7 @@ impl Core {
         approver_uid: u32,
         now: i64,
     ) -> Result<GrantInfo, AirlockError> {
-        let signed = SignedGrant {
-            payload: wire.payload,
-            signature: wire.signature,
-        };
+        let signed = SignedGrant::from(wire);
         let state = self.journal.state();
         let key = state.signing_key.as_deref();
         let body = grants::verify_signed(&signed, key)?;

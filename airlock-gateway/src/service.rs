@@ -9,6 +9,7 @@ use airlock_common::dbus::{
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
+use airlock_common::limits::MAX_SIGNED_GRANT_LEN;
 use airlock_common::names;
 use airlock_common::session::SessionState;
 use airlock_common::timefmt::now_unix;
@@ -24,10 +25,6 @@ use zbus::zvariant::Optional;
 use crate::caller::{is_admin, require_admin, Callers};
 use crate::core::Core;
 use crate::ratelimit::AuditBudget;
-
-/// Longest signed-grant payload or signature accepted (a real one is a few
-/// hundred bytes).
-const MAX_GRANT_LEN: usize = 8192;
 
 pub struct Gateway {
     core: Arc<Mutex<Core>>,
@@ -317,7 +314,9 @@ impl Gateway {
     ) -> Result<GrantInfo, AirlockError> {
         let uid = self.caller(&header).await?;
         require_admin(uid, "approve requests")?;
-        if grant.payload.len() > MAX_GRANT_LEN || grant.signature.len() > MAX_GRANT_LEN {
+        if grant.payload.len() > MAX_SIGNED_GRANT_LEN
+            || grant.signature.len() > MAX_SIGNED_GRANT_LEN
+        {
             return Err(AirlockError::InvalidArgument("grant is too large".into()));
         }
         self.pin_signing_key().await?;

@@ -1,7 +1,7 @@
 //! What the enforcer is told about a session: the role's rules as in force
-//! now, and the session's live command grants.
+//! now, and the session's live command grants as airlock-totp signed them.
 
-use airlock_common::dbus::{GrantSpec, RuleSpec, SessionSpec};
+use airlock_common::dbus::{RuleSpec, SessionSpec, SignedGrantWire};
 use airlock_common::grant::Scope;
 use airlock_common::policy::{Action, PolicySet};
 use airlock_common::session::SessionState;
@@ -29,17 +29,15 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         .role(&session.role)
         .map(|r| r.default_action)
         .unwrap_or(Action::Block);
+    // Each grant goes exactly as airlock-totp signed it: the enforcer checks
+    // the signature itself and takes the command and deadline from it. Every
+    // grant held here has its signature (one recorded without, by an older
+    // gateway, was never restored), so none is left out for want of one.
     let grants = grants
         .of_session(&session.id, now)
         .into_iter()
-        .filter_map(|body| match &body.scope {
-            Scope::Command { command } => Some(GrantSpec {
-                id: body.grant_id.clone(),
-                command: command.clone(),
-                expires_at: body.expires_at,
-            }),
-            Scope::Services { .. } => None,
-        })
+        .filter(|(_, body)| matches!(body.scope, Scope::Command { .. }))
+        .map(|(signed, _)| SignedGrantWire::from(signed.clone()))
         .collect();
     SessionSpec {
         id: session.id.clone(),

@@ -254,10 +254,7 @@ impl TotpService {
             message: String::new(),
         })
         .await;
-        Ok(SignedGrantWire {
-            payload: grant.payload,
-            signature: grant.signature,
-        })
+        Ok(SignedGrantWire::from(grant))
     }
 
     /// Standard base64 of the raw Ed25519 grant-verification key.

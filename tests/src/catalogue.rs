@@ -11,7 +11,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{bin, users, CtlOutput, System, AGENT};
+use crate::{bin, users, CtlOutput, Spawned, System, AGENT};
 
 /// The role the catalogue runs under: `terraform apply` blocked,
 /// `terraform plan` needs approval, everything else allowed.
@@ -312,7 +312,7 @@ pub struct Approval {
     pub message_named_request: bool,
 }
 
-fn wait_for(path: &Path, limit: Duration) -> Result<(), String> {
+pub(crate) fn wait_for(path: &Path, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     while !path.exists() {
         if Instant::now() >= deadline {
@@ -326,13 +326,13 @@ fn wait_for(path: &Path, limit: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn fifo(path: &Path) {
+pub(crate) fn fifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let agent = users::uid(AGENT.name).as_raw();
     chown(path, Some(agent), Some(agent)).unwrap();
 }
 
-fn trigger(path: &Path) {
+pub(crate) fn trigger(path: &Path) {
     fs::write(path, "go\n").unwrap();
 }
 
@@ -373,11 +373,129 @@ pub fn approval_scenario(
     approval_steps(system, bench, app, &earlier)
 }
 
-fn read(path: &Path) -> String {
+/// A governed session under [`ROLE`] that runs a `terraform plan` command
+/// once per trigger, for scenarios that change what the kernel knows in
+/// between.
+pub struct PlanLoop {
+    work: PathBuf,
+    step: usize,
+    /// The session, as the request its first refused `terraform plan`
+    /// filed names it.
+    pub session: String,
+    /// That request.
+    pub request: String,
+    _agent: Spawned,
+}
+
+impl PlanLoop {
+    /// Most `terraform plan` runs one loop does.
+    const STEPS: usize = 32;
+
+    /// Starts the session in `bench.work/name`: a first `plan` (`terraform
+    /// plan` with more words, or none; refused, and the kernel files a
+    /// request for `terraform plan`), then `prelude` (shell, run in that
+    /// directory), then `plan` again for each [`PlanLoop::plan`].
+    pub fn start(
+        system: &System,
+        bench: &Bench,
+        name: &str,
+        plan: &str,
+        prelude: &str,
+    ) -> Result<PlanLoop, String> {
+        assert!(plan.starts_with("terraform plan"), "{plan}");
+        let work = bench.work.join(name);
+        fs::create_dir(&work).unwrap();
+        let agent = users::uid(AGENT.name).as_raw();
+        chown(&work, Some(agent), Some(agent)).unwrap();
+        fifo(&work.join("go"));
+        let earlier: Vec<String> = pending_requests(system)?
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        let script = format!(
+            "cd {work} && {plan} > plan0.out 2>&1; echo > ready; {prelude} \
+             for n in $(seq 1 {steps}); do read l < go; {plan} > plan$n.out 2>&1; \
+             echo rc=$? >> plan$n.out; echo > done$n; done",
+            work = work.display(),
+            prelude = if prelude.is_empty() {
+                String::new()
+            } else {
+                format!("{prelude};")
+            },
+            steps = Self::STEPS,
+        );
+        let agent = system.spawn_as_with_path(
+            &AGENT,
+            &bin("airlockctl"),
+            &["run", "--role", ROLE, "--", "sh", "-c", &script],
+            &bench.path(),
+        );
+        wait_for(&work.join("ready"), Duration::from_secs(60))?;
+        let first = read(&work.join("plan0.out"));
+        if first.contains("STAND-IN RAN") {
+            return Err(format!("terraform plan ran without approval: {first}"));
+        }
+        let request = wait_pending_request(system, &earlier)?;
+        let session = pending_requests(system)?
+            .iter()
+            .find(|r| r["id"] == request.as_str())
+            .and_then(|r| r["session"].as_str().map(str::to_owned))
+            .ok_or("the refused terraform plan filed no request for its session")?;
+        Ok(PlanLoop {
+            work,
+            step: 0,
+            session,
+            request,
+            _agent: agent,
+        })
+    }
+
+    /// The session's working directory.
+    pub fn dir(&self) -> &Path {
+        &self.work
+    }
+
+    /// Runs the next `plan` in the session: whether it ran, and what it
+    /// printed.
+    pub fn plan(&mut self) -> Result<(bool, String), String> {
+        self.step += 1;
+        if self.step > Self::STEPS {
+            return Err("the session's script has no steps left".into());
+        }
+        trigger(&self.work.join("go"));
+        wait_for(
+            &self.work.join(format!("done{}", self.step)),
+            Duration::from_secs(30),
+        )?;
+        let out = read(&self.work.join(format!("plan{}.out", self.step)));
+        Ok((out.contains("STAND-IN RAN plan"), out))
+    }
+}
+
+/// The request id `airlockctl request` printed (alone on its line) to
+/// `file`.
+pub fn request_in(file: &Path) -> Result<String, String> {
+    wait_for(file, Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = read(file);
+        if let Some(id) = text.lines().find(|l| l.starts_with("req-")) {
+            return Ok(id.to_owned());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "airlockctl request printed no request id: {text:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub(crate) fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
-fn pending_requests(system: &System) -> Result<Vec<serde_json::Value>, String> {
+pub(crate) fn pending_requests(system: &System) -> Result<Vec<serde_json::Value>, String> {
     let out = system.ctl(&crate::APPROVER, &["requests", "--json"], "");
     serde_json::from_str(&out.stdout).map_err(|e| format!("requests: {e}: {out:?}"))
 }
@@ -396,7 +514,7 @@ fn pending_request(system: &System, earlier: &[String]) -> Result<String, String
 }
 
 /// The request the kernel's refusal filed (reported asynchronously).
-fn wait_pending_request(system: &System, earlier: &[String]) -> Result<String, String> {
+pub(crate) fn wait_pending_request(system: &System, earlier: &[String]) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match pending_request(system, earlier) {
@@ -407,7 +525,7 @@ fn wait_pending_request(system: &System, earlier: &[String]) -> Result<String, S
     }
 }
 
-fn approve(
+pub fn approve(
     system: &System,
     app: &mut crate::totp::Authenticator,
     id: &str,

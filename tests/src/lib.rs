@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod forged_grants;
 pub mod totp;
 pub mod users;
 
@@ -335,6 +336,14 @@ impl System {
             .stderr(log)
             .spawn()
             .unwrap()
+    }
+
+    /// SIGKILLs airlock-totp.
+    pub fn kill_totp(&mut self) {
+        if let Some(mut child) = self.totp.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     pub fn start_totp(&mut self) {

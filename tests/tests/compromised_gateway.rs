@@ -1,14 +1,17 @@
 //! The gateway as the attacker: code execution as `airlock-gateway` on the
 //! real bus (busctl run as that user), against the real airlock-totp. It must
 //! not get a signature for anything an admin did not type a code for, must
-//! not reuse a code an admin typed, and must not enrol.
+//! not reuse a code an admin typed, must not enrol, and must not get a grant
+//! into the kernel that airlock-totp did not sign for that session.
 
 #![forbid(unsafe_code)]
 
 use airlock_common::dbus::{AirlockError, GrantRequest};
 use airlock_common::grant::Access;
 use airlock_common::names;
-use airlock_tests::{CtlOutput, Options, System, TestUser, AGENT, APPROVER};
+use airlock_tests::{
+    catalogue, forged_grants, CtlOutput, Options, System, TestUser, AGENT, APPROVER,
+};
 
 const GATEWAY: TestUser = TestUser {
     name: names::GATEWAY_USER,
@@ -346,5 +349,51 @@ fn a_consistently_rewritten_audit_log_fails_verify() {
             )),
             "{out:?}"
         );
+    }
+}
+
+#[test]
+fn the_enforcer_installs_no_grant_airlock_totp_did_not_sign_for_the_session() {
+    let system = System::start_with(Options {
+        enforcer: true,
+        ..Options::default()
+    });
+    let bench = catalogue::prepare(&system);
+    let mut app = system.enrol();
+    let enforcer_log = || system.service_log("airlock-enforcer");
+    let forgeries = forged_grants::scenario(&system, &bench, &mut app)
+        .unwrap_or_else(|e| panic!("{e}\nenforcer log:\n{}", enforcer_log()));
+    for forgery in &forgeries {
+        println!("{}: {}", forgery.name, forgery.detail);
+    }
+    assert_eq!(forgeries.len(), 4);
+    let let_through: Vec<String> = forgeries
+        .iter()
+        .filter(|f| !f.refused)
+        .map(|f| format!("{}: {}", f.name, f.detail))
+        .collect();
+    assert!(
+        let_through.is_empty(),
+        "{let_through:#?}\nenforcer log:\n{}",
+        enforcer_log()
+    );
+    // Each was refused for what is wrong with it.
+    let reason = |name: &str| {
+        &forgeries
+            .iter()
+            .find(|f| f.name.starts_with(name))
+            .unwrap()
+            .detail
+    };
+    for (name, why) in [
+        ("no signature", "signature does not verify"),
+        ("signed by a key", "signature does not verify"),
+        ("approved for another session", "it was signed for session"),
+        (
+            "approved for `terraform validate`",
+            "signature does not verify",
+        ),
+    ] {
+        assert!(reason(name).contains(why), "{name}: {}", reason(name));
     }
 }

@@ -311,3 +311,66 @@ fn the_enforcer_keeps_only_the_capabilities_it_needs_once_loaded() {
         assert_eq!(caps(field), kept, "{field} of the enforcer:\n{status}");
     }
 }
+
+/// Waits for a line of the enforcer's log that holds every one of `parts`.
+fn wait_for_enforcer_log(system: &System, parts: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = system.service_log("airlock-enforcer");
+        if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no enforcer log line with {parts:?}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn without_airlock_totps_key_no_grant_is_installed_until_it_answers() {
+    let mut system = system();
+    let bench = catalogue::prepare(&system);
+    let mut app = system.enrol();
+    let mut agent =
+        catalogue::PlanLoop::start(&system, &bench, "no-key", "terraform plan", "").unwrap();
+    let grant = catalogue::approve(&system, &mut app, &agent.request, "10m").unwrap();
+    let (ran, out) = agent.plan().unwrap();
+    assert!(ran, "the approved terraform plan did not run: {out}");
+
+    // An enforcer that starts while airlock-totp is away cannot check the
+    // grant the gateway sends it again: the session stays governed and the
+    // grant stays out of the kernel, the one the previous enforcer installed
+    // included.
+    system.kill_totp();
+    system.kill_enforcer();
+    system.start_enforcer();
+    let refused = wait_for_enforcer_log(
+        &system,
+        &[
+            &agent.session,
+            &format!("grant {grant} refused"),
+            "key is not known",
+        ],
+    );
+    println!("{refused}");
+    let (ran, out) = agent.plan().unwrap();
+    assert!(
+        !ran,
+        "terraform plan ran with no key to check its grant: {out}"
+    );
+
+    // airlock-totp is back: the enforcer asks it for its key and installs
+    // the grant after all.
+    system.start_totp();
+    wait_for_enforcer_log(
+        &system,
+        &[&agent.session, "grants checked again", "1 installed"],
+    );
+    let (ran, out) = agent.plan().unwrap();
+    assert!(
+        ran,
+        "the grant was not installed once airlock-totp answered: {out}"
+    );
+}

@@ -621,3 +621,42 @@ fn a_log_of_the_first_format_replays_and_verifies() {
     drop(core);
     assert!(dirs.audit_verifies());
 }
+
+#[test]
+fn a_sessions_spec_carries_its_command_grants_exactly_as_signed() {
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.path("policies/roles.toml"),
+        "[[role]]\nid = \"default\"\ndefault_action = \"allow\"\n",
+    )
+    .unwrap();
+    let now = timefmt::now_unix();
+    let signer = Signer::new();
+    let mut core = dirs.open();
+    core.pin_signing_key(&signer.public_b64()).unwrap();
+    let session = core
+        .create_session(1000, None, false, Vec::new(), now)
+        .unwrap();
+    core.session_started(&session.id, EnforcementMode::Degraded)
+        .unwrap();
+    let mut signed = Vec::new();
+    for (session, scope) in [
+        (Some(session.id.clone()), "command:terraform plan"),
+        (Some(session.id.clone()), "services:gmail"),
+        (Some("ses-other".to_owned()), "command:terraform plan"),
+        (None, "command:terraform plan"),
+    ] {
+        let id = core
+            .request_approval(1000, session, scope, "spec me", 0, now)
+            .unwrap()
+            .id;
+        let asked = core.prepare_approval(&id, 600, false).unwrap();
+        let grant = signer.sign(&asked, now);
+        core.record_grant(grant.clone(), 0, now).unwrap();
+        signed.push(grant);
+    }
+    // Only the session's own command grant, byte for byte: the enforcer
+    // verifies the signature over exactly this payload.
+    let spec = core.session_spec(core.session(&session.id).unwrap(), now);
+    assert_eq!(spec.grants, [signed[0].clone()]);
+}

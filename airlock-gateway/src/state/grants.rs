@@ -96,10 +96,12 @@ impl Grants {
         self.live.len()
     }
 
-    /// Live grants whose subject is `session`.
-    pub fn of_session(&self, session: &str, now: i64) -> Vec<&GrantBody> {
-        self.bodies()
-            .filter(|b| b.is_live(now) && b.subject.session.as_deref() == Some(session))
+    /// Live grants whose subject is `session`, each as signed and as read.
+    pub fn of_session(&self, session: &str, now: i64) -> Vec<(&SignedGrant, &GrantBody)> {
+        self.live
+            .values()
+            .filter(|(_, b)| b.is_live(now) && b.subject.session.as_deref() == Some(session))
+            .map(|(signed, body)| (signed, body))
             .collect()
     }
 

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use airlock_tests::catalogue::{self, Expect};
-use airlock_tests::{bin, users, Options, System, AGENT, APPROVER, OUTSIDER};
+use airlock_tests::{bin, forged_grants, users, Options, System, AGENT, APPROVER, OUTSIDER};
 
 #[path = "../bench_exec.rs"]
 mod bench_exec;
@@ -348,6 +348,21 @@ fn main() -> ExitCode {
             table.record("grant revocation: refused again", true, "exec_check", "");
         }
         Err(e) => table.record("approval scenario", false, "", &e),
+    }
+    // The gateway user pushes grants airlock-totp did not sign for the
+    // session; under BPF LSM too the kernel never sees them.
+    match forged_grants::scenario(&system, &bench, &mut app) {
+        Ok(forgeries) => {
+            for forgery in forgeries {
+                table.record(
+                    &format!("forged grant: {}", forgery.name),
+                    forgery.refused,
+                    "enforcer, exec_check",
+                    &forgery.detail,
+                );
+            }
+        }
+        Err(e) => table.record("forged grants from the gateway user", false, "", &e),
     }
     match revoke_kills_the_tree(&system, &bench) {
         Ok(note) => table.record("sessions revoke ends the tree", true, "cgroup.kill", &note),
