@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use airlock_common::dbus::SessionRecord;
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
+use airlock_common::policy::protect::ProtectPattern;
 use airlock_common::session::SessionState;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,10 @@ pub struct Session {
     /// The enforcement mode when it started.
     #[serde(default, deserialize_with = "EnforcementMode::deserialize_lenient")]
     pub enforcement: EnforcementMode,
+    /// What `session-init` masks: the role's list when the session was
+    /// created (a later reload cannot change a running session's mounts).
+    #[serde(default)]
+    pub protect: Vec<ProtectPattern>,
 }
 
 impl Session {
@@ -46,6 +51,7 @@ impl Session {
             created_at: self.created_at,
             ended_at: (self.ended_at > 0).then_some(self.ended_at).into(),
             enforcement: self.enforcement,
+            protect: self.protect.clone(),
         }
     }
 }
@@ -94,6 +100,7 @@ impl Sessions {
         uid: u32,
         bound_uid: bool,
         search_path: Vec<String>,
+        protect: Vec<ProtectPattern>,
         now: i64,
     ) -> Session {
         let session = Session {
@@ -107,6 +114,7 @@ impl Sessions {
             ended_at: 0,
             search_path,
             enforcement: EnforcementMode::Unknown,
+            protect,
         };
         self.by_id.insert(session.id.clone(), session.clone());
         session
@@ -173,6 +181,9 @@ impl Sessions {
                             ended_at: 0,
                             search_path: search_path.clone(),
                             enforcement: *enforcement,
+                            // Masked by then; only `airlockctl sessions`
+                            // would show it.
+                            protect: Vec::new(),
                         },
                     );
                     true
