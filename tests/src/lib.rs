@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod outside;
 pub mod totp;
 pub mod users;
 
@@ -688,7 +689,7 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 }
 
 /// A background process that is killed and reaped when dropped.
-pub struct Spawned(Child);
+pub struct Spawned(pub(crate) Child);
 
 impl Spawned {
     /// Its exit status, if it has exited.

@@ -28,7 +28,7 @@ fn mode(system: &System) -> EnforcementMode {
 #[test]
 fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
     let system = system();
-    let bench = catalogue::prepare(&system);
+    let bench = catalogue::prepare_with_outside(&system);
     assert!(
         catalogue::runs_ungoverned(&system, &bench),
         "the stand-in must run outside a session"
@@ -55,6 +55,14 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
                 case.degraded_gap.filter(|_| gap).unwrap_or(""),
             )
         );
+        if let Some((false, output)) = &outcome.ungoverned {
+            failures.push(format!(
+                "{}: does not get through even outside a session, so its refusal proves \
+                 nothing: {output:#?}",
+                case.name
+            ));
+            continue;
+        }
         if case.expect == Expect::Runs {
             assert!(outcome.ran, "{}: {:#?}", case.name, outcome.output);
             continue;
