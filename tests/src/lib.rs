@@ -692,6 +692,11 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 pub struct Spawned(pub(crate) Child);
 
 impl Spawned {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Its exit status, if it has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         self.0.try_wait().unwrap()

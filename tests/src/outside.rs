@@ -249,7 +249,7 @@ impl Outside {
     }
 
     pub fn sleeper_pid(&self) -> u32 {
-        self.sleeper.0.id()
+        self.sleeper.id()
     }
 
     /// The catalogue's rows for what lives outside the session.

@@ -16,7 +16,7 @@ use std::ffi::CString;
 
 use anyhow::Context;
 use nix::mount::{mount, MsFlags};
-use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -42,9 +42,12 @@ fn waited() -> SigSet {
 /// Runs `agent` as the child of a new PID 1 and returns its exit status
 /// once it has ended. Call it right after entering the pid namespace.
 pub fn run(agent: &Agent) -> anyhow::Result<i32> {
-    let mut inherited = SigSet::empty();
-    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited()), Some(&mut inherited))?;
-    ignore_terminal_signals();
+    let mut mask = SigSet::empty();
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited()), Some(&mut mask))?;
+    let inherited = Inherited {
+        mask,
+        terminal: ignore_terminal_signals()?,
+    };
     // SAFETY: this process is single-threaded (a fresh exec, no runtime),
     // so the child may do anything the parent could.
     match unsafe { fork() }.context("forking the session's PID 1")? {
@@ -59,15 +62,25 @@ pub fn run(agent: &Agent) -> anyhow::Result<i32> {
     }
 }
 
-fn ignore_terminal_signals() {
-    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+/// The signal state `session-init` started with, for the agent.
+struct Inherited {
+    mask: SigSet,
+    /// SIGINT's and SIGQUIT's dispositions (the caller may ignore them).
+    terminal: Vec<(Signal, SigAction)>,
+}
+
+/// Ignores SIGINT and SIGQUIT; returns what they were.
+fn ignore_terminal_signals() -> nix::Result<Vec<(Signal, SigAction)>> {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    [Signal::SIGINT, Signal::SIGQUIT]
+        .into_iter()
         // SAFETY: installing SIG_IGN runs no handler code.
-        let _ = unsafe { signal::signal(signal, SigHandler::SigIgn) };
-    }
+        .map(|signal| Ok((signal, unsafe { signal::sigaction(signal, &ignore) }?)))
+        .collect()
 }
 
 /// PID 1 of the session's pid namespace.
-fn pid_one(agent: &Agent, inherited: &SigSet) -> anyhow::Result<i32> {
+fn pid_one(agent: &Agent, inherited: &Inherited) -> anyhow::Result<i32> {
     mount(
         Some("proc"),
         "/proc",
@@ -93,13 +106,17 @@ fn pid_one(agent: &Agent, inherited: &SigSet) -> anyhow::Result<i32> {
 
 /// Becomes the agent, with the signal state `airlockctl run` was started
 /// with: nothing blocked or ignored that the caller did not block or
-/// ignore. SIGPIPE is reset too: airlockctl (a Rust program) ignores it.
-fn exec(agent: &Agent, inherited: &SigSet) -> std::io::Error {
-    for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGPIPE] {
-        // SAFETY: installing SIG_DFL runs no handler code.
-        let _ = unsafe { signal::signal(signal, SigHandler::SigDfl) };
+/// ignore. SIGPIPE is reset to its default: airlockctl (a Rust program)
+/// ignores it, whatever its caller did.
+fn exec(agent: &Agent, inherited: &Inherited) -> std::io::Error {
+    for (signal, action) in &inherited.terminal {
+        // SAFETY: restores a disposition this process had, either SIG_DFL
+        // or SIG_IGN (it installs no handlers; exec resets those anyway).
+        let _ = unsafe { signal::sigaction(*signal, action) };
     }
-    if let Err(e) = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(inherited), None) {
+    // SAFETY: installing SIG_DFL runs no handler code.
+    let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Err(e) = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&inherited.mask), None) {
         return e.into();
     }
     let error = nix::unistd::execv(&agent.program, &agent.argv).unwrap_err();
