@@ -31,7 +31,7 @@ use crate::specs::session_spec;
 use crate::state::decode_key;
 use crate::state::grants;
 use crate::state::requests::PendingRequest;
-use crate::state::sessions::Session;
+use crate::state::sessions::{NewSession, Session};
 
 pub struct Core {
     pub policy: PolicyState,
@@ -546,11 +546,13 @@ impl Core {
         let search_path = usable_search_path(search_path);
         Ok(self.journal.sessions_mut().create(
             ids::new_id("ses"),
-            role,
-            uid,
-            bound_uid,
-            search_path,
-            protect,
+            NewSession {
+                role,
+                uid,
+                bound_uid,
+                search_path,
+                protect,
+            },
             now,
         ))
     }

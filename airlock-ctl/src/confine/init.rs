@@ -143,11 +143,10 @@ fn supervise(child: Pid) -> anyhow::Result<i32> {
         let Some(info) = signals.read_signal()? else {
             continue;
         };
-        match Signal::try_from(info.ssi_signo as i32) {
-            Ok(signal @ (Signal::SIGTERM | Signal::SIGHUP)) => {
-                let _ = signal::kill(child, signal);
-            }
-            _ => {}
+        if let Ok(signal @ (Signal::SIGTERM | Signal::SIGHUP)) =
+            Signal::try_from(info.ssi_signo as i32)
+        {
+            let _ = signal::kill(child, signal);
         }
     }
 }

@@ -77,7 +77,7 @@ fn hide_files(files: &[&Target]) -> anyhow::Result<()> {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0)
+            .mode(0o000)
             .open(EMPTY)
             .context("creating the empty file")?;
         for target in files {

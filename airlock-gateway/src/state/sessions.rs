@@ -56,6 +56,15 @@ impl Session {
     }
 }
 
+/// What a new session is made of.
+pub struct NewSession {
+    pub role: String,
+    pub uid: u32,
+    pub bound_uid: bool,
+    pub search_path: Vec<String>,
+    pub protect: Vec<ProtectPattern>,
+}
+
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id: BTreeMap<String, Session>,
@@ -93,28 +102,19 @@ impl Sessions {
 
     /// Adds a new session in state `ready`. Not an event: until the
     /// enforcer takes it, nothing is enforced and nothing need survive.
-    pub fn create(
-        &mut self,
-        id: String,
-        role: String,
-        uid: u32,
-        bound_uid: bool,
-        search_path: Vec<String>,
-        protect: Vec<ProtectPattern>,
-        now: i64,
-    ) -> Session {
+    pub fn create(&mut self, id: String, new: NewSession, now: i64) -> Session {
         let session = Session {
             id,
             index: self.allocate_index(),
-            role,
-            uid,
-            bound_uid,
+            role: new.role,
+            uid: new.uid,
+            bound_uid: new.bound_uid,
             state: SessionState::Ready,
             created_at: now,
             ended_at: 0,
-            search_path,
+            search_path: new.search_path,
             enforcement: EnforcementMode::Unknown,
-            protect,
+            protect: new.protect,
         };
         self.by_id.insert(session.id.clone(), session.clone());
         session
