@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use airlock_tests::{bin, Options, OtherBuild, System, AGENT};
 
-const SAMPLES: usize = 30;
+const SAMPLES: usize = 40;
+const SETTLE: Duration = Duration::from_millis(100);
 
 struct Samples {
     end_to_end: Vec<Duration>,
@@ -28,32 +29,33 @@ fn monotonic_ns() -> i128 {
     now.tv_sec() as i128 * 1_000_000_000 + now.tv_nsec() as i128
 }
 
-fn measure(other_build: Option<OtherBuild>) -> Samples {
-    let system = System::start_with(Options {
+fn start(other_build: Option<OtherBuild>) -> System {
+    System::start_with(Options {
         enforcer: true,
         other_build,
         ..Options::default()
-    });
-    let clock = bin("airlock-clock").display().to_string();
-    let mut samples = Samples {
-        end_to_end: Vec::new(),
-        first_instruction: Vec::new(),
-    };
-    for _ in 0..SAMPLES {
-        let started = Instant::now();
-        let out = system.ctl(&AGENT, &["run", "--", "true"], "");
-        samples.end_to_end.push(started.elapsed());
-        assert_eq!(out.code, 0, "{out:?}");
+    })
+}
 
-        let started = monotonic_ns();
-        let out = system.ctl(&AGENT, &["run", "--", &clock], "");
-        assert_eq!(out.code, 0, "{out:?}");
-        let agent: i128 = out.stdout.trim().parse().expect("nanoseconds");
-        samples
-            .first_instruction
-            .push(Duration::from_nanos((agent - started) as u64));
-    }
+/// One sample of each figure.
+fn sample(system: &System, samples: &mut Samples) {
+    let clock = bin("airlock-clock").display().to_string();
+    // The previous session's end (its cgroup, its namespaces) is not this
+    // one's start.
+    std::thread::sleep(SETTLE);
+    let started = Instant::now();
+    let out = system.ctl(&AGENT, &["run", "--", "true"], "");
+    samples.end_to_end.push(started.elapsed());
+    assert_eq!(out.code, 0, "{out:?}");
+
+    std::thread::sleep(SETTLE);
+    let started = monotonic_ns();
+    let out = system.ctl(&AGENT, &["run", "--", &clock], "");
+    assert_eq!(out.code, 0, "{out:?}");
+    let agent: i128 = out.stdout.trim().parse().expect("nanoseconds");
     samples
+        .first_instruction
+        .push(Duration::from_nanos((agent - started) as u64));
 }
 
 fn median(samples: &[Duration]) -> Duration {
@@ -81,8 +83,22 @@ fn main() {
             .map(PathBuf::from)
             .expect("AIRLOCK_BENCH_BASELINE_POLICY: the baseline's org.airlock.conf"),
     });
-    let before = baseline.map(|build| measure(Some(build)));
-    let after = measure(None);
+    // Both deployments run side by side and are sampled in turn, so that
+    // the machine's load (other builds, the disk's fsync time for the audit
+    // record each session start writes) weighs on both alike.
+    let before_system = baseline.map(|build| start(Some(build)));
+    let after_system = start(None);
+    let empty = || Samples {
+        end_to_end: Vec::new(),
+        first_instruction: Vec::new(),
+    };
+    let (mut before, mut after) = (before_system.as_ref().map(|_| empty()), empty());
+    for _ in 0..SAMPLES {
+        if let (Some(system), Some(samples)) = (&before_system, &mut before) {
+            sample(system, samples);
+        }
+        sample(&after_system, &mut after);
+    }
     for (what, pick) in [
         (
             "airlockctl run -- true, end to end",

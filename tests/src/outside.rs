@@ -330,6 +330,13 @@ impl Outside {
                 "python3 -c 'import os; fd = os.open(\"/proc/self/mem\", os.O_RDWR); print(\"OPENED-MEM\")'".into(),
             )
             .proving("OPENED-MEM"),
+            // `at` and `crontab` reach their daemons through setgid
+            // helpers; `chage` is one that works for its user.
+            helper(
+                "a setgid helper (as at, crontab use)",
+                format!("chage -l {}", AGENT.name),
+            )
+            .proving("Last password change"),
             Case {
                 expect: Expect::Runs,
                 ..secret(

@@ -441,3 +441,46 @@ fn run_passes_the_agents_exit_status_input_terminal_and_signals_through() {
     };
     assert_eq!(status.code(), Some(3));
 }
+
+#[test]
+fn without_user_namespaces_the_agent_does_not_start_and_doctor_says_why() {
+    use airlock_tests::{bin, AGENT};
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    let doctor = system.ctl(&AGENT, &["doctor"], "");
+    assert!(
+        doctor.stdout.contains("ok    session namespaces"),
+        "{doctor:?}"
+    );
+
+    // The limit is per user namespace: in one of its own, root sets it to
+    // 0 for everything below, as `sysctl user.max_user_namespaces=0` would
+    // for the machine.
+    let ctl = bin("airlockctl");
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces || exit 99; \
+         {ctl} doctor; echo doctor=$?; {ctl} run -- terraform init; echo run=$?",
+        ctl = ctl.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", bench.path())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &system.bus_address)
+        .output()
+        .unwrap();
+    let out = airlock_tests::CtlOutput::from(out);
+    assert!(out.stdout.contains("doctor=1"), "{out:#?}");
+    assert!(
+        out.stdout.contains("FAIL  session namespaces")
+            && out.stdout.contains("user.max_user_namespaces = 0"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("run=126"), "{out:#?}");
+    assert!(!out.stdout.contains("STAND-IN RAN"), "{out:#?}");
+    assert!(
+        out.stderr.contains("the agent was not started")
+            && out.stderr.contains("sysctl -w user.max_user_namespaces"),
+        "{out:#?}"
+    );
+}

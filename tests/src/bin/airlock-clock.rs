@@ -6,5 +6,8 @@
 
 fn main() {
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
-    println!("{}", now.tv_sec() as i128 * 1_000_000_000 + now.tv_nsec() as i128);
+    println!(
+        "{}",
+        now.tv_sec() as i128 * 1_000_000_000 + now.tv_nsec() as i128
+    );
 }
