@@ -177,8 +177,11 @@ fn runtime(user: &SessionUser) -> Vec<(PathBuf, Mask)> {
     }
     if let Ok(entries) = std::fs::read_dir("/tmp") {
         for entry in entries.flatten() {
+            if !entry.file_name().as_encoded_bytes().starts_with(b"ssh-") {
+                continue;
+            }
             let owned_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
-            if owned_dir && entry.file_name().to_string_lossy().starts_with("ssh-") {
+            if owned_dir {
                 found.push((entry.path(), Mask::Hidden));
             }
         }
