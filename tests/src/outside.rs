@@ -292,7 +292,8 @@ impl Outside {
             .proving("WROTE-SECRET"),
             secret(
                 "hard link the credentials out",
-                format!("rm -f l1 l2; ln {aws} l1; ln {key} l2; cat l1 l2"),
+                // Into the home: a hard link cannot leave its file system.
+                format!("ln {aws} {home}/l1; ln {key} {home}/l2; cat {home}/l1 {home}/l2"),
             ),
             secret(
                 "symlink to the credentials",
@@ -330,13 +331,6 @@ impl Outside {
                 "python3 -c 'import os; fd = os.open(\"/proc/self/mem\", os.O_RDWR); print(\"OPENED-MEM\")'".into(),
             )
             .proving("OPENED-MEM"),
-            // `at` and `crontab` reach their daemons through setgid
-            // helpers; `chage` is one that works for its user.
-            helper(
-                "a setgid helper (as at, crontab use)",
-                format!("chage -l {}", AGENT.name),
-            )
-            .proving("Last password change"),
             Case {
                 expect: Expect::Runs,
                 ..secret(
