@@ -8,6 +8,7 @@ use zbus::zvariant::{Optional, Type};
 
 use crate::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
 use crate::grant::{Access, SignedGrant};
+use crate::policy::protect::ProtectPattern;
 use crate::policy::Action;
 use crate::session::SessionState;
 
@@ -391,6 +392,10 @@ pub struct SessionRecord {
     pub ended_at: Optional<i64>,
     /// The mode it was started under; `unknown` if the enforcer did not say.
     pub enforcement: EnforcementMode,
+    /// What the session masks (its role's list, defaults first), as
+    /// `airlockctl session-init` needs it; empty for a user binding, whose
+    /// processes no `session-init` starts.
+    pub protect: Vec<ProtectPattern>,
 }
 
 /// Client side of `org.airlock.Enforcer1`; only the gateway (and root) may
@@ -583,7 +588,7 @@ mod tests {
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
         assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");
-        assert_eq!(SessionRecord::SIGNATURE.to_string(), "(ssubsxxs)");
+        assert_eq!(SessionRecord::SIGNATURE.to_string(), "(ssubsxxsas)");
     }
 
     #[test]

@@ -68,12 +68,46 @@ fn kernel_checks(report: &mut Report) {
     }
 }
 
+/// Governed sessions mask credentials and runtime sockets in their own
+/// user, mount and pid namespaces: tried for real, as this user.
+fn namespace_check(report: &mut Report) {
+    const WHAT: &str = "session namespaces";
+    if let Some(why) = crate::confine::restriction() {
+        return report.fail(
+            WHAT,
+            &format!("{why}; `airlockctl run` refuses to start agents"),
+        );
+    }
+    let probe = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args([crate::confine::SUBCOMMAND, crate::confine::PROBE])
+            .stdin(std::process::Stdio::null())
+            .output()
+    });
+    match probe {
+        Ok(out) if out.status.success() => report.ok(
+            WHAT,
+            "a session gets its own user, mount and pid namespaces: the role's protected \
+             files and the user's runtime sockets are masked",
+        ),
+        Ok(out) => report.fail(
+            WHAT,
+            &format!(
+                "{}; `airlockctl run` refuses to start agents",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ),
+        Err(e) => report.fail(WHAT, &format!("cannot run the probe: {e}")),
+    }
+}
+
 pub async fn doctor() -> anyhow::Result<i32> {
     let mut report = Report {
         problems: 0,
         degraded: false,
     };
     kernel_checks(&mut report);
+    namespace_check(&mut report);
     match bus::gateway().await {
         Err(e) => report.fail("gateway", &format!("{e:#}")),
         Ok(gateway) => match gateway.status().await {

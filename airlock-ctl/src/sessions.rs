@@ -13,6 +13,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::bus;
+use crate::confine::plan::Plan;
 use crate::policy::{resolve_executable, search_path};
 
 /// Where `airlockctl use` keeps the default role: one line.
@@ -139,13 +140,19 @@ fn pidfd_open(pid: Pid) -> anyhow::Result<OwnedFd> {
 /// The child, held until its session is in place, then the command.
 struct Held {
     pid: Pid,
+    /// Releases the child, then carries its [`Plan`].
     go: OwnedFd,
 }
 
 impl Held {
-    /// Forks a child that waits on a pipe and then execs `program`.
-    fn spawn(program: &CString, argv: &[CString]) -> anyhow::Result<Held> {
-        let (wait_end, go_end) = nix::unistd::pipe()?;
+    /// Forks a child that waits on `wait_end` and then execs `program`,
+    /// leaving `wait_end` open for it (its number is in `argv`).
+    fn spawn(
+        program: &CString,
+        argv: &[CString],
+        wait_end: OwnedFd,
+        go_end: OwnedFd,
+    ) -> anyhow::Result<Held> {
         // execv's pointer array, built here: the child must not allocate.
         let argv: Vec<*const libc::c_char> = argv
             .iter()
@@ -153,17 +160,18 @@ impl Held {
             .chain(std::iter::once(std::ptr::null()))
             .collect();
         // SAFETY: the child only calls async-signal-safe functions (close,
-        // read, execv, _exit) on memory prepared before the fork, and
-        // allocates nothing.
+        // read, fcntl, execv, _exit) on memory prepared before the fork,
+        // and allocates nothing.
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(go_end);
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&wait_end);
                 let mut byte = [0u8; 1];
-                let started = matches!(
-                    nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&wait_end), &mut byte),
-                    Ok(1)
-                );
+                let started = matches!(nix::unistd::read(fd, &mut byte), Ok(1));
                 if started {
+                    // SAFETY: clears close-on-exec on our own descriptor,
+                    // so that session-init reads its plan from it.
+                    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
                     // SAFETY: `program` is a NUL-terminated string and `argv`
                     // a null-terminated array of them, all alive until the
                     // exec replaces this process (or fails and we exit).
@@ -183,10 +191,11 @@ impl Held {
         }
     }
 
-    /// Lets the command start, then waits for it; returns its exit code.
-    fn release_and_wait(self) -> anyhow::Result<i32> {
+    /// Lets the command start with `plan`, then waits for it; returns its
+    /// exit code.
+    fn release_and_wait(self, plan: &Plan) -> anyhow::Result<i32> {
         nix::unistd::write(self.go.as_fd(), b"g")?;
-        drop(self.go);
+        plan.send(self.go);
         loop {
             match waitpid(self.pid, None)? {
                 WaitStatus::Exited(_, code) => return Ok(code),
@@ -208,12 +217,16 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
         .first()
         .ok_or_else(|| anyhow!("no command to run"))?;
     let program = resolve_executable(name).ok_or_else(|| anyhow!("{name}: command not found"))?;
-    // The held child becomes `airlockctl session-init PROGRAM ARGV...`,
-    // which confines itself and then execs the command.
+    // The held child becomes `airlockctl session-init PLAN_FD PROGRAM
+    // ARGV...`, which reads the gateway's answer from PLAN_FD, confines
+    // itself and then runs the command.
     let init = std::env::current_exe().context("finding airlockctl's own executable")?;
+    let (wait_end, go_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let plan_fd = std::os::fd::AsRawFd::as_raw_fd(&wait_end).to_string();
     let init_argv = [
         init.as_os_str(),
         std::ffi::OsStr::new(crate::confine::SUBCOMMAND),
+        std::ffi::OsStr::new(&plan_fd),
         program.as_os_str(),
     ]
     .into_iter()
@@ -226,26 +239,26 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
     let role = role.map(str::to_owned).or_else(chosen_role);
 
     // The command must not start before it is governed: fork it held.
-    let held = Held::spawn(&init, &init_argv)?;
-    let outcome = govern(&held, role.as_deref(), unenforced).await;
-    match outcome {
-        Ok(()) => {}
+    let held = Held::spawn(&init, &init_argv, wait_end, go_end)?;
+    let plan = match govern(&held, role.as_deref(), unenforced).await {
+        Ok(plan) => plan,
         Err(e) => {
             held.abandon();
             return Err(e);
         }
-    }
+    };
     // The terminal's ^C reaches the command directly; we only wait.
     // SAFETY: installing SIG_IGN has no handler code to be unsafe about.
     unsafe {
         let _ = signal::signal(Signal::SIGINT, SigHandler::SigIgn);
         let _ = signal::signal(Signal::SIGQUIT, SigHandler::SigIgn);
     }
-    held.release_and_wait()
+    held.release_and_wait(&plan)
 }
 
-/// Puts `held` under enforcement, in `role` or the gateway's default role.
-async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Result<()> {
+/// Puts `held` under enforcement, in `role` or the gateway's default role;
+/// returns what its `session-init` must do.
+async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Result<Plan> {
     let gateway = match bus::gateway().await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -274,7 +287,10 @@ async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Re
                     session.enforcement
                 );
             }
-            Ok(())
+            Ok(Plan::Session {
+                id: session.id,
+                protect: session.protect,
+            })
         }
         // Refused on purpose (a governed process starting another session):
         // neither a broken enforcer nor something --unenforced may skip.
@@ -292,9 +308,9 @@ async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Re
                 .map_err(|e| bus::explain("record unenforced run", e))?;
             eprintln!(
                 "airlock: WARNING: running UNENFORCED (--unenforced): {error:#}\n\
-                 airlock: this run is recorded in the audit log"
+                 airlock: this run is recorded in the audit log; nothing is masked either"
             );
-            Ok(())
+            Ok(Plan::Unenforced)
         }
         Err(e) => Err(anyhow!(
             "{:#}\nairlock: the agent was not started: it would run ungoverned. Fix the \

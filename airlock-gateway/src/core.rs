@@ -19,6 +19,7 @@ use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::{Event, TotpFailure};
 use airlock_common::fsutil::Durability;
 use airlock_common::grant::{Access, Scope, SignedGrant};
+use airlock_common::policy::protect;
 use airlock_common::session::SessionState;
 use airlock_common::validate::{check_id, check_text, usable_search_path};
 use airlock_common::{ids, timefmt};
@@ -30,7 +31,7 @@ use crate::specs::session_spec;
 use crate::state::decode_key;
 use crate::state::grants;
 use crate::state::requests::PendingRequest;
-use crate::state::sessions::Session;
+use crate::state::sessions::{NewSession, Session};
 
 pub struct Core {
     pub policy: PolicyState,
@@ -519,11 +520,18 @@ impl Core {
         now: i64,
     ) -> Result<Session, AirlockError> {
         let role = role.map_or_else(|| self.default_role.clone(), str::to_owned);
-        if self.policy.set.role(&role).is_none() {
+        let Some(policy_role) = self.policy.set.role(&role) else {
             return Err(AirlockError::NotFound(format!(
                 "unknown role {role:?}; `airlockctl policy validate` lists the roles in force"
             )));
-        }
+        };
+        // A user binding's processes are not started by session-init:
+        // nothing masks their files.
+        let protect = if bound_uid {
+            Vec::new()
+        } else {
+            protect::with_defaults(&policy_role.protect)
+        };
         if bound_uid {
             if let Some(other) = self.journal.state().sessions.binding_of(uid) {
                 return Err(AirlockError::Conflict(format!(
@@ -535,10 +543,13 @@ impl Core {
         let search_path = usable_search_path(search_path);
         Ok(self.journal.sessions_mut().create(
             ids::new_id("ses"),
-            role,
-            uid,
-            bound_uid,
-            search_path,
+            NewSession {
+                role,
+                uid,
+                bound_uid,
+                search_path,
+                protect,
+            },
             now,
         ))
     }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::{bin, users, CtlOutput, Spawned, System, AGENT};
+use crate::outside::Outside;
+use crate::{bin, users, CtlOutput, System, AGENT};
 
 /// The role the catalogue runs under: `terraform apply` blocked,
 /// `terraform plan` needs approval, everything else allowed.
@@ -23,6 +25,9 @@ pub struct Bench {
     pub bin: PathBuf,
     /// Writable by the agent.
     pub work: PathBuf,
+    /// The user's credentials and servers outside the session, for the
+    /// catalogue's rows about them ([`prepare_with_outside`]).
+    pub outside: Option<Outside>,
 }
 
 impl Bench {
@@ -53,7 +58,20 @@ pub fn prepare(system: &System) -> Bench {
     fs::copy(bin("airlock-stand-in"), &terraform).unwrap();
     fs::set_permissions(&terraform, fs::Permissions::from_mode(0o755)).unwrap();
     fs::hard_link(&terraform, bin_dir.join("tf-hardlink")).unwrap();
-    Bench { bin: bin_dir, work }
+    Bench {
+        bin: bin_dir,
+        work,
+        outside: None,
+    }
+}
+
+/// [`prepare`], with fake credentials in the agent user's home and its
+/// servers started outside any session. One at a time per machine: they
+/// are the agent user's.
+pub fn prepare_with_outside(system: &System) -> Bench {
+    let mut bench = prepare(system);
+    bench.outside = Some(Outside::start(system, &bench));
+    bench
 }
 
 /// Which defence a case must meet.
@@ -73,14 +91,26 @@ pub struct Case {
     /// Set when the case is a known gap in degraded mode (no BPF LSM), with
     /// the reason.
     pub degraded_gap: Option<&'static str>,
+    /// Output showing the case got through: the stand-in ran, a secret was
+    /// read.
+    pub proof: &'static str,
+    /// Run the script outside any session first: it must get through
+    /// there, or a refusal in the session proves nothing.
+    pub ungoverned_first: bool,
+    /// The layer that refuses when the audit log cannot say (the session's
+    /// namespaces record nothing).
+    pub layer: Option<&'static str>,
 }
 
-fn case(name: &'static str, script: String) -> Case {
+pub(crate) fn case(name: &'static str, script: String) -> Case {
     Case {
         name,
         script,
         expect: Expect::Refused,
         degraded_gap: None,
+        proof: "STAND-IN RAN",
+        ungoverned_first: false,
+        layer: None,
     }
 }
 
@@ -175,11 +205,17 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
             ..case("allowed arguments (terraform init)", "terraform init".into())
         },
     ]
+    .into_iter()
+    .chain(bench.outside.iter().flat_map(|o| o.cases(bench)))
+    .collect()
 }
 
 /// What happened to one case.
 pub struct Outcome {
     pub ran: bool,
+    /// For a case run outside a session first: whether it got through
+    /// there, and its output.
+    pub ungoverned: Option<(bool, CtlOutput)>,
     /// The layers that acted, from the audit log: `exec_check` (BPF LSM,
     /// EPERM), `exec_commit` (killed before the first instruction), `mmap`,
     /// `file_open`; `permissions` when Unix permissions refused alone.
@@ -191,9 +227,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn passed(&self, case: &Case) -> bool {
+        let works_outside = self.ungoverned.as_ref().is_none_or(|(ran, _)| *ran);
         match case.expect {
-            Expect::Refused => !self.ran,
-            Expect::Runs => self.ran,
+            Expect::Refused => !self.ran && works_outside,
+            Expect::Runs => self.ran && works_outside,
         }
     }
 }
@@ -234,6 +271,19 @@ pub fn session_events(
     }
 }
 
+/// Runs `script` as the agent outside any session, as [`run_in_session`]
+/// would inside one.
+pub fn run_ungoverned(system: &System, bench: &Bench, script: &str) -> CtlOutput {
+    let script = format!("cd {} && {script}", bench.work.display());
+    system.run_as_with_path(
+        &AGENT,
+        Path::new("/bin/sh"),
+        &["-c", &script],
+        "",
+        &bench.path(),
+    )
+}
+
 /// Runs `script` as the agent in a governed session.
 pub fn run_in_session(system: &System, bench: &Bench, role: &str, script: &str) -> CtlOutput {
     let script = format!("cd {} && {script}", bench.work.display());
@@ -247,9 +297,21 @@ pub fn run_in_session(system: &System, bench: &Bench, role: &str, script: &str) 
 }
 
 pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
+    let reset = || {
+        if let Some(outside) = &bench.outside {
+            outside.reset();
+        }
+    };
+    let ungoverned = case.ungoverned_first.then(|| {
+        reset();
+        let output = run_ungoverned(system, bench, &case.script);
+        let ran = output.stdout.contains(case.proof) || output.stderr.contains(case.proof);
+        (ran, output)
+    });
+    reset();
     let output = run_in_session(system, bench, ROLE, &case.script);
     let combined = format!("{}{}", output.stdout, output.stderr);
-    let ran = combined.contains("STAND-IN RAN");
+    let ran = combined.contains(case.proof);
     let mut layers = Vec::new();
     if let Some(session) = session_of(&output) {
         let wait = if ran {
@@ -269,11 +331,15 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
             }
         }
     }
+    if let Some(layer) = case.layer.filter(|_| !ran && layers.is_empty()) {
+        layers.push(layer.into());
+    }
     if layers.is_empty() && !ran && combined.contains("Permission denied") {
         layers.push("permissions".into());
     }
     Outcome {
         ran,
+        ungoverned,
         layers,
         message: combined.contains("airlock: POLICY BLOCK"),
         output,

@@ -13,6 +13,7 @@
 
 pub mod catalogue;
 pub mod forged_grants;
+pub mod outside;
 pub mod totp;
 pub mod users;
 
@@ -697,9 +698,14 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 }
 
 /// A background process that is killed and reaped when dropped.
-pub struct Spawned(Child);
+pub struct Spawned(pub(crate) Child);
 
 impl Spawned {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Its exit status, if it has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         self.0.try_wait().unwrap()

@@ -95,6 +95,14 @@ pub fn uid(name: &str) -> Uid {
         .uid
 }
 
+/// The home directory in `name`'s passwd entry (it may not exist).
+pub fn home(name: &str) -> std::path::PathBuf {
+    User::from_name(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {name}"))
+        .dir
+}
+
 pub fn gid(name: &str) -> Gid {
     Group::from_name(name)
         .unwrap()

@@ -28,7 +28,7 @@ fn mode(system: &System) -> EnforcementMode {
 #[test]
 fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
     let system = system();
-    let bench = catalogue::prepare(&system);
+    let bench = catalogue::prepare_with_outside(&system);
     assert!(
         catalogue::runs_ungoverned(&system, &bench),
         "the stand-in must run outside a session"
@@ -55,6 +55,14 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
                 case.degraded_gap.filter(|_| gap).unwrap_or(""),
             )
         );
+        if let Some((false, output)) = &outcome.ungoverned {
+            failures.push(format!(
+                "{}: does not get through even outside a session, so its refusal proves \
+                 nothing: {output:#?}",
+                case.name
+            ));
+            continue;
+        }
         if case.expect == Expect::Runs {
             assert!(outcome.ran, "{}: {:#?}", case.name, outcome.output);
             continue;
@@ -372,5 +380,170 @@ fn without_airlock_totps_key_no_grant_is_installed_until_it_answers() {
     assert!(
         ran,
         "the grant was not installed once airlock-totp answered: {out}"
+    );
+}
+
+fn libc_sigpipe() -> u32 {
+    nix::sys::signal::Signal::SIGPIPE as u32
+}
+
+/// The pid of `parent`'s first child.
+fn child_of(parent: u32) -> Option<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn run_passes_the_agents_exit_status_input_terminal_and_signals_through() {
+    use airlock_tests::{bin, AGENT};
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    let run = |script: &str, stdin: &str| {
+        system.run_as_with_path(
+            &AGENT,
+            &bin("airlockctl"),
+            &["run", "--role", catalogue::ROLE, "--", "sh", "-c", script],
+            stdin,
+            &bench.path(),
+        )
+    };
+    assert_eq!(run("exit 7", "").code, 7);
+    // Killed by a signal: 128 + the signal, as a shell reports it.
+    assert_eq!(run("kill -KILL $$", "").code, 137);
+    let read = run("read line; echo \"got $line\"", "hello\n");
+    assert!(read.stdout.contains("got hello"), "{read:?}");
+    // The agent starts with the signal dispositions and mask its caller
+    // had (airlockctl ignores SIGPIPE; the agent must not).
+    let status = "grep -E '^Sig(Ign|Blk)' /proc/self/status";
+    let outside = catalogue::run_ungoverned(&system, &bench, status);
+    let inside = run(status, "");
+    assert_eq!(inside.stdout, outside.stdout, "{inside:?}");
+    let ignored = |out: &airlock_tests::CtlOutput| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .expect("a SigIgn line")
+    };
+    let sigpipe = 1 << (libc_sigpipe() - 1);
+    assert_eq!(ignored(&inside) & sigpipe, 0, "SIGPIPE ignored: {inside:?}");
+    // A caller that ignores SIGINT (a background job of a script) passes
+    // that on, as it would to any program.
+    let ignoring = |command: &str| {
+        system.run_as_with_path(
+            &AGENT,
+            std::path::Path::new("/bin/sh"),
+            &[
+                "-c",
+                &format!("trap '' INT; exec {command} sh -c \"grep SigIgn /proc/self/status\""),
+            ],
+            "",
+            &bench.path(),
+        )
+    };
+    let outside = ignoring("");
+    let inside = ignoring(&format!(
+        "{} run --role {} --",
+        bin("airlockctl").display(),
+        catalogue::ROLE
+    ));
+    assert_eq!(ignored(&outside) & 2, 2, "SIGINT not ignored: {outside:?}");
+    assert_eq!(inside.stdout, outside.stdout, "{inside:?}");
+
+    // On a terminal, the agent has the terminal.
+    let ctl = bin("airlockctl");
+    let on_tty = system.run_as_with_path(
+        &AGENT,
+        std::path::Path::new("/usr/bin/script"),
+        &[
+            "-qec",
+            &format!(
+                "{} run --role {} -- sh -c 'test -t 0 && test -t 1 && echo ON-A-TTY'",
+                ctl.display(),
+                catalogue::ROLE
+            ),
+            "/dev/null",
+        ],
+        "",
+        &bench.path(),
+    );
+    assert!(on_tty.stdout.contains("ON-A-TTY"), "{on_tty:?}");
+
+    // SIGTERM to the session's first process reaches the agent, whose exit
+    // status airlockctl returns.
+    let script = format!(
+        "cd {} && trap 'echo > got-term; exit 3' TERM; echo > term-ready; \
+         while :; do sleep 0.1; done",
+        bench.work.display()
+    );
+    let mut agent = system.spawn_as_with_path(
+        &AGENT,
+        &bin("airlockctl"),
+        &["run", "--role", catalogue::ROLE, "--", "sh", "-c", &script],
+        &bench.path(),
+    );
+    wait_for(&bench.work.join("term-ready"));
+    let init = child_of(agent.id()).expect("airlockctl run has a child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for(&bench.work.join("got-term"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = agent.try_wait() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "airlockctl run did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn without_user_namespaces_the_agent_does_not_start_and_doctor_says_why() {
+    use airlock_tests::{bin, AGENT};
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    let doctor = system.ctl(&AGENT, &["doctor"], "");
+    assert!(
+        doctor.stdout.contains("ok    session namespaces"),
+        "{doctor:?}"
+    );
+
+    // The limit is per user namespace: in one of its own, root sets it to
+    // 0 for everything below, as `sysctl user.max_user_namespaces=0` would
+    // for the machine.
+    let ctl = bin("airlockctl");
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces || exit 99; \
+         {ctl} doctor; echo doctor=$?; {ctl} run -- terraform init; echo run=$?",
+        ctl = ctl.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", bench.path())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &system.bus_address)
+        .output()
+        .unwrap();
+    let out = airlock_tests::CtlOutput::from(out);
+    assert!(out.stdout.contains("doctor=1"), "{out:#?}");
+    assert!(
+        out.stdout.contains("FAIL  session namespaces")
+            && out.stdout.contains("user.max_user_namespaces = 0"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("run=126"), "{out:#?}");
+    assert!(!out.stdout.contains("STAND-IN RAN"), "{out:#?}");
+    assert!(
+        out.stderr.contains("the agent was not started")
+            && out.stderr.contains("sysctl -w user.max_user_namespaces"),
+        "{out:#?}"
     );
 }

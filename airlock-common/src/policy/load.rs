@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::matcher::parse_command;
 use super::model::{Action, Diagnostic, Policy, Role, Rule, Source};
+use super::protect::{ProtectPattern, MAX_PROTECT_ENTRIES};
 use super::tree::{self, Entry, Kind, LineIndex, Node};
 use crate::limits::MAX_POLICY_ID_LEN;
 use crate::timefmt::parse_duration;
@@ -35,6 +36,7 @@ const ROLE_KEYS: &[&str] = &[
     "default_action",
     "default_grant_ttl",
     "max_grant_ttl",
+    "protect",
 ];
 
 const DEFAULT_GRANT_TTL: Duration = Duration::from_secs(60 * 60);
@@ -516,6 +518,10 @@ impl FileCx<'_> {
             Some(node) => self.action(node, "default_action").unwrap_or(Action::Allow),
             None => Action::Allow,
         };
+        let protect = table
+            .get("protect")
+            .map(|list| self.protect(list))
+            .unwrap_or_default();
         let default_ttl = self.duration(&table, "default_grant_ttl", DEFAULT_GRANT_TTL);
         let max_ttl = self.duration(&table, "max_grant_ttl", MAX_GRANT_TTL);
         if default_ttl > max_ttl {
@@ -542,11 +548,32 @@ impl FileCx<'_> {
                 default_action,
                 default_grant_ttl: default_ttl,
                 max_grant_ttl: max_ttl,
+                protect,
                 source: self.loc(table.span).source(),
             },
             id_at,
             references,
         })
+    }
+
+    /// A role's `protect` list: paths its sessions mask.
+    fn protect(&mut self, list: &Node) -> Vec<ProtectPattern> {
+        let items = self.array(list, "`protect`").unwrap_or_default();
+        if items.len() > MAX_PROTECT_ENTRIES {
+            self.error(
+                &list.span,
+                format!("`protect` may list at most {MAX_PROTECT_ENTRIES} paths"),
+            );
+        }
+        items
+            .iter()
+            .filter_map(|item| {
+                let text = self.string(item, "a path")?;
+                text.parse()
+                    .map_err(|message| self.error(&item.span, message))
+                    .ok()
+            })
+            .collect()
     }
 
     /// An optional positive duration such as `30m`; `default` if absent or

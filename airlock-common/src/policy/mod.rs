@@ -10,6 +10,7 @@
 mod load;
 mod matcher;
 mod model;
+pub mod protect;
 mod set;
 mod tree;
 

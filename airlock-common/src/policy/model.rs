@@ -145,6 +145,9 @@ pub struct Role {
     pub default_action: Action,
     pub default_grant_ttl: Duration,
     pub max_grant_ttl: Duration,
+    /// Its own `protect` entries, as written; the session masks these
+    /// after the defaults ([`protect::with_defaults`](super::protect::with_defaults)).
+    pub protect: Vec<super::protect::ProtectPattern>,
     pub source: Source,
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use airlock_common::dbus::SessionRecord;
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
+use airlock_common::policy::protect::ProtectPattern;
 use airlock_common::session::SessionState;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,10 @@ pub struct Session {
     /// The enforcement mode when it started.
     #[serde(default, deserialize_with = "EnforcementMode::deserialize_lenient")]
     pub enforcement: EnforcementMode,
+    /// What `session-init` masks: the role's list when the session was
+    /// created (a later reload cannot change a running session's mounts).
+    #[serde(default)]
+    pub protect: Vec<ProtectPattern>,
 }
 
 impl Session {
@@ -46,8 +51,18 @@ impl Session {
             created_at: self.created_at,
             ended_at: (self.ended_at > 0).then_some(self.ended_at).into(),
             enforcement: self.enforcement,
+            protect: self.protect.clone(),
         }
     }
+}
+
+/// What a new session is made of.
+pub struct NewSession {
+    pub role: String,
+    pub uid: u32,
+    pub bound_uid: bool,
+    pub search_path: Vec<String>,
+    pub protect: Vec<ProtectPattern>,
 }
 
 #[derive(Debug, Default)]
@@ -87,26 +102,19 @@ impl Sessions {
 
     /// Adds a new session in state `ready`. Not an event: until the
     /// enforcer takes it, nothing is enforced and nothing need survive.
-    pub fn create(
-        &mut self,
-        id: String,
-        role: String,
-        uid: u32,
-        bound_uid: bool,
-        search_path: Vec<String>,
-        now: i64,
-    ) -> Session {
+    pub fn create(&mut self, id: String, new: NewSession, now: i64) -> Session {
         let session = Session {
             id,
             index: self.allocate_index(),
-            role,
-            uid,
-            bound_uid,
+            role: new.role,
+            uid: new.uid,
+            bound_uid: new.bound_uid,
             state: SessionState::Ready,
             created_at: now,
             ended_at: 0,
-            search_path,
+            search_path: new.search_path,
             enforcement: EnforcementMode::Unknown,
+            protect: new.protect,
         };
         self.by_id.insert(session.id.clone(), session.clone());
         session
@@ -173,6 +181,9 @@ impl Sessions {
                             ended_at: 0,
                             search_path: search_path.clone(),
                             enforcement: *enforcement,
+                            // Masked by then; only `airlockctl sessions`
+                            // would show it.
+                            protect: Vec::new(),
                         },
                     );
                     true
