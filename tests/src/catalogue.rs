@@ -11,9 +11,8 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{bin, users, CtlOutput, Spawned, System, AGENT};
 use crate::outside::Outside;
-use crate::{bin, users, CtlOutput, System, AGENT};
+use crate::{bin, users, CtlOutput, Spawned, System, AGENT};
 
 /// The role the catalogue runs under: `terraform apply` blocked,
 /// `terraform plan` needs approval, everything else allowed.
