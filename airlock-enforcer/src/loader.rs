@@ -51,8 +51,11 @@ impl Mode {
         match self {
             Mode::Lsm => "BPF LSM: forbidden commands fail with EPERM before they run".into(),
             Mode::Degraded { reason } => format!(
-                "DEGRADED: BPF LSM is unavailable ({reason}); forbidden commands are killed at \
-                 exec commit, before their first instruction, by a tp_btf/sched_process_exec \
+                "DEGRADED (seccomp supervisor + exec-commit kill): BPF LSM is unavailable \
+                 ({reason}); in sessions started by `airlockctl run` the enforcer's seccomp \
+                 supervisor refuses forbidden commands with EPERM before they run, and what \
+                 races it (and every forbidden command of a session bound to a user) is killed \
+                 at exec commit, before its first instruction, by a tp_btf/sched_process_exec \
                  program. The dynamic-loader and cgroup-escape guards are off. Fix: {}",
                 LSM_FIX
             ),

@@ -16,6 +16,7 @@ mod offsets;
 mod procfd;
 mod service;
 mod sessions;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -148,7 +149,16 @@ async fn serve(mut sessions: Sessions, mode: Mode, gateway_uid: Option<u32>) -> 
         Service {
             bus_name: names::ENFORCER_BUS_NAME,
             object_path: names::ENFORCER_OBJECT_PATH,
-            object: service::Enforcer::new(sessions.clone(), mode, dbus, gateway_uid),
+            object: service::Enforcer::new(
+                supervisor::Supervisor {
+                    sessions: sessions.clone(),
+                    gateway: gateway.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                },
+                mode,
+                dbus,
+                gateway_uid,
+            ),
         },
     )
     .await?;

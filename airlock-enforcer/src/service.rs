@@ -14,9 +14,11 @@ use zbus::zvariant::Optional;
 use crate::cgroup::pid_of_pidfd;
 use crate::loader::{Mode, LSM_FIX};
 use crate::sessions::Sessions;
+use crate::supervisor::Supervisor;
 
 pub struct Enforcer {
     sessions: Arc<Mutex<Sessions>>,
+    supervisor: Supervisor,
     mode: Mode,
     dbus: DBusProxy<'static>,
     /// The only non-root uid allowed to call.
@@ -25,13 +27,14 @@ pub struct Enforcer {
 
 impl Enforcer {
     pub fn new(
-        sessions: Arc<Mutex<Sessions>>,
+        supervisor: Supervisor,
         mode: Mode,
         dbus: DBusProxy<'static>,
         gateway_uid: Option<u32>,
     ) -> Self {
         Enforcer {
-            sessions,
+            sessions: supervisor.sessions.clone(),
+            supervisor,
             mode,
             dbus,
             gateway_uid,
@@ -160,6 +163,28 @@ impl Enforcer {
         } else {
             Err(AirlockError::Internal(errors.join("; ")))
         }
+    }
+
+    /// Takes a degraded-mode session's seccomp listener (see `supervisor`).
+    async fn supervise_exec(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        session: &str,
+        listener: zbus::zvariant::OwnedFd,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        if !ids::is_well_formed(session) {
+            return Err(AirlockError::InvalidArgument("malformed session id".into()));
+        }
+        if self.mode == Mode::Lsm {
+            return Err(AirlockError::Conflict(
+                "BPF LSM refuses execs itself; sessions take no seccomp supervisor".into(),
+            ));
+        }
+        let listener: std::os::fd::OwnedFd = listener.into();
+        self.supervisor
+            .attach(session, listener)
+            .map_err(|e| AirlockError::InvalidArgument(format!("{e:#}")))
     }
 
     async fn session_of_pid(

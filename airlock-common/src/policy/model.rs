@@ -145,6 +145,9 @@ pub struct Role {
     pub default_action: Action,
     pub default_grant_ttl: Duration,
     pub max_grant_ttl: Duration,
+    /// The session's processes may debug (ptrace, `process_vm_writev`, ...):
+    /// a debugger can change a program after the kernel judged its exec.
+    pub allow_debugging: bool,
     pub source: Source,
 }
 
