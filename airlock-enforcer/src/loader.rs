@@ -23,7 +23,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/airlock-ebpf.o"));
 
 /// LSM hooks, in attach order.
-const LSM_HOOKS: [&str; 3] = ["bprm_check_security", "mmap_file", "file_open"];
+const LSM_HOOKS: [&str; 5] = [
+    "bprm_check_security",
+    "mmap_file",
+    "file_open",
+    "ptrace_access_check",
+    "ptrace_traceme",
+];
 const EXEC_TRACEPOINT: &str = "sched_process_exec";
 
 /// How the kernel enforces, from strongest to none.

@@ -61,6 +61,10 @@ const NAMESPACES: [&str; 12] = [
     "fspick",
 ];
 
+/// Scripts whose interpreter is a script, as deep as the kernel follows
+/// them (`BINPRM_MAX_RECURSION`).
+const MAX_INTERPRETERS: usize = 4;
+
 /// What the supervisor needs from the rest of the enforcer.
 #[derive(Clone)]
 pub struct Supervisor {
@@ -220,18 +224,40 @@ impl Supervisor {
     ) -> Option<(EnforcementEvent, Option<RuleSpec>)> {
         let pid = request.pid;
         // Unreadable: the kernel reads the same memory and fails the exec.
-        let call = ExecCall::read(pid, execveat, &request.data.args)?;
-        let exe = Executable::open(pid, &call)?;
-        let (verdict, rule, revoked) = {
-            let sessions = self.sessions.locked();
-            let tables = sessions.tables(session)?;
-            let verdict = judge::judge(&tables, key, &call, &exe, boot_ns())?;
-            let rule = tables.rules.iter().find(|r| r.index == verdict.rule).cloned();
-            (verdict, rule, tables.info.flags & SESSION_REVOKED != 0)
+        let mut call = ExecCall::read(pid, execveat, &request.data.args)?;
+        let mut exe = Executable::open(pid, &call)?;
+        // A script is judged, then what the kernel runs for it (its
+        // interpreter, argv rewritten), as the exec-commit program will.
+        let mut depth = 0;
+        let (verdict, rule, revoked) = loop {
+            let judged = {
+                let sessions = self.sessions.locked();
+                let tables = sessions.tables(session)?;
+                judge::judge(&tables, key, &call, &exe, boot_ns()).map(|verdict| {
+                    let rule = tables.rules.iter().find(|r| r.index == verdict.rule).cloned();
+                    (verdict, rule, tables.info.flags & SESSION_REVOKED != 0)
+                })
+            };
+            if let Some(refused) = judged.filter(|(verdict, ..)| !verdict.permits()) {
+                break refused;
+            }
+            let (interpreter, argument) = target::shebang(&exe.head)?;
+            depth += 1;
+            if depth > MAX_INTERPRETERS {
+                return None;
+            }
+            let next = call.interpreted(interpreter.clone(), argument);
+            let opened = ExecCall {
+                path: interpreter,
+                dirfd: None,
+                empty_path: false,
+                argv: Vec::new(),
+                argc: 0,
+                argv_readable: false,
+            };
+            exe = Executable::open(pid, &opened)?;
+            call = next;
         };
-        if verdict.permits() {
-            return None;
-        }
         let kind = denial_kind(&verdict, revoked);
         let argv = call
             .argv

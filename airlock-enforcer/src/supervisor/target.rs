@@ -143,6 +143,43 @@ impl ExecCall {
     }
 }
 
+/// `binfmt_script`'s reading of a `#!` line: the interpreter and its one
+/// optional argument, or `None` for a file that is not a script.
+pub fn shebang(head: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let rest = head.strip_prefix(b"#!")?;
+    let line = &rest[..rest.iter().position(|&b| b == b'\n' || b == 0)?];
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let line = &line[line.iter().position(|b| !blank(b))?..];
+    let end = line.iter().position(blank).unwrap_or(line.len());
+    let (interpreter, rest) = line.split_at(end);
+    let rest = rest.trim_ascii();
+    Some((interpreter.to_vec(), (!rest.is_empty()).then(|| rest.to_vec())))
+}
+
+impl ExecCall {
+    /// What the kernel runs for a script: its interpreter, with argv
+    /// `interpreter [argument] filename argv[1..]`, still named (invoked
+    /// as) by the script's filename.
+    pub fn interpreted(&self, interpreter: Vec<u8>, argument: Option<Vec<u8>>) -> ExecCall {
+        let filename = self.filename();
+        let mut argv: Vec<Option<Vec<u8>>> = std::iter::once(Some(interpreter.clone()))
+            .chain(argument.map(Some))
+            .chain(std::iter::once(Some(filename.clone())))
+            .chain(self.argv.iter().skip(1).cloned())
+            .collect();
+        let argc = self.argc.saturating_sub(1) + argv.len() - self.argv.len().saturating_sub(1);
+        argv.truncate(MAX_WORDS);
+        ExecCall {
+            path: filename,
+            dirfd: None,
+            empty_path: false,
+            argv,
+            argc: argc.min(MAX_WORDS + 1),
+            argv_readable: self.argv_readable,
+        }
+    }
+}
+
 /// The file an exec would run, opened by the enforcer.
 pub struct Executable {
     /// Name of the real file (symlinks resolved), as its dentry has it.
@@ -324,6 +361,33 @@ mod tests {
         assert_eq!(read_string(pid, at, 254).as_deref(), Some(&b"apply"[..]));
         assert_eq!(read_string(pid, at, 4), None, "longer than allowed");
         assert_eq!(read_string(pid, 0, 254), None);
+    }
+
+    #[test]
+    fn a_shebang_line_is_read_as_binfmt_script_reads_it() {
+        let head = |text: &str| {
+            let mut buf = [0u8; BINPRM_BUF];
+            buf[..text.len()].copy_from_slice(text.as_bytes());
+            buf
+        };
+        assert_eq!(shebang(&head("#!/bin/sh\necho")), Some((b"/bin/sh".to_vec(), None)));
+        assert_eq!(
+            shebang(&head("#! /x/terraform  apply now \n")),
+            Some((b"/x/terraform".to_vec(), Some(b"apply now".to_vec())))
+        );
+        assert_eq!(shebang(&head("\x7fELF")), None);
+        let script = ExecCall {
+            path: b"./i.tf".to_vec(),
+            dirfd: None,
+            empty_path: false,
+            argv: vec![Some(b"./i.tf".to_vec()), Some(b"x".to_vec())],
+            argc: 2,
+            argv_readable: true,
+        };
+        let run = script.interpreted(b"/x/terraform".to_vec(), Some(b"apply".to_vec()));
+        let words: Vec<&[u8]> = run.argv.iter().map(|w| w.as_deref().unwrap()).collect();
+        assert_eq!(words, [&b"/x/terraform"[..], b"apply", b"./i.tf", b"x"]);
+        assert_eq!((run.argc, run.filename()), (4, b"./i.tf".to_vec()));
     }
 
     #[test]
