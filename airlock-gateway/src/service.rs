@@ -3,9 +3,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{
-    AirlockError, Confinement, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
-    GrantInfo, GrantRequest, RequestInfo, SessionRecord, SignedGrantWire, Totp1Proxy, TotpReport,
-    TotpStatus,
+    AirlockError, Confinement, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus,
+    GatewayStatus, GrantInfo, GrantRequest, RequestInfo, SessionRecord, SignedGrantWire,
+    Totp1Proxy, TotpReport, TotpStatus,
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;

@@ -40,7 +40,10 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
     for case in catalogue::cases(&bench) {
         if case.prove_ungoverned {
             if let Err(out) = catalogue::works_ungoverned(&system, &bench, &case) {
-                panic!("{}: the bypass does not work even ungoverned: {out:#?}", case.name);
+                panic!(
+                    "{}: the bypass does not work even ungoverned: {out:#?}",
+                    case.name
+                );
             }
         }
         let outcome = catalogue::run_case(&system, &bench, &case);
@@ -81,8 +84,7 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
             assert!(
                 outcome.message,
                 "{}: refused, but the agent got no Airlock message: {:#?}",
-                case.name,
-                outcome.output
+                case.name, outcome.output
             );
         }
     }

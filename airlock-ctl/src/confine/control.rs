@@ -61,7 +61,8 @@ impl Control {
 
     pub fn send(&self, text: &str, fd: Option<&OwnedFd>) -> anyhow::Result<()> {
         let raw = fd.map(|fd| [fd.as_raw_fd()]);
-        let rights: Vec<ControlMessage> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+        let rights: Vec<ControlMessage> =
+            raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
         sendmsg::<()>(
             self.0.as_raw_fd(),
             &[IoSlice::new(text.as_bytes())],
@@ -101,7 +102,9 @@ impl Control {
             (msg.bytes, fd)
         };
         if len == 0 && fd.is_none() {
-            return Err(anyhow!("the other side closed the session's control socket"));
+            return Err(anyhow!(
+                "the other side closed the session's control socket"
+            ));
         }
         buf.truncate(len);
         Ok((String::from_utf8_lossy(&buf).into_owned(), fd))

@@ -26,7 +26,12 @@ use anyhow::Context;
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
 /// Calls only a debugger needs.
-pub const DEBUGGING: [&str; 4] = ["ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd"];
+pub const DEBUGGING: [&str; 4] = [
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+];
 
 /// Calls that could undo the session's mount masks, whatever their
 /// arguments.
@@ -100,8 +105,9 @@ fn filter(plan: &Confinement) -> anyhow::Result<ScmpFilterContext> {
 /// the supervisor's listener when the plan asks for one.
 pub fn install(plan: &Confinement) -> anyhow::Result<Option<OwnedFd>> {
     let ctx = filter(plan).context("building the session's seccomp filter")?;
-    ctx.load()
-        .context("installing the session's seccomp filter (the kernel needs CONFIG_SECCOMP_FILTER)")?;
+    ctx.load().context(
+        "installing the session's seccomp filter (the kernel needs CONFIG_SECCOMP_FILTER)",
+    )?;
     if !plan.supervise {
         return Ok(None);
     }
@@ -200,7 +206,13 @@ mod tests {
             // null argument, which the filter answers before the kernel).
             let (ptrace, userns, mountns, clone3, getpid) = unsafe {
                 (
-                    errno(libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0)),
+                    errno(libc::syscall(
+                        libc::SYS_ptrace,
+                        libc::PTRACE_TRACEME,
+                        0,
+                        0,
+                        0,
+                    )),
                     errno(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)),
                     errno(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNS)),
                     errno(libc::syscall(libc::SYS_clone3, 0, 0)),
@@ -230,6 +242,9 @@ mod tests {
             ..Confinement::default()
         };
         assert_eq!(in_filtered_child(&plan, check), 0);
-        assert_eq!(in_filtered_child(&Confinement::default(), check), libc::EPERM);
+        assert_eq!(
+            in_filtered_child(&Confinement::default(), check),
+            libc::EPERM
+        );
     }
 }

@@ -111,8 +111,10 @@ pub fn judge(
         call: if trusted { call } else { &untrusted },
     };
     let verdict = eval.judge(&tables.info, now_ns, &mut words, tables);
-    if !trusted && !verdict.permits() && !(verdict.action == ACTION_BLOCK && verdict.rule != NO_RULE)
-    {
+    // Without trustworthy arguments only a rule that blocks the executable
+    // itself is certain (as in the kernel's first stage).
+    let certain = verdict.action == ACTION_BLOCK && verdict.rule != NO_RULE;
+    if !(trusted || verdict.permits() || certain) {
         return None;
     }
     Some(verdict)
@@ -204,7 +206,10 @@ mod tests {
         let blocked = Some((ACTION_BLOCK, 0));
         // By argv[0], by the real file's name, by the invoked path, by inode.
         let other = exe("other", 1);
-        assert_eq!(block(judged(&call(&["terraform", "apply"], "/x/y"), &other)), blocked);
+        assert_eq!(
+            block(judged(&call(&["terraform", "apply"], "/x/y"), &other)),
+            blocked
+        );
         let by_name = judged(&call(&["tf", "apply"], "/x/y"), &exe("terraform", 1));
         assert_eq!(block(by_name), blocked);
         let invoked = judged(&call(&["tf", "apply"], "/bin/terraform"), &other);

@@ -45,7 +45,12 @@ use crate::sessions::Sessions;
 use target::{ExecCall, Executable, Status};
 
 /// Calls the session filter sends here besides the execs, by kind.
-const DEBUGGING: [&str; 4] = ["ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd"];
+const DEBUGGING: [&str; 4] = [
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+];
 const NAMESPACES: [&str; 12] = [
     "unshare",
     "clone",
@@ -177,7 +182,8 @@ impl Supervisor {
         request: &ScmpNotifReq,
         fd: i32,
     ) -> ScmpNotifResp {
-        let refuse = ScmpNotifResp::new_error(request.id, -libc::EPERM, ScmpNotifRespFlags::empty());
+        let refuse =
+            ScmpNotifResp::new_error(request.id, -libc::EPERM, ScmpNotifRespFlags::empty());
         let pid = request.pid;
         // The listener came from outside: act only for the session's tasks,
         // and only while the notification still names the task we read.
@@ -234,7 +240,11 @@ impl Supervisor {
                 let sessions = self.sessions.locked();
                 let tables = sessions.tables(session)?;
                 judge::judge(&tables, key, &call, &exe, boot_ns()).map(|verdict| {
-                    let rule = tables.rules.iter().find(|r| r.index == verdict.rule).cloned();
+                    let rule = tables
+                        .rules
+                        .iter()
+                        .find(|r| r.index == verdict.rule)
+                        .cloned();
                     (verdict, rule, tables.info.flags & SESSION_REVOKED != 0)
                 })
             };

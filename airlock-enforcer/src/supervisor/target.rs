@@ -153,7 +153,10 @@ pub fn shebang(head: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let end = line.iter().position(blank).unwrap_or(line.len());
     let (interpreter, rest) = line.split_at(end);
     let rest = rest.trim_ascii();
-    Some((interpreter.to_vec(), (!rest.is_empty()).then(|| rest.to_vec())))
+    Some((
+        interpreter.to_vec(),
+        (!rest.is_empty()).then(|| rest.to_vec()),
+    ))
 }
 
 impl ExecCall {
@@ -370,7 +373,10 @@ mod tests {
             buf[..text.len()].copy_from_slice(text.as_bytes());
             buf
         };
-        assert_eq!(shebang(&head("#!/bin/sh\necho")), Some((b"/bin/sh".to_vec(), None)));
+        assert_eq!(
+            shebang(&head("#!/bin/sh\necho")),
+            Some((b"/bin/sh".to_vec(), None))
+        );
         assert_eq!(
             shebang(&head("#! /x/terraform  apply now \n")),
             Some((b"/x/terraform".to_vec(), Some(b"apply now".to_vec())))
@@ -408,7 +414,10 @@ mod tests {
             own_files(7, b"/proc/self/fd/3"),
             Some(PathBuf::from("/proc/7/fd/3"))
         );
-        assert_eq!(own_files(7, b"/dev/fd/3"), Some(PathBuf::from("/proc/7/fd/3")));
+        assert_eq!(
+            own_files(7, b"/dev/fd/3"),
+            Some(PathBuf::from("/proc/7/fd/3"))
+        );
         assert_eq!(own_files(7, b"/usr/bin/tf"), None);
     }
 

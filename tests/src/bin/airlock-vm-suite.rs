@@ -61,7 +61,12 @@ fn catalogue_rows(table: &mut Table, system: &System, bench: &catalogue::Bench) 
     for case in catalogue::cases(bench) {
         if case.prove_ungoverned {
             if let Err(out) = catalogue::works_ungoverned(system, bench, &case) {
-                table.record(case.name, false, "", "the bypass does not work even ungoverned");
+                table.record(
+                    case.name,
+                    false,
+                    "",
+                    "the bypass does not work even ungoverned",
+                );
                 println!("    output: {out:?}");
                 continue;
             }
