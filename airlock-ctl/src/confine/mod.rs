@@ -1,5 +1,5 @@
-//! The governed session's first process: `airlockctl session-init PROGRAM
-//! ARGV...`.
+//! The governed session's first process: `airlockctl session-init --control FD
+//! PROGRAM ARGV...`.
 //!
 //! `airlockctl run` forks its child held; once the session is in place the
 //! child execs this, so that what confines the agent runs in a fresh,
