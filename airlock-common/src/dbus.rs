@@ -343,6 +343,21 @@ pub struct SessionSpec {
     /// The agent's PATH directories, searched for the files rule heads name.
     pub search_path: Vec<String>,
     pub revoked: bool,
+    /// The role allows debugging (ptrace and its kin).
+    pub allow_debugging: bool,
+}
+
+/// How a process-tree session's first process (`airlockctl session-init`)
+/// confines itself before it becomes the agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Confinement {
+    /// No BPF LSM: the session's execs (and refused calls) go to the
+    /// enforcer's seccomp supervisor, which must take the listener before
+    /// the agent starts (`SuperviseExec`).
+    pub supervise: bool,
+    /// The role allows ptrace, `process_vm_readv`/`writev` and
+    /// `pidfd_getfd`.
+    pub allow_debugging: bool,
 }
 
 /// What the enforcer can do on this machine.
@@ -423,6 +438,10 @@ pub trait Enforcer1 {
     fn sync(&self, specs: Vec<SessionSpec>) -> zbus::Result<Vec<String>>;
     /// The session a process belongs to, if any.
     fn session_of_pid(&self, pid: u32) -> zbus::Result<Optional<String>>;
+    /// Takes the seccomp user-notification listener of a process-tree
+    /// session's filter (degraded mode): from then on it judges the
+    /// session's execs before they happen. One per session.
+    fn supervise_exec(&self, session: &str, listener: zbus::zvariant::Fd<'_>) -> zbus::Result<()>;
 }
 
 /// The Unix uid of the connection that sent `header`'s message, as the bus
@@ -504,6 +523,12 @@ pub trait Gateway1 {
         pidfd: zbus::zvariant::Fd<'_>,
         search_path: Vec<String>,
     ) -> zbus::Result<SessionRecord>;
+    /// The session's owner: how the session's first process confines
+    /// itself.
+    fn session_confinement(&self, session: &str) -> zbus::Result<Confinement>;
+    /// The session's owner, before the agent starts: hands the listener of
+    /// the session's seccomp filter to the enforcer's supervisor.
+    fn supervise_exec(&self, session: &str, listener: zbus::zvariant::Fd<'_>) -> zbus::Result<()>;
     /// Records that the caller runs a command without enforcement.
     fn record_unenforced(&self, role: Optional<&str>, reason: &str) -> zbus::Result<()>;
     /// Governs every process of a Unix user (admin only); no `role` is the
@@ -584,7 +609,7 @@ mod tests {
         // takes them.
         assert_eq!(
             SessionSpec::SIGNATURE.to_string(),
-            "(susubsa(usssss)a(ss)asb)"
+            "(susubsa(usssss)a(ss)asbb)"
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
         assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");

@@ -18,6 +18,10 @@ pub enum EnforcementMode {
     Lsm,
     /// No BPF LSM: a refused exec is killed before its first instruction.
     Degraded,
+    /// No BPF LSM, but the session's execs go to the enforcer's seccomp
+    /// supervisor first: a refused exec fails with EPERM, and what races the
+    /// supervisor is killed at exec commit.
+    Supervised,
     /// The agent runs without enforcement (`airlockctl run --unenforced`).
     Unenforced,
     /// The enforcer did not answer.
@@ -32,8 +36,20 @@ impl EnforcementMode {
         match word {
             "lsm" => EnforcementMode::Lsm,
             "degraded" => EnforcementMode::Degraded,
+            "supervised" => EnforcementMode::Supervised,
             "unenforced" => EnforcementMode::Unenforced,
             _ => EnforcementMode::Unknown,
+        }
+    }
+
+    /// The mode in a few words, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EnforcementMode::Lsm => "BPF LSM (refused with EPERM)",
+            EnforcementMode::Degraded => "degraded (exec-commit kill)",
+            EnforcementMode::Supervised => "degraded (seccomp supervisor + exec-commit kill)",
+            EnforcementMode::Unenforced => "unenforced",
+            EnforcementMode::Unknown => "unknown",
         }
     }
 
@@ -57,6 +73,12 @@ pub enum EventKind {
     SessionRevoked,
     MmapDenied,
     CgroupWriteDenied,
+    /// ptrace, process_vm_readv/writev or pidfd_getfd, in a role that does
+    /// not allow debugging.
+    DebugDenied,
+    /// A new user or mount namespace, setns or a mount operation: what could
+    /// undo the session's protections.
+    NamespaceDenied,
 }
 
 /// Where the event was raised.
@@ -72,6 +94,10 @@ pub enum Stage {
     Mmap,
     /// `file_open`: a write to the session's cgroup files.
     FileOpen,
+    /// The enforcer's seccomp supervisor, before the call ran (no BPF LSM).
+    Supervisor,
+    /// `ptrace_access_check` or `ptrace_traceme` (BPF LSM).
+    Ptrace,
 }
 
 /// What happened to the task.
@@ -117,6 +143,8 @@ kernel_codes!(EventKind {
     SessionRevoked = kernel::EVENT_SESSION_REVOKED,
     MmapDenied = kernel::EVENT_MMAP_DENIED,
     CgroupWriteDenied = kernel::EVENT_CGROUP_WRITE_DENIED,
+    DebugDenied = kernel::EVENT_DEBUG_DENIED,
+    NamespaceDenied = kernel::EVENT_NAMESPACE_DENIED,
 });
 
 kernel_codes!(Stage {
@@ -124,6 +152,8 @@ kernel_codes!(Stage {
     ExecCommit = kernel::STAGE_EXEC_COMMIT,
     Mmap = kernel::STAGE_MMAP,
     FileOpen = kernel::STAGE_FILE_OPEN,
+    Supervisor = kernel::STAGE_SUPERVISOR,
+    Ptrace = kernel::STAGE_PTRACE,
 });
 
 kernel_codes!(Outcome {
@@ -154,6 +184,7 @@ macro_rules! words {
 words!(EnforcementMode {
     Lsm = "lsm",
     Degraded = "degraded",
+    Supervised = "supervised",
     Unenforced = "unenforced",
     Unknown = "unknown",
 });
@@ -165,6 +196,8 @@ words!(EventKind {
     SessionRevoked = "session_revoked",
     MmapDenied = "mmap_denied",
     CgroupWriteDenied = "cgroup_write_denied",
+    DebugDenied = "debug_denied",
+    NamespaceDenied = "namespace_denied",
 });
 
 words!(Stage {
@@ -172,6 +205,8 @@ words!(Stage {
     ExecCommit = "exec_commit",
     Mmap = "mmap",
     FileOpen = "file_open",
+    Supervisor = "supervisor",
+    Ptrace = "ptrace",
 });
 
 words!(Outcome {
@@ -192,6 +227,7 @@ mod tests {
         for mode in [
             EnforcementMode::Lsm,
             EnforcementMode::Degraded,
+            EnforcementMode::Supervised,
             EnforcementMode::Unenforced,
             EnforcementMode::Unknown,
         ] {

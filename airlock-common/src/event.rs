@@ -151,6 +151,14 @@ pub enum Event {
     ExecSessionRevoked(KernelEvent),
     ExecMmapDenied(KernelEvent),
     CgroupWriteDenied(KernelEvent),
+    DebugDenied(KernelEvent),
+    NamespaceDenied(KernelEvent),
+    /// The enforcer's seccomp supervisor took a degraded-mode session's
+    /// execs (its first process handed over the listener before the agent
+    /// started).
+    SessionSupervised {
+        session: String,
+    },
     /// The enforcement mode was first seen or changed.
     EnforcementMode {
         #[serde(deserialize_with = "EnforcementMode::deserialize_lenient")]
@@ -267,6 +275,8 @@ impl Event {
             EventKind::SessionRevoked => Event::ExecSessionRevoked(event),
             EventKind::MmapDenied => Event::ExecMmapDenied(event),
             EventKind::CgroupWriteDenied => Event::CgroupWriteDenied(event),
+            EventKind::DebugDenied => Event::DebugDenied(event),
+            EventKind::NamespaceDenied => Event::NamespaceDenied(event),
         }
     }
 
@@ -279,6 +289,9 @@ impl Event {
             | Event::ExecSessionRevoked(_)
             | Event::ExecMmapDenied(_)
             | Event::CgroupWriteDenied(_)
+            | Event::DebugDenied(_)
+            | Event::NamespaceDenied(_)
+            | Event::SessionSupervised { .. }
             | Event::EnforcementMode { .. } => Service::Enforcer,
             Event::AuditCountersigned { .. }
             | Event::TotpVerified { .. }

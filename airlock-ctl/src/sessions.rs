@@ -1,10 +1,10 @@
 //! Governed sessions: `run`, `sessions`, `use` and `current`.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use airlock_common::dbus::{Gateway1Proxy, SessionRecord};
+use airlock_common::dbus::{Confinement, Gateway1Proxy, SessionRecord};
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::timefmt::rfc3339;
 use anyhow::{anyhow, Context};
@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::bus;
-use crate::confine::plan::Plan;
+use crate::confine::{Control, Plan, ATTACHED};
 use crate::policy::{resolve_executable, search_path};
 
 /// Where `airlockctl use` keeps the default role: one line.
@@ -78,7 +78,7 @@ fn print_session(s: &SessionRecord) {
     }
     // Unknown until the session started.
     if s.enforcement != EnforcementMode::Unknown {
-        print!(", enforcement {}", s.enforcement);
+        print!(", enforcement {}", s.enforcement.describe());
     }
     println!();
 }
@@ -140,19 +140,15 @@ fn pidfd_open(pid: Pid) -> anyhow::Result<OwnedFd> {
 /// The child, held until its session is in place, then the command.
 struct Held {
     pid: Pid,
-    /// Releases the child, then carries its [`Plan`].
     go: OwnedFd,
 }
 
 impl Held {
-    /// Forks a child that waits on `wait_end` and then execs `program`,
-    /// leaving `wait_end` open for it (its number is in `argv`).
-    fn spawn(
-        program: &CString,
-        argv: &[CString],
-        wait_end: OwnedFd,
-        go_end: OwnedFd,
-    ) -> anyhow::Result<Held> {
+    /// Forks a child that waits on a pipe and then execs `program`, keeping
+    /// `inherited` open through the exec.
+    fn spawn(program: &CString, argv: &[CString], inherited: OwnedFd) -> anyhow::Result<Held> {
+        // Close-on-exec: neither end is session-init's business.
+        let (wait_end, go_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         // execv's pointer array, built here: the child must not allocate.
         let argv: Vec<*const libc::c_char> = argv
             .iter()
@@ -160,7 +156,7 @@ impl Held {
             .chain(std::iter::once(std::ptr::null()))
             .collect();
         // SAFETY: the child only calls async-signal-safe functions (close,
-        // read, fcntl, execv, _exit) on memory prepared before the fork,
+        // read, execv, _exit) on memory prepared before the fork,
         // and allocates nothing.
         match unsafe { fork() }? {
             ForkResult::Child => {
@@ -169,9 +165,6 @@ impl Held {
                 let mut byte = [0u8; 1];
                 let started = matches!(nix::unistd::read(fd, &mut byte), Ok(1));
                 if started {
-                    // SAFETY: clears close-on-exec on our own descriptor,
-                    // so that session-init reads its plan from it.
-                    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
                     // SAFETY: `program` is a NUL-terminated string and `argv`
                     // a null-terminated array of them, all alive until the
                     // exec replaces this process (or fails and we exit).
@@ -183,6 +176,7 @@ impl Held {
             }
             ForkResult::Parent { child } => {
                 drop(wait_end);
+                drop(inherited);
                 Ok(Held {
                     pid: child,
                     go: go_end,
@@ -191,11 +185,15 @@ impl Held {
         }
     }
 
-    /// Lets the command start with `plan`, then waits for it; returns its
-    /// exit code.
-    fn release_and_wait(self, plan: &Plan) -> anyhow::Result<i32> {
+    /// Lets the child exec `session-init`.
+    fn release(&mut self) -> anyhow::Result<()> {
         nix::unistd::write(self.go.as_fd(), b"g")?;
-        plan.send(self.go);
+        Ok(())
+    }
+
+    /// Waits for the command; returns its exit code.
+    fn wait(self) -> anyhow::Result<i32> {
+        drop(self.go);
         loop {
             match waitpid(self.pid, None)? {
                 WaitStatus::Exited(_, code) => return Ok(code),
@@ -217,16 +215,16 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
         .first()
         .ok_or_else(|| anyhow!("no command to run"))?;
     let program = resolve_executable(name).ok_or_else(|| anyhow!("{name}: command not found"))?;
-    // The held child becomes `airlockctl session-init PLAN_FD PROGRAM
-    // ARGV...`, which reads the gateway's answer from PLAN_FD, confines
-    // itself and then runs the command.
+    let (control, child_end) = Control::pair()?;
+    // The held child becomes `airlockctl session-init --control FD PROGRAM
+    // ARGV...`, which confines itself and then execs the command.
     let init = std::env::current_exe().context("finding airlockctl's own executable")?;
-    let (wait_end, go_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let plan_fd = std::os::fd::AsRawFd::as_raw_fd(&wait_end).to_string();
+    let control_fd = child_end.as_raw_fd().to_string();
     let init_argv = [
         init.as_os_str(),
         std::ffi::OsStr::new(crate::confine::SUBCOMMAND),
-        std::ffi::OsStr::new(&plan_fd),
+        std::ffi::OsStr::new(crate::confine::CONTROL_ARG),
+        std::ffi::OsStr::new(&control_fd),
         program.as_os_str(),
     ]
     .into_iter()
@@ -239,9 +237,9 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
     let role = role.map(str::to_owned).or_else(chosen_role);
 
     // The command must not start before it is governed: fork it held.
-    let held = Held::spawn(&init, &init_argv, wait_end, go_end)?;
-    let plan = match govern(&held, role.as_deref(), unenforced).await {
-        Ok(plan) => plan,
+    let mut held = Held::spawn(&init, &init_argv, child_end)?;
+    let started = match govern(&held, role.as_deref(), unenforced).await {
+        Ok(started) => started,
         Err(e) => {
             held.abandon();
             return Err(e);
@@ -253,12 +251,71 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
         let _ = signal::signal(Signal::SIGINT, SigHandler::SigIgn);
         let _ = signal::signal(Signal::SIGQUIT, SigHandler::SigIgn);
     }
-    held.release_and_wait(&plan)
+    held.release()?;
+    // Whatever goes wrong from here, session-init does not start the agent
+    // unless it was told it may (and says why on its stderr).
+    if let Err(e) = confine(&control, &started).await {
+        eprintln!("airlock: {e:#}");
+    }
+    drop(control);
+    held.wait()
 }
 
-/// Puts `held` under enforcement, in `role` or the gateway's default role;
-/// returns what its `session-init` must do.
-async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Result<Plan> {
+/// How the command was put under governance.
+enum Started {
+    Session {
+        gateway: Gateway1Proxy<'static>,
+        session: SessionRecord,
+        plan: Confinement,
+    },
+    Unenforced,
+}
+
+/// Tells session-init how to confine the session and, without BPF LSM,
+/// hands its filter's listener to the enforcer through the gateway.
+async fn confine(control: &Control, started: &Started) -> anyhow::Result<()> {
+    let Started::Session {
+        gateway,
+        session,
+        plan,
+    } = started
+    else {
+        return control.send_plan(&Plan::Unenforced);
+    };
+    control.send_plan(&Plan::Session {
+        id: session.id.clone(),
+        protect: session.protect.clone(),
+        confinement: plan.clone(),
+    })?;
+    if !plan.supervise {
+        return Ok(());
+    }
+    let (_, listener) = control.receive()?;
+    let listener = listener.ok_or_else(|| anyhow!("session-init sent no seccomp listener"))?;
+    let attached = gateway
+        .supervise_exec(&session.id, zbus::zvariant::Fd::from(&listener))
+        .await
+        .map_err(|e| bus::explain("seccomp supervisor", e));
+    drop(listener);
+    match attached {
+        Ok(()) => {
+            eprintln!(
+                "airlock: enforcement: {}: the enforcer's seccomp supervisor refuses forbidden \
+                 commands before they run; what races it is killed at exec commit. Some bypass \
+                 guards are off; `airlockctl doctor` says how to fix it",
+                EnforcementMode::Supervised.describe()
+            );
+            control.send(ATTACHED, None)
+        }
+        Err(e) => {
+            control.send(&format!("{e:#}"), None)?;
+            Err(e)
+        }
+    }
+}
+
+/// Puts `held` under enforcement, in `role` or the gateway's default role.
+async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Result<Started> {
     let gateway = match bus::gateway().await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -281,15 +338,19 @@ async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Re
             );
             if session.enforcement != EnforcementMode::Lsm {
                 eprintln!(
-                    "airlock: WARNING: enforcement is {}: forbidden commands are killed rather \
-                     than refused, and some bypass guards are off; `airlockctl doctor` says how \
-                     to fix it",
+                    "airlock: WARNING: enforcement is {}: without BPF LSM some bypass guards are \
+                     off; `airlockctl doctor` says how to fix it",
                     session.enforcement
                 );
             }
-            Ok(Plan::Session {
-                id: session.id,
-                protect: session.protect,
+            let plan = gateway
+                .session_confinement(&session.id)
+                .await
+                .map_err(|e| bus::explain("session confinement", e))?;
+            Ok(Started::Session {
+                gateway,
+                session,
+                plan,
             })
         }
         // Refused on purpose (a governed process starting another session):
@@ -310,7 +371,7 @@ async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Re
                 "airlock: WARNING: running UNENFORCED (--unenforced): {error:#}\n\
                  airlock: this run is recorded in the audit log; nothing is masked either"
             );
-            Ok(Plan::Unenforced)
+            Ok(Started::Unenforced)
         }
         Err(e) => Err(anyhow!(
             "{:#}\nairlock: the agent was not started: it would run ungoverned. Fix the \

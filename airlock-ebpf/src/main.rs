@@ -16,6 +16,9 @@
 //!   its own exec (the dynamic loader run by hand).
 //! - `lsm/file_open`: refuses governed tasks writing to cgroup files, so that
 //!   no task (root included) moves itself out of its session.
+//! - `lsm/ptrace_access_check`, `lsm/ptrace_traceme`: refuse debugging
+//!   (ptrace, `process_vm_writev`, `/proc/PID/mem`...) by governed tasks
+//!   unless their role allows it.
 //!
 //! The decision itself is airlock-common's `Evaluation::judge` (`walk`).
 //! Kernel struct members are read at offsets the loader resolved from the

@@ -32,6 +32,8 @@ pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
 
 pub struct Cgroups {
     base: PathBuf,
+    /// `base` as `/proc/PID/cgroup` names it (below the cgroup2 root).
+    listed_as: PathBuf,
 }
 
 impl Cgroups {
@@ -43,7 +45,10 @@ impl Cgroups {
             fs::create_dir(&base).with_context(|| format!("creating {}", base.display()))?;
         }
         fs::set_permissions(&base, fs::Permissions::from_mode(0o755))?;
-        Ok(Cgroups { base })
+        Ok(Cgroups {
+            base,
+            listed_as: Path::new("/").join(name),
+        })
     }
 
     pub fn path(&self, session: &str) -> PathBuf {
@@ -123,14 +128,11 @@ impl Cgroups {
     /// The session a process is in, by its cgroup path.
     pub fn session_of(&self, pid: u32) -> Option<String> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let root = cgroup2_root().ok()?;
-        let relative = self.base.strip_prefix(&root).ok()?;
-        let prefix = Path::new("/").join(relative);
         text.lines()
             .find_map(|l| l.strip_prefix("0::"))
             .and_then(|path| {
                 Path::new(path)
-                    .strip_prefix(&prefix)
+                    .strip_prefix(&self.listed_as)
                     .ok()
                     .map(Path::to_path_buf)
             })

@@ -140,11 +140,9 @@ pub async fn run(
     }
 }
 
-async fn handle(
-    raw: ExecEvent,
-    (event, rule): (EnforcementEvent, Option<RuleSpec>),
-    gateway: Gateway1Proxy<'static>,
-) {
+/// Asks the gateway to audit `event`; returns the request it filed (or
+/// reused) for an approve rule.
+pub async fn report(gateway: &Gateway1Proxy<'static>, event: &EnforcementEvent) -> Option<String> {
     tracing::info!(
         "{} {} pid {} in session {}: {:?}",
         event.kind,
@@ -153,12 +151,7 @@ async fn handle(
         event.session,
         event.argv
     );
-    let request = match tokio::time::timeout(
-        GATEWAY_TIMEOUT,
-        gateway.report_enforcement(event.clone()),
-    )
-    .await
-    {
+    match tokio::time::timeout(GATEWAY_TIMEOUT, gateway.report_enforcement(event.clone())).await {
         Ok(Ok(request)) => Option::<String>::from(request),
         Ok(Err(e)) => {
             tracing::error!("the gateway did not take the event: {e}");
@@ -168,17 +161,18 @@ async fn handle(
             tracing::error!("the gateway did not answer within {GATEWAY_TIMEOUT:?}");
             None
         }
-    };
-    if event.kind == EventKind::GrantUsed {
-        return;
     }
-    let text = message::render(&event, rule.as_ref(), request.as_deref());
-    // A held task is the one that failed; a killed task is gone, and its
-    // parent shows what happened.
-    let target = match event.outcome {
-        Outcome::Killed => event.ppid,
-        Outcome::Refused | Outcome::Allowed => event.pid,
-    };
+}
+
+/// Writes the agent's message for `event` into the stderr of process
+/// `target`.
+pub async fn write_message(
+    event: &EnforcementEvent,
+    rule: Option<&RuleSpec>,
+    request: Option<&str>,
+    target: u32,
+) {
+    let text = message::render(event, rule, request);
     let written = tokio::time::timeout(
         WRITE_TIMEOUT,
         tokio::task::spawn_blocking(move || procfd::write_stderr(target, &text)),
@@ -187,6 +181,24 @@ async fn handle(
     if !matches!(written, Ok(Ok(Ok(())))) {
         tracing::debug!("could not write the message to process {target}");
     }
+}
+
+async fn handle(
+    raw: ExecEvent,
+    (event, rule): (EnforcementEvent, Option<RuleSpec>),
+    gateway: Gateway1Proxy<'static>,
+) {
+    let request = report(&gateway, &event).await;
+    if event.kind == EventKind::GrantUsed {
+        return;
+    }
+    // A held task is the one that failed; a killed task is gone, and its
+    // parent shows what happened.
+    let target = match event.outcome {
+        Outcome::Killed => event.ppid,
+        Outcome::Refused | Outcome::Allowed => event.pid,
+    };
+    write_message(&event, rule.as_ref(), request.as_deref(), target).await;
     release(&raw);
 }
 

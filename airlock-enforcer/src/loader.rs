@@ -23,7 +23,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/airlock-ebpf.o"));
 
 /// LSM hooks, in attach order.
-const LSM_HOOKS: [&str; 3] = ["bprm_check_security", "mmap_file", "file_open"];
+const LSM_HOOKS: [&str; 5] = [
+    "bprm_check_security",
+    "mmap_file",
+    "file_open",
+    "ptrace_access_check",
+    "ptrace_traceme",
+];
 const EXEC_TRACEPOINT: &str = "sched_process_exec";
 
 /// How the kernel enforces, from strongest to none.
@@ -51,8 +57,11 @@ impl Mode {
         match self {
             Mode::Lsm => "BPF LSM: forbidden commands fail with EPERM before they run".into(),
             Mode::Degraded { reason } => format!(
-                "DEGRADED: BPF LSM is unavailable ({reason}); forbidden commands are killed at \
-                 exec commit, before their first instruction, by a tp_btf/sched_process_exec \
+                "DEGRADED (seccomp supervisor + exec-commit kill): BPF LSM is unavailable \
+                 ({reason}); in sessions started by `airlockctl run` the enforcer's seccomp \
+                 supervisor refuses forbidden commands with EPERM before they run, and what \
+                 races it (and every forbidden command of a session bound to a user) is killed \
+                 at exec commit, before its first instruction, by a tp_btf/sched_process_exec \
                  program. The dynamic-loader and cgroup-escape guards are off. Fix: {}",
                 LSM_FIX
             ),

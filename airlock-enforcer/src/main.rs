@@ -17,6 +17,7 @@ mod offsets;
 mod procfd;
 mod service;
 mod sessions;
+mod supervisor;
 mod totp_key;
 
 use std::path::PathBuf;
@@ -187,7 +188,17 @@ async fn serve(
         Service {
             bus_name: names::ENFORCER_BUS_NAME,
             object_path: names::ENFORCER_OBJECT_PATH,
-            object: service::Enforcer::new(sessions.clone(), totp_key, mode, dbus, gateway_uid),
+            object: service::Enforcer::new(
+                supervisor::Supervisor {
+                    sessions: sessions.clone(),
+                    gateway: gateway.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                },
+                totp_key,
+                mode,
+                dbus,
+                gateway_uid,
+            ),
         },
     )
     .await?;

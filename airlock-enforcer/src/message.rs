@@ -23,7 +23,9 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option
         EventKind::Blocked
         | EventKind::GrantUsed
         | EventKind::MmapDenied
-        | EventKind::CgroupWriteDenied => "POLICY BLOCK",
+        | EventKind::CgroupWriteDenied
+        | EventKind::DebugDenied
+        | EventKind::NamespaceDenied => "POLICY BLOCK",
     };
     lines.push(title.to_owned());
     match event.kind {
@@ -35,9 +37,23 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option
             "file={} (a governed process may not change cgroups or leave its session)",
             event.executable
         )),
+        EventKind::DebugDenied => lines.push(format!(
+            "call={} (this role does not allow debugging: a debugger could change a program \
+             after Airlock judged it)",
+            event.executable
+        )),
+        EventKind::NamespaceDenied => lines.push(format!(
+            "call={} (a governed process may not create user or mount namespaces or change \
+             mounts: they could undo the session's protections)",
+            event.executable
+        )),
         _ => lines.push(format!("command={command}")),
     }
-    if event.executable != event.argv.first().map(String::as_str).unwrap_or("") {
+    let a_call = matches!(
+        event.kind,
+        EventKind::DebugDenied | EventKind::NamespaceDenied
+    );
+    if !a_call && event.executable != event.argv.first().map(String::as_str).unwrap_or("") {
         lines.push(format!("executable={}", event.executable));
     }
     match rule {
@@ -60,6 +76,8 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option
     }
     let not_run = if event.outcome == Outcome::Killed {
         "it was killed before running a single instruction"
+    } else if a_call {
+        "the call failed with EPERM"
     } else {
         "the real executable was not run"
     };
@@ -175,6 +193,22 @@ mod tests {
         assert!(text.contains("airlockctl approve req-42"));
         let without = render(&e, Some(&rule(Action::Approve, "terraform plan")), None);
         assert!(without.contains("airlockctl request --scope 'command:terraform plan'"));
+    }
+
+    #[test]
+    fn a_refused_call_names_it_and_why() {
+        let mut e = event(EventKind::DebugDenied, Outcome::Refused);
+        e.executable = "ptrace".into();
+        e.argv = Vec::new();
+        e.rule = None.into();
+        let text = render(&e, None, None);
+        assert!(text.starts_with("airlock: POLICY BLOCK\n"), "{text}");
+        assert!(text.contains("airlock: call=ptrace (this role does not allow debugging"));
+        assert!(text.contains("airlock: result=blocked; the call failed with EPERM.\n"));
+        assert!(!text.contains("executable="), "{text}");
+        e.kind = EventKind::NamespaceDenied;
+        e.executable = "unshare".into();
+        assert!(render(&e, None, None).contains("call=unshare (a governed process may not"));
     }
 
     #[test]

@@ -18,12 +18,14 @@ use zbus::zvariant::Optional;
 use crate::cgroup::pid_of_pidfd;
 use crate::loader::{Mode, LSM_FIX};
 use crate::sessions::Sessions;
+use crate::supervisor::Supervisor;
 use crate::totp_key::{Learned, TotpKey};
 
 pub struct Enforcer {
     sessions: Arc<Mutex<Sessions>>,
     /// airlock-totp's key, which every grant must verify against.
     totp_key: Arc<TotpKey>,
+    supervisor: Supervisor,
     mode: Mode,
     dbus: DBusProxy<'static>,
     /// The only non-root uid allowed to call.
@@ -32,14 +34,15 @@ pub struct Enforcer {
 
 impl Enforcer {
     pub fn new(
-        sessions: Arc<Mutex<Sessions>>,
+        supervisor: Supervisor,
         totp_key: Arc<TotpKey>,
         mode: Mode,
         dbus: DBusProxy<'static>,
         gateway_uid: Option<u32>,
     ) -> Self {
         Enforcer {
-            sessions,
+            sessions: supervisor.sessions.clone(),
+            supervisor,
             totp_key,
             mode,
             dbus,
@@ -201,6 +204,28 @@ impl Enforcer {
         } else {
             Err(AirlockError::Internal(errors.join("; ")))
         }
+    }
+
+    /// Takes a degraded-mode session's seccomp listener (see `supervisor`).
+    async fn supervise_exec(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        session: &str,
+        listener: zbus::zvariant::OwnedFd,
+    ) -> Result<(), AirlockError> {
+        self.check_caller(&header).await?;
+        if !ids::is_well_formed(session) {
+            return Err(AirlockError::InvalidArgument("malformed session id".into()));
+        }
+        if self.mode == Mode::Lsm {
+            return Err(AirlockError::Conflict(
+                "BPF LSM refuses execs itself; sessions take no seccomp supervisor".into(),
+            ));
+        }
+        let listener: std::os::fd::OwnedFd = listener.into();
+        self.supervisor
+            .attach(session, listener)
+            .map_err(|e| AirlockError::InvalidArgument(format!("{e:#}")))
     }
 
     async fn session_of_pid(

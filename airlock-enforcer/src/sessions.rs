@@ -33,8 +33,21 @@ struct Live {
     /// The spec's grants that passed [`grants::admit`], as installed.
     grants: Vec<Admitted>,
     scope: Scope,
-    nodes: BTreeSet<NodeKey>,
-    idents: BTreeSet<IdentKey>,
+    info: SessionInfo,
+    /// What is in the kernel maps for the session, kept for the seccomp
+    /// supervisor, which judges with the same walk in userspace.
+    nodes: BTreeMap<NodeKey, kernel::Node>,
+    idents: BTreeMap<IdentKey, kernel::Aliases>,
+    /// The seccomp supervisor has the session's listener.
+    supervised: bool,
+}
+
+/// A session's compiled tables, as the supervisor judges with them.
+pub struct Tables<'a> {
+    pub info: SessionInfo,
+    pub nodes: &'a BTreeMap<NodeKey, kernel::Node>,
+    pub idents: &'a BTreeMap<IdentKey, kernel::Aliases>,
+    pub rules: &'a [RuleSpec],
 }
 
 pub struct Sessions {
@@ -90,11 +103,13 @@ impl Sessions {
             .chain(grants.iter().map(|g| g.words.len()));
         Ok(SessionInfo {
             index: spec.index,
-            flags: if spec.revoked {
-                kernel::SESSION_REVOKED
-            } else {
-                0
-            },
+            flags: [
+                (spec.revoked, kernel::SESSION_REVOKED),
+                (spec.allow_debugging, kernel::SESSION_ALLOW_DEBUGGING),
+            ]
+            .into_iter()
+            .filter(|(set, _)| *set)
+            .fold(0, |flags, (_, flag)| flags | flag),
             default_action: action_code(spec.default_action) as u32,
             max_depth: max_depth(word_counts),
         })
@@ -168,11 +183,7 @@ impl Sessions {
     /// Writes the compiled spec, then removes what the previous version had
     /// and this one does not: a rule or grant never vanishes before its
     /// replacement is in place.
-    fn install(
-        &mut self,
-        spec: &SessionSpec,
-        grants: &[Admitted],
-    ) -> anyhow::Result<(BTreeSet<NodeKey>, BTreeSet<IdentKey>)> {
+    fn install(&mut self, spec: &SessionSpec, grants: &[Admitted]) -> anyhow::Result<Compiled> {
         let (nodes, idents) = self.compile(spec, grants)?;
         for (key, node) in &nodes {
             self.kernel
@@ -186,17 +197,49 @@ impl Sessions {
                 .insert(key, aliases, 0)
                 .context("the kernel identity map is full")?;
         }
-        let node_keys: BTreeSet<NodeKey> = nodes.into_keys().collect();
-        let ident_keys: BTreeSet<IdentKey> = idents.into_keys().collect();
         if let Some(old) = self.live.get(&spec.id) {
-            for stale in old.nodes.difference(&node_keys) {
+            for stale in old.nodes.keys().filter(|k| !nodes.contains_key(k)) {
                 let _ = self.kernel.nodes.remove(stale);
             }
-            for stale in old.idents.difference(&ident_keys) {
+            for stale in old.idents.keys().filter(|k| !idents.contains_key(k)) {
                 let _ = self.kernel.idents.remove(stale);
             }
         }
-        Ok((node_keys, ident_keys))
+        Ok((nodes, idents))
+    }
+
+    /// The compiled tables of live session `id`, for the supervisor.
+    pub fn tables(&self, id: &str) -> Option<Tables<'_>> {
+        self.live.get(id).map(|l| Tables {
+            info: l.info,
+            nodes: &l.nodes,
+            idents: &l.idents,
+            rules: &l.spec.rules,
+        })
+    }
+
+    /// Marks process-tree session `id` as supervised; refuses a second
+    /// supervisor, a uid binding, and a session it does not have.
+    pub fn take_supervisor(&mut self, id: &str) -> anyhow::Result<()> {
+        let live = self
+            .live
+            .get_mut(id)
+            .ok_or_else(|| anyhow!("no session {id}"))?;
+        if !matches!(live.scope, Scope::Cgroup(_)) {
+            anyhow::bail!("session {id} binds a user: it has no first process to supervise");
+        }
+        if live.supervised {
+            anyhow::bail!("session {id} already has its supervisor");
+        }
+        live.supervised = true;
+        Ok(())
+    }
+
+    /// The session whose cgroup process `pid` is in, if it is live.
+    pub fn cgroup_session_of(&self, pid: u32) -> Option<String> {
+        self.cgroups
+            .session_of(pid)
+            .filter(|id| self.live.contains_key(id))
     }
 
     fn set_scope(&mut self, scope: Scope, info: &SessionInfo) -> anyhow::Result<()> {
@@ -245,8 +288,10 @@ impl Sessions {
                 spec: spec.clone(),
                 grants,
                 scope: Scope::Cgroup(cgroup),
+                info,
                 nodes,
                 idents,
+                supervised: false,
             },
         );
         if let Err(e) = self.cgroups.add_process(&spec.id, pid) {
@@ -276,8 +321,10 @@ impl Sessions {
                 spec: spec.clone(),
                 grants,
                 scope: Scope::Uid(spec.uid),
+                info,
                 nodes,
                 idents,
+                supervised: false,
             },
         );
         Ok(())
@@ -320,6 +367,7 @@ impl Sessions {
         let live = self.live.get_mut(&spec.id).expect("checked above");
         live.spec = spec;
         live.grants = grants;
+        live.info = info;
         live.nodes = nodes;
         live.idents = idents;
         Ok(())
@@ -365,6 +413,7 @@ impl Sessions {
                 self.set_scope(scope, &info)?;
                 if let Some(live) = self.live.get_mut(id) {
                     live.spec.revoked = true;
+                    live.info = info;
                 }
                 if kill {
                     self.cgroups.kill(id)?;
@@ -417,8 +466,10 @@ impl Sessions {
                 spec,
                 grants,
                 scope: Scope::Cgroup(cgroup),
+                info,
                 nodes,
                 idents,
+                supervised: false,
             },
         );
         Ok(())
@@ -452,10 +503,10 @@ impl Sessions {
                 let _ = self.kernel.uids.remove(&uid);
             }
         }
-        for key in &live.nodes {
+        for key in live.nodes.keys() {
             let _ = self.kernel.nodes.remove(key);
         }
-        for key in &live.idents {
+        for key in live.idents.keys() {
             let _ = self.kernel.idents.remove(key);
         }
     }

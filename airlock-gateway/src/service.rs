@@ -3,9 +3,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{
-    AirlockError, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus, GatewayStatus,
-    GrantInfo, GrantRequest, RequestInfo, SessionRecord, SignedGrantWire, Totp1Proxy, TotpReport,
-    TotpStatus,
+    AirlockError, Confinement, DecisionInfo, EnforcementEvent, Enforcer1Proxy, EnforcerStatus,
+    GatewayStatus, GrantInfo, GrantRequest, RequestInfo, SessionRecord, SignedGrantWire,
+    Totp1Proxy, TotpReport, TotpStatus,
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
@@ -463,6 +463,77 @@ impl Gateway {
         let fd = zbus::zvariant::Fd::from(&pidfd);
         let taken = self.enforcer.start_session(spec, fd).await;
         self.session_taken(&session.id, taken).await
+    }
+
+    /// How a process-tree session's first process confines itself: its
+    /// owner asks, before the agent starts.
+    async fn session_confinement(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        session: &str,
+    ) -> Result<Confinement, AirlockError> {
+        let uid = self.caller(&header).await?;
+        let core = self.core();
+        let found = core.session(session)?;
+        if found.uid != uid || found.bound_uid {
+            return Err(AirlockError::AccessDenied(format!(
+                "session {session} is not a process tree of yours"
+            )));
+        }
+        Ok(Confinement {
+            supervise: found.state.is_live() && found.enforcement == EnforcementMode::Degraded,
+            allow_debugging: core
+                .policy
+                .set
+                .role(&found.role)
+                .is_some_and(|r| r.allow_debugging),
+        })
+    }
+
+    /// The session's owner, from outside it, before the agent starts: the
+    /// listener of the session's seccomp filter goes to the enforcer's
+    /// supervisor (degraded mode), which takes one per session and checks
+    /// every call it is asked about against the session's cgroup.
+    async fn supervise_exec(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        session: &str,
+        listener: zbus::zvariant::OwnedFd,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        {
+            let core = self.core();
+            let found = core.session(session)?;
+            if found.uid != uid || found.bound_uid {
+                return Err(AirlockError::AccessDenied(format!(
+                    "session {session} is not a process tree of yours"
+                )));
+            }
+            if !found.state.is_live() || found.enforcement != EnforcementMode::Degraded {
+                return Err(AirlockError::Conflict(format!(
+                    "session {session} is {} with enforcement {}: it takes no supervisor",
+                    found.state, found.enforcement
+                )));
+            }
+        }
+        // The agent itself must not swap the supervisor for one of its own.
+        if let Some(current) = self.caller_session(&header).await? {
+            return Err(AirlockError::AccessDenied(format!(
+                "the caller runs in governed session {current}; only the process that started \
+                 a session hands over its supervisor"
+            )));
+        }
+        self.enforcer
+            .supervise_exec(session, zbus::zvariant::Fd::from(&listener))
+            .await
+            .map_err(enforcer_error)?;
+        drop(listener);
+        self.core().record(
+            Event::SessionSupervised {
+                session: session.to_owned(),
+            },
+            now_unix(),
+        )
     }
 
     /// Records that the caller runs an agent without enforcement.

@@ -25,10 +25,9 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         })
         .collect();
     // A role that vanished in a reload blocks everything: fail closed.
-    let default_action = set
-        .role(&session.role)
-        .map(|r| r.default_action)
-        .unwrap_or(Action::Block);
+    let role = set.role(&session.role);
+    let default_action = role.map(|r| r.default_action).unwrap_or(Action::Block);
+    let allow_debugging = role.is_some_and(|r| r.allow_debugging);
     // Each grant goes exactly as airlock-totp signed it: the enforcer checks
     // the signature itself and takes the command and deadline from it. Every
     // grant held here has its signature (one recorded without, by an older
@@ -50,5 +49,6 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         grants,
         search_path: session.search_path.clone(),
         revoked: session.state == SessionState::Revoked,
+        allow_debugging,
     }
 }

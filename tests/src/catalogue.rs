@@ -113,6 +113,81 @@ pub(crate) fn case(name: &'static str, script: String) -> Case {
     }
 }
 
+/// A case that changes `terraform initx` into `terraform apply` after its
+/// exec was judged.
+fn rewrite(name: &'static str, script: String) -> Case {
+    Case {
+        proof: "STAND-IN RAN apply",
+        ungoverned_first: true,
+        ..case(name, script)
+    }
+}
+
+/// Writes `source` to `file` in the work directory, then runs `then`.
+fn with_file(file: &str, source: &str, then: &str) -> String {
+    format!("cat > {file} <<'AIRLOCK_EOF'\n{source}AIRLOCK_EOF\n{then}")
+}
+
+/// Starts `terraform initx` waiting (`STAND_IN_WAIT`), rewrites its argv[1]
+/// in its memory with `WRITE` (process_vm_writev or /proc/PID/mem), then
+/// lets it go on.
+const REWRITE_PY: &str = r#"import ctypes, os, subprocess, sys, time
+tf, how = sys.argv[1], sys.argv[2]
+go = "go-" + how
+if os.path.exists(go):
+    os.remove(go)
+child = subprocess.Popen([tf, "initx"], env=dict(os.environ, STAND_IN_WAIT=go))
+time.sleep(0.3)
+start = int(open("/proc/%d/stat" % child.pid).read().rsplit(")", 1)[1].split()[45])
+argv1 = start + len(open("/proc/%d/cmdline" % child.pid, "rb").read().split(b"\0")[0]) + 1
+try:
+    if how == "process_vm_writev":
+        class iovec(ctypes.Structure):
+            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+        libc = ctypes.CDLL(None, use_errno=True)
+        new = ctypes.create_string_buffer(b"apply")
+        local, remote = iovec(ctypes.addressof(new), 6), iovec(argv1, 6)
+        if libc.process_vm_writev(child.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 6:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    else:
+        with open("/proc/%d/mem" % child.pid, "r+b", buffering=0) as mem:
+            mem.seek(argv1)
+            mem.write(b"apply\0")
+    print(how, "rewrote argv[1]", flush=True)
+except OSError as e:
+    print(how, "failed:", e, flush=True)
+open(go, "w").close()
+child.wait()
+"#;
+
+/// Races the supervisor: one thread flips the path of an exec between an
+/// allowed program and terraform while another execs it, so that what the
+/// supervisor reads is not what the kernel then runs. The exec-commit
+/// program must stop what gets past the supervisor.
+const RACE_PY: &str = r#"import ctypes, os, sys, threading
+tf, rounds = sys.argv[1].encode(), int(sys.argv[2])
+ok = b"/bin/true"
+n = max(len(tf), len(ok)) + 1
+path = ctypes.create_string_buffer(n)
+a, b = ctypes.create_string_buffer(tf, n), ctypes.create_string_buffer(ok, n)
+libc = ctypes.CDLL(None, use_errno=True)
+argv = (ctypes.c_char_p * 3)(b"tf", b"apply", None)
+env = (ctypes.c_char_p * 1)(None)
+def flip():
+    while True:
+        ctypes.memmove(path, a, n)
+        ctypes.memmove(path, b, n)
+for _ in range(rounds):
+    pid = os.fork()
+    if pid == 0:
+        threading.Thread(target=flip, daemon=True).start()
+        for _ in range(5):
+            libc.execve(path, argv, env)
+        os._exit(3)
+    os.waitpid(pid, 0)
+print("race done", flush=True)
+"#;
+
 pub fn cases(bench: &Bench) -> Vec<Case> {
     let tf = bench.terraform();
     let tf = tf.display();
@@ -199,6 +274,43 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
                 crate::bin("airlockctl").display()
             ),
         ),
+        rewrite(
+            "gdb rewrites argv after exec",
+            "gdb -q -batch -ex 'set language c' -ex 'break main' -ex run \
+             -ex 'set var *(int*)(*(long*)($rsi+8)) = 0x6c707061' \
+             -ex 'set var *(short*)(*(long*)($rsi+8)+4) = 0x79' -ex continue \
+             --args terraform initx 2>&1"
+                .into(),
+        ),
+        rewrite(
+            "process_vm_writev rewrites argv",
+            with_file("rw.py", REWRITE_PY, &format!("python3 rw.py {tf} process_vm_writev")),
+        ),
+        Case {
+            degraded_gap: Some(
+                "without BPF LSM a write to /proc/PID/mem is refused only where the session's \
+                 /proc is mounted read-only (its mount namespace)",
+            ),
+            ..rewrite(
+                "/proc/PID/mem rewrites argv",
+                with_file("rw.py", REWRITE_PY, &format!("python3 rw.py {tf} mem")),
+            )
+        },
+        Case {
+            proof: "NAMESPACE CREATED",
+            ungoverned_first: true,
+            ..case(
+                "a new user namespace (unshare -Ur)",
+                "unshare -Ur true && echo NAMESPACE CREATED".into(),
+            )
+        },
+        Case {
+            ungoverned_first: true,
+            ..case(
+                "a thread races the exec check (TOCTOU)",
+                with_file("race.py", RACE_PY, &format!("python3 race.py {tf} 40")),
+            )
+        },
         Case {
             expect: Expect::Runs,
             ..case("allowed arguments (terraform init)", "terraform init".into())
@@ -321,6 +433,8 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
         for event in session_events(system, &session, "exec_", wait)
             .iter()
             .chain(session_events(system, &session, "cgroup_", Duration::ZERO).iter())
+            .chain(session_events(system, &session, "debug_", Duration::ZERO).iter())
+            .chain(session_events(system, &session, "namespace_", Duration::ZERO).iter())
             .chain(session_events(system, &session, "session_refused", Duration::ZERO).iter())
         {
             if let Some(stage) = event["stage"].as_str() {

@@ -78,6 +78,15 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
                 outcome.output
             );
         }
+        // A refusal, not a kill: the agent reads why, as under BPF LSM.
+        // (A looser session is refused by airlockctl itself, which says so.)
+        if passed && case.name != "a new session with a looser role" {
+            assert!(
+                outcome.message,
+                "{}: refused, but the agent got no Airlock message: {:#?}",
+                case.name, outcome.output
+            );
+        }
     }
     assert!(
         failures.is_empty(),
@@ -337,6 +346,68 @@ fn wait_for_enforcer_log(system: &System, parts: &[&str]) -> String {
 }
 
 #[test]
+fn a_role_that_allows_debugging_may_debug_and_sessions_say_how_they_are_enforced() {
+    use airlock_tests::APPROVER;
+    let system = system();
+    let bench = catalogue::prepare(&system);
+    std::fs::write(
+        system.policy_dir().join("zz-debugging.toml"),
+        "[[role]]\nid = \"debugging-agent\"\npolicies = [\"infra-mutation-block\"]\n\
+         allow_debugging = true\n",
+    )
+    .unwrap();
+    system.ctl(&APPROVER, &["policy", "reload"], "").success();
+    let gdb = catalogue::cases(&bench)
+        .into_iter()
+        .find(|c| c.name.starts_with("gdb"))
+        .unwrap();
+    // What the option allows: a debugger changes a program after its exec
+    // was judged.
+    let debugged = catalogue::run_in_session(&system, &bench, "debugging-agent", &gdb.script);
+    assert!(
+        debugged.stdout.contains(gdb.proof),
+        "gdb did not work in a role that allows debugging: {debugged:#?}"
+    );
+    let refused = catalogue::run_in_session(&system, &bench, catalogue::ROLE, &gdb.script);
+    assert!(!refused.stdout.contains(gdb.proof), "{refused:#?}");
+
+    // Each session says how it is enforced, and so does the audit log.
+    let mode = mode(&system);
+    let expected = match mode {
+        EnforcementMode::Lsm => EnforcementMode::Lsm,
+        _ => EnforcementMode::Supervised,
+    };
+    let id = catalogue::session_of(&refused).unwrap();
+    let sessions = system.ctl(&airlock_tests::AGENT, &["sessions"], "");
+    sessions.success();
+    let line = sessions
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with(&id))
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains(&format!("enforcement {}", expected.describe())),
+        "{}",
+        sessions.stdout
+    );
+    let log = std::fs::read_to_string(system.audit_log()).unwrap();
+    if expected == EnforcementMode::Supervised {
+        assert!(
+            refused.stderr.contains("seccomp supervisor"),
+            "{refused:#?}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"event\":\"session_supervised\"") && l.contains(&id)),
+            "{log}"
+        );
+        assert!(log.contains("\"event\":\"debug_denied\""), "{log}");
+    }
+}
+
+#[test]
 fn without_airlock_totps_key_no_grant_is_installed_until_it_answers() {
     let mut system = system();
     let bench = catalogue::prepare(&system);
@@ -546,4 +617,42 @@ fn without_user_namespaces_the_agent_does_not_start_and_doctor_says_why() {
             && out.stderr.contains("sysctl -w user.max_user_namespaces"),
         "{out:#?}"
     );
+}
+
+#[test]
+fn a_degraded_session_whose_supervisor_is_gone_runs_nothing_more() {
+    let mut system = system();
+    if mode(&system) == EnforcementMode::Lsm {
+        // BPF LSM sessions have no supervisor to lose.
+        return;
+    }
+    let bench = catalogue::prepare(&system);
+    let agent = airlock_tests::users::uid(airlock_tests::AGENT.name).as_raw();
+    let go = bench.work.join("go-nosup");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    std::os::unix::fs::chown(&go, Some(agent), Some(agent)).unwrap();
+    let script = format!(
+        "cd {} && terraform init > before.out 2>&1; echo > ready; read l < go-nosup; \
+         terraform init > after.out 2>&1; echo rc=$? >> after.out; echo > done",
+        bench.work.display()
+    );
+    let _agent = system.spawn_as_with_path(
+        &airlock_tests::AGENT,
+        &airlock_tests::bin("airlockctl"),
+        &["run", "--role", catalogue::ROLE, "--", "sh", "-c", &script],
+        &bench.path(),
+    );
+    wait_for(&bench.work.join("ready"));
+    let read = |name: &str| std::fs::read_to_string(bench.work.join(name)).unwrap();
+    assert!(read("before.out").contains("STAND-IN RAN init"));
+    system.kill_enforcer();
+    std::fs::write(&go, "go\n").unwrap();
+    wait_for(&bench.work.join("done"));
+    let after = read("after.out");
+    assert!(
+        !after.contains("STAND-IN RAN"),
+        "an unsupervised session ran a command: {after}"
+    );
+    assert!(after.contains("Function not implemented"), "{after}");
+    system.start_enforcer();
 }

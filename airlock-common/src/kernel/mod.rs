@@ -56,6 +56,8 @@ pub const NO_RULE: u32 = u32::MAX;
 
 /// [`SessionInfo::flags`]: the session was revoked; nothing may start in it.
 pub const SESSION_REVOKED: u32 = 1;
+/// [`SessionInfo::flags`]: the role allows debugging (ptrace and its kin).
+pub const SESSION_ALLOW_DEBUGGING: u32 = 2;
 
 /// [`Config::flags`]: the LSM hooks are attached (so the exec-commit hook
 /// only reports what they could not see).
@@ -80,12 +82,18 @@ pub const EVENT_GRANT_USED: u32 = 3;
 pub const EVENT_SESSION_REVOKED: u32 = 4;
 pub const EVENT_MMAP_DENIED: u32 = 5;
 pub const EVENT_CGROUP_WRITE_DENIED: u32 = 6;
+pub const EVENT_DEBUG_DENIED: u32 = 7;
+pub const EVENT_NAMESPACE_DENIED: u32 = 8;
 
 /// Where the event was raised.
 pub const STAGE_EXEC_CHECK: u32 = 1;
 pub const STAGE_EXEC_COMMIT: u32 = 2;
 pub const STAGE_MMAP: u32 = 3;
 pub const STAGE_FILE_OPEN: u32 = 4;
+/// Not a program: the enforcer's seccomp supervisor (degraded mode).
+pub const STAGE_SUPERVISOR: u32 = 5;
+/// `ptrace_access_check` and `ptrace_traceme`.
+pub const STAGE_PTRACE: u32 = 6;
 
 /// [`ExecEvent::outcome`]
 /// The exec failed with EPERM; the real executable was not run.

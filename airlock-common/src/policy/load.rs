@@ -37,6 +37,7 @@ const ROLE_KEYS: &[&str] = &[
     "default_grant_ttl",
     "max_grant_ttl",
     "protect",
+    "allow_debugging",
 ];
 
 const DEFAULT_GRANT_TTL: Duration = Duration::from_secs(60 * 60);
@@ -522,6 +523,16 @@ impl FileCx<'_> {
             .get("protect")
             .map(|list| self.protect(list))
             .unwrap_or_default();
+        let allow_debugging = match table.get("allow_debugging") {
+            Some(node) => match node.kind {
+                Kind::Bool(value) => value,
+                _ => {
+                    self.expected(node, "`allow_debugging`", "a boolean");
+                    false
+                }
+            },
+            None => false,
+        };
         let default_ttl = self.duration(&table, "default_grant_ttl", DEFAULT_GRANT_TTL);
         let max_ttl = self.duration(&table, "max_grant_ttl", MAX_GRANT_TTL);
         if default_ttl > max_ttl {
@@ -549,6 +560,7 @@ impl FileCx<'_> {
                 default_grant_ttl: default_ttl,
                 max_grant_ttl: max_ttl,
                 protect,
+                allow_debugging,
                 source: self.loc(table.span).source(),
             },
             id_at,

@@ -148,6 +148,9 @@ pub struct Role {
     /// Its own `protect` entries, as written; the session masks these
     /// after the defaults ([`protect::with_defaults`](super::protect::with_defaults)).
     pub protect: Vec<super::protect::ProtectPattern>,
+    /// The session's processes may debug (ptrace, `process_vm_writev`, ...):
+    /// a debugger can change a program after the kernel judged its exec.
+    pub allow_debugging: bool,
     pub source: Source,
 }
 

@@ -763,6 +763,27 @@ fn grant_lifetimes_are_checked() {
 }
 
 #[test]
+fn debugging_is_off_unless_a_role_says_so() {
+    let role = |extra: &str| format!("[[role]]\nid = \"r\"\n{extra}\n");
+    let allowed = |extra: &str| {
+        load_ok(&[("r.toml", &role(extra))])
+            .role("r")
+            .unwrap()
+            .allow_debugging
+    };
+    assert!(!allowed(""));
+    assert!(!allowed("allow_debugging = false"));
+    assert!(allowed("allow_debugging = true"));
+    assert_errors(
+        &[("r.toml", &role("allow_debugging = \"yes\""))],
+        &[(
+            "r.toml:3:19",
+            "`allow_debugging` must be a boolean, found a string",
+        )],
+    );
+}
+
+#[test]
 fn bad_ids_and_values() {
     let text = lines(&[
         "[[policy]]",

@@ -24,6 +24,7 @@ pub(crate) enum Kind {
     Array(Vec<Node>),
     /// Entries in source order; JSON may repeat a key, TOML may not.
     Table(Vec<Entry>),
+    Bool(bool),
     /// Any other value (number, boolean, ...), named for error messages.
     Scalar(&'static str),
 }
@@ -35,6 +36,7 @@ impl Kind {
             Kind::String(_) => "a string",
             Kind::Array(_) => "an array",
             Kind::Table(_) => "a table",
+            Kind::Bool(_) => "a boolean",
             Kind::Scalar(name) => name,
         }
     }
@@ -137,8 +139,8 @@ impl<'de> Visitor<'de> for KindVisitor {
         f.write_str("a TOML value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Kind, E> {
-        Ok(Kind::Scalar("a boolean"))
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Kind, E> {
+        Ok(Kind::Bool(value))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Kind, E> {
@@ -293,7 +295,11 @@ impl JsonScanner<'_> {
                 if self.pos == start {
                     return None;
                 }
-                Kind::Scalar(name)
+                match &self.text[start..self.pos] {
+                    "true" => Kind::Bool(true),
+                    "false" => Kind::Bool(false),
+                    _ => Kind::Scalar(name),
+                }
             }
         };
         Some(Node {
@@ -420,7 +426,9 @@ mod tests {
         assert_eq!(&text[items[1].span.clone()], "{\"k\": null}");
         assert!(matches!(items[2].kind, Kind::Scalar("a number")));
         assert_eq!(&text[items[2].span.clone()], "-1.5e3");
-        assert!(matches!(items[3].kind, Kind::Scalar("a boolean")));
+        // Booleans keep their value (a role's `allow_debugging`).
+        assert!(matches!(items[3].kind, Kind::Bool(true)));
+        assert_eq!(items[3].kind.type_name(), "a boolean");
     }
 
     #[test]

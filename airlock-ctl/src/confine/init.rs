@@ -41,7 +41,10 @@ fn waited() -> SigSet {
 
 /// Runs `agent` as the child of a new PID 1 and returns its exit status
 /// once it has ended. Call it right after entering the pid namespace.
-pub fn run(agent: &Agent) -> anyhow::Result<i32> {
+/// `prepare` runs in PID 1 once its `/proc` is mounted, before the agent
+/// is forked: the last step of confinement (the seccomp filter, which
+/// forbids mounting), inherited by the agent.
+pub fn run(agent: &Agent, prepare: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<i32> {
     let mut mask = SigSet::empty();
     signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited()), Some(&mut mask))?;
     let inherited = Inherited {
@@ -52,7 +55,7 @@ pub fn run(agent: &Agent) -> anyhow::Result<i32> {
     // so the child may do anything the parent could.
     match unsafe { fork() }.context("forking the session's PID 1")? {
         ForkResult::Child => {
-            let code = pid_one(agent, &inherited).unwrap_or_else(|e| {
+            let code = pid_one(agent, &inherited, prepare).unwrap_or_else(|e| {
                 eprintln!("airlock: the agent was not started: {e:#}");
                 NOT_STARTED
             });
@@ -80,7 +83,11 @@ fn ignore_terminal_signals() -> nix::Result<Vec<(Signal, SigAction)>> {
 }
 
 /// PID 1 of the session's pid namespace.
-fn pid_one(agent: &Agent, inherited: &Inherited) -> anyhow::Result<i32> {
+fn pid_one(
+    agent: &Agent,
+    inherited: &Inherited,
+    prepare: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
     mount(
         Some("proc"),
         "/proc",
@@ -89,6 +96,7 @@ fn pid_one(agent: &Agent, inherited: &Inherited) -> anyhow::Result<i32> {
         None::<&str>,
     )
     .context("mounting the session's /proc")?;
+    prepare()?;
     // SAFETY: still single-threaded; the child only resets its signal
     // state and execs (or reports why it could not).
     match unsafe { fork() }.context("forking the agent")? {

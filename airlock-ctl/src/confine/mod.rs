@@ -1,4 +1,4 @@
-//! The governed session's first process: `airlockctl session-init PLAN_FD
+//! The governed session's first process: `airlockctl session-init --control FD
 //! PROGRAM ARGV...`.
 //!
 //! `airlockctl run` forks its child held; once the session is in place the
@@ -10,11 +10,17 @@
 //! command: it is reached only through the held child.
 //!
 //! What it does comes from the gateway's answer, which `airlockctl run`
-//! sends down the pipe `PLAN_FD` ([`plan`]): for a session, it enters its
-//! own user, mount and pid namespaces ([`namespaces`]), masks the role's
-//! protected paths and the user's runtime sockets ([`targets`], [`mask`]),
-//! and runs the agent under a minimal PID 1 with its own read-only
-//! `/proc` ([`init`]). If any step fails, the agent does not start.
+//! sends over the control socket ([`control`], [`plan`]) once the session
+//! exists: for a session, it enters its own user, mount and pid namespaces
+//! ([`namespaces`]), masks the role's protected paths and the user's
+//! runtime sockets ([`targets`], [`mask`]), and starts a minimal PID 1 with
+//! its own read-only `/proc` ([`init`]), which installs the session's
+//! seccomp filter ([`seccomp`]) — and, without BPF LSM, hands the filter's
+//! listener to the enforcer's supervisor through `run` — before it forks
+//! the agent. If any step fails, the agent does not start.
+
+mod control;
+mod seccomp;
 
 mod init;
 mod mask;
@@ -29,11 +35,14 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 
+pub use control::{Control, ATTACHED};
 pub use namespaces::restriction;
-use plan::Plan;
+pub use plan::Plan;
 
 /// The hidden subcommand's name, dispatched before anything else runs.
 pub const SUBCOMMAND: &str = "session-init";
+/// Its first argument, before the control socket's fd number.
+pub const CONTROL_ARG: &str = "--control";
 
 /// `session-init PROBE`: builds a session's namespaces and `/proc` and
 /// exits, for `airlockctl doctor`.
@@ -66,11 +75,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 /// Confines the session, then runs the agent; returns its exit status.
 fn start(args: Vec<OsString>) -> anyhow::Result<i32> {
     let mut args = args.into_iter();
-    let plan_fd = args
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(CONTROL_ARG)) {
+        return Err(anyhow!(
+            "session-init: no control socket (it is started by `airlockctl run` only)"
+        ));
+    }
+    let fd: i32 = args
         .next()
         .and_then(|fd| fd.to_str()?.parse().ok())
-        .ok_or_else(|| anyhow!("session-init: no plan descriptor"))?;
-    let plan = Plan::receive(plan_fd)?;
+        .ok_or_else(|| anyhow!("session-init: {CONTROL_ARG} needs a file descriptor number"))?;
+    let control = Control::inherited(fd)?;
     let program = args
         .next()
         .ok_or_else(|| anyhow!("session-init: no program"))?;
@@ -80,14 +94,21 @@ fn start(args: Vec<OsString>) -> anyhow::Result<i32> {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?,
     };
-    match plan {
-        Plan::Unenforced => match exec_unconfined(&agent)? {},
-        Plan::Session { id: _, protect } => {
+    match control.receive_plan()? {
+        Plan::Unenforced => {
+            drop(control);
+            match exec_unconfined(&agent)? {}
+        }
+        Plan::Session {
+            id: _,
+            protect,
+            confinement,
+        } => {
             let user = targets::SessionUser::current()?;
             let targets = targets::all(&user, &protect);
             namespaces::enter(user.uid, nix::unistd::getgid())?;
             mask::apply(&targets, user.uid.as_raw())?;
-            init::run(&agent)
+            init::run(&agent, || filter(&control, &confinement))
         }
     }
 }
@@ -119,8 +140,33 @@ fn probe() -> anyhow::Result<()> {
         program: CString::new("/bin/true")?,
         argv: vec![CString::new("true")?],
     };
-    match init::run(&agent).context("starting a PID 1 with its own /proc")? {
+    match init::run(&agent, || Ok(())).context("starting a PID 1 with its own /proc")? {
         0 => Ok(()),
         code => Err(anyhow!("the probe's PID 1 exited with status {code}")),
     }
+}
+
+/// Installs the session's seccomp filter and, when the enforcer supervises
+/// the session's execs, puts the filter's listener in its hands before
+/// anything else may run.
+fn filter(
+    control: &Control,
+    confinement: &airlock_common::dbus::Confinement,
+) -> anyhow::Result<()> {
+    let Some(listener) = seccomp::install(confinement)? else {
+        return Ok(());
+    };
+    control.send("listener", Some(&listener))?;
+    // Our copy must go: the enforcer's is the only one that may answer.
+    drop(listener);
+    let (answer, _) = control
+        .receive()
+        .context("waiting for the enforcer's seccomp supervisor")?;
+    if answer != ATTACHED {
+        return Err(anyhow!(
+            "the enforcer's seccomp supervisor did not take this session ({answer}); without it \
+             the agent would run unsupervised, so it was not started (`airlockctl doctor`)"
+        ));
+    }
+    Ok(())
 }

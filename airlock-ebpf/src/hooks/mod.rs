@@ -5,6 +5,7 @@ mod exec_check;
 mod exec_commit;
 mod file_open;
 mod mmap_file;
+mod ptrace;
 
 /// The errno of a refusal.
 const EPERM: i32 = 1;

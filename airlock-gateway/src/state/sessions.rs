@@ -189,6 +189,13 @@ impl Sessions {
                     true
                 }
             },
+            Event::SessionSupervised { session } => match self.by_id.get_mut(session) {
+                Some(s) if s.state.is_live() && s.enforcement == EnforcementMode::Degraded => {
+                    s.enforcement = EnforcementMode::Supervised;
+                    true
+                }
+                _ => false,
+            },
             Event::SessionStartFailed { session, .. } => self.by_id.remove(session).is_some(),
             Event::SessionExited { session, .. } => self.end(session, SessionState::Exited, ts),
             Event::SessionRevoked { session, .. } => self.end(session, SessionState::Revoked, ts),

@@ -1,0 +1,453 @@
+//! What a task stopped in a system call asks for, read from outside it: its
+//! memory (`process_vm_readv`, CAP_SYS_PTRACE) and the file its exec names,
+//! resolved as the kernel would resolve it for that task.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use airlock_common::kernel::{BINPRM_BUF, MAX_WORDS, MAX_WORD_LEN};
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+
+const PAGE: u64 = 4096;
+/// Longest path read from the task (`PATH_MAX`).
+const PATH_MAX: usize = 4096;
+
+/// Copies up to `buf.len()` bytes at `addr` of task `pid`, stopping at the
+/// first page that is not mapped; returns how many were copied.
+fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = addr + done as u64;
+        // One page at a time: a read stops short at an unmapped page.
+        let len = (buf.len() - done).min((PAGE - at % PAGE) as usize);
+        let local = libc::iovec {
+            iov_base: buf[done..].as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        let remote = libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: len,
+        };
+        // SAFETY: the local iovec covers `len` bytes of `buf`, which we own
+        // mutably; the remote one is only read, by the kernel, from the
+        // other task.
+        let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        if n <= 0 {
+            break;
+        }
+        done += n as usize;
+        if (n as usize) < len {
+            break;
+        }
+    }
+    done
+}
+
+/// The NUL-terminated string at `addr`, at most `max` bytes; `None` when it
+/// cannot be read or is longer.
+fn read_string(pid: u32, addr: u64, max: usize) -> Option<Vec<u8>> {
+    if addr == 0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 256];
+    while out.len() <= max {
+        let at = addr + out.len() as u64;
+        let want = chunk.len().min((PAGE - at % PAGE) as usize);
+        let n = read_memory(pid, at, &mut chunk[..want]);
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            return (out.len() <= max).then_some(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    None
+}
+
+/// What an `execve` or `execveat` asks for.
+pub struct ExecCall {
+    /// The path as passed.
+    pub path: Vec<u8>,
+    /// `execveat`'s directory fd, unless `AT_FDCWD`.
+    pub dirfd: Option<i32>,
+    pub empty_path: bool,
+    /// The words read (up to `MAX_WORDS`); `None` for one that could not
+    /// be read or is longer than a rule word can be.
+    pub argv: Vec<Option<Vec<u8>>>,
+    /// Words in argv, counted up to `MAX_WORDS + 1`.
+    pub argc: usize,
+    /// Whether the argv array could be read at all (the kernel's stage
+    /// one only trusts arguments it can read).
+    pub argv_readable: bool,
+}
+
+impl ExecCall {
+    /// Reads the call from the task: `execve(path, argv, envp)` or
+    /// `execveat(dirfd, path, argv, envp, flags)`.
+    pub fn read(pid: u32, execveat: bool, args: &[u64; 6]) -> Option<ExecCall> {
+        let (dirfd, path, argv, flags) = if execveat {
+            (args[0] as i32, args[1], args[2], args[4])
+        } else {
+            (libc::AT_FDCWD, args[0], args[1], 0)
+        };
+        let path = read_string(pid, path, PATH_MAX)?;
+        let mut call = ExecCall {
+            path,
+            dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
+            empty_path: flags & libc::AT_EMPTY_PATH as u64 != 0,
+            argv: Vec::new(),
+            argc: 0,
+            argv_readable: false,
+        };
+        if argv == 0 {
+            return Some(call);
+        }
+        let mut pointers = [0u8; 8 * (MAX_WORDS + 1)];
+        let n = read_memory(pid, argv, &mut pointers) / 8;
+        let mut ended = false;
+        for chunk in pointers[..n * 8].chunks_exact(8) {
+            let pointer = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+            if pointer == 0 {
+                ended = true;
+                break;
+            }
+            call.argc += 1;
+            if call.argv.len() < MAX_WORDS {
+                call.argv.push(read_string(pid, pointer, MAX_WORD_LEN));
+            }
+        }
+        call.argv_readable = call.argc > 0 && (ended || n == MAX_WORDS + 1);
+        Some(call)
+    }
+
+    /// `bprm->filename`: the path the kernel names the exec by.
+    pub fn filename(&self) -> Vec<u8> {
+        match self.dirfd {
+            Some(fd) if !self.path.starts_with(b"/") => {
+                if self.path.is_empty() && self.empty_path {
+                    format!("/dev/fd/{fd}").into_bytes()
+                } else {
+                    let mut name = format!("/dev/fd/{fd}/").into_bytes();
+                    name.extend_from_slice(&self.path);
+                    name
+                }
+            }
+            _ => self.path.clone(),
+        }
+    }
+}
+
+/// `binfmt_script`'s reading of a `#!` line: the interpreter and its one
+/// optional argument, or `None` for a file that is not a script.
+pub fn shebang(head: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let rest = head.strip_prefix(b"#!")?;
+    let line = &rest[..rest.iter().position(|&b| b == b'\n' || b == 0)?];
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let line = &line[line.iter().position(|b| !blank(b))?..];
+    let end = line.iter().position(blank).unwrap_or(line.len());
+    let (interpreter, rest) = line.split_at(end);
+    let rest = rest.trim_ascii();
+    Some((
+        interpreter.to_vec(),
+        (!rest.is_empty()).then(|| rest.to_vec()),
+    ))
+}
+
+impl ExecCall {
+    /// What the kernel runs for a script: its interpreter, with argv
+    /// `interpreter [argument] filename argv[1..]`, still named (invoked
+    /// as) by the script's filename.
+    pub fn interpreted(&self, interpreter: Vec<u8>, argument: Option<Vec<u8>>) -> ExecCall {
+        let filename = self.filename();
+        let mut argv: Vec<Option<Vec<u8>>> = std::iter::once(Some(interpreter.clone()))
+            .chain(argument.map(Some))
+            .chain(std::iter::once(Some(filename.clone())))
+            .chain(self.argv.iter().skip(1).cloned())
+            .collect();
+        let argc = self.argc.saturating_sub(1) + argv.len() - self.argv.len().saturating_sub(1);
+        argv.truncate(MAX_WORDS);
+        ExecCall {
+            path: filename,
+            dirfd: None,
+            empty_path: false,
+            argv,
+            argc: argc.min(MAX_WORDS + 1),
+            argv_readable: self.argv_readable,
+        }
+    }
+}
+
+/// The file an exec would run, opened by the enforcer.
+pub struct Executable {
+    /// Name of the real file (symlinks resolved), as its dentry has it.
+    pub name: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Its first bytes, zero-padded, as the kernel reads them into
+    /// `bprm->buf`.
+    pub head: [u8; BINPRM_BUF],
+}
+
+fn open_path(dir: i32, path: &Path, resolve: ResolveFlag) -> io::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(resolve);
+    let fd = openat2(dir, path, how)?;
+    // SAFETY: a fresh fd the kernel just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` beneath the task's own root, absolute symlinks included
+/// (the enforcer's mount namespace may differ from the agent's).
+fn open_in_root(pid: u32, path: &Path) -> io::Result<OwnedFd> {
+    let root = open_path(
+        libc::AT_FDCWD,
+        Path::new(&format!("/proc/{pid}/root")),
+        ResolveFlag::empty(),
+    )?;
+    open_path(root.as_raw_fd(), path, ResolveFlag::RESOLVE_IN_ROOT)
+}
+
+/// `/proc/self/...`, `/proc/thread-self/...` and `/dev/fd/...` name the
+/// task's own files; resolved by the enforcer they would name its own.
+fn own_files(pid: u32, path: &[u8]) -> Option<PathBuf> {
+    let rest = [
+        (&b"/proc/self/"[..], &b""[..]),
+        (b"/proc/thread-self/", b""),
+        (b"/dev/fd/", b"fd/"),
+    ]
+    .into_iter()
+    .find_map(|(prefix, replacement)| {
+        path.strip_prefix(prefix)
+            .map(|rest| [replacement, rest].concat())
+    })?;
+    let mut own = format!("/proc/{pid}/").into_bytes();
+    own.extend_from_slice(&rest);
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&own)))
+}
+
+/// Opens the file `call` would run (`O_PATH`: a FIFO does not block us).
+fn open_target(pid: u32, call: &ExecCall) -> io::Result<OwnedFd> {
+    let path = Path::new(std::ffi::OsStr::from_bytes(&call.path));
+    if let Some(own) = own_files(pid, &call.path) {
+        return open_path(libc::AT_FDCWD, &own, ResolveFlag::empty());
+    }
+    match call.dirfd {
+        Some(fd) if !call.path.starts_with(b"/") => {
+            let dir = format!("/proc/{pid}/fd/{fd}");
+            if call.path.is_empty() && call.empty_path {
+                return open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty());
+            }
+            let dir = open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty())?;
+            open_path(dir.as_raw_fd(), path, ResolveFlag::empty())
+        }
+        _ if call.path.starts_with(b"/") => open_in_root(pid, path),
+        _ => {
+            // Relative to the task's working directory, named as the task
+            // sees it, so that absolute symlinks resolve in its root.
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
+            if cwd.is_absolute() && !cwd.as_os_str().as_bytes().ends_with(b" (deleted)") {
+                open_in_root(pid, &cwd.join(path))
+            } else {
+                let dir = format!("/proc/{pid}/cwd");
+                let dir = open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty())?;
+                open_path(dir.as_raw_fd(), path, ResolveFlag::empty())
+            }
+        }
+    }
+}
+
+impl Executable {
+    /// The regular file `call` would run, or `None` when there is none to
+    /// judge (missing, a directory, a device...: the exec itself fails).
+    pub fn open(pid: u32, call: &ExecCall) -> Option<Executable> {
+        let fd = open_target(pid, call).ok()?;
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let meta = std::fs::metadata(&link).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&link)
+            .ok()?;
+        let mut head = [0u8; BINPRM_BUF];
+        let mut filled = 0;
+        while filled < BINPRM_BUF {
+            match file.read_at(&mut head[filled..], filled as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        let target = std::fs::read_link(&link).ok()?;
+        let mut name = target
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        // An unlinked file (a memfd) is shown with this suffix; its dentry
+        // has the name alone.
+        if meta.nlink() == 0 {
+            if let Some(bare) = name.strip_suffix(b" (deleted)") {
+                name = bare.to_vec();
+            }
+        }
+        Some(Executable {
+            name,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            head,
+        })
+    }
+}
+
+/// A few fields of `/proc/PID/status`: the process (thread group), its
+/// parent and its real uid.
+pub struct Status {
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+}
+
+impl Status {
+    pub fn read(pid: u32) -> Option<Status> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        Some(Status {
+            tgid: field("Tgid:")?,
+            ppid: field("PPid:")?,
+            uid: field("Uid:")?,
+        })
+    }
+}
+
+/// The task's `comm`.
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `fd` is a seccomp user-notification listener.
+pub fn is_seccomp_listener(fd: &OwnedFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:seccomp notify")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_read_from_another_process_across_pages() {
+        // Our own memory stands in for the task's: the same calls work on
+        // ourselves without privileges.
+        let pid = std::process::id();
+        let mut page = vec![0u8; 3 * PAGE as usize];
+        let base = page.as_ptr() as u64;
+        let start = (PAGE - base % PAGE) as usize + PAGE as usize - 3;
+        page[start..start + 6].copy_from_slice(b"apply\0");
+        let at = base + start as u64;
+        assert_eq!(read_string(pid, at, 254).as_deref(), Some(&b"apply"[..]));
+        assert_eq!(read_string(pid, at, 4), None, "longer than allowed");
+        assert_eq!(read_string(pid, 0, 254), None);
+    }
+
+    #[test]
+    fn a_shebang_line_is_read_as_binfmt_script_reads_it() {
+        let head = |text: &str| {
+            let mut buf = [0u8; BINPRM_BUF];
+            buf[..text.len()].copy_from_slice(text.as_bytes());
+            buf
+        };
+        assert_eq!(
+            shebang(&head("#!/bin/sh\necho")),
+            Some((b"/bin/sh".to_vec(), None))
+        );
+        assert_eq!(
+            shebang(&head("#! /x/terraform  apply now \n")),
+            Some((b"/x/terraform".to_vec(), Some(b"apply now".to_vec())))
+        );
+        assert_eq!(shebang(&head("\x7fELF")), None);
+        let script = ExecCall {
+            path: b"./i.tf".to_vec(),
+            dirfd: None,
+            empty_path: false,
+            argv: vec![Some(b"./i.tf".to_vec()), Some(b"x".to_vec())],
+            argc: 2,
+            argv_readable: true,
+        };
+        let run = script.interpreted(b"/x/terraform".to_vec(), Some(b"apply".to_vec()));
+        let words: Vec<&[u8]> = run.argv.iter().map(|w| w.as_deref().unwrap()).collect();
+        assert_eq!(words, [&b"/x/terraform"[..], b"apply", b"./i.tf", b"x"]);
+        assert_eq!((run.argc, run.filename()), (4, b"./i.tf".to_vec()));
+    }
+
+    #[test]
+    fn the_exec_filename_is_the_kernels() {
+        let call = |path: &[u8], dirfd, empty_path| ExecCall {
+            path: path.to_vec(),
+            dirfd,
+            empty_path,
+            argv: Vec::new(),
+            argc: 0,
+            argv_readable: false,
+        };
+        assert_eq!(call(b"./tf", None, false).filename(), b"./tf");
+        assert_eq!(call(b"", Some(3), true).filename(), b"/dev/fd/3");
+        assert_eq!(call(b"tf", Some(4), false).filename(), b"/dev/fd/4/tf");
+        assert_eq!(call(b"/bin/tf", Some(4), false).filename(), b"/bin/tf");
+        assert_eq!(
+            own_files(7, b"/proc/self/fd/3"),
+            Some(PathBuf::from("/proc/7/fd/3"))
+        );
+        assert_eq!(
+            own_files(7, b"/dev/fd/3"),
+            Some(PathBuf::from("/proc/7/fd/3"))
+        );
+        assert_eq!(own_files(7, b"/usr/bin/tf"), None);
+    }
+
+    #[test]
+    fn an_executable_is_opened_in_the_tasks_root_and_named_by_its_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("terraform");
+        std::fs::write(&real, b"#!/bin/sh\necho hi\n").unwrap();
+        let link = dir.path().join("tf-link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let pid = std::process::id();
+        let call = ExecCall {
+            path: link.as_os_str().as_bytes().to_vec(),
+            dirfd: None,
+            empty_path: false,
+            argv: Vec::new(),
+            argc: 0,
+            argv_readable: false,
+        };
+        let exe = Executable::open(pid, &call).unwrap();
+        assert_eq!(exe.name, b"terraform");
+        assert_eq!(exe.size, 18);
+        assert_eq!(&exe.head[..10], b"#!/bin/sh\n");
+        assert!(exe.head[18..].iter().all(|&b| b == 0));
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let call = ExecCall {
+            path: fifo.as_os_str().as_bytes().to_vec(),
+            ..call
+        };
+        assert!(Executable::open(pid, &call).is_none(), "a FIFO is not run");
+    }
+}
