@@ -288,7 +288,6 @@ async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Re
                 );
             }
             Ok(Plan::Session {
-                id: session.id,
                 protect: session.protect,
             })
         }

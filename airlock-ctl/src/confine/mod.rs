@@ -82,7 +82,7 @@ fn start(args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     match plan {
         Plan::Unenforced => match exec_unconfined(&agent)? {},
-        Plan::Session { id: _, protect } => {
+        Plan::Session { protect } => {
             let user = targets::SessionUser::current()?;
             let targets = targets::all(&user, &protect);
             namespaces::enter(user.uid, nix::unistd::getgid())?;

@@ -20,7 +20,6 @@ pub enum Plan {
     Unenforced,
     /// A governed session: confine, then run the agent.
     Session {
-        id: String,
         /// The role's protect list from the gateway's answer.
         protect: Vec<ProtectPattern>,
     },
@@ -63,7 +62,6 @@ mod tests {
     #[test]
     fn a_plan_survives_the_pipe() {
         let plan = Plan::Session {
-            id: "ses-1".into(),
             protect: vec!["~/.aws".parse().unwrap(), "!~/.ssh/*.pub".parse().unwrap()],
         };
         let (read, write) = nix::unistd::pipe().unwrap();
