@@ -283,7 +283,6 @@ async fn confine(control: &Control, started: &Started) -> anyhow::Result<()> {
         return control.send_plan(&Plan::Unenforced);
     };
     control.send_plan(&Plan::Session {
-        id: session.id.clone(),
         protect: session.protect.clone(),
         confinement: plan.clone(),
     })?;

@@ -134,7 +134,6 @@ mod tests {
     #[test]
     fn a_plan_survives_the_control_socket() {
         let plan = Plan::Session {
-            id: "ses-1".into(),
             protect: vec!["~/.aws".parse().unwrap(), "!~/.ssh/*.pub".parse().unwrap()],
             confinement: airlock_common::dbus::Confinement {
                 supervise: true,

@@ -100,7 +100,6 @@ fn start(args: Vec<OsString>) -> anyhow::Result<i32> {
             match exec_unconfined(&agent)? {}
         }
         Plan::Session {
-            id: _,
             protect,
             confinement,
         } => {

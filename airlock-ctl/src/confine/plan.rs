@@ -14,7 +14,6 @@ pub enum Plan {
     Unenforced,
     /// A governed session: confine, then run the agent.
     Session {
-        id: String,
         /// The role's protect list from the gateway's answer.
         protect: Vec<ProtectPattern>,
         /// The seccomp filter and whether the enforcer supervises execs.
