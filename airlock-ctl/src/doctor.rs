@@ -57,6 +57,25 @@ fn kernel_checks(report: &mut Report) {
             "cannot read /sys/kernel/security/lsm (securityfs not mounted?)",
         ),
     }
+    // Every session's first process installs a seccomp filter; without BPF
+    // LSM its execs go to the enforcer through a user-notification listener.
+    match std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail") {
+        Ok(actions) if actions.split_whitespace().any(|a| a == "user_notif") => report.ok(
+            "seccomp",
+            "filters with user notification (the session filter and, without BPF LSM, the \
+             enforcer's supervisor)",
+        ),
+        Ok(actions) if actions.split_whitespace().any(|a| a == "errno") => report.warn(
+            "seccomp",
+            "no user notification (Linux 5.0 and later): without BPF LSM, sessions cannot be \
+             supervised and `airlockctl run` refuses to start agents",
+        ),
+        _ => report.fail(
+            "seccomp",
+            "no seccomp filters (/proc/sys/kernel/seccomp/actions_avail); governed sessions \
+             need a kernel built with CONFIG_SECCOMP_FILTER=y",
+        ),
+    }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     if mounts
         .lines()

@@ -97,12 +97,4 @@ pub fn run() {
         "ratio governed/ungoverned:        {:.3} (target <= {target:.2})",
         g as f64 / u as f64
     );
-    // The supervisor's own time per call, as it logs it.
-    if let Some(line) = system
-        .service_log("airlock-enforcer")
-        .lines()
-        .rfind(|l| l.contains("calls answered"))
-    {
-        println!("supervisor: {}", line.trim());
-    }
 }

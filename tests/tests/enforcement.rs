@@ -404,6 +404,19 @@ fn a_role_that_allows_debugging_may_debug_and_sessions_say_how_they_are_enforced
             "{log}"
         );
         assert!(log.contains("\"event\":\"debug_denied\""), "{log}");
+        // doctor and status say what that means, and the audit log too.
+        let doctor = system.ctl(&airlock_tests::AGENT, &["doctor"], "");
+        assert_eq!(doctor.code, 2, "{doctor:#?}");
+        assert!(doctor.stdout.contains("ok    seccomp:"), "{doctor:#?}");
+        let degraded = "DEGRADED (seccomp supervisor + exec-commit kill)";
+        assert!(doctor.stdout.contains(degraded), "{doctor:#?}");
+        let status = system.ctl(&airlock_tests::AGENT, &["status"], "");
+        assert!(status.stdout.contains(degraded), "{status:#?}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"event\":\"enforcement_mode\"") && l.contains(degraded)),
+            "{log}"
+        );
     }
 }
 

@@ -89,14 +89,29 @@ pub fn judge(
     if let Some(found) = aliases(tables, by_inode) {
         eval.add_aliases(HEAD_INODE_ALIASES, &found);
     }
-    let by_content = IdentKey {
+    // Hashing the first bytes is the costly part: only when some governed
+    // binary has this very size.
+    let same_size = IdentKey {
         session,
         kind: IDENT_CONTENT,
         a: exe.size,
-        b: hash_word(key, &exe.head),
+        b: 0,
+    }..=IdentKey {
+        session,
+        kind: IDENT_CONTENT,
+        a: exe.size,
+        b: u64::MAX,
     };
-    if let Some(found) = aliases(tables, by_content) {
-        eval.add_aliases(HEAD_CONTENT_ALIASES, &found);
+    if tables.idents.range(same_size).next().is_some() {
+        let by_content = IdentKey {
+            session,
+            kind: IDENT_CONTENT,
+            a: exe.size,
+            b: hash_word(key, &exe.head),
+        };
+        if let Some(found) = aliases(tables, by_content) {
+            eval.add_aliases(HEAD_CONTENT_ALIASES, &found);
+        }
     }
     let untrusted = ExecCall {
         path: Vec::new(),
@@ -148,6 +163,7 @@ mod tests {
         }
     }
 
+    /// An executable of 100 bytes, all 7s at its head.
     fn exe(name: &str, ino: u64) -> Executable {
         Executable {
             name: name.as_bytes().to_vec(),
@@ -189,6 +205,15 @@ mod tests {
             },
             terraform,
         );
+        idents.insert(
+            IdentKey {
+                session: 1,
+                kind: IDENT_CONTENT,
+                a: 100,
+                b: hash_word(&KEY, &[7; BINPRM_BUF]),
+            },
+            terraform,
+        );
         let rules: Vec<RuleSpec> = Vec::new();
         let tables = Tables {
             info: SessionInfo {
@@ -216,6 +241,13 @@ mod tests {
         assert_eq!(block(invoked), blocked);
         let hardlink = judged(&call(&["tf", "apply"], "/x/tf"), &exe("tf", 42));
         assert_eq!(block(hardlink), blocked);
+        // By content: same size and first bytes, another inode.
+        let copy = judged(&call(&["tf", "apply"], "/x/tf"), &exe("tf", 9));
+        assert_eq!(block(copy), blocked);
+        let mut changed = exe("tf", 9);
+        changed.head[0] = 0;
+        let changed = judged(&call(&["tf", "apply"], "/x/tf"), &changed);
+        assert!(changed.unwrap().permits(), "another program");
         // Allowed arguments run; approve is refused until a grant.
         let init = judged(&call(&["terraform", "init"], "/x/terraform"), &other).unwrap();
         assert!(init.permits());

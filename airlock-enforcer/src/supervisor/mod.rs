@@ -135,7 +135,6 @@ impl Supervisor {
 
     fn serve(&self, session: &str, listener: &OwnedFd, calls: &Calls, key: HashKey) {
         let fd = listener.as_raw_fd();
-        let (mut answered, mut busy) = (0u32, std::time::Duration::ZERO);
         loop {
             let mut poll = [libc::pollfd {
                 fd,
@@ -164,21 +163,12 @@ impl Supervisor {
                     continue;
                 }
             };
-            let started = std::time::Instant::now();
             let answer = self.answer(session, calls, &key, &request, fd);
             if notify_id_valid(fd, request.id).is_err() {
                 continue;
             }
             if let Err(e) = answer.respond(fd) {
                 tracing::debug!("session {session}: answering pid {}: {e}", request.pid);
-            }
-            answered += 1;
-            busy += started.elapsed();
-            if answered % 256 == 0 {
-                tracing::info!(
-                    "session {session}: {answered} calls answered, {:?} each on average",
-                    busy / answered
-                );
             }
         }
     }

@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use airlock_common::kernel::{BINPRM_BUF, MAX_WORDS, MAX_WORD_LEN};
@@ -270,8 +270,9 @@ impl Executable {
     pub fn open(pid: u32, call: &ExecCall) -> Option<Executable> {
         let fd = open_target(pid, call).ok()?;
         let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let meta = std::fs::metadata(&link).ok()?;
-        if !meta.is_file() {
+        // The O_PATH descriptor itself: no second lookup of the path.
+        let meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
+        if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
         let file = std::fs::OpenOptions::new()
@@ -294,16 +295,16 @@ impl Executable {
             .unwrap_or_default();
         // An unlinked file (a memfd) is shown with this suffix; its dentry
         // has the name alone.
-        if meta.nlink() == 0 {
+        if meta.st_nlink == 0 {
             if let Some(bare) = name.strip_suffix(b" (deleted)") {
                 name = bare.to_vec();
             }
         }
         Some(Executable {
             name,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
+            dev: meta.st_dev,
+            ino: meta.st_ino,
+            size: meta.st_size as u64,
             head,
         })
     }
