@@ -127,10 +127,8 @@ fn exec(agent: &Agent, inherited: &Inherited) -> std::io::Error {
     if let Err(e) = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&inherited.mask), None) {
         return e.into();
     }
-    // What confines the agent alone (a seccomp filter refusing mount and
-    // namespace syscalls) belongs here: after PID 1 mounted `/proc`, in
-    // the process that becomes the agent, with PID 1 and session-init left
-    // outside it (either can supervise it).
+    // The seccomp filter is already in place: PID 1 installed it (`run`'s
+    // `prepare`) after mounting `/proc` and before forking this process.
     let error = nix::unistd::execv(&agent.program, &agent.argv).unwrap_err();
     error.into()
 }
