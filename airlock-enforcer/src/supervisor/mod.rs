@@ -7,15 +7,16 @@
 //! seccomp filter whose user-notification listener reaches us through
 //! `airlockctl run` and the gateway. One thread per session answers it:
 //!
-//! 1. the task must be in the session's cgroup (a listener is not trusted
-//!    to be what the caller says it is);
-//! 2. the exec's path and arguments are read from the task, the file is
+//! 1. the exec's path and arguments are read from the task, the file is
 //!    opened as the kernel would open it, and judged with the same walk
 //!    (`judge`) over the session's compiled tables;
-//! 3. a refusal is audited through the gateway (which files the request for
-//!    an approve rule), the message is written into the task's stderr, and
-//!    the call fails with EPERM; otherwise the kernel goes on with it
-//!    (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
+//! 2. an allowed exec goes on (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`), as it
+//!    would without a supervisor;
+//! 3. for a refusal the task must be in the session's cgroup (a listener is
+//!    not trusted to be what the caller says it is); it is audited through
+//!    the gateway (which files the request for an approve rule), the message
+//!    is written into the task's stderr, and the call fails with EPERM (a
+//!    task outside the session gets EPERM alone).
 //!
 //! Each answer is given only if the notification is still valid (the task
 //! is still the one that asked). What changes between the check and the
@@ -185,25 +186,16 @@ impl Supervisor {
     ) -> ScmpNotifResp {
         let refuse =
             ScmpNotifResp::new_error(request.id, -libc::EPERM, ScmpNotifRespFlags::empty());
+        let go_on = ScmpNotifResp::new_continue(request.id, ScmpNotifRespFlags::empty());
         let pid = request.pid;
-        // The listener came from outside: act only for the session's tasks,
-        // and only while the notification still names the task we read.
-        let member = self.sessions.locked().cgroup_session_of(pid);
-        if member.as_deref() != Some(session) || notify_id_valid(fd, request.id).is_err() {
-            tracing::warn!(
-                "session {session}: pid {pid} asked through its listener but is not in its \
-                 cgroup; refused"
-            );
-            return refuse;
-        }
         let call = request.data.syscall;
-        if call == calls.execve || call == calls.execveat {
+        let refusal = if call == calls.execve || call == calls.execveat {
             match self.judge_exec(session, key, request, call == calls.execveat) {
-                None => ScmpNotifResp::new_continue(request.id, ScmpNotifRespFlags::empty()),
-                Some((event, rule)) => {
-                    self.tell(&event, rule.as_ref(), fd, request.id);
-                    refuse
-                }
+                // Going on is what the kernel does without a supervisor (the
+                // exec-commit program judges it all the same), so it needs
+                // no proof that the task is the session's.
+                None => return go_on,
+                Some(refused) => refused,
             }
         } else {
             let kind = if calls.debugging.contains(&call) {
@@ -216,9 +208,22 @@ impl Supervisor {
                 return refuse;
             };
             let event = self.event(session, pid, kind, Calls::name(call), Vec::new(), None);
-            self.tell(&event, None, fd, request.id);
-            refuse
+            (event, None)
+        };
+        // The listener came from outside: a refusal is reported, and its
+        // message written, only for the session's own tasks, and only while
+        // the notification still names the task we read.
+        let member = self.sessions.locked().cgroup_session_of(pid);
+        if member.as_deref() != Some(session) || notify_id_valid(fd, request.id).is_err() {
+            tracing::warn!(
+                "session {session}: pid {pid} asked through its listener but is not in its \
+                 cgroup; refused without a report"
+            );
+            return refuse;
         }
+        let (event, rule) = refusal;
+        self.tell(&event, rule.as_ref(), fd, request.id);
+        refuse
     }
 
     /// The event for a refused exec, or `None` when it may go on.
