@@ -116,6 +116,12 @@ pub struct DecisionInfo {
     pub policy: Optional<String>,
     /// `file:line` of the rule (or of the role, for its default).
     pub source: String,
+    /// What the rule skipped to match: options with their values (and for
+    /// a tool not in the grammar table, other arguments), as written.
+    pub skipped: Vec<String>,
+    /// Why the command is refused without a rule deciding, empty otherwise:
+    /// the kernel could not match it within its limits.
+    pub refusal: String,
 }
 
 /// A pending approval request.
@@ -311,6 +317,17 @@ pub struct GrantSpec {
     pub expires_at: i64,
 }
 
+/// The grammar of a tool a session's rules or grants name (see
+/// `policy::Grammar`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ToolSpec {
+    pub name: String,
+    /// `gnu` or `go`.
+    pub style: String,
+    /// The options that take a value.
+    pub value_options: Vec<String>,
+}
+
 /// Everything the enforcer needs to govern a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct SessionSpec {
@@ -330,6 +347,8 @@ pub struct SessionSpec {
     /// The agent's PATH directories, searched for the files rule heads name.
     pub search_path: Vec<String>,
     pub revoked: bool,
+    /// The grammars of the tools the rules and grants name.
+    pub tools: Vec<ToolSpec>,
 }
 
 /// What the enforcer can do on this machine.
@@ -557,14 +576,14 @@ mod tests {
 
     #[test]
     fn the_signatures_are_the_string_ones_they_replace() {
-        assert_eq!(DecisionInfo::SIGNATURE.to_string(), "(ssss)");
+        assert_eq!(DecisionInfo::SIGNATURE.to_string(), "(ssssass)");
         assert_eq!(RequestInfo::SIGNATURE.to_string(), "(sssustxx)");
         assert_eq!(GrantInfo::SIGNATURE.to_string(), "(ssssusxx)");
         assert_eq!(GrantRequest::SIGNATURE.to_string(), "(sussst)");
         assert_eq!(RuleSpec::SIGNATURE.to_string(), "(usssss)");
         assert_eq!(
             SessionSpec::SIGNATURE.to_string(),
-            "(susubsa(usssss)a(ssx)asb)"
+            "(susubsa(usssss)a(ssx)asba(ssas))"
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
         assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");

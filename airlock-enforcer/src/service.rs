@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use airlock_common::dbus::{caller_uid, AirlockError, EnforcerStatus, SessionSpec};
 use airlock_common::ids;
-use airlock_common::limits::{MAX_SEARCH_PATH, MAX_SPEC_GRANTS, MAX_SPEC_RULES};
+use airlock_common::limits::{MAX_SEARCH_PATH, MAX_SPEC_GRANTS, MAX_SPEC_RULES, MAX_SPEC_TOOLS};
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -62,10 +62,14 @@ fn check_spec(spec: &SessionSpec) -> Result<(), AirlockError> {
     if spec.rules.len() > MAX_SPEC_RULES
         || spec.grants.len() > MAX_SPEC_GRANTS
         || spec.search_path.len() > MAX_SEARCH_PATH
+        || spec.tools.len() > MAX_SPEC_TOOLS
     {
         return Err(AirlockError::InvalidArgument(
             "session spec is too large".into(),
         ));
+    }
+    for tool in &spec.tools {
+        crate::sessions::grammar(tool).map_err(AirlockError::InvalidArgument)?;
     }
     Ok(())
 }

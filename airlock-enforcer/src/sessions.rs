@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use airlock_common::dbus::{RuleSpec, SessionSpec};
-use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending};
-use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
+use airlock_common::dbus::{RuleSpec, SessionSpec, ToolSpec};
+use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending, Tools};
+use airlock_common::kernel::{self, IdentKey, NodeKey, OptionKey, SessionInfo, ToolKey};
+use airlock_common::policy::{basename, Grammar, Source};
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
 
@@ -20,17 +21,38 @@ enum Scope {
     Uid(u32),
 }
 
-/// A session's kernel map entries: trie nodes and executable identities.
+/// A session's kernel map entries: trie nodes, executable identities and
+/// the grammars of its rule heads.
 type Compiled = (
     BTreeMap<NodeKey, kernel::Node>,
     BTreeMap<IdentKey, kernel::Aliases>,
+    Tools,
 );
+
+/// The keys a session has in the kernel maps.
+#[derive(Default)]
+struct Installed {
+    nodes: BTreeSet<NodeKey>,
+    idents: BTreeSet<IdentKey>,
+    tools: BTreeSet<ToolKey>,
+    options: BTreeSet<OptionKey>,
+}
 
 struct Live {
     spec: SessionSpec,
     scope: Scope,
-    nodes: BTreeSet<NodeKey>,
-    idents: BTreeSet<IdentKey>,
+    installed: Installed,
+}
+
+/// A tool grammar as the gateway sent it, validated as the policy loader
+/// validates a `[[tool]]` table.
+pub fn grammar(tool: &ToolSpec) -> Result<Grammar, String> {
+    let style = tool.style.parse()?;
+    let source = Source {
+        file: "(session spec)".into(),
+        line: 1,
+    };
+    Grammar::new(&tool.name, style, &tool.value_options, source)
 }
 
 pub struct Sessions {
@@ -41,6 +63,22 @@ pub struct Sessions {
 
 fn words(command: &str) -> Vec<String> {
     command.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Removes a session's map entries `old`, but those `kept` still has.
+fn remove(kernel: &mut Kernel, old: &Installed, kept: &Installed) {
+    for stale in old.nodes.difference(&kept.nodes) {
+        let _ = kernel.nodes.remove(stale);
+    }
+    for stale in old.idents.difference(&kept.idents) {
+        let _ = kernel.idents.remove(stale);
+    }
+    for stale in old.tools.difference(&kept.tools) {
+        let _ = kernel.tools.remove(stale);
+    }
+    for stale in old.options.difference(&kept.options) {
+        let _ = kernel.options.remove(stale);
+    }
 }
 
 impl Sessions {
@@ -130,22 +168,26 @@ impl Sessions {
             .with_context(|| format!("grant {}", grant.id))?;
             heads.insert(words[0].clone());
         }
+        let mut tools = Tools::default();
+        for tool in &spec.tools {
+            let grammar = grammar(tool).map_err(|e| anyhow!("tool {:?}: {e}", tool.name))?;
+            for head in heads.iter().filter(|h| basename(h) == grammar.name) {
+                tools.add(spec.index, &key, head, &grammar);
+            }
+        }
         let heads: Vec<String> = heads.into_iter().collect();
         let (idents, warnings) = identity::resolve(spec.index, &key, &heads, &spec.search_path);
         for warning in warnings {
             tracing::warn!("session {}: {warning}", spec.id);
         }
-        Ok((nodes, idents))
+        Ok((nodes, idents, tools))
     }
 
     /// Writes the compiled spec, then removes what the previous version had
-    /// and this one does not: a rule or grant never vanishes before its
-    /// replacement is in place.
-    fn install(
-        &mut self,
-        spec: &SessionSpec,
-    ) -> anyhow::Result<(BTreeSet<NodeKey>, BTreeSet<IdentKey>)> {
-        let (nodes, idents) = self.compile(spec)?;
+    /// and this one does not: a rule, grant or grammar never vanishes before
+    /// its replacement is in place.
+    fn install(&mut self, spec: &SessionSpec) -> anyhow::Result<Installed> {
+        let (nodes, idents, tools) = self.compile(spec)?;
         for (key, node) in &nodes {
             self.kernel
                 .nodes
@@ -158,17 +200,28 @@ impl Sessions {
                 .insert(key, aliases, 0)
                 .context("the kernel identity map is full")?;
         }
-        let node_keys: BTreeSet<NodeKey> = nodes.into_keys().collect();
-        let ident_keys: BTreeSet<IdentKey> = idents.into_keys().collect();
-        if let Some(old) = self.live.get(&spec.id) {
-            for stale in old.nodes.difference(&node_keys) {
-                let _ = self.kernel.nodes.remove(stale);
-            }
-            for stale in old.idents.difference(&ident_keys) {
-                let _ = self.kernel.idents.remove(stale);
-            }
+        for (key, tool) in &tools.tools {
+            self.kernel
+                .tools
+                .insert(key, tool, 0)
+                .context("the kernel tool map is full")?;
         }
-        Ok((node_keys, ident_keys))
+        for key in &tools.options {
+            self.kernel
+                .options
+                .insert(key, 1u32, 0)
+                .context("the kernel option map is full")?;
+        }
+        let installed = Installed {
+            nodes: nodes.into_keys().collect(),
+            idents: idents.into_keys().collect(),
+            tools: tools.tools.into_keys().collect(),
+            options: tools.options,
+        };
+        if let Some(old) = self.live.get(&spec.id) {
+            remove(&mut self.kernel, &old.installed, &installed);
+        }
+        Ok(installed)
     }
 
     fn set_scope(&mut self, scope: Scope, info: &SessionInfo) -> anyhow::Result<()> {
@@ -205,7 +258,7 @@ impl Sessions {
         }
         self.check_index(&spec)?;
         let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let installed = self.install(&spec)?;
         let cgroup = self.cgroups.create(&spec.id)?;
         // The session is known to the kernel before its first process is in.
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
@@ -214,8 +267,7 @@ impl Sessions {
             Live {
                 spec: spec.clone(),
                 scope: Scope::Cgroup(cgroup),
-                nodes,
-                idents,
+                installed,
             },
         );
         if let Err(e) = self.cgroups.add_process(&spec.id, pid) {
@@ -236,15 +288,14 @@ impl Sessions {
             );
         }
         let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let installed = self.install(&spec)?;
         self.set_scope(Scope::Uid(spec.uid), &info)?;
         self.live.insert(
             spec.id.clone(),
             Live {
                 spec: spec.clone(),
                 scope: Scope::Uid(spec.uid),
-                nodes,
-                idents,
+                installed,
             },
         );
         Ok(())
@@ -273,12 +324,11 @@ impl Sessions {
             .map(|l| l.scope)
             .ok_or_else(|| anyhow!("no session {}", spec.id))?;
         let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let installed = self.install(&spec)?;
         self.set_scope(scope, &info)?;
         let live = self.live.get_mut(&spec.id).expect("checked above");
         live.spec = spec;
-        live.nodes = nodes;
-        live.idents = idents;
+        live.installed = installed;
         Ok(())
     }
 
@@ -338,15 +388,14 @@ impl Sessions {
     fn adopt(&mut self, spec: SessionSpec) -> anyhow::Result<()> {
         let cgroup = self.cgroups.id(&spec.id)?;
         let info = Self::info(&spec)?;
-        let (nodes, idents) = self.install(&spec)?;
+        let installed = self.install(&spec)?;
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
         self.live.insert(
             spec.id.clone(),
             Live {
                 spec,
                 scope: Scope::Cgroup(cgroup),
-                nodes,
-                idents,
+                installed,
             },
         );
         Ok(())
@@ -380,11 +429,6 @@ impl Sessions {
                 let _ = self.kernel.uids.remove(&uid);
             }
         }
-        for key in &live.nodes {
-            let _ = self.kernel.nodes.remove(key);
-        }
-        for key in &live.idents {
-            let _ = self.kernel.idents.remove(key);
-        }
+        remove(&mut self.kernel, &live.installed, &Installed::default());
     }
 }

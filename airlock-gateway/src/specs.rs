@@ -1,7 +1,7 @@
 //! What the enforcer is told about a session: the role's rules as in force
 //! now, and the session's live command grants.
 
-use airlock_common::dbus::{GrantSpec, RuleSpec, SessionSpec};
+use airlock_common::dbus::{GrantSpec, RuleSpec, SessionSpec, ToolSpec};
 use airlock_common::grant::Scope;
 use airlock_common::policy::{Action, PolicySet};
 use airlock_common::session::SessionState;
@@ -10,7 +10,7 @@ use crate::state::grants::Grants;
 use crate::state::sessions::Session;
 
 pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i64) -> SessionSpec {
-    let rules = set
+    let rules: Vec<RuleSpec> = set
         .effective_rules(&session.role)
         .unwrap_or_default()
         .into_iter()
@@ -29,7 +29,7 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         .role(&session.role)
         .map(|r| r.default_action)
         .unwrap_or(Action::Block);
-    let grants = grants
+    let grants: Vec<GrantSpec> = grants
         .of_session(&session.id, now)
         .into_iter()
         .filter_map(|body| match &body.scope {
@@ -41,6 +41,13 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
             Scope::Services { .. } => None,
         })
         .collect();
+    let tools = tool_specs(
+        set,
+        rules
+            .iter()
+            .map(|r: &RuleSpec| r.command.as_str())
+            .chain(grants.iter().map(|g: &GrantSpec| g.command.as_str())),
+    );
     SessionSpec {
         id: session.id.clone(),
         index: session.index,
@@ -52,5 +59,27 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         grants,
         search_path: session.search_path.clone(),
         revoked: session.state == SessionState::Revoked,
+        tools,
     }
+}
+
+/// The grammars of the tools these commands' heads name, each once.
+fn tool_specs<'a>(set: &PolicySet, commands: impl Iterator<Item = &'a str>) -> Vec<ToolSpec> {
+    let mut tools: Vec<ToolSpec> = Vec::new();
+    for command in commands {
+        let Some(head) = command.split_whitespace().next() else {
+            continue;
+        };
+        let Some(grammar) = set.grammar_of_head(head) else {
+            continue;
+        };
+        if tools.iter().all(|t| t.name != grammar.name) {
+            tools.push(ToolSpec {
+                name: grammar.name.clone(),
+                style: grammar.style.as_str().to_owned(),
+                value_options: grammar.value_options.clone(),
+            });
+        }
+    }
+    tools
 }
