@@ -170,9 +170,27 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
                 crate::bin("airlockctl").display()
             ),
         ),
+        // Options before the subcommand: the rule's words are matched with
+        // the tool's options skipped (policies/tools.toml).
+        case("option before the subcommand", "terraform -chdir=. apply".into()),
+        case("-chdir=DIR before the subcommand", "terraform -chdir=infra apply".into()),
+        case("-chdir DIR (value in the next word)", "terraform -chdir infra apply".into()),
+        case(
+            "several options before the subcommand",
+            "terraform -chdir=. -no-color apply -auto-approve".into(),
+        ),
+        case(
+            "an option longer than the kernel reads",
+            format!("terraform -chdir={} apply", "d".repeat(300)),
+        ),
+        case("approve rule behind an option", "terraform -chdir=. plan".into()),
         Case {
             expect: Expect::Runs,
             ..case("allowed arguments (terraform init)", "terraform init".into())
+        },
+        Case {
+            expect: Expect::Runs,
+            ..case("allowed arguments behind an option", "terraform -chdir=. init".into())
         },
     ]
 }
@@ -275,7 +293,8 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
     Outcome {
         ran,
         layers,
-        message: combined.contains("airlock: POLICY BLOCK"),
+        message: combined.contains("airlock: POLICY BLOCK")
+            || combined.contains("airlock: APPROVAL REQUIRED"),
         output,
     }
 }
