@@ -62,6 +62,10 @@ pub struct Reader {
     pub nread: u32,
     /// Next word's address, for sequential sources.
     pub pos: u64,
+    /// Where the words come from (`task::Source`), here so that the global
+    /// function reading a word finds it: its kind and address.
+    pub source: u32,
+    pub source_addr: u64,
 }
 
 impl Scratch {

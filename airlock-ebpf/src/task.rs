@@ -3,8 +3,8 @@
 use core::ffi::c_void;
 
 use airlock_common::kernel::{
-    Command, HashKey, SessionInfo, WordInfo, EVENT_WORDS, EVENT_WORD_LEN, MAX_WORDS, MAX_WORD_LEN,
-    WORD_BUF, WORD_VISIBLE,
+    Command, Evaluation, HashKey, SessionInfo, Steps, WordInfo, EVENT_WORDS, EVENT_WORD_LEN,
+    MAX_WORDS, MAX_WORD_LEN, WORD_BUF, WORD_VISIBLE,
 };
 use aya_ebpf::helpers::generated as h;
 
@@ -162,6 +162,30 @@ pub enum Source {
     None,
 }
 
+impl Source {
+    /// Records the source in the reader (see `Reader::source`).
+    #[inline(always)]
+    pub fn store(self, r: &mut Reader) {
+        let (kind, addr) = match self {
+            Source::UserArray(argv) => (1, argv),
+            Source::UserStrings { end } => (2, end),
+            Source::None => (0, 0),
+        };
+        r.source = kind;
+        r.source_addr = addr;
+    }
+
+    /// The source recorded in the reader.
+    #[inline(always)]
+    pub fn of(r: &Reader) -> Source {
+        match r.source {
+            1 => Source::UserArray(r.source_addr),
+            2 => Source::UserStrings { end: r.source_addr },
+            _ => Source::None,
+        }
+    }
+}
+
 /// Reads and hashes a command's words.
 pub struct Args<'a> {
     pub r: &'a mut Reader,
@@ -233,8 +257,8 @@ impl Args<'_> {
         }
     }
 
-    /// Reads word `i` (`i >= 1`), hashes it if it is short enough and
-    /// describes it into `info`.
+    /// Reads word `i` (`i >= 1`) into the reader's buffer and describes it
+    /// into `info`; the caller hashes it.
     #[inline(always)]
     pub fn read_word(&mut self, i: usize, info: &mut WordInfo) -> bool {
         if i == 0 || i >= MAX_WORDS {
@@ -254,13 +278,9 @@ impl Args<'_> {
         let too_long = n as usize > MAX_WORD_LEN + 1;
         let len = (n as usize - 1) & (WORD_BUF - 1);
         describe_buf(&self.r.word, len, too_long, info);
-        if too_long {
-            info.hashed = 0;
-            info.hash = 0;
-        } else {
-            info.hashed = 1;
-            info.hash = hash_buf(&self.key, &self.r.word, 0, len);
-        }
+        // Hashed by the caller (`feed`), outside this function's frame.
+        info.hashed = 0;
+        info.hash = 0;
         if let Source::UserStrings { .. } = self.source {
             // The next word starts after this one's NUL, however long it is.
             self.r.pos = self.next_string(addr, n);
@@ -280,4 +300,46 @@ impl Command for Args<'_> {
     fn read(&mut self, i: usize, word: &mut WordInfo) -> bool {
         self.read_word(i, word)
     }
+
+    /// `Evaluation::feed` in three global functions, each checked once by
+    /// the verifier rather than once per word: reading and describing the
+    /// word, hashing it (not nested in the first: the combined stack of a
+    /// call chain is limited to 512 bytes), and the tool-aware walk (in
+    /// `take_word`).
+    #[inline(always)]
+    fn feed<S: Steps + ?Sized>(&mut self, eval: &mut Evaluation, i: usize, steps: &S) -> bool {
+        // SAFETY: the reader and the word are the scratch's own parts,
+        // exclusive references for the program's run.
+        let read = unsafe { airlock_read(self.r, &mut eval.word, i as u64) } != 0;
+        if read && eval.word.too_long == 0 {
+            let len = eval.word.seen as usize;
+            eval.word.hash = hash_buf(&self.key, &self.r.word, 0, len);
+            eval.word.hashed = 1;
+        }
+        eval.take_word(read, i, steps)
+    }
+}
+
+/// Reads word `i` of `reader`'s source into its buffer and describes it
+/// into `word` (unhashed); 1 if it could be read. Global: the verifier
+/// checks it once, not once per word.
+///
+/// # Safety
+/// `reader` and `word` are null or point to a `Reader` and a `WordInfo` no
+/// one else uses meanwhile.
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn airlock_read(reader: *mut Reader, word: *mut WordInfo, i: u64) -> u64 {
+    // SAFETY: the caller passes null or valid, exclusive pointers.
+    let (Some(r), Some(word)) = (unsafe { reader.as_mut() }, unsafe { word.as_mut() }) else {
+        return 0;
+    };
+    let source = Source::of(r);
+    let mut args = Args {
+        r,
+        key: HashKey::default(),
+        source,
+        argc: MAX_WORDS,
+    };
+    args.read_word(i as usize & (MAX_WORDS - 1), word) as u64
 }

@@ -51,6 +51,12 @@ impl Steps for Trie {
     }
 
     #[inline(always)]
+    fn start(&self, eval: &mut Evaluation, head: usize) {
+        // SAFETY: as in `step`.
+        unsafe { airlock_start(eval, head as u64) };
+    }
+
+    #[inline(always)]
     fn aware(&self, eval: &mut Evaluation) {
         // SAFETY: as in `step`.
         unsafe { airlock_aware(eval) };
@@ -123,6 +129,21 @@ pub unsafe extern "C" fn airlock_aware(eval: *mut Evaluation) -> u64 {
     0
 }
 
+/// `Evaluation::start_position`: a partial match at head `h`'s root.
+///
+/// # Safety
+/// As for `airlock_step`.
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn airlock_start(eval: *mut Evaluation, h: u64) -> u64 {
+    // SAFETY: as in `airlock_step`.
+    let Some(eval) = (unsafe { eval.as_mut() }) else {
+        return 0;
+    };
+    eval.start_position(h as usize & (HEAD_SLOTS - 1), &Trie);
+    0
+}
+
 /// `Evaluation::classify`: the word under head `h`'s grammar.
 ///
 /// # Safety
@@ -180,6 +201,7 @@ pub fn judge(
 ) -> Verdict {
     let off = OFFSETS.load();
     let Scratch { reader, eval } = s;
+    source.store(reader);
     let mut args = Args {
         r: reader,
         key,

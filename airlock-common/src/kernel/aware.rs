@@ -115,14 +115,14 @@ impl Aware {
 }
 
 impl Evaluation {
-    /// Starts a partial match at the trie root of head slot `h` (a block
-    /// or approve rule, or a grant, continues from it) and loads the head's
-    /// grammar. A slot with the same name as an earlier one adds nothing:
-    /// the position is the same.
+    /// Starts a partial match at the trie root of head slot `h`
+    /// (`aware.roots[h]`: a block or approve rule, or a grant, continues
+    /// from it) and loads the head's grammar. A slot with the same name as
+    /// an earlier one adds nothing: the position is the same.
     #[inline(always)]
-    pub(super) fn start_position<N: Nodes + ?Sized>(&mut self, h: usize, hash: u64, nodes: &N) {
+    pub fn start_position<N: Nodes + ?Sized>(&mut self, h: usize, nodes: &N) {
         let h = h & (HEAD_SLOTS - 1);
-        self.aware.roots[h] = hash;
+        let hash = self.aware.roots[h];
         let key = ToolKey {
             session: self.session.index,
             _pad: 0,

@@ -40,9 +40,8 @@ pub const SHAPE_SHORT: u8 = 3;
 pub struct WordInfo {
     /// Keyed hash of the word; valid when `hashed` is 1.
     pub hash: u64,
-    /// The bytes after the leading `-` but the last one, as a set of 256
-    /// bits (all the bytes read, for a word too long to read whole): the
-    /// short options a cluster names before its last one.
+    /// The bytes after the leading `-` but the last one seen, as a set of
+    /// 256 bits: the short options a cluster names before its last one.
     pub letters: [u64; 4],
     /// The word was at most `MAX_WORD_LEN` bytes and `hash` is its hash.
     pub hashed: u8,
@@ -53,21 +52,26 @@ pub struct WordInfo {
     pub shape: u8,
     /// An `=` follows the leading `-` (among the bytes seen).
     pub has_eq: u8,
-    /// The last byte (when the word was read whole).
+    /// The last byte seen (the word's last when it was read whole).
     pub last: u8,
-    pub _pad: [u8; 3],
+    /// Bytes seen: the word's length, or [`WORD_VISIBLE`] when too long.
+    pub seen: u8,
+    pub _pad: [u8; 2],
 }
 
 impl WordInfo {
     /// Describes a word of `len` bytes (for a word too long to read whole,
     /// the [`WORD_VISIBLE`] bytes seen), fetched with `byte_at`; the hash is
-    /// the caller's. Bytes past what was read may be fetched but do not
+    /// the caller's. Bytes past what was seen may be fetched but do not
     /// count.
     ///
-    /// For the verifier: one loop over the bytes that stops at the word's
-    /// end, its results written to memory (volatile, so not kept in
-    /// registers), so that every path through an iteration ends in the same
-    /// state and the loop is checked once per byte.
+    /// For the verifier: one loop over the bytes, whose bound it reloads
+    /// from memory in every iteration and whose results it writes there
+    /// (volatile, so that the compiler keeps neither in a register). What
+    /// one iteration learns of the bound is then forgotten by the next, so
+    /// every path through the loop ends in the same state and the loop is
+    /// checked once per byte; a bound kept in a register made the 6.1
+    /// verifier follow each iteration's outcomes separately.
     #[inline(always)]
     pub fn describe(&mut self, len: usize, too_long: bool, byte_at: impl Fn(usize) -> u8) {
         let seen = if too_long {
@@ -75,30 +79,6 @@ impl WordInfo {
         } else {
             len.min(WORD_VISIBLE)
         };
-        // Cluster letters: bytes 1 .. the last one (all seen when too long).
-        let letters_end = if too_long {
-            seen
-        } else {
-            seen.saturating_sub(1)
-        };
-        for group in 0..4 {
-            set(&mut self.letters[group], 0);
-        }
-        set(&mut self.has_eq, 0);
-        for j in 1..WORD_BUF - 1 {
-            if j >= seen {
-                break;
-            }
-            let b = byte_at(j);
-            if b == b'=' {
-                set(&mut self.has_eq, 1);
-            }
-            if j < letters_end {
-                let group = &mut self.letters[(b >> 6) as usize & 3];
-                let with = volatile(group) | (1u64 << (b & 63));
-                set(group, with);
-            }
-        }
         let (b0, b1) = (byte_at(0), byte_at(1));
         self.shape = if seen < 2 || b0 != b'-' {
             SHAPE_OPERAND
@@ -110,11 +90,31 @@ impl WordInfo {
             SHAPE_LONG
         };
         self.too_long = too_long as u8;
-        self.last = if too_long || len == 0 {
-            0
-        } else {
-            byte_at((len - 1) & (WORD_BUF - 1))
-        };
+        for group in 0..4 {
+            set(&mut self.letters[group], 0);
+        }
+        set(&mut self.has_eq, 0);
+        set(&mut self.seen, seen as u8);
+        set(&mut self.last, if seen == 1 { b0 } else { 0 });
+        for j in 1..WORD_BUF - 1 {
+            let seen = volatile(&self.seen) as usize;
+            if j >= seen {
+                break;
+            }
+            let b = byte_at(j);
+            if b == b'=' {
+                set(&mut self.has_eq, 1);
+            }
+            // Cluster letters: all bytes after the dash but the last seen.
+            if j + 1 < seen {
+                let group = &mut self.letters[(b >> 6) as usize & 3];
+                let with = volatile(group) | (1u64 << (b & 63));
+                set(group, with);
+            }
+            if j + 1 == seen {
+                set(&mut self.last, b);
+            }
+        }
     }
 
     /// Whether one of the short options in `set` (a `Tool::short_values`)
@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(describe("-abc").last, b'c');
         let long = format!("--{}=x", "a".repeat(300));
         assert_eq!(describe(&long).has_eq, 0, "the `=` is past what was seen");
-        assert_eq!(describe(&long).last, 0);
+        assert_eq!(describe(&long).seen as usize, WORD_VISIBLE);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 use super::{
     chain, Aliases, Aware, Node, NodeKey, OptionKey, SessionInfo, Tool, ToolKey, WordInfo,
-    ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK, ACTION_NONE, MAX_ALIASES, MAX_HEADS, MAX_WORDS,
-    NO_RULE, RULE_UNMATCHABLE, SESSION_REVOKED,
+    ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK, ACTION_NONE, HEAD_SLOTS, MAX_ALIASES, MAX_HEADS,
+    MAX_WORDS, NO_RULE, RULE_UNMATCHABLE, SESSION_REVOKED,
 };
 
 const _: () = assert!(MAX_HEADS == 11, "each_head unrolls exactly MAX_HEADS heads");
@@ -26,6 +26,17 @@ pub trait Command {
     /// equals no rule word) and its [shape](WordInfo::describe). Returns
     /// false when the word cannot be read at all.
     fn read(&mut self, i: usize, word: &mut WordInfo) -> bool;
+
+    /// [`Evaluation::feed`]: reads word `i` and feeds it to the walks. The
+    /// eBPF program overrides it to run the same body in a BPF global
+    /// function, so that the verifier checks reading a word once rather
+    /// than once per word.
+    fn feed<S: Steps + ?Sized>(&mut self, eval: &mut Evaluation, i: usize, steps: &S) -> bool
+    where
+        Self: Sized,
+    {
+        eval.feed(self, i, steps)
+    }
 }
 
 /// Lookups in the session's tables (BPF hash maps in the kernel,
@@ -51,6 +62,10 @@ pub trait Steps: Nodes {
     /// [`Evaluation::advance`].
     fn advance(&self, eval: &mut Evaluation, word: usize) -> bool {
         eval.advance(word)
+    }
+    /// [`Evaluation::start_position`].
+    fn start(&self, eval: &mut Evaluation, head: usize) {
+        eval.start_position(head, self)
     }
     /// [`Evaluation::aware_word`].
     fn aware(&self, eval: &mut Evaluation) {
@@ -186,22 +201,8 @@ impl Evaluation {
             let depth = (session.max_depth as usize).min(MAX_WORDS - 1);
             for i in 1..MAX_WORDS {
                 let aware = self.aware.alive != 0;
-                if i >= argc || (i > depth && !aware) {
+                if i >= argc || (i > depth && !aware) || !cmd.feed(self, i, steps) {
                     break;
-                }
-                if !cmd.read(i, &mut self.word) {
-                    // A word that cannot be read cannot be skipped either.
-                    if aware {
-                        self.aware.refused = 1;
-                    }
-                    break;
-                }
-                if self.word.hashed != 0 {
-                    self.hashes[i & (MAX_WORDS - 1)] = self.word.hash;
-                    self.hashed |= 1 << i;
-                }
-                if aware {
-                    steps.aware(self);
                 }
             }
             // A tool-aware match could still complete past the words read.
@@ -223,11 +224,48 @@ impl Evaluation {
         self.walk.verdict(session.default_action)
     }
 
+    /// Reads word `i` (`1 <= i < MAX_WORDS`), keeps its hash for the strict
+    /// walk and feeds it to the tool-aware one; false when it cannot be
+    /// read (then nothing after it is either).
+    #[inline(always)]
+    pub fn feed<C: Command, S: Steps + ?Sized>(
+        &mut self,
+        cmd: &mut C,
+        i: usize,
+        steps: &S,
+    ) -> bool {
+        let read = i & (MAX_WORDS - 1) != 0 && cmd.read(i & (MAX_WORDS - 1), &mut self.word);
+        self.take_word(read, i, steps)
+    }
+
+    /// The part of [`feed`](Self::feed) after reading word `i` into
+    /// `self.word` (`read`: whether it could be read).
+    #[inline(always)]
+    pub fn take_word<S: Steps + ?Sized>(&mut self, read: bool, i: usize, steps: &S) -> bool {
+        let i = i & (MAX_WORDS - 1);
+        let aware = self.aware.alive != 0;
+        if i == 0 || !read {
+            // A word that cannot be read cannot be skipped either.
+            if aware {
+                self.aware.refused = 1;
+            }
+            return false;
+        }
+        if self.word.hashed != 0 {
+            self.hashes[i] = self.word.hash;
+            self.hashed |= 1 << i;
+        }
+        if aware {
+            steps.aware(self);
+        }
+        true
+    }
+
     /// Whether a rule or grant starts at one of the heads (an executable no
     /// rule names needs no argument read); starts a tool-aware match at
     /// each head a block or approve rule or a grant continues from.
     #[inline(always)]
-    fn find_roots<N: Nodes + ?Sized>(&mut self, nodes: &N) -> bool {
+    fn find_roots<S: Steps + ?Sized>(&mut self, nodes: &S) -> bool {
         let mut named = false;
         for h in 0..MAX_HEADS {
             if self.valid & (1 << h) == 0 {
@@ -241,7 +279,8 @@ impl Evaluation {
             if let Some(root) = nodes.node(&key) {
                 named = true;
                 if root.aware != 0 {
-                    self.start_position(h, key.hash, nodes);
+                    self.aware.roots[h & (HEAD_SLOTS - 1)] = key.hash;
+                    nodes.start(self, h);
                 }
             }
         }

@@ -231,11 +231,9 @@ impl Grammar {
                 Next::Maybe
             }
         } else {
-            let before_last = if too_long {
-                &seen[1..]
-            } else {
-                &bytes[1..bytes.len() - 1]
-            };
+            // All the bytes after the dash but the last one seen (of a word
+            // too long to read whole, the kernel sees WORD_VISIBLE bytes).
+            let before_last = &seen[1..seen.len() - 1];
             if before_last.iter().any(|&b| self.takes_short_value(b)) {
                 Next::Free
             } else if too_long {

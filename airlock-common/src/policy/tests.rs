@@ -1523,12 +1523,10 @@ pub(crate) mod reference {
                     }
                 }
                 "kubectl" => {
+                    // The last byte seen never counts before the last.
                     let letters = &seen[1..];
-                    let (before, last) = if word.len() > 254 {
-                        (letters, None)
-                    } else {
-                        (&letters[..letters.len() - 1], letters.last())
-                    };
+                    let before = &letters[..letters.len() - 1];
+                    let last = (word.len() <= 254).then(|| letters.last()).flatten();
                     if before.contains(&b'n') {
                         Some(false)
                     } else if last == Some(&b'n') {
