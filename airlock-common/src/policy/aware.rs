@@ -91,12 +91,51 @@ fn parse(args: &[String], grammar: Option<&Grammar>) -> Parse {
 /// Whether the rule's words after its head (`rule`) match `args` tool-aware;
 /// if so, the units deleted before the match ended, each as written (an
 /// option and its value joined by a space).
+#[cfg(test)]
 pub(crate) fn matches(
     rule: &[String],
     args: &[String],
     grammar: Option<&Grammar>,
 ) -> Option<Vec<String>> {
-    let parse = parse(args, grammar);
+    Readings::new(args).matches(rule, grammar)
+}
+
+/// A command's arguments (`'c`), read once under each grammar (`'g`) a
+/// rule asks for.
+pub(crate) struct Readings<'c, 'g> {
+    args: &'c [String],
+    /// By grammar name (`None`: a tool not in the table).
+    parses: Vec<(Option<&'g str>, Parse)>,
+}
+
+impl<'c, 'g> Readings<'c, 'g> {
+    pub fn new(args: &'c [String]) -> Readings<'c, 'g> {
+        Readings {
+            args,
+            parses: Vec::new(),
+        }
+    }
+
+    /// Whether the rule's words after its head match tool-aware, and what
+    /// they skipped (see [`matches`]).
+    pub fn matches(
+        &mut self,
+        rule: &[String],
+        grammar: Option<&'g Grammar>,
+    ) -> Option<Vec<String>> {
+        let name = grammar.map(|g| g.name.as_str());
+        let at = match self.parses.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                self.parses.push((name, parse(self.args, grammar)));
+                self.parses.len() - 1
+            }
+        };
+        matches_parsed(rule, self.args, &self.parses[at].1)
+    }
+}
+
+fn matches_parsed(rule: &[String], args: &[String], parse: &Parse) -> Option<Vec<String>> {
     let mut search = Search {
         rule,
         args,
@@ -255,14 +294,22 @@ pub(crate) fn limits<'a>(
             heads.push(head);
         }
     }
-    // Whether a tool-aware pattern of head `h` continues past `prefix`.
-    let continues = |h: usize, prefix: &[String]| {
-        patterns.iter().any(|p| {
-            p.aware
-                && p.words[0] == heads[h]
-                && p.words.len() > prefix.len() + 1
-                && p.words[1..=prefix.len()] == *prefix
+    // Per head, the words after it of its tool-aware patterns; whether one
+    // continues past `prefix`.
+    let arguments: Vec<Vec<&[String]>> = heads
+        .iter()
+        .map(|h| {
+            patterns
+                .iter()
+                .filter(|p| p.aware && p.words[0] == *h)
+                .map(|p| &p.words[1..])
+                .collect()
         })
+        .collect();
+    let continues = |h: usize, prefix: &[String]| {
+        arguments[h]
+            .iter()
+            .any(|args| args.len() > prefix.len() && args[..prefix.len()] == *prefix)
     };
     let parses: Vec<Parse> = heads.iter().map(|h| parse(read, grammar(h))).collect();
     let mut alive: BTreeSet<Position> = (0..heads.len()).map(|h| (h, Vec::new(), false)).collect();

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::aware::{self, Pattern};
+use super::aware::{self, Pattern, Readings};
 use super::grammar::Grammar;
 use super::load::{self, Format};
 use super::matcher::{basename, head_matches, rule_matches};
@@ -158,6 +158,8 @@ impl PolicySet {
             };
             return Ok((decision, vec![false; grants.len()]));
         }
+        let args = cmd.argv.get(1..).unwrap_or_default();
+        let mut readings = Readings::new(args);
         let mut strongest: Option<(&Rule, Vec<String>)> = None;
         for rule in self.rules_of(role) {
             let stronger = strongest
@@ -166,15 +168,17 @@ impl PolicySet {
             if !stronger {
                 continue;
             }
-            if let Some(skipped) =
-                self.pattern_matches(&rule.words, rule.action != Action::Allow, cmd)
-            {
+            let aware = rule.action != Action::Allow;
+            if let Some(skipped) = self.pattern_matches(&rule.words, aware, cmd, &mut readings) {
                 strongest = Some((rule, skipped));
             }
         }
         let covering = grants
             .iter()
-            .map(|words| self.pattern_matches(words, true, cmd).is_some())
+            .map(|words| {
+                self.pattern_matches(words, true, cmd, &mut readings)
+                    .is_some()
+            })
             .collect();
         let decision = match strongest {
             Some((rule, skipped)) => Decision {
@@ -195,21 +199,21 @@ impl PolicySet {
 
     /// Whether a rule's (or grant's) words match the command: strictly, or
     /// when `aware`, also tool-aware. Returns what the match skipped.
-    fn pattern_matches(
-        &self,
+    fn pattern_matches<'s>(
+        &'s self,
         words: &[String],
         aware: bool,
         cmd: &CommandLine,
+        readings: &mut Readings<'_, 's>,
     ) -> Option<Vec<String>> {
         if rule_matches(words, cmd) {
             return Some(Vec::new());
         }
         let (head, rest) = words.split_first()?;
-        let (_, args) = cmd.argv.split_first()?;
         if !aware || !head_matches(head, cmd) {
             return None;
         }
-        aware::matches(rest, args, self.grammar_of_head(head))
+        readings.matches(rest, self.grammar_of_head(head))
     }
 
     /// All rules in effect for a role (those of its active attached
