@@ -117,6 +117,12 @@ pub struct DecisionInfo {
     pub policy: Optional<String>,
     /// `file:line` of the rule (or of the role, for its default).
     pub source: String,
+    /// What the rule skipped to match: options with their values (and for
+    /// a tool not in the grammar table, other arguments), as written.
+    pub skipped: Vec<String>,
+    /// Why the command is refused without a rule deciding, empty otherwise:
+    /// the kernel could not match it within its limits.
+    pub refusal: String,
 }
 
 /// A pending approval request.
@@ -320,6 +326,17 @@ pub struct RuleSpec {
     pub reason: String,
 }
 
+/// The grammar of a tool a session's rules or grants name (see
+/// `policy::Grammar`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ToolSpec {
+    pub name: String,
+    /// `gnu` or `go`.
+    pub style: String,
+    /// The options that take a value.
+    pub value_options: Vec<String>,
+}
+
 /// Everything the enforcer needs to govern a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct SessionSpec {
@@ -345,6 +362,8 @@ pub struct SessionSpec {
     pub revoked: bool,
     /// The role allows debugging (ptrace and its kin).
     pub allow_debugging: bool,
+    /// The grammars of the tools the rules and grants name.
+    pub tools: Vec<ToolSpec>,
 }
 
 /// How a process-tree session's first process (`airlockctl session-init`)
@@ -599,7 +618,7 @@ mod tests {
 
     #[test]
     fn the_signatures_are_the_string_ones_they_replace() {
-        assert_eq!(DecisionInfo::SIGNATURE.to_string(), "(ssss)");
+        assert_eq!(DecisionInfo::SIGNATURE.to_string(), "(ssssass)");
         assert_eq!(RequestInfo::SIGNATURE.to_string(), "(sssustxx)");
         assert_eq!(GrantInfo::SIGNATURE.to_string(), "(ssssusxx)");
         assert_eq!(GrantRequest::SIGNATURE.to_string(), "(sussst)");
@@ -609,7 +628,7 @@ mod tests {
         // takes them.
         assert_eq!(
             SessionSpec::SIGNATURE.to_string(),
-            "(susubsa(usssss)a(ss)asbb)"
+            "(susubsa(usssss)a(ss)asbba(ssas))"
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
         assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");

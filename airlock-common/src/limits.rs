@@ -47,6 +47,9 @@ pub const MAX_EVENT_ARG_LEN: usize = 256;
 pub const MAX_SPEC_RULES: usize = 100_000;
 /// Most command grants in one session spec the enforcer accepts.
 pub const MAX_SPEC_GRANTS: usize = 1024;
+/// Most tool grammars in one session spec the enforcer accepts (one per
+/// distinct rule head at most).
+pub const MAX_SPEC_TOOLS: usize = 1024;
 
 /// Longest signed-grant payload or signature any interface accepts (a real
 /// one is a few hundred bytes).

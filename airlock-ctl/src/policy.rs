@@ -15,16 +15,32 @@ pub fn exit_code(decision: Action) -> i32 {
     }
 }
 
-/// Prints a decision; `rule` is the matching rule's command and policy, none
-/// for the role default.
-fn print_decision(decision: Action, rule: Option<(&str, &str)>, source: &str) {
-    println!("{}", decision.as_str());
-    match rule {
-        None => println!("  rule:   (none matched; role default)"),
-        Some((rule, policy)) => println!("  rule:   {rule} (policy {policy})"),
+/// What `policy check` prints about one decision.
+struct Shown<'a> {
+    decision: Action,
+    /// The matching rule's command and policy, none for the role default.
+    rule: Option<(&'a str, &'a str)>,
+    source: &'a str,
+    /// What the rule skipped to match (tool-aware matching).
+    skipped: &'a [String],
+    /// Why the command is refused without a rule, empty otherwise.
+    refusal: &'a str,
+}
+
+fn print_decision(shown: Shown) {
+    println!("{}", shown.decision.as_str());
+    match (shown.rule, shown.refusal.is_empty()) {
+        (Some((rule, policy)), _) => println!("  rule:   {rule} (policy {policy})"),
+        (None, false) => println!("  refused: {}", shown.refusal),
+        (None, true) => println!("  rule:   (none matched; role default)"),
     }
-    if !source.is_empty() {
-        println!("  source: {source}");
+    if !shown.skipped.is_empty() {
+        let options = shown.skipped.iter().all(|unit| unit.starts_with('-'));
+        let what = if options { "options" } else { "arguments" };
+        println!("  skipped {what}: {}", shown.skipped.join(", "));
+    }
+    if !shown.source.is_empty() && shown.refusal.is_empty() {
+        println!("  source: {}", shown.source);
     }
 }
 
@@ -92,20 +108,28 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
             };
             let decision = set.evaluate(role, &cmd)?;
             let action = decision.action;
-            match decision.rule {
-                Some(rule) => print_decision(
-                    action,
-                    Some((&rule.command, &rule.policy_id)),
-                    &rule.source.to_string(),
-                ),
-                None => {
-                    let source = set
-                        .role(role)
-                        .map(|r| r.source.to_string())
-                        .unwrap_or_default();
-                    print_decision(action, None, &source)
-                }
-            }
+            let refusal = decision
+                .refusal
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let source = match &decision.rule {
+                Some(rule) => rule.source.to_string(),
+                None => set
+                    .role(role)
+                    .map(|r| r.source.to_string())
+                    .unwrap_or_default(),
+            };
+            print_decision(Shown {
+                decision: action,
+                rule: decision
+                    .rule
+                    .as_ref()
+                    .map(|r| (r.command.as_str(), r.policy_id.as_str())),
+                source: &source,
+                skipped: &decision.skipped,
+                refusal: &refusal,
+            });
             Ok(exit_code(action))
         }
         None => {
@@ -119,7 +143,13 @@ pub async fn check(policies: Option<&Path>, role: &str, argv: &[String]) -> anyh
                 let policy = decision.policy.as_deref().unwrap_or_default();
                 (rule, policy)
             });
-            print_decision(decision.decision, rule, &decision.source);
+            print_decision(Shown {
+                decision: decision.decision,
+                rule,
+                source: &decision.source,
+                skipped: &decision.skipped,
+                refusal: &decision.refusal,
+            });
             Ok(exit_code(decision.decision))
         }
     }
@@ -129,10 +159,11 @@ pub fn validate(dir: &Path) -> anyhow::Result<i32> {
     match PolicySet::load_dir(dir) {
         Ok(set) => {
             println!(
-                "{}: valid ({} policies, {} roles)",
+                "{}: valid ({} policies, {} roles, {} tool grammars)",
                 dir.display(),
                 set.policies().len(),
-                set.roles().len()
+                set.roles().len(),
+                set.grammars().len()
             );
             Ok(0)
         }

@@ -3,8 +3,8 @@
 //! per-CPU working memory.
 
 use airlock_common::kernel::{
-    Aliases, Config, Evaluation, IdentKey, KernelOffsets, Node, NodeKey, SessionInfo, BINPRM_BUF,
-    EVENT_NAME_LEN, EVENT_WORDS, EVENT_WORD_LEN, WORD_BUF,
+    Aliases, Config, Evaluation, IdentKey, KernelOffsets, Node, NodeKey, OptionKey, SessionInfo,
+    Tool, ToolKey, BINPRM_BUF, EVENT_NAME_LEN, EVENT_WORDS, EVENT_WORD_LEN, WORD_BUF,
 };
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::macros::map;
@@ -26,6 +26,12 @@ pub static UIDS: HashMap<u32, SessionInfo> = HashMap::pinned(1024, 0);
 pub static NODES: HashMap<NodeKey, Node> = HashMap::pinned(1 << 18, BPF_F_NO_PREALLOC);
 #[map(name = "AL_IDENTS")]
 pub static IDENTS: HashMap<IdentKey, Aliases> = HashMap::pinned(1 << 14, BPF_F_NO_PREALLOC);
+/// The grammars of the sessions' rule heads.
+#[map(name = "AL_TOOLS")]
+pub static TOOLS: HashMap<ToolKey, Tool> = HashMap::pinned(1 << 14, BPF_F_NO_PREALLOC);
+/// Their long options that take a value (the value is unused).
+#[map(name = "AL_OPTIONS")]
+pub static OPTIONS: HashMap<OptionKey, u32> = HashMap::pinned(1 << 16, BPF_F_NO_PREALLOC);
 #[map(name = "AL_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
 /// Per-CPU counters: [0] events lost because the ring buffer was full.
@@ -56,6 +62,10 @@ pub struct Reader {
     pub nread: u32,
     /// Next word's address, for sequential sources.
     pub pos: u64,
+    /// Where the words come from (`task::Source`), here so that the global
+    /// function reading a word finds it: its kind and address.
+    pub source: u32,
+    pub source_addr: u64,
 }
 
 impl Scratch {

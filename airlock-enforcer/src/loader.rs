@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::kernel::{Config, HashKey, KernelOffsets, CONFIG_LSM_ACTIVE};
@@ -82,6 +83,8 @@ pub struct Kernel {
     pub uids: HashMap<MapData, u32, airlock_common::kernel::SessionInfo>,
     pub nodes: HashMap<MapData, airlock_common::kernel::NodeKey, airlock_common::kernel::Node>,
     pub idents: HashMap<MapData, airlock_common::kernel::IdentKey, airlock_common::kernel::Aliases>,
+    pub tools: HashMap<MapData, airlock_common::kernel::ToolKey, airlock_common::kernel::Tool>,
+    pub options: HashMap<MapData, airlock_common::kernel::OptionKey, u32>,
     pub events: Option<RingBuf<MapData>>,
     pub stats: PerCpuArray<MapData, u64>,
     pub key: HashKey,
@@ -157,9 +160,11 @@ fn attach_lsm(ebpf: &mut Ebpf, btf: &aya::Btf, pin_dir: &Path) -> anyhow::Result
             .program_mut(hook)
             .ok_or_else(|| anyhow!("the object has no program {hook}"))?
             .try_into()?;
+        let started = Instant::now();
         program
             .load(hook, btf)
             .with_context(|| format!("loading lsm/{hook}"))?;
+        log_verified(&format!("lsm/{hook}"), program.info().ok(), started);
         let id = program
             .attach()
             .with_context(|| format!("attaching lsm/{hook}"))?;
@@ -174,14 +179,32 @@ fn attach_exec_tracepoint(ebpf: &mut Ebpf, btf: &aya::Btf, pin_dir: &Path) -> an
         .program_mut(EXEC_TRACEPOINT)
         .ok_or_else(|| anyhow!("the object has no program {EXEC_TRACEPOINT}"))?
         .try_into()?;
+    let started = Instant::now();
     program
         .load(EXEC_TRACEPOINT, btf)
         .with_context(|| format!("loading tp_btf/{EXEC_TRACEPOINT}"))?;
+    log_verified(
+        &format!("tp_btf/{EXEC_TRACEPOINT}"),
+        program.info().ok(),
+        started,
+    );
     let id = program
         .attach()
         .with_context(|| format!("attaching tp_btf/{EXEC_TRACEPOINT}"))?;
     let link: FdLink = program.take_link(id)?.into();
     pin_replacing(link, &link_path(pin_dir, EXEC_TRACEPOINT))
+}
+
+/// Logs what the verifier checked of a program and how long loading took:
+/// the verifier's work grows with the walk, and under emulation it bounds
+/// how fast the enforcer starts.
+fn log_verified(name: &str, info: Option<aya::programs::ProgramInfo>, started: Instant) {
+    let verified = info.and_then(|i| i.verified_instruction_count());
+    tracing::info!(
+        "loaded {name} in {} ms ({} instructions verified)",
+        started.elapsed().as_millis(),
+        verified.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+    );
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
@@ -259,6 +282,8 @@ pub fn load(pin_dir: &Path, offsets: &KernelOffsets) -> anyhow::Result<Kernel> {
         uids: take(&mut ebpf, "AL_UIDS")?,
         nodes: take(&mut ebpf, "AL_NODES")?,
         idents: take(&mut ebpf, "AL_IDENTS")?,
+        tools: take(&mut ebpf, "AL_TOOLS")?,
+        options: take(&mut ebpf, "AL_OPTIONS")?,
         events: Some(take(&mut ebpf, "AL_EVENTS")?),
         stats: take(&mut ebpf, "AL_STATS")?,
         config,

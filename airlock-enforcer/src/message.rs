@@ -7,6 +7,7 @@
 
 use airlock_common::dbus::{EnforcementEvent, RuleSpec};
 use airlock_common::enforcement::{EventKind, Outcome};
+use airlock_common::kernel::RULE_UNMATCHABLE;
 
 /// Renders the message for `event`; `rule` is the deciding rule, if any, and
 /// `request` the approval request filed for it, if one could be.
@@ -69,6 +70,12 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option
         None if event.kind == EventKind::SessionRevoked => {
             lines.push("reason=this governed session was revoked by an administrator".into())
         }
+        None if event.rule.0 == Some(RULE_UNMATCHABLE) => lines.push(
+            "reason=the kernel cannot match this command against its role's rules within its \
+             limits (too many words before a rule's words, too many possible matches, or an \
+             option too long to read), so it is refused; see `airlockctl policy check`"
+                .into(),
+        ),
         None if matches!(event.kind, EventKind::Blocked | EventKind::ApprovalRequired) => {
             lines.push("rule=(the role's default action)".into())
         }
@@ -219,5 +226,16 @@ mod tests {
         assert!(text.contains("killed before running a single instruction"));
         assert!(!text.contains('\x1b') && !text.contains('\r'));
         assert!(text.contains("rule=(the role's default action)"));
+    }
+
+    #[test]
+    fn a_command_beyond_the_kernels_limits_says_so() {
+        let mut e = event(EventKind::Blocked, Outcome::Refused);
+        e.rule = Some(RULE_UNMATCHABLE).into();
+        let text = render(&e, None, None);
+        assert!(text.starts_with("airlock: POLICY BLOCK\n"), "{text}");
+        assert!(text.contains("cannot match this command"), "{text}");
+        assert!(text.contains("airlockctl policy check"), "{text}");
+        assert!(!text.contains("role's default action"), "{text}");
     }
 }

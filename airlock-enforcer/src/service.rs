@@ -8,7 +8,7 @@ use airlock_common::dbus::{
 };
 use airlock_common::ids;
 use airlock_common::limits::{
-    MAX_SEARCH_PATH, MAX_SIGNED_GRANT_LEN, MAX_SPEC_GRANTS, MAX_SPEC_RULES,
+    MAX_SEARCH_PATH, MAX_SIGNED_GRANT_LEN, MAX_SPEC_GRANTS, MAX_SPEC_RULES, MAX_SPEC_TOOLS,
 };
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
@@ -89,6 +89,7 @@ fn check_spec(spec: &SessionSpec) -> Result<(), AirlockError> {
     if spec.rules.len() > MAX_SPEC_RULES
         || spec.grants.len() > MAX_SPEC_GRANTS
         || spec.search_path.len() > MAX_SEARCH_PATH
+        || spec.tools.len() > MAX_SPEC_TOOLS
     {
         return Err(AirlockError::InvalidArgument(
             "session spec is too large".into(),
@@ -102,6 +103,9 @@ fn check_spec(spec: &SessionSpec) -> Result<(), AirlockError> {
         return Err(AirlockError::InvalidArgument(
             "a grant of the session spec is too large".into(),
         ));
+    }
+    for tool in &spec.tools {
+        crate::sessions::grammar(tool).map_err(AirlockError::InvalidArgument)?;
     }
     Ok(())
 }

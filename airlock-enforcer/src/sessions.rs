@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use airlock_common::dbus::{RuleSpec, SessionSpec};
-use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending};
+use airlock_common::dbus::{RuleSpec, SessionSpec, ToolSpec};
+use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending, Tools};
 use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
+use airlock_common::policy::{basename, Grammar, Source};
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
 
@@ -22,11 +23,14 @@ enum Scope {
     Uid(u32),
 }
 
-/// A session's kernel map entries: trie nodes and executable identities.
-type Compiled = (
-    BTreeMap<NodeKey, kernel::Node>,
-    BTreeMap<IdentKey, kernel::Aliases>,
-);
+/// A session's kernel map entries: trie nodes, executable identities and
+/// the grammars of its rule heads.
+#[derive(Default)]
+struct Compiled {
+    nodes: BTreeMap<NodeKey, kernel::Node>,
+    idents: BTreeMap<IdentKey, kernel::Aliases>,
+    tools: Tools,
+}
 
 struct Live {
     spec: SessionSpec,
@@ -36,8 +40,7 @@ struct Live {
     info: SessionInfo,
     /// What is in the kernel maps for the session, kept for the seccomp
     /// supervisor, which judges with the same walk in userspace.
-    nodes: BTreeMap<NodeKey, kernel::Node>,
-    idents: BTreeMap<IdentKey, kernel::Aliases>,
+    tables: Compiled,
     /// The seccomp supervisor has the session's listener.
     supervised: bool,
 }
@@ -47,7 +50,19 @@ pub struct Tables<'a> {
     pub info: SessionInfo,
     pub nodes: &'a BTreeMap<NodeKey, kernel::Node>,
     pub idents: &'a BTreeMap<IdentKey, kernel::Aliases>,
+    pub tools: &'a Tools,
     pub rules: &'a [RuleSpec],
+}
+
+/// A tool grammar as the gateway sent it, validated as the policy loader
+/// validates a `[[tool]]` table.
+pub fn grammar(tool: &ToolSpec) -> Result<Grammar, String> {
+    let style = tool.style.parse()?;
+    let source = Source {
+        file: "(session spec)".into(),
+        line: 1,
+    };
+    Grammar::new(&tool.name, style, &tool.value_options, source)
 }
 
 pub struct Sessions {
@@ -58,6 +73,27 @@ pub struct Sessions {
 
 fn words(command: &str) -> Vec<String> {
     command.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Removes a session's map entries `old`, but those `kept` still has.
+fn remove(kernel: &mut Kernel, old: &Compiled, kept: &Compiled) {
+    for stale in old.nodes.keys().filter(|k| !kept.nodes.contains_key(k)) {
+        let _ = kernel.nodes.remove(stale);
+    }
+    for stale in old.idents.keys().filter(|k| !kept.idents.contains_key(k)) {
+        let _ = kernel.idents.remove(stale);
+    }
+    for stale in old
+        .tools
+        .tools
+        .keys()
+        .filter(|k| !kept.tools.tools.contains_key(k))
+    {
+        let _ = kernel.tools.remove(stale);
+    }
+    for stale in old.tools.options.difference(&kept.tools.options) {
+        let _ = kernel.options.remove(stale);
+    }
 }
 
 impl Sessions {
@@ -172,48 +208,72 @@ impl Sessions {
             .with_context(|| format!("grant {}", grant.id))?;
             heads.insert(grant.words[0].clone());
         }
+        let mut tools = Tools::default();
+        for tool in &spec.tools {
+            let grammar = grammar(tool).map_err(|e| anyhow!("tool {:?}: {e}", tool.name))?;
+            for head in heads.iter().filter(|h| basename(h) == grammar.name) {
+                tools.add(spec.index, &key, head, &grammar);
+            }
+        }
         let heads: Vec<String> = heads.into_iter().collect();
         let (idents, warnings) = identity::resolve(spec.index, &key, &heads, &spec.search_path);
         for warning in warnings {
             tracing::warn!("session {}: {warning}", spec.id);
         }
-        Ok((nodes, idents))
+        Ok(Compiled {
+            nodes,
+            idents,
+            tools,
+        })
     }
 
     /// Writes the compiled spec, then removes what the previous version had
-    /// and this one does not: a rule or grant never vanishes before its
-    /// replacement is in place.
+    /// and this one does not: a rule, grant or grammar never vanishes before
+    /// its replacement is in place.
     fn install(&mut self, spec: &SessionSpec, grants: &[Admitted]) -> anyhow::Result<Compiled> {
-        let (nodes, idents) = self.compile(spec, grants)?;
-        for (key, node) in &nodes {
+        let compiled = self.compile(spec, grants)?;
+        let Compiled {
+            nodes,
+            idents,
+            tools,
+        } = &compiled;
+        for (key, node) in nodes.iter() {
             self.kernel
                 .nodes
                 .insert(key, node, 0)
                 .context("the kernel rule map is full")?;
         }
-        for (key, aliases) in &idents {
+        for (key, aliases) in idents.iter() {
             self.kernel
                 .idents
                 .insert(key, aliases, 0)
                 .context("the kernel identity map is full")?;
         }
-        if let Some(old) = self.live.get(&spec.id) {
-            for stale in old.nodes.keys().filter(|k| !nodes.contains_key(k)) {
-                let _ = self.kernel.nodes.remove(stale);
-            }
-            for stale in old.idents.keys().filter(|k| !idents.contains_key(k)) {
-                let _ = self.kernel.idents.remove(stale);
-            }
+        for (key, tool) in tools.tools.iter() {
+            self.kernel
+                .tools
+                .insert(key, tool, 0)
+                .context("the kernel tool map is full")?;
         }
-        Ok((nodes, idents))
+        for key in tools.options.iter() {
+            self.kernel
+                .options
+                .insert(key, 1u32, 0)
+                .context("the kernel option map is full")?;
+        }
+        if let Some(old) = self.live.get(&spec.id) {
+            remove(&mut self.kernel, &old.tables, &compiled);
+        }
+        Ok(compiled)
     }
 
     /// The compiled tables of live session `id`, for the supervisor.
     pub fn tables(&self, id: &str) -> Option<Tables<'_>> {
         self.live.get(id).map(|l| Tables {
             info: l.info,
-            nodes: &l.nodes,
-            idents: &l.idents,
+            nodes: &l.tables.nodes,
+            idents: &l.tables.idents,
+            tools: &l.tables.tools,
             rules: &l.spec.rules,
         })
     }
@@ -278,7 +338,7 @@ impl Sessions {
         self.check_index(&spec)?;
         let grants = Self::admit_grants(&spec, owner, key);
         let info = Self::info(&spec, &grants)?;
-        let (nodes, idents) = self.install(&spec, &grants)?;
+        let tables = self.install(&spec, &grants)?;
         let cgroup = self.cgroups.create(&spec.id)?;
         // The session is known to the kernel before its first process is in.
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
@@ -289,8 +349,7 @@ impl Sessions {
                 grants,
                 scope: Scope::Cgroup(cgroup),
                 info,
-                nodes,
-                idents,
+                tables,
                 supervised: false,
             },
         );
@@ -313,7 +372,7 @@ impl Sessions {
         }
         let grants = Self::admit_grants(&spec, spec.uid, key);
         let info = Self::info(&spec, &grants)?;
-        let (nodes, idents) = self.install(&spec, &grants)?;
+        let tables = self.install(&spec, &grants)?;
         self.set_scope(Scope::Uid(spec.uid), &info)?;
         self.live.insert(
             spec.id.clone(),
@@ -322,8 +381,7 @@ impl Sessions {
                 grants,
                 scope: Scope::Uid(spec.uid),
                 info,
-                nodes,
-                idents,
+                tables,
                 supervised: false,
             },
         );
@@ -362,14 +420,13 @@ impl Sessions {
         }
         let grants = Self::admit_grants(&spec, uid, key);
         let info = Self::info(&spec, &grants)?;
-        let (nodes, idents) = self.install(&spec, &grants)?;
+        let tables = self.install(&spec, &grants)?;
         self.set_scope(scope, &info)?;
         let live = self.live.get_mut(&spec.id).expect("checked above");
         live.spec = spec;
         live.grants = grants;
         live.info = info;
-        live.nodes = nodes;
-        live.idents = idents;
+        live.tables = tables;
         Ok(())
     }
 
@@ -458,7 +515,7 @@ impl Sessions {
         let cgroup = self.cgroups.id(&spec.id)?;
         let grants = Self::admit_grants(&spec, spec.uid, key);
         let info = Self::info(&spec, &grants)?;
-        let (nodes, idents) = self.install(&spec, &grants)?;
+        let tables = self.install(&spec, &grants)?;
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
         self.live.insert(
             spec.id.clone(),
@@ -467,8 +524,7 @@ impl Sessions {
                 grants,
                 scope: Scope::Cgroup(cgroup),
                 info,
-                nodes,
-                idents,
+                tables,
                 supervised: false,
             },
         );
@@ -503,11 +559,6 @@ impl Sessions {
                 let _ = self.kernel.uids.remove(&uid);
             }
         }
-        for key in live.nodes.keys() {
-            let _ = self.kernel.nodes.remove(key);
-        }
-        for key in live.idents.keys() {
-            let _ = self.kernel.idents.remove(key);
-        }
+        remove(&mut self.kernel, &live.tables, &Compiled::default());
     }
 }

@@ -124,12 +124,19 @@ impl PolicyState {
             .set
             .evaluate(role, &cmd)
             .map_err(|e| AirlockError::NotFound(e.to_string()))?;
+        let refusal = decision
+            .refusal
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         Ok(match decision.rule {
             Some(rule) => DecisionInfo {
                 decision: decision.action,
                 rule: Some(rule.command).into(),
                 policy: Some(rule.policy_id).into(),
                 source: rule.source.to_string(),
+                skipped: decision.skipped,
+                refusal,
             },
             None => DecisionInfo {
                 decision: decision.action,
@@ -140,6 +147,8 @@ impl PolicyState {
                     .role(role)
                     .map(|r| r.source.to_string())
                     .unwrap_or_default(),
+                skipped: decision.skipped,
+                refusal,
             },
         })
     }
@@ -147,9 +156,10 @@ impl PolicyState {
 
 fn loaded(set: &PolicySet, dir: &Path) -> String {
     format!(
-        "loaded {} policies and {} roles from {}",
+        "loaded {} policies, {} roles and {} tool grammars from {}",
         set.policies().len(),
         set.roles().len(),
+        set.grammars().len(),
         dir.display()
     )
 }

@@ -1,7 +1,7 @@
 //! What the enforcer is told about a session: the role's rules as in force
 //! now, and the session's live command grants as airlock-totp signed them.
 
-use airlock_common::dbus::{RuleSpec, SessionSpec, SignedGrantWire};
+use airlock_common::dbus::{RuleSpec, SessionSpec, SignedGrantWire, ToolSpec};
 use airlock_common::grant::Scope;
 use airlock_common::policy::{Action, PolicySet};
 use airlock_common::session::SessionState;
@@ -10,7 +10,7 @@ use crate::state::grants::Grants;
 use crate::state::sessions::Session;
 
 pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i64) -> SessionSpec {
-    let rules = set
+    let rules: Vec<RuleSpec> = set
         .effective_rules(&session.role)
         .unwrap_or_default()
         .into_iter()
@@ -32,10 +32,23 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
     // the signature itself and takes the command and deadline from it. Every
     // grant held here has its signature (one recorded without, by an older
     // gateway, was never restored), so none is left out for want of one.
-    let grants = grants
+    let live: Vec<_> = grants
         .of_session(&session.id, now)
         .into_iter()
-        .filter(|(_, body)| matches!(body.scope, Scope::Command { .. }))
+        .filter_map(|(signed, body)| match &body.scope {
+            Scope::Command { command } => Some((signed, command.as_str())),
+            Scope::Services { .. } => None,
+        })
+        .collect();
+    let tools = tool_specs(
+        set,
+        rules
+            .iter()
+            .map(|r| r.command.as_str())
+            .chain(live.iter().map(|(_, command)| *command)),
+    );
+    let grants = live
+        .into_iter()
         .map(|(signed, _)| SignedGrantWire::from(signed.clone()))
         .collect();
     SessionSpec {
@@ -50,5 +63,27 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         search_path: session.search_path.clone(),
         revoked: session.state == SessionState::Revoked,
         allow_debugging,
+        tools,
     }
+}
+
+/// The grammars of the tools these commands' heads name, each once.
+fn tool_specs<'a>(set: &PolicySet, commands: impl Iterator<Item = &'a str>) -> Vec<ToolSpec> {
+    let mut tools: Vec<ToolSpec> = Vec::new();
+    for command in commands {
+        let Some(head) = command.split_whitespace().next() else {
+            continue;
+        };
+        let Some(grammar) = set.grammar_of_head(head) else {
+            continue;
+        };
+        if tools.iter().all(|t| t.name != grammar.name) {
+            tools.push(ToolSpec {
+                name: grammar.name.clone(),
+                style: grammar.style.as_str().to_owned(),
+                value_options: grammar.value_options.clone(),
+            });
+        }
+    }
+    tools
 }

@@ -310,9 +310,27 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
                 with_file("race.py", RACE_PY, &format!("python3 race.py {tf} 40")),
             )
         },
+        // Options before the subcommand: the rule's words are matched with
+        // the tool's options skipped (policies/tools.toml).
+        case("option before the subcommand", "terraform -chdir=. apply".into()),
+        case("-chdir=DIR before the subcommand", "terraform -chdir=infra apply".into()),
+        case("-chdir DIR (value in the next word)", "terraform -chdir infra apply".into()),
+        case(
+            "several options before the subcommand",
+            "terraform -chdir=. -no-color apply -auto-approve".into(),
+        ),
+        case(
+            "an option longer than the kernel reads",
+            format!("terraform -chdir={} apply", "d".repeat(300)),
+        ),
+        case("approve rule behind an option", "terraform -chdir=. plan".into()),
         Case {
             expect: Expect::Runs,
             ..case("allowed arguments (terraform init)", "terraform init".into())
+        },
+        Case {
+            expect: Expect::Runs,
+            ..case("allowed arguments behind an option", "terraform -chdir=. init".into())
         },
     ]
     .into_iter()
@@ -453,7 +471,8 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
         ran,
         ungoverned,
         layers,
-        message: combined.contains("airlock: POLICY BLOCK"),
+        message: combined.contains("airlock: POLICY BLOCK")
+            || combined.contains("airlock: APPROVAL REQUIRED"),
         output,
     }
 }

@@ -86,6 +86,7 @@ fn session_spec(system: &System, session: &str) -> Result<SessionSpec, String> {
         search_path: serde_json::from_value(field("search_path")).unwrap_or_default(),
         revoked: false,
         allow_debugging: false,
+        tools: Vec::new(),
     })
 }
 
@@ -97,7 +98,7 @@ fn update_session_args(spec: &SessionSpec) -> Vec<String> {
         "/org/airlock/Enforcer1",
         "org.airlock.Enforcer1",
         "UpdateSession",
-        "(susubsa(usssss)a(ss)asbb)",
+        "(susubsa(usssss)a(ss)asbba(ssas))",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -128,6 +129,12 @@ fn update_session_args(spec: &SessionSpec) -> Vec<String> {
     args.extend(spec.search_path.iter().cloned());
     args.push(spec.revoked.to_string());
     args.push(spec.allow_debugging.to_string());
+    args.push(spec.tools.len().to_string());
+    for tool in &spec.tools {
+        args.extend([tool.name.clone(), tool.style.clone()]);
+        args.push(tool.value_options.len().to_string());
+        args.extend(tool.value_options.iter().cloned());
+    }
     args
 }
 

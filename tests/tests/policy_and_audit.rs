@@ -68,6 +68,127 @@ fn policy_check_through_the_gateway_and_locally() {
     assert_eq!(unknown.code, 1, "{unknown:?}");
 }
 
+/// `airlockctl policy check` for the role's shipped rules, through the
+/// gateway or (with `policies`) locally.
+fn check(system: &System, policies: Option<&str>, argv: &[&str]) -> airlock_tests::CtlOutput {
+    let mut args = vec!["policy", "check"];
+    if let Some(dir) = policies {
+        args.extend(["--policies", dir]);
+    }
+    args.extend(["--role", "terraform-restricted-agent", "--"]);
+    args.extend(argv);
+    system.ctl(&AGENT, &args, "")
+}
+
+#[test]
+fn policy_check_skips_the_tools_options_and_says_which() {
+    let system = System::start();
+    let dir = repo_root().join("policies");
+    for policies in [None, Some(dir.to_str().unwrap())] {
+        for (argv, rule, skipped) in [
+            (
+                &["kubectl", "-n", "prod", "delete", "pod", "x"][..],
+                "kubectl delete",
+                "skipped options: -n prod",
+            ),
+            (
+                &["kubectl", "--context=prod", "delete", "pod", "x"],
+                "kubectl delete",
+                "skipped options: --context=prod",
+            ),
+            (
+                &["terraform", "-chdir=infra", "apply"],
+                "terraform apply",
+                "skipped options: -chdir=infra",
+            ),
+            (
+                &[
+                    "aws",
+                    "--profile",
+                    "prod",
+                    "iam",
+                    "create-role",
+                    "--role-name",
+                    "r",
+                ],
+                "aws iam create-role",
+                "skipped options: --profile prod",
+            ),
+        ] {
+            let out = check(&system, policies, argv);
+            assert_eq!(out.code, 3, "{argv:?} ({policies:?}): {out:?}");
+            assert_eq!(out.stdout.lines().next(), Some("block"), "{out:?}");
+            assert!(out.stdout.contains(&format!("rule:   {rule} ")), "{out:?}");
+            assert!(out.stdout.contains(skipped), "{out:?}");
+        }
+        let plan = check(&system, policies, &["terraform", "-chdir=infra", "plan"]);
+        assert_eq!(plan.code, 2, "{plan:?}");
+        // Options skipped, the words still count.
+        let init = check(&system, policies, &["terraform", "-chdir=.", "init"]);
+        assert_eq!(init.code, 0, "{init:?}");
+        let value = check(
+            &system,
+            policies,
+            &["kubectl", "-n", "delete", "get", "pods"],
+        );
+        assert_eq!(value.code, 0, "{value:?}");
+        // Past what the kernel reads a rule could still match: refused.
+        let mut long = vec!["kubectl"];
+        long.extend(std::iter::repeat_n("-v", 20));
+        long.push("delete");
+        let out = check(&system, policies, &long);
+        assert_eq!(out.code, 3, "{out:?}");
+        assert!(
+            out.stdout.contains(
+                "refused: a block or approve rule could still match past the first 16 words"
+            ),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_tool_grammar_is_reported_and_never_applied() {
+    let system = System::start();
+    let skipped = |system: &System| {
+        let out = check(system, None, &["kubectl", "-n", "prod", "delete", "pod"]);
+        assert_eq!(out.code, 3, "{out:?}");
+        assert!(out.stdout.contains("skipped options: -n prod"), "{out:?}");
+    };
+    skipped(&system);
+    // A second kubectl grammar, an option a GNU-style tool cannot have, and
+    // an unknown style.
+    fs::write(
+        system.policy_dir().join("zz-tools.toml"),
+        "[[tool]]\nname = \"kubectl\"\nvalue_options = []\n\n[[tool]]\nname = \"mytool\"\nstyle = \"posix\"\nvalue_options = [\"-chdir\"]\n",
+    )
+    .unwrap();
+    let validate = system.ctl(
+        &APPROVER,
+        &["policy", "validate", system.policy_dir().to_str().unwrap()],
+        "",
+    );
+    validate.failure();
+    for error in [
+        "zz-tools.toml:2:8: duplicate tool id \"kubectl\"",
+        "zz-tools.toml:7:9: `style`: unknown option style \"posix\"",
+        "zz-tools.toml:8:18: option \"-chdir\": a GNU-style tool reads",
+    ] {
+        assert!(validate.stderr.contains(error), "{error}: {validate:?}");
+    }
+    let reload = system.ctl(&APPROVER, &["policy", "reload"], "");
+    reload.failure();
+    assert!(
+        reload.stderr.contains("still serving the previous set"),
+        "{reload:?}"
+    );
+    assert!(reload.stderr.contains("zz-tools.toml:2:8:"), "{reload:?}");
+    // The grammar in force is the previous one: `-n` still takes a value.
+    skipped(&system);
+    let log = fs::read_to_string(system.audit_log()).unwrap();
+    assert!(log.contains("policy_reload_failed"), "{log}");
+}
+
 #[test]
 fn invalid_policy_is_reported_and_never_applied() {
     let system = System::start();

@@ -1,12 +1,14 @@
-//! Compiling a session's rules and grants into the kernel's hash trie.
+//! Compiling a session's rules and grants into the kernel's hash trie, and
+//! the grammars of their heads into the tool tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    chain, hash_word, HashKey, Node, NodeKey, ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK,
-    ACTION_NONE, MAX_WORDS, MAX_WORD_LEN, NO_RULE,
+    chain, hash_word, HashKey, Node, NodeKey, OptionKey, Tool, ToolKey, ACTION_ALLOW,
+    ACTION_APPROVE, ACTION_BLOCK, ACTION_NONE, MAX_WORDS, MAX_WORD_LEN, NO_RULE, STYLE_GNU,
+    STYLE_GO,
 };
-use crate::policy::Action;
+use crate::policy::{Action, Grammar, OptionStyle};
 
 /// The kernel encoding of a policy action.
 pub fn action_code(action: Action) -> u8 {
@@ -78,6 +80,11 @@ pub fn add_pattern(
     if words.iter().any(|w| w.len() > MAX_WORD_LEN) {
         return Err(CompileError::WordTooLong(text()));
     }
+    // The tool-aware walk follows block and approve rules and grants only.
+    let aware = match ending {
+        Ending::Rule { action, .. } => action != Action::Allow,
+        Ending::Grant { .. } => true,
+    };
     let mut hash = word_hash(key, &words[0]);
     for (depth, _) in words.iter().enumerate() {
         let node = nodes
@@ -93,6 +100,7 @@ pub fn add_pattern(
             });
         if depth + 1 < words.len() {
             node.has_children = 1;
+            node.aware |= aware as u8;
             hash = chain(hash, word_hash(key, &words[depth + 1]));
             continue;
         }
@@ -108,4 +116,43 @@ pub fn add_pattern(
         }
     }
     Ok(())
+}
+
+/// A session's grammar tables: per rule head, its [`Tool`], and the long
+/// options that take a value.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tools {
+    pub tools: BTreeMap<ToolKey, Tool>,
+    pub options: BTreeSet<OptionKey>,
+}
+
+impl Tools {
+    /// Adds the grammar `grammar` for rule head `head` (a bare name or an
+    /// absolute path; the grammar is the one of its basename).
+    pub fn add(&mut self, session: u32, key: &HashKey, head: &str, grammar: &Grammar) {
+        let head = word_hash(key, head);
+        let style = match grammar.style {
+            OptionStyle::Gnu => STYLE_GNU,
+            OptionStyle::Go => STYLE_GO,
+        };
+        self.tools.insert(
+            ToolKey {
+                session,
+                _pad: 0,
+                head,
+            },
+            Tool {
+                style,
+                _pad: 0,
+                short_values: grammar.short_values(),
+            },
+        );
+        for option in grammar.long_value_spellings() {
+            self.options.insert(OptionKey {
+                session,
+                _pad: 0,
+                option: chain(head, word_hash(key, &option)),
+            });
+        }
+    }
 }

@@ -12,15 +12,27 @@
 //! installation and readable only by root, so an agent cannot craft an
 //! argument whose hash collides with a rule's). Walking a command costs one
 //! map lookup per word, whatever the number of rules.
+//!
+//! Block and approve rules (and grants) are also matched *tool-aware*
+//! ([`aware`]): the options of the command, and for a tool not in the
+//! grammar table its other arguments too, may be skipped. The grammar of
+//! each rule head (which options take a value) is in [`Tool`]s and
+//! [`OptionKey`]s beside the trie.
 
+mod aware;
 #[cfg(feature = "std")]
 pub mod compile;
 #[cfg(feature = "std")]
 pub mod identity;
+mod shape;
 #[cfg(test)]
 mod tests;
 mod walk;
 
+pub use aware::{
+    Aware, Position, CLASS_OPERAND, CLASS_OPTION_VALUE, CLASS_SKIPPABLE, CLASS_VALUE, HEAD_SLOTS,
+};
+pub use shape::{WordInfo, SHAPE_END, SHAPE_LONG, SHAPE_OPERAND, SHAPE_SHORT};
 pub use walk::{Command, Evaluation, Nodes, Steps, Verdict, Walk};
 
 /// Most words (executable plus arguments) in a rule or a grant.
@@ -44,6 +56,12 @@ pub const HEAD_INODE_ALIASES: usize = 3;
 pub const HEAD_CONTENT_ALIASES: usize = 3 + MAX_ALIASES;
 /// `BINPRM_BUF_SIZE`: the first bytes of the file the kernel has read.
 pub const BINPRM_BUF: usize = 256;
+/// Bytes of a word the kernel sees when it is too long to read whole (the
+/// buffer less its NUL): what a too-long option is classified by.
+pub const WORD_VISIBLE: usize = WORD_BUF - 1;
+/// Partial matches the tool-aware walk follows at once. A command that
+/// would keep more alive is refused ([`RULE_UNMATCHABLE`]).
+pub const MAX_POSITIONS: usize = 16;
 
 /// Node and verdict actions, weakest first (as in the policy engine).
 pub const ACTION_NONE: u8 = 0;
@@ -53,6 +71,18 @@ pub const ACTION_BLOCK: u8 = 3;
 
 /// No rule decided: the role's default action applied.
 pub const NO_RULE: u32 = u32::MAX;
+/// The verdict's "rule" when a command was refused because the kernel
+/// cannot match it within its limits: a block or approve rule could still
+/// match past the words it reads, more than [`MAX_POSITIONS`] partial
+/// matches were alive at once, or an option was too long to classify.
+pub const RULE_UNMATCHABLE: u32 = u32::MAX - 1;
+
+/// [`Tool::style`]: `-abc` is a cluster of short options, `--name` a long
+/// one (getopt, cobra, argparse).
+pub const STYLE_GNU: u32 = 0;
+/// [`Tool::style`]: `-name` and `--name` are the same long option; no
+/// clusters (Go's `flag` package: terraform).
+pub const STYLE_GO: u32 = 1;
 
 /// [`SessionInfo::flags`]: the session was revoked; nothing may start in it.
 pub const SESSION_REVOKED: u32 = 1;
@@ -159,7 +189,10 @@ pub struct Node {
     pub action: u8,
     /// Whether a longer rule or grant continues from here.
     pub has_children: u8,
-    pub _pad: [u8; 2],
+    /// Whether a longer block or approve rule, or grant, continues from
+    /// here: the tool-aware walk follows only those.
+    pub aware: u8,
+    pub _pad: u8,
     /// Load-order index of the rule that set `action` (the first among
     /// equally strong ones), `NO_RULE` for none.
     pub rule: u32,
@@ -187,6 +220,37 @@ pub struct Aliases {
     pub count: u32,
     pub _pad: u32,
     pub heads: [u64; MAX_ALIASES],
+}
+
+/// A rule head's grammar in a session, found by the head's hash.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ToolKey {
+    pub session: u32,
+    pub _pad: u32,
+    pub head: u64,
+}
+
+/// How a tool's options are written, and which short options take a value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tool {
+    /// `STYLE_GNU` or `STYLE_GO`.
+    pub style: u32,
+    pub _pad: u32,
+    /// Bit `c` (of 256): the short option `-c` takes a value (GNU style).
+    pub short_values: [u64; 4],
+}
+
+/// A long option that takes a value (`--name`; for a Go-style tool `-name`
+/// and `--name` each have one): `option` chains the head's hash with the
+/// option word's hash. Present means "takes a value".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OptionKey {
+    pub session: u32,
+    pub _pad: u32,
+    pub option: u64,
 }
 
 /// Byte offsets of the kernel struct members the program reads, resolved
@@ -397,6 +461,12 @@ mod pod {
     unsafe impl aya::Pod for NodeKey {}
     // SAFETY: as above: u8s, a u32 and a u64, with `_pad` filling the gap.
     unsafe impl aya::Pod for Node {}
+    // SAFETY: as above: two u32s and a u64.
+    unsafe impl aya::Pod for ToolKey {}
+    // SAFETY: as above: two u32s and an array of u64s.
+    unsafe impl aya::Pod for Tool {}
+    // SAFETY: as above: two u32s and a u64.
+    unsafe impl aya::Pod for OptionKey {}
     // SAFETY: as above: two u32s and two u64s.
     unsafe impl aya::Pod for IdentKey {}
     // SAFETY: as above: two u32s and an array of u64s.

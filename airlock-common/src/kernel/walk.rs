@@ -3,33 +3,55 @@
 //! its own [`Command`] (argument words read from the task) and [`Steps`]
 //! (BPF map lookups, each step in a BPF global function); the property test
 //! in `tests.rs` runs the same function on the compiled tables.
+//!
+//! Two walks share the words: the strict one (every rule, the command's
+//! words one by one: a prefix match) and the tool-aware one (block and
+//! approve rules and grants, options skipped; [`aware`](super::aware)).
 
 use super::{
-    chain, Aliases, Node, NodeKey, SessionInfo, ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK,
-    ACTION_NONE, MAX_ALIASES, MAX_HEADS, MAX_WORDS, NO_RULE, SESSION_REVOKED,
+    chain, Aliases, Aware, Node, NodeKey, OptionKey, SessionInfo, Tool, ToolKey, WordInfo,
+    ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK, ACTION_NONE, HEAD_SLOTS, MAX_ALIASES, MAX_HEADS,
+    MAX_WORDS, NO_RULE, RULE_UNMATCHABLE, SESSION_REVOKED,
 };
 
 const _: () = assert!(MAX_HEADS == 11, "each_head unrolls exactly MAX_HEADS heads");
 const _: () = assert!(MAX_WORDS.is_power_of_two(), "word indices are masked");
 
-/// A command as the evaluation sees it: a word count and the hashes of its
-/// words after the executable, read on demand.
+/// A command as the evaluation sees it: a word count and its words after
+/// the executable, read on demand.
 pub trait Command {
     fn argc(&self) -> usize;
-    /// Keyed hash of word `i` (`1 <= i < argc`), or `None` when it cannot be
-    /// read or is longer than [`MAX_WORD_LEN`](super::MAX_WORD_LEN): it then
-    /// equals no rule word.
-    fn word_hash(&mut self, i: usize) -> Option<u64>;
+    /// Reads word `i` (`1 <= i < argc`) into `word`: its hash when it is at
+    /// most [`MAX_WORD_LEN`](super::MAX_WORD_LEN) bytes (a longer one
+    /// equals no rule word) and its [shape](WordInfo::describe). Returns
+    /// false when the word cannot be read at all.
+    fn read(&mut self, i: usize, word: &mut WordInfo) -> bool;
+
+    /// [`Evaluation::feed`]: reads word `i` and feeds it to the walks. The
+    /// eBPF program overrides it to run the same body in a BPF global
+    /// function, so that the verifier checks reading a word once rather
+    /// than once per word.
+    fn feed<S: Steps + ?Sized>(&mut self, eval: &mut Evaluation, i: usize, steps: &S) -> bool
+    where
+        Self: Sized,
+    {
+        eval.feed(self, i, steps)
+    }
 }
 
-/// Node lookups (a BPF hash map in the kernel, a `BTreeMap` in tests).
+/// Lookups in the session's tables (BPF hash maps in the kernel,
+/// `BTreeMap`s in tests).
 pub trait Nodes {
     fn node(&self, key: &NodeKey) -> Option<Node>;
+    /// The grammar of a rule head, if its tool is in the table.
+    fn tool(&self, key: &ToolKey) -> Option<Tool>;
+    /// Whether a tool's long option takes a value.
+    fn takes_value(&self, key: &OptionKey) -> bool;
 }
 
 /// Runs the walk's steps over these nodes. The defaults run them in place.
-/// The eBPF program overrides both to call a BPF global function whose body
-/// is the default: the verifier checks a global function once, for any
+/// The eBPF program overrides them to call BPF global functions whose bodies
+/// are the defaults: the verifier checks a global function once, for any
 /// arguments, instead of once per call site and path, which keeps the walk
 /// far below its instruction budget.
 pub trait Steps: Nodes {
@@ -40,6 +62,26 @@ pub trait Steps: Nodes {
     /// [`Evaluation::advance`].
     fn advance(&self, eval: &mut Evaluation, word: usize) -> bool {
         eval.advance(word)
+    }
+    /// [`Evaluation::start_position`].
+    fn start(&self, eval: &mut Evaluation, head: usize) {
+        eval.start_position(head, self)
+    }
+    /// [`Evaluation::aware_word`].
+    fn aware(&self, eval: &mut Evaluation) {
+        eval.aware_word(self)
+    }
+    /// [`Evaluation::classify`].
+    fn classify(&self, eval: &mut Evaluation, head: usize) {
+        eval.classify(head, self)
+    }
+    /// [`Evaluation::visit`].
+    fn visit(&self, eval: &mut Evaluation, slot: usize) {
+        eval.visit(slot, self)
+    }
+    /// [`Evaluation::settle`].
+    fn settle(&self, eval: &mut Evaluation, born: usize) {
+        eval.settle(born)
     }
 }
 
@@ -61,6 +103,13 @@ impl Verdict {
     pub const REFUSED: Verdict = Verdict {
         action: ACTION_BLOCK,
         rule: NO_RULE,
+        granted: false,
+    };
+
+    /// The verdict on a command the kernel cannot match within its limits.
+    pub const UNMATCHABLE: Verdict = Verdict {
+        action: ACTION_BLOCK,
+        rule: RULE_UNMATCHABLE,
         granted: false,
     };
 
@@ -86,6 +135,9 @@ pub struct Evaluation {
     pub hashed: u32,
     pub hashes: [u64; MAX_WORDS],
     pub walk: Walk,
+    /// The word read last, described.
+    pub word: WordInfo,
+    pub aware: Aware,
 }
 
 impl Evaluation {
@@ -94,6 +146,7 @@ impl Evaluation {
     pub fn clear(&mut self) {
         self.valid = 0;
         self.hashed = 0;
+        self.aware.reset();
     }
 
     /// Judges the executable by `hash` in head slot `slot`.
@@ -116,14 +169,18 @@ impl Evaluation {
         }
     }
 
-    /// Judges a command: the strongest action among the rules whose words
-    /// prefix-match it under any of its valid heads (block > approve >
-    /// allow, the lowest rule index among equals), or the session's default
-    /// action; nothing runs in a revoked session.
+    /// Judges a command: the strongest action among the rules that match it
+    /// under any of its valid heads (block > approve > allow, the lowest
+    /// rule index among equals), or the session's default action; nothing
+    /// runs in a revoked session. Allow rules match as prefixes of the
+    /// command's words; block and approve rules, and grants, also
+    /// tool-aware ([`aware`](super::aware)).
     ///
-    /// The words any rule can reach are hashed first, in order (one short
-    /// loop keeps the verifier's work linear), and only if some rule names
-    /// the executable; then the walk goes word by word, all heads at once.
+    /// The words are read once, in order (one short loop keeps the
+    /// verifier's work linear), and only if some rule names the executable:
+    /// as far as the longest rule reaches, and further while a tool-aware
+    /// match is alive. Then the strict walk goes word by word, all heads at
+    /// once.
     #[inline(always)]
     pub fn judge<C: Command, S: Steps + ?Sized>(
         &mut self,
@@ -135,23 +192,27 @@ impl Evaluation {
         if session.flags & SESSION_REVOKED != 0 {
             return Verdict::REFUSED;
         }
-        let argc = cmd.argc();
-        if self.names_a_rule(session, steps) {
-            let depth = (session.max_depth as usize).min(MAX_WORDS - 1);
-            for i in 1..MAX_WORDS {
-                if i > depth || i >= argc {
-                    break;
-                }
-                let Some(hash) = cmd.word_hash(i) else {
-                    break;
-                };
-                self.hashes[i & (MAX_WORDS - 1)] = hash;
-                self.hashed |= 1 << i;
-            }
-        }
         self.session = *session;
         self.now_ns = now_ns;
         self.walk.start(&self.heads, self.valid);
+        self.aware.reset();
+        let argc = cmd.argc();
+        if self.find_roots(steps) {
+            let depth = (session.max_depth as usize).min(MAX_WORDS - 1);
+            for i in 1..MAX_WORDS {
+                let aware = self.aware.alive != 0;
+                if i >= argc || (i > depth && !aware) || !cmd.feed(self, i, steps) {
+                    break;
+                }
+            }
+            // A tool-aware match could still complete past the words read.
+            if argc > MAX_WORDS && self.aware.alive != 0 {
+                self.aware.refused = 1;
+            }
+        }
+        if self.aware.refused != 0 {
+            return Verdict::UNMATCHABLE;
+        }
         for depth in 0..MAX_WORDS {
             if !steps.step(self, depth) || depth + 1 >= argc {
                 break;
@@ -163,24 +224,67 @@ impl Evaluation {
         self.walk.verdict(session.default_action)
     }
 
-    /// Whether a rule or grant starts at one of the heads: an executable no
-    /// rule names needs no argument read.
+    /// Reads word `i` (`1 <= i < MAX_WORDS`), keeps its hash for the strict
+    /// walk and feeds it to the tool-aware one; false when it cannot be
+    /// read (then nothing after it is either).
     #[inline(always)]
-    fn names_a_rule<S: Nodes + ?Sized>(&self, session: &SessionInfo, nodes: &S) -> bool {
-        for (h, head) in self.heads.iter().enumerate() {
+    pub fn feed<C: Command, S: Steps + ?Sized>(
+        &mut self,
+        cmd: &mut C,
+        i: usize,
+        steps: &S,
+    ) -> bool {
+        let read = i & (MAX_WORDS - 1) != 0 && cmd.read(i & (MAX_WORDS - 1), &mut self.word);
+        self.take_word(read, i, steps)
+    }
+
+    /// The part of [`feed`](Self::feed) after reading word `i` into
+    /// `self.word` (`read`: whether it could be read).
+    #[inline(always)]
+    pub fn take_word<S: Steps + ?Sized>(&mut self, read: bool, i: usize, steps: &S) -> bool {
+        let i = i & (MAX_WORDS - 1);
+        let aware = self.aware.alive != 0;
+        if i == 0 || !read {
+            // A word that cannot be read cannot be skipped either.
+            if aware {
+                self.aware.refused = 1;
+            }
+            return false;
+        }
+        if self.word.hashed != 0 {
+            self.hashes[i] = self.word.hash;
+            self.hashed |= 1 << i;
+        }
+        if aware {
+            steps.aware(self);
+        }
+        true
+    }
+
+    /// Whether a rule or grant starts at one of the heads (an executable no
+    /// rule names needs no argument read); starts a tool-aware match at
+    /// each head a block or approve rule or a grant continues from.
+    #[inline(always)]
+    fn find_roots<S: Steps + ?Sized>(&mut self, nodes: &S) -> bool {
+        let mut named = false;
+        for h in 0..MAX_HEADS {
             if self.valid & (1 << h) == 0 {
                 continue;
             }
             let key = NodeKey {
-                session: session.index,
+                session: self.session.index,
                 depth: 0,
-                hash: *head,
+                hash: self.heads[h],
             };
-            if nodes.node(&key).is_some() {
-                return true;
+            if let Some(root) = nodes.node(&key) {
+                named = true;
+                if root.aware != 0 {
+                    self.aware.roots[h & (HEAD_SLOTS - 1)] = key.hash;
+                    nodes.start(self, h);
+                }
             }
         }
-        false
+        named
     }
 
     /// One depth of the walk for every head (see [`Walk::step`]); returns
@@ -283,6 +387,22 @@ impl Walk {
             return false;
         }
         true
+    }
+
+    /// Judges a node the tool-aware walk reached: its block or approve rule
+    /// (an allow rule only ever matches strictly) and its grant.
+    #[inline(always)]
+    pub fn land(&mut self, node: &Node, now_ns: u64) {
+        let (action, best) = (node.action as u32, volatile(&self.best_action));
+        if action >= ACTION_APPROVE as u32
+            && (action > best || (action == best && node.rule < volatile(&self.best_rule)))
+        {
+            set(&mut self.best_action, action);
+            set(&mut self.best_rule, node.rule);
+        }
+        if node.grant_until_ns > now_ns {
+            set(&mut self.granted, 1);
+        }
     }
 
     /// Extends every chain by the next word.

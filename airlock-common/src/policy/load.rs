@@ -10,6 +10,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::grammar::{
+    check_tool_name, check_value_option, Grammar, OptionStyle, MAX_VALUE_OPTIONS,
+};
 use super::matcher::parse_command;
 use super::model::{Action, Diagnostic, Policy, Role, Rule, Source};
 use super::protect::{ProtectPattern, MAX_PROTECT_ENTRIES};
@@ -17,7 +20,7 @@ use super::tree::{self, Entry, Kind, LineIndex, Node};
 use crate::limits::MAX_POLICY_ID_LEN;
 use crate::timefmt::parse_duration;
 
-const TOP_KEYS: &[&str] = &["policy", "role"];
+const TOP_KEYS: &[&str] = &["policy", "role", "tool"];
 const TOML_POLICY_KEYS: &[&str] = &["id", "name", "description", "status", "rule"];
 const JSON_POLICY_KEYS: &[&str] = &[
     "id",
@@ -28,6 +31,7 @@ const JSON_POLICY_KEYS: &[&str] = &[
     "rules",
 ];
 const RULE_KEYS: &[&str] = &["action", "commands", "reason"];
+const TOOL_KEYS: &[&str] = &["name", "description", "style", "value_options"];
 const ROLE_KEYS: &[&str] = &[
     "id",
     "name",
@@ -61,13 +65,19 @@ impl Format {
     }
 }
 
+/// What a valid policy directory holds, in load order.
+pub(crate) struct Loaded {
+    pub policies: Vec<Policy>,
+    pub roles: Vec<Role>,
+    pub grammars: Vec<Grammar>,
+}
+
 /// Validates `files` in the given order; `Ok` only when nothing was wrong.
-pub(crate) fn load(
-    files: &[(PathBuf, String, Format)],
-) -> Result<(Vec<Policy>, Vec<Role>), Vec<Diagnostic>> {
+pub(crate) fn load(files: &[(PathBuf, String, Format)]) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut policies = Vec::new();
     let mut roles = Vec::new();
+    let mut grammars = Vec::new();
     for (path, text, format) in files {
         let parsed = match format {
             Format::Toml => tree::parse_toml(text),
@@ -91,16 +101,26 @@ pub(crate) fn load(
             diagnostics: &mut diagnostics,
         };
         match format {
-            Format::Toml => file.toml_document(&root, &mut policies, &mut roles),
+            Format::Toml => {
+                file.toml_document(&root, &mut policies, &mut roles, &mut grammars);
+            }
             Format::Json => policies.extend(file.policy(&root, Format::Json)),
         }
     }
     check_references(&policies, &roles, &mut diagnostics);
+    first_definitions(
+        "tool",
+        grammars
+            .iter()
+            .map(|g| (g.grammar.name.as_str(), &g.name_at)),
+        &mut diagnostics,
+    );
     if diagnostics.is_empty() {
-        Ok((
-            policies.into_iter().map(|p| p.policy).collect(),
-            roles.into_iter().map(|r| r.role).collect(),
-        ))
+        Ok(Loaded {
+            policies: policies.into_iter().map(|p| p.policy).collect(),
+            roles: roles.into_iter().map(|r| r.role).collect(),
+            grammars: grammars.into_iter().map(|g| g.grammar).collect(),
+        })
     } else {
         Err(diagnostics)
     }
@@ -136,6 +156,12 @@ struct ParsedPolicy {
     policy: Policy,
     /// Where the id was written; `None` if it was missing.
     id_at: Option<Loc>,
+}
+
+struct ParsedGrammar {
+    grammar: Grammar,
+    /// Where the name was written; `None` if it was missing or invalid.
+    name_at: Option<Loc>,
 }
 
 struct ParsedRole {
@@ -364,22 +390,23 @@ impl FileCx<'_> {
         }
     }
 
-    /// A top-level TOML document: `[[policy]]` and `[[role]]` arrays.
+    /// A top-level TOML document: `[[policy]]`, `[[role]]` and `[[tool]]`
+    /// arrays.
     fn toml_document(
         &mut self,
         root: &Node,
         policies: &mut Vec<ParsedPolicy>,
         roles: &mut Vec<ParsedRole>,
+        grammars: &mut Vec<ParsedGrammar>,
     ) {
         let Some(top) = self.table(root, "the file", TOP_KEYS) else {
             return;
         };
         for entry in top.entries {
-            let is_policy = match entry.key.as_str() {
-                "policy" => true,
-                "role" => false,
-                _ => continue,
-            };
+            let key = entry.key.as_str();
+            if !TOP_KEYS.contains(&key) {
+                continue;
+            }
             let Kind::Array(items) = &entry.node.kind else {
                 let key = &entry.key;
                 self.error(
@@ -389,13 +416,85 @@ impl FileCx<'_> {
                 continue;
             };
             for item in items {
-                if is_policy {
-                    policies.extend(self.policy(item, Format::Toml));
-                } else {
-                    roles.extend(self.role(item));
+                match key {
+                    "policy" => policies.extend(self.policy(item, Format::Toml)),
+                    "role" => roles.extend(self.role(item)),
+                    _ => grammars.extend(self.grammar(item)),
                 }
             }
         }
+    }
+
+    /// One `[[tool]]` table: a tool's grammar.
+    fn grammar(&mut self, node: &Node) -> Option<ParsedGrammar> {
+        let table = self.table(node, "tool", TOOL_KEYS)?;
+        let mut name_at = None;
+        let name = match self.required_string(&table, "name", "tool") {
+            Some((name, node)) => match check_tool_name(name) {
+                Ok(()) => {
+                    name_at = Some(self.loc(&node.span));
+                    name.to_owned()
+                }
+                Err(message) => {
+                    self.error(&node.span, message);
+                    String::new()
+                }
+            },
+            None => String::new(),
+        };
+        self.optional_string(&table, "description");
+        let style = match table.get("style") {
+            None => OptionStyle::Gnu,
+            Some(node) => match self.string(node, "`style`").map(str::parse) {
+                Some(Ok(style)) => style,
+                Some(Err(message)) => {
+                    self.error(&node.span, format!("`style`: {message}"));
+                    OptionStyle::Gnu
+                }
+                None => OptionStyle::Gnu,
+            },
+        };
+        let mut grammar = Grammar {
+            name,
+            style,
+            value_options: Vec::new(),
+            source: self.loc(table.span).source(),
+        };
+        let Some(list) = table.get("value_options") else {
+            self.error(
+                table.span,
+                "missing required key `value_options` in tool (the options that take a value; \
+                 `[]` for none)"
+                    .to_owned(),
+            );
+            return None;
+        };
+        let items = self.array(list, "`value_options`").unwrap_or_default();
+        if items.len() > MAX_VALUE_OPTIONS {
+            self.error(
+                &list.span,
+                format!(
+                    "`value_options` lists {} options; at most {MAX_VALUE_OPTIONS}",
+                    items.len()
+                ),
+            );
+        }
+        for item in items {
+            let Some(option) = self.string(item, "an option") else {
+                continue;
+            };
+            if let Err(message) = check_value_option(style, option) {
+                self.error(&item.span, message);
+            } else if grammar.lists(option) {
+                self.error(
+                    &item.span,
+                    format!("option {option:?} is listed more than once"),
+                );
+            } else {
+                grammar.value_options.push(option.to_owned());
+            }
+        }
+        Some(ParsedGrammar { grammar, name_at })
     }
 
     /// One policy: a `[[policy]]` table, or a whole seed JSON file.

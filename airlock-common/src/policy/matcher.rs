@@ -55,17 +55,30 @@ pub fn parse_command(text: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// Whether a rule (given as its words) matches a command line.
+/// Whether a rule (given as its words) matches a command line strictly: its
+/// head names the executable and its other words are the command's next
+/// arguments. This is how allow rules match; block and approve rules also
+/// match tool-aware ([`aware`](super::aware)).
 ///
 /// Pure and total: an empty rule or an empty `argv` matches nothing.
 pub fn rule_matches(rule_words: &[String], cmd: &CommandLine) -> bool {
-    let (Some((head, rule_args)), Some((argv0, args))) =
+    let (Some((head, rule_args)), Some((_, args))) =
         (rule_words.split_first(), cmd.argv.split_first())
     else {
         return false;
     };
+    head_matches(head, cmd)
+        && rule_args.len() <= args.len()
+        && rule_args.iter().zip(args).all(|(want, got)| want == got)
+}
+
+/// Whether a rule head names the command's executable.
+pub(crate) fn head_matches(head: &str, cmd: &CommandLine) -> bool {
+    let Some(argv0) = cmd.argv.first() else {
+        return false;
+    };
     let known_as = cmd.aliases.iter().any(|alias| alias == head);
-    let head_matches = if head.starts_with('/') {
+    if head.starts_with('/') {
         // An absolute rule names one file: trust the resolved executable
         // when there is one, and fall back to argv[0] only without it.
         known_as
@@ -82,10 +95,7 @@ pub fn rule_matches(rule_words: &[String], cmd: &CommandLine) -> bool {
                 .executable
                 .and_then(|path| path.file_name())
                 .is_some_and(|name| name == OsStr::new(head))
-    };
-    head_matches
-        && rule_args.len() <= args.len()
-        && rule_args.iter().zip(args).all(|(want, got)| want == got)
+    }
 }
 
 /// The part of `argv[0]` after its last `/`, as `execvp` would look it up.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::aware::Refusal;
+
 /// What happens to a command. The order is the strength used when several
 /// rules match: `Allow < Approve < Block`, and the strongest one wins.
 #[derive(
@@ -173,8 +175,15 @@ pub struct CommandLine<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub action: Action,
-    /// The rule that decided; `None` when the role's default applied.
+    /// The rule that decided; `None` when the role's default applied (or
+    /// the command was refused for `refusal`).
     pub rule: Option<MatchedRule>,
+    /// What the deciding rule skipped to match (tool-aware matching), each
+    /// option with its value: `["-n prod", "--context=prod"]`.
+    pub skipped: Vec<String>,
+    /// Set when the command is refused (`Block`) because the kernel cannot
+    /// match it within its limits.
+    pub refusal: Option<Refusal>,
 }
 
 /// The part of a [`Rule`] worth reporting with a decision.

@@ -3,19 +3,22 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::aware::{self, Pattern, Readings};
+use super::grammar::Grammar;
 use super::load::{self, Format};
-use super::matcher::rule_matches;
+use super::matcher::{basename, head_matches, rule_matches};
 use super::model::{
-    CommandLine, Decision, Diagnostic, MatchedRule, Policy, Role, Rule, UnknownRole,
+    Action, CommandLine, Decision, Diagnostic, MatchedRule, Policy, Role, Rule, UnknownRole,
 };
 
-/// Every policy and role from a policy directory, in load order (files by
-/// name, then position in the file). Only ever built from input without
-/// errors; the default is the empty set.
+/// Every policy, role and tool grammar from a policy directory, in load
+/// order (files by name, then position in the file). Only ever built from
+/// input without errors; the default is the empty set.
 #[derive(Clone, Debug, Default)]
 pub struct PolicySet {
     policies: Vec<Policy>,
     roles: Vec<Role>,
+    grammars: Vec<Grammar>,
 }
 
 impl PolicySet {
@@ -81,7 +84,11 @@ impl PolicySet {
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
         match load::load(&files) {
-            Ok((policies, roles)) => Ok(PolicySet { policies, roles }),
+            Ok(loaded) => Ok(PolicySet {
+                policies: loaded.policies,
+                roles: loaded.roles,
+                grammars: loaded.grammars,
+            }),
             Err(diagnostics) => Err(sorted(diagnostics)),
         }
     }
@@ -100,28 +107,113 @@ impl PolicySet {
         self.roles.iter().find(|role| role.id == id)
     }
 
+    /// All tool grammars, in load order.
+    pub fn grammars(&self) -> &[Grammar] {
+        &self.grammars
+    }
+
+    /// The grammar a rule head is matched with: that of its basename (so
+    /// `/usr/local/bin/terraform` uses `terraform`'s).
+    pub fn grammar_of_head(&self, head: &str) -> Option<&Grammar> {
+        let name = basename(head);
+        self.grammars.iter().find(|g| g.name == name)
+    }
+
     /// Judges a command for a role: the strongest action among matching
     /// rules (block > approve > allow; the first in load order among equals),
-    /// or the role's default action when no rule matches.
+    /// or the role's default action when no rule matches. Allow rules match
+    /// strictly, block and approve rules also tool-aware. A command the
+    /// kernel could not match within its limits is refused (block, with
+    /// [`Decision::refusal`]).
     pub fn evaluate(&self, role: &str, cmd: &CommandLine) -> Result<Decision, UnknownRole> {
+        Ok(self.evaluate_with_grants(role, cmd, &[])?.0)
+    }
+
+    /// [`evaluate`](Self::evaluate) for a session with these command grants
+    /// (each a command's words), and which of them cover the command. A
+    /// grant matches as an approve rule does, and counts towards the
+    /// kernel's limits as the kernel compiles it beside the rules.
+    pub fn evaluate_with_grants(
+        &self,
+        role: &str,
+        cmd: &CommandLine,
+        grants: &[Vec<String>],
+    ) -> Result<(Decision, Vec<bool>), UnknownRole> {
         let role = self.known_role(role)?;
-        let mut strongest: Option<&Rule> = None;
+        let patterns: Vec<Pattern> = self
+            .rules_of(role)
+            .map(|rule| Pattern {
+                words: &rule.words,
+                aware: rule.action != Action::Allow,
+            })
+            .chain(grants.iter().map(|words| Pattern { words, aware: true }))
+            .filter(|p| !p.words.is_empty())
+            .collect();
+        if let Some(refusal) = aware::limits(&patterns, cmd, |h| self.grammar_of_head(h)) {
+            let decision = Decision {
+                action: Action::Block,
+                rule: None,
+                skipped: Vec::new(),
+                refusal: Some(refusal),
+            };
+            return Ok((decision, vec![false; grants.len()]));
+        }
+        let args = cmd.argv.get(1..).unwrap_or_default();
+        let mut readings = Readings::new(args);
+        let mut strongest: Option<(&Rule, Vec<String>)> = None;
         for rule in self.rules_of(role) {
-            let stronger = strongest.is_none_or(|best| rule.action > best.action);
-            if stronger && rule_matches(&rule.words, cmd) {
-                strongest = Some(rule);
+            let stronger = strongest
+                .as_ref()
+                .is_none_or(|(best, _)| rule.action > best.action);
+            if !stronger {
+                continue;
+            }
+            let aware = rule.action != Action::Allow;
+            if let Some(skipped) = self.pattern_matches(&rule.words, aware, cmd, &mut readings) {
+                strongest = Some((rule, skipped));
             }
         }
-        Ok(match strongest {
-            Some(rule) => Decision {
+        let covering = grants
+            .iter()
+            .map(|words| {
+                self.pattern_matches(words, true, cmd, &mut readings)
+                    .is_some()
+            })
+            .collect();
+        let decision = match strongest {
+            Some((rule, skipped)) => Decision {
                 action: rule.action,
                 rule: Some(MatchedRule::from(rule)),
+                skipped,
+                refusal: None,
             },
             None => Decision {
                 action: role.default_action,
                 rule: None,
+                skipped: Vec::new(),
+                refusal: None,
             },
-        })
+        };
+        Ok((decision, covering))
+    }
+
+    /// Whether a rule's (or grant's) words match the command: strictly, or
+    /// when `aware`, also tool-aware. Returns what the match skipped.
+    fn pattern_matches<'s>(
+        &'s self,
+        words: &[String],
+        aware: bool,
+        cmd: &CommandLine,
+        readings: &mut Readings<'_, 's>,
+    ) -> Option<Vec<String>> {
+        if rule_matches(words, cmd) {
+            return Some(Vec::new());
+        }
+        let (head, rest) = words.split_first()?;
+        if !aware || !head_matches(head, cmd) {
+            return None;
+        }
+        readings.matches(rest, self.grammar_of_head(head))
     }
 
     /// All rules in effect for a role (those of its active attached

@@ -107,7 +107,9 @@ fn shipped_policies_restrict_terraform() {
         decide(&set, role, &["terraform", "init"], None),
         Decision {
             action: Action::Allow,
-            rule: None
+            rule: None,
+            skipped: vec![],
+            refusal: None
         }
     );
     assert_eq!(
@@ -227,7 +229,9 @@ fn strongest_matching_action_wins() {
         decide(&set, "agent", &["ls"], None),
         Decision {
             action: Action::Block,
-            rule: None
+            rule: None,
+            skipped: vec![],
+            refusal: None
         }
     );
 }
@@ -307,7 +311,9 @@ fn unattached_policies_do_not_apply() {
         decide(&set, "bare", &["terraform", "plan", "-destroy"], None),
         Decision {
             action: Action::Allow,
-            rule: None
+            rule: None,
+            skipped: vec![],
+            refusal: None
         }
     );
 }
@@ -325,7 +331,9 @@ fn default_action_applies_when_nothing_matches() {
         decide(&set, "agent", &[], Some("/usr/bin/terraform")),
         Decision {
             action: Action::Block,
-            rule: None
+            rule: None,
+            skipped: vec![],
+            refusal: None
         }
     );
 }
@@ -587,7 +595,7 @@ fn unknown_top_level_keys_and_wrong_shapes() {
         &[("p.toml", "[[policies]]\nid = \"x\"\n")],
         &[(
             "p.toml:1:3",
-            "unknown key `policies` in the file (expected one of: policy, role)",
+            "unknown key `policies` in the file (expected one of: policy, role, tool)",
         )],
     );
     assert_errors(
@@ -927,6 +935,350 @@ fn display_formats() {
     assert_eq!(diagnostic.to_string(), "a.toml:3:7: bad");
 }
 
+// ---- tool-aware matching -----------------------------------------------------
+
+/// Block rules for the tools the shipped role does not cover, beside the
+/// shipped set (and so its grammar table, `policies/tools.toml`).
+pub(crate) const MORE_TOOLS: &str = "[[policy]]
+id = \"more-tools\"
+name = \"More tools\"
+
+[[policy.rule]]
+action = \"block\"
+commands = [
+  \"git push --force\",
+  \"helm uninstall\",
+  \"docker rm\",
+  \"gcloud compute instances delete\",
+  \"pulumi destroy\",
+  \"mytool deploy prod\",
+]
+
+[[policy.rule]]
+action = \"allow\"
+commands = [\"kubectl get\"]
+
+[[role]]
+id = \"wide\"
+policies = [\"infra-mutation-block\", \"plan-needs-approval\", \"more-tools\"]
+default_action = \"allow\"
+
+[[role]]
+id = \"strict\"
+policies = [\"more-tools\"]
+default_action = \"block\"
+";
+
+/// The shipped policy directory with [`MORE_TOOLS`] added.
+pub(crate) fn shipped_and_more() -> PolicySet {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut files: Vec<(PathBuf, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect();
+    files.push((dir.join("zz-more-tools.toml"), MORE_TOOLS.to_owned()));
+    PolicySet::from_sources(&files).unwrap_or_else(|d| panic!("{d:#?}"))
+}
+
+/// The issue's examples: each command, the rule that must refuse it, and
+/// what it skips to match.
+pub(crate) const EXAMPLES: &[(&str, &str, &[&str])] = &[
+    (
+        "kubectl -n prod delete pod x",
+        "kubectl delete",
+        &["-n prod"],
+    ),
+    (
+        "kubectl --context=prod delete pod x",
+        "kubectl delete",
+        &["--context=prod"],
+    ),
+    (
+        "kubectl --namespace=prod --context c delete",
+        "kubectl delete",
+        &["--namespace=prod", "--context c"],
+    ),
+    ("kubectl -nprod delete pod x", "kubectl delete", &["-nprod"]),
+    (
+        "terraform -chdir=infra apply",
+        "terraform apply",
+        &["-chdir=infra"],
+    ),
+    (
+        "terraform -chdir=. apply -auto-approve",
+        "terraform apply",
+        &["-chdir=."],
+    ),
+    (
+        "terraform -chdir infra destroy",
+        "terraform destroy",
+        &["-chdir infra"],
+    ),
+    (
+        "aws --profile prod iam create-role --role-name r",
+        "aws iam create-role",
+        &["--profile prod"],
+    ),
+    (
+        "aws --profile p --region r iam create-role",
+        "aws iam create-role",
+        &["--profile p", "--region r"],
+    ),
+    (
+        "git -C repo -c k=v push --force",
+        "git push --force",
+        &["-C repo", "-c k=v"],
+    ),
+    (
+        "helm --kube-context x uninstall",
+        "helm uninstall",
+        &["--kube-context x"],
+    ),
+    ("docker -H h rm c1", "docker rm", &["-H h"]),
+    (
+        "gcloud --project p compute instances delete vm",
+        "gcloud compute instances delete",
+        &["--project p"],
+    ),
+    (
+        "pulumi -C dir -s stack destroy",
+        "pulumi destroy",
+        &["-C dir", "-s stack"],
+    ),
+    // Not in the table: its words in order, whatever is between them.
+    (
+        "mytool --fast x deploy -v prod",
+        "mytool deploy prod",
+        &["--fast", "x", "-v"],
+    ),
+];
+
+#[test]
+fn block_rules_match_with_the_tools_options_skipped() {
+    let set = shipped_and_more();
+    for (command, rule, skipped) in EXAMPLES {
+        let words: Vec<&str> = command.split(' ').collect();
+        let decision = decide(&set, "wide", &words, None);
+        assert_eq!(decision.action, Action::Block, "{command}: {decision:?}");
+        assert_eq!(
+            decision.rule.map(|r| r.command).as_deref(),
+            Some(*rule),
+            "{command}"
+        );
+        assert_eq!(decision.skipped, *skipped, "{command}");
+        assert_eq!(decision.refusal, None, "{command}");
+    }
+    // With BPF LSM this one ran: the catalogue's case.
+    let role = "terraform-restricted-agent";
+    assert_eq!(
+        action(&set, role, &["terraform", "-chdir=.", "apply"]),
+        Action::Block
+    );
+    assert_eq!(
+        action(&set, role, &["terraform", "-chdir=.", "init"]),
+        Action::Allow
+    );
+}
+
+#[test]
+fn approve_rules_match_with_options_skipped_too() {
+    let set = shipped_and_more();
+    let plan = decide(
+        &set,
+        "terraform-restricted-agent",
+        &["terraform", "-chdir=infra", "plan"],
+        None,
+    );
+    assert_eq!(plan.action, Action::Approve);
+    assert_eq!(plan.rule.unwrap().command, "terraform plan");
+    assert_eq!(plan.skipped, ["-chdir=infra"]);
+}
+
+#[test]
+fn options_are_skipped_but_words_still_count() {
+    let set = shipped_and_more();
+    let role = "wide";
+    for allowed in [
+        // The value of a listed option is not the subcommand.
+        "kubectl -n delete get pods",
+        "terraform -chdir=apply -lock=false init",
+        "terraform -chdir apply init",
+        // After `--` nothing is an option.
+        "kubectl exec pod -- kubectl delete pod x",
+        // A known tool's operand is not skipped.
+        "kubectl get delete",
+        "git push origin --force",
+        "git -C push status",
+        // Words are compared whole.
+        "terraform applyx",
+        "mytool prod deploy",
+    ] {
+        let words: Vec<&str> = allowed.split(' ').collect();
+        let decision = decide(&set, role, &words, None);
+        // `kubectl get …` is allowed by a rule, the rest by the default.
+        assert_eq!(decision.action, Action::Allow, "{allowed}: {decision:?}");
+    }
+    // An unlisted option may take the next word: both readings are tried.
+    assert_eq!(
+        action(&set, role, &["kubectl", "--as-user", "bob", "delete"]),
+        Action::Block
+    );
+    assert_eq!(
+        action(
+            &set,
+            role,
+            &["kubectl", "--as-user", "--", "-n", "x", "delete"]
+        ),
+        Action::Block
+    );
+    assert_eq!(
+        action(&set, role, &["kubectl", "--as-user", "-n", "delete"]),
+        Action::Block
+    );
+}
+
+#[test]
+fn allow_rules_never_match_more_than_their_words() {
+    let set = shipped_and_more();
+    // `kubectl get` is allowed in a role whose default blocks.
+    let get = decide(&set, "strict", &["kubectl", "get", "pods"], None);
+    assert_eq!(
+        (get.action, get.rule.map(|r| r.command)),
+        (Action::Allow, Some("kubectl get".into()))
+    );
+    for command in [
+        "kubectl -n prod get pods",
+        "kubectl --context=c get",
+        "kubectl -- get",
+    ] {
+        let words: Vec<&str> = command.split(' ').collect();
+        let decision = decide(&set, "strict", &words, None);
+        assert_eq!(
+            (decision.action, decision.rule),
+            (Action::Block, None),
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn commands_the_kernel_cannot_match_are_refused() {
+    let set = shipped_and_more();
+    let refusal = |words: &[&str]| decide(&set, "wide", words, None).refusal;
+    // A rule could still match past the 16th word.
+    let mut long = vec!["kubectl"];
+    long.extend(std::iter::repeat_n("-v", 20));
+    long.push("delete");
+    assert_eq!(refusal(&long), Some(Refusal::TooManyWords));
+    let decision = decide(&set, "wide", &long, None);
+    assert_eq!((decision.action, decision.rule), (Action::Block, None));
+    assert!(decision
+        .refusal
+        .unwrap()
+        .to_string()
+        .contains("first 16 words"));
+    // No rule of the tool could match any more: a long command is fine.
+    let mut fine = vec!["kubectl", "get"];
+    fine.extend(std::iter::repeat_n("pods", 30));
+    assert_eq!(decide(&set, "wide", &fine, None).action, Action::Allow);
+    // A cluster too long to read whose last letter might take a value.
+    let cluster = format!("-{}", "w".repeat(300));
+    assert!(matches!(
+        refusal(&["kubectl", &cluster, "x", "delete"]),
+        Some(Refusal::UnclassifiableOption { .. })
+    ));
+    // A long operand is just an operand.
+    let operand = "o".repeat(300);
+    assert_eq!(refusal(&["kubectl", &operand, "delete"]), None);
+}
+
+#[test]
+fn malformed_tool_tables_are_errors_at_their_position() {
+    let text = lines(&[
+        "[[tool]]",                                              // 1
+        "name = \"kubectl\"",                                    // 2
+        "style = \"posix\"",                                     // 3
+        "value_options = [\"-n\", \"n\", \"--a=b\", 3, \"-n\"]", // 4
+        "colour = \"red\"",                                      // 5
+        "",                                                      // 6
+        "[[tool]]",                                              // 7
+        "name = \"/usr/bin/x\"",                                 // 8
+        "value_options = [\"-chdir\"]",                          // 9
+        "",                                                      // 10
+        "[[tool]]",                                              // 11
+        "name = \"kubectl\"",                                    // 12
+        "",                                                      // 13
+        "[[tool]]",                                              // 14
+        "name = \"terraform\"",                                  // 15
+        "style = \"go\"",                                        // 16
+        "value_options = [\"-chdir\", \"--chdir\"]",             // 17
+    ]);
+    assert_errors(
+        &[("tools.toml", &text)],
+        &[
+            ("tools.toml:3:9", "unknown option style \"posix\""),
+            ("tools.toml:4:24", "invalid option \"n\""),
+            ("tools.toml:4:29", "invalid option \"--a=b\""),
+            (
+                "tools.toml:4:38",
+                "an option must be a string, found an integer",
+            ),
+            ("tools.toml:4:41", "option \"-n\" is listed more than once"),
+            ("tools.toml:5:1", "unknown key `colour` in tool"),
+            ("tools.toml:8:8", "invalid tool name \"/usr/bin/x\""),
+            (
+                "tools.toml:9:18",
+                "a GNU-style tool reads \"-chdir\" as a cluster",
+            ),
+            (
+                "tools.toml:11:1",
+                "missing required key `value_options` in tool",
+            ),
+            (
+                "tools.toml:17:28",
+                "option \"--chdir\" is listed more than once",
+            ),
+        ],
+    );
+    // A tool is defined once across files.
+    let one = "[[tool]]\nname = \"helm\"\nvalue_options = []\n";
+    assert_errors(
+        &[("a.toml", one), ("b.toml", one)],
+        &[(
+            "b.toml:2:8",
+            "duplicate tool id \"helm\" (first defined at a.toml:2)",
+        )],
+    );
+    assert_errors(
+        &[("t.toml", "tool = \"x\"\n")],
+        &[(
+            "t.toml:1:8",
+            "`tool` must be an array of tables: write [[tool]]",
+        )],
+    );
+}
+
+#[test]
+fn grammars_load_with_their_source_and_heads_find_them() {
+    let (dir, set) = shipped();
+    let kubectl = set
+        .grammar_of_head("kubectl")
+        .expect("kubectl is in the table");
+    assert_eq!(kubectl.style, OptionStyle::Gnu);
+    assert!(kubectl.lists("-n") && kubectl.lists("--context"));
+    assert_eq!(kubectl.source.file, dir.join("tools.toml"));
+    let terraform = set.grammar_of_head("/usr/local/bin/terraform").unwrap();
+    assert_eq!(
+        (terraform.name.as_str(), terraform.style),
+        ("terraform", OptionStyle::Go)
+    );
+    assert!(set.grammar_of_head("mytool").is_none());
+}
+
 // ---- property: evaluate equals a naive reference ---------------------------
 
 pub(crate) mod reference {
@@ -944,7 +1296,8 @@ pub(crate) mod reference {
         "/usr/bin/terraform",
         "/opt/tf/terraform",
     ];
-    pub(crate) const WORDS: &[&str] = &["apply", "plan", "-out=x", "delete"];
+    pub(crate) const WORDS: &[&str] =
+        &["apply", "plan", "-out=x", "delete", "-n", "prod", "--force"];
     pub(crate) const ARGV0: &[&str] = &[
         "terraform",
         "tf",
@@ -957,6 +1310,39 @@ pub(crate) mod reference {
         "",
     ];
     pub(crate) const ARGS: &[&str] = &["apply", "plan", "-out=x", "delete", "apply plan", ""];
+    /// Options in every placement: with and without values, `=` forms,
+    /// combined short flags, `--`, and words too long for the kernel to
+    /// read whole (clusters, an operand, a long option).
+    pub(crate) fn options() -> Vec<String> {
+        let mut options: Vec<String> = [
+            "-chdir=x",
+            "-chdir",
+            "x",
+            "-n",
+            "prod",
+            "-nprod",
+            "-wn",
+            "-nw",
+            "-w",
+            "--context",
+            "--context=c",
+            "--namespace",
+            "--force",
+            "--",
+            "-",
+            "-var",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        options.push(format!("-{}n", "w".repeat(298)));
+        options.push(format!("-n{}", "w".repeat(298)));
+        options.push("o".repeat(300));
+        options.push(format!("--context-{}", "o".repeat(290)));
+        options
+    }
+    /// The grammar table the generated policies load with: `terraform` (Go
+    /// style) and `kubectl` (GNU style) are known, `tf` is not.
+    pub(crate) const TOOLS: &str = "[[tool]]\nname = \"terraform\"\nstyle = \"go\"\nvalue_options = [\"-chdir\", \"-var\"]\n\n[[tool]]\nname = \"kubectl\"\nvalue_options = [\"-n\", \"--namespace\", \"--context\"]\n";
     pub(crate) const EXECUTABLES: &[&str] = &[
         "/usr/bin/terraform",
         "/opt/tf/terraform",
@@ -997,13 +1383,41 @@ pub(crate) mod reference {
             })
     }
 
+    fn arg() -> impl Strategy<Value = String> {
+        prop_oneof![3 => select(ARGS).prop_map(str::to_owned), 2 => select(options())]
+    }
+
     pub(crate) fn argv() -> impl Strategy<Value = Vec<String>> {
         prop_oneof![
             1 => Just(Vec::new()),
-            9 => (select(ARGV0), prop::collection::vec(select(ARGS), 0..4)).prop_map(
-                |(argv0, args)| std::iter::once(argv0).chain(args).map(str::to_owned).collect()
+            9 => (select(ARGV0), prop::collection::vec(arg(), 0..7)).prop_map(
+                |(argv0, args)| std::iter::once(argv0.to_owned()).chain(args).collect()
             ),
         ]
+    }
+
+    /// Commands around the kernel's word limit.
+    pub(crate) fn long_argv() -> impl Strategy<Value = Vec<String>> {
+        (select(ARGV0), prop::collection::vec(arg(), 12..20))
+            .prop_map(|(argv0, args)| std::iter::once(argv0.to_owned()).chain(args).collect())
+    }
+
+    /// Policies crowded on two heads, one of them not in the grammar table,
+    /// so that many partial matches are alive at once.
+    pub(crate) fn crowded_policy() -> impl Strategy<Value = GenPolicy> {
+        let command = (
+            select(&["tf", "kubectl"][..]),
+            prop::collection::vec(select(WORDS), 1..5),
+        )
+            .prop_map(|(head, rest)| std::iter::once(head).chain(rest).collect());
+        prop::collection::vec((action(), prop::collection::vec(command, 1..12)), 1..6).prop_map(
+            |rules| GenPolicy {
+                file: 0,
+                active: true,
+                attached: true,
+                rules,
+            },
+        )
     }
 
     fn quote(text: &str) -> String {
@@ -1047,12 +1461,21 @@ pub(crate) mod reference {
         vec![
             ("roles.toml".into(), roles),
             ("b.toml".into(), b),
+            ("tools.toml".into(), TOOLS.into()),
             ("a.toml".into(), a),
         ]
     }
 
-    /// The specification, spelled out naively.
-    fn reference_matches(words: &[&str], argv: &[String], executable: Option<&str>) -> bool {
+    /// The specification, spelled out naively: the head names the
+    /// executable, and the rule's other words are the command's next ones
+    /// (allow), or are what remains of it, up front, once some of its
+    /// deletable units are deleted (block and approve).
+    fn reference_matches(
+        action: Action,
+        words: &[&str],
+        argv: &[String],
+        executable: Option<&str>,
+    ) -> bool {
         let Some(argv0) = argv.first() else {
             return false;
         };
@@ -1065,9 +1488,111 @@ pub(crate) mod reference {
                 .map(base)
                 .collect()
         };
-        heads.iter().any(|h| h == words[0])
-            && argv.len() >= words.len()
-            && (1..words.len()).all(|k| argv[k] == words[k])
+        if !heads.iter().any(|h| h == words[0]) {
+            return false;
+        }
+        let strict = argv.len() >= words.len() && (1..words.len()).all(|k| argv[k] == words[k]);
+        if strict || action == Action::Allow {
+            return strict;
+        }
+        let units = reference_units(&base(words[0]), &argv[1..]);
+        // Every subset of the deletable units, deleted.
+        let deletable: Vec<usize> = (0..units.len()).filter(|&u| units[u].1).collect();
+        (0..1u32 << deletable.len()).any(|mask| {
+            let kept: Vec<&str> = units
+                .iter()
+                .enumerate()
+                .filter(|(u, _)| {
+                    deletable
+                        .iter()
+                        .position(|d| d == u)
+                        .is_none_or(|bit| mask & (1 << bit) == 0)
+                })
+                .flat_map(|(_, (unit, _))| unit.iter().map(String::as_str))
+                .collect();
+            kept.len() >= words.len() - 1 && kept[..words.len() - 1] == words[1..]
+        })
+    }
+
+    /// The command's units under the generated grammar table (see
+    /// [`TOOLS`]), each with whether it may be deleted: an option with the
+    /// value it takes, `--`, an operand (deletable for a tool not in the
+    /// table, or right after an option that may take a value: one the table
+    /// does not list).
+    fn reference_units(tool: &str, args: &[String]) -> Vec<(Vec<String>, bool)> {
+        let takes_value = |word: &str| -> Option<bool> {
+            // Some(true): the next word is its value; Some(false): it has
+            // none there; None: it may.
+            let seen = &word.as_bytes()[..word.len().min(255)];
+            match tool {
+                "terraform" => {
+                    if seen.contains(&b'=') {
+                        Some(false)
+                    } else if ["-chdir", "--chdir", "-var", "--var"].contains(&word) {
+                        Some(true)
+                    } else {
+                        None
+                    }
+                }
+                "kubectl" if word.starts_with("--") => {
+                    if seen.contains(&b'=') {
+                        Some(false)
+                    } else if ["--namespace", "--context"].contains(&word) {
+                        Some(true)
+                    } else {
+                        None
+                    }
+                }
+                "kubectl" => {
+                    // The last byte seen never counts before the last.
+                    let letters = &seen[1..];
+                    let before = &letters[..letters.len() - 1];
+                    let last = (word.len() <= 254).then(|| letters.last()).flatten();
+                    if before.contains(&b'n') {
+                        Some(false)
+                    } else if last == Some(&b'n') {
+                        Some(true)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            }
+        };
+        let known = tool == "terraform" || tool == "kubectl";
+        let mut units: Vec<(Vec<String>, bool)> = Vec::new();
+        let (mut i, mut ended, mut maybe) = (0, false, false);
+        while i < args.len() {
+            let word = &args[i];
+            if ended || word.len() < 2 || !word.starts_with('-') {
+                units.push((vec![word.clone()], !known || maybe));
+                maybe = false;
+                i += 1;
+            } else if word == "--" {
+                // Right after an option that may take a value, `--` may be
+                // that value rather than the end of options.
+                units.push((vec![word.clone()], true));
+                ended = !maybe;
+                maybe = false;
+                i += 1;
+            } else {
+                // Right after an option that may take a value, an option may
+                // be that value: whether it takes the next word is unsure.
+                let next = match takes_value(word) {
+                    Some(true) if maybe => None,
+                    next => next,
+                };
+                if next == Some(true) && i + 1 < args.len() {
+                    units.push((vec![word.clone(), args[i + 1].clone()], true));
+                    i += 2;
+                } else {
+                    units.push((vec![word.clone()], true));
+                    i += 1;
+                }
+                maybe = next.is_none();
+            }
+        }
+        units
     }
 
     proptest! {
@@ -1106,15 +1631,17 @@ pub(crate) mod reference {
                 .collect();
             prop_assert_eq!(effective, expected);
 
+            let cmd = CommandLine { argv: &argv, executable: executable.map(std::path::Path::new), aliases: &[] };
+            let decision = set.evaluate("agent", &cmd).unwrap();
+            // The kernel's limits are checked against it elsewhere.
+            prop_assume!(decision.refusal.is_none());
             let matching: Vec<&(Action, String, Vec<&str>)> = in_effect
                 .iter()
-                .filter(|(_, _, words)| reference_matches(words, &argv, executable))
+                .filter(|(action, _, words)| reference_matches(*action, words, &argv, executable))
                 .collect();
             let strongest = matching.iter().map(|(a, _, _)| *a).max();
             let winner = matching.iter().find(|(a, _, _)| Some(*a) == strongest);
 
-            let cmd = CommandLine { argv: &argv, executable: executable.map(std::path::Path::new), aliases: &[] };
-            let decision = set.evaluate("agent", &cmd).unwrap();
             prop_assert_eq!(decision.action, strongest.unwrap_or(default));
             let got = decision.rule.map(|r| (r.policy_id, r.command));
             let want = winner.map(|(_, p, w)| (p.clone(), w.join(" ")));

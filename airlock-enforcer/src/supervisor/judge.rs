@@ -6,8 +6,9 @@
 use airlock_common::kernel::identity::kernel_dev;
 use airlock_common::kernel::{
     basename_start, hash_word, Aliases, Command, Evaluation, HashKey, IdentKey, Node, NodeKey,
-    Nodes, Steps, Verdict, ACTION_BLOCK, HEAD_ARGV0, HEAD_CONTENT_ALIASES, HEAD_FILE_NAME,
-    HEAD_INODE_ALIASES, HEAD_INVOKED_AS, IDENT_CONTENT, IDENT_INODE, MAX_WORD_LEN, NO_RULE,
+    Nodes, OptionKey, Steps, Tool, ToolKey, Verdict, WordInfo, ACTION_BLOCK, HEAD_ARGV0,
+    HEAD_CONTENT_ALIASES, HEAD_FILE_NAME, HEAD_INODE_ALIASES, HEAD_INVOKED_AS, IDENT_CONTENT,
+    IDENT_INODE, MAX_WORD_LEN, NO_RULE,
 };
 
 use super::target::{ExecCall, Executable};
@@ -17,12 +18,18 @@ impl Nodes for Tables<'_> {
     fn node(&self, key: &NodeKey) -> Option<Node> {
         self.nodes.get(key).copied()
     }
+    fn tool(&self, key: &ToolKey) -> Option<Tool> {
+        self.tools.tools.get(key).copied()
+    }
+    fn takes_value(&self, key: &OptionKey) -> bool {
+        self.tools.options.contains(key)
+    }
 }
 
 /// In place, as the property test runs them.
 impl Steps for Tables<'_> {}
 
-/// The call's words, hashed on demand as the program hashes them.
+/// The call's words, read on demand as the program reads them.
 struct Words<'a> {
     key: &'a HashKey,
     call: &'a ExecCall,
@@ -33,9 +40,14 @@ impl Command for Words<'_> {
         self.call.argc
     }
 
-    fn word_hash(&mut self, i: usize) -> Option<u64> {
-        let word = self.call.argv.get(i)?.as_deref()?;
-        (word.len() <= MAX_WORD_LEN).then(|| hash_word(self.key, word))
+    fn read(&mut self, i: usize, info: &mut WordInfo) -> bool {
+        match self.call.argv.get(i) {
+            Some(Some(word)) => {
+                info.read(self.key, word);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -140,9 +152,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use airlock_common::dbus::RuleSpec;
-    use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending};
+    use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending, Tools};
     use airlock_common::kernel::{SessionInfo, BINPRM_BUF};
-    use airlock_common::policy::Action;
+    use airlock_common::policy::{Action, Grammar, OptionStyle, Source};
 
     use super::*;
 
@@ -215,6 +227,14 @@ mod tests {
             terraform,
         );
         let rules: Vec<RuleSpec> = Vec::new();
+        let mut tools = Tools::default();
+        let source = Source {
+            file: "tools.toml".into(),
+            line: 1,
+        };
+        let chdir = ["-chdir".to_owned()];
+        let grammar = Grammar::new("terraform", OptionStyle::Go, &chdir, source).unwrap();
+        tools.add(1, &KEY, "terraform", &grammar);
         let tables = Tables {
             info: SessionInfo {
                 index: 1,
@@ -224,6 +244,7 @@ mod tests {
             },
             nodes: &nodes,
             idents: &idents,
+            tools: &tools,
             rules: &rules,
         };
         let judged = |call: &ExecCall, exe: &Executable| judge(&tables, &KEY, call, exe, 0);
@@ -248,6 +269,27 @@ mod tests {
         changed.head[0] = 0;
         let changed = judged(&call(&["tf", "apply"], "/x/tf"), &changed);
         assert!(changed.unwrap().permits(), "another program");
+        // The tool's options are skipped, their values too; a word too long
+        // to read whole is skipped as the program skips it.
+        for argv in [
+            vec!["terraform", "-chdir=infra", "apply"],
+            vec!["terraform", "-chdir", "infra", "apply"],
+            vec!["terraform", "-no-color", "apply"],
+        ] {
+            let judged = judged(&call(&argv, "/x/terraform"), &other);
+            assert_eq!(block(judged), blocked, "{argv:?}");
+        }
+        let long = format!("-chdir={}", "d".repeat(300));
+        let judged_long = judged(
+            &call(&["terraform", &long, "apply"], "/x/terraform"),
+            &other,
+        );
+        assert_eq!(block(judged_long), blocked, "an option longer than a word");
+        let init = judged(
+            &call(&["terraform", "-chdir", "apply", "init"], "/x/t"),
+            &other,
+        );
+        assert!(init.unwrap().permits(), "apply is -chdir's value here");
         // Allowed arguments run; approve is refused until a grant.
         let init = judged(&call(&["terraform", "init"], "/x/terraform"), &other).unwrap();
         assert!(init.permits());

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use airlock_common::kernel::{BINPRM_BUF, MAX_WORDS, MAX_WORD_LEN};
+use airlock_common::kernel::{BINPRM_BUF, MAX_WORDS, WORD_VISIBLE};
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 const PAGE: u64 = 4096;
@@ -70,6 +70,32 @@ fn read_string(pid: u32, addr: u64, max: usize) -> Option<Vec<u8>> {
     None
 }
 
+/// Argument word at `addr` as the program reads it: whole, or for a word
+/// longer than a rule word its first `WORD_VISIBLE` bytes (longer than
+/// `MAX_WORD_LEN`, so still known as too long); `None` when it cannot be
+/// read.
+fn read_word(pid: u32, addr: u64) -> Option<Vec<u8>> {
+    if addr == 0 {
+        return None;
+    }
+    let mut out = vec![0u8; WORD_VISIBLE];
+    let mut done = 0;
+    while done < WORD_VISIBLE {
+        let at = addr + done as u64;
+        let want = (WORD_VISIBLE - done).min((PAGE - at % PAGE) as usize);
+        let n = read_memory(pid, at, &mut out[done..done + want]);
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = out[done..done + n].iter().position(|&b| b == 0) {
+            out.truncate(done + end);
+            return Some(out);
+        }
+        done += n;
+    }
+    Some(out)
+}
+
 /// What an `execve` or `execveat` asks for.
 pub struct ExecCall {
     /// The path as passed.
@@ -77,8 +103,9 @@ pub struct ExecCall {
     /// `execveat`'s directory fd, unless `AT_FDCWD`.
     pub dirfd: Option<i32>,
     pub empty_path: bool,
-    /// The words read (up to `MAX_WORDS`); `None` for one that could not
-    /// be read or is longer than a rule word can be.
+    /// The words read (up to `MAX_WORDS`), each as the program sees it
+    /// ([`read_word`]: a word longer than a rule word can be is cut after
+    /// `WORD_VISIBLE` bytes); `None` for one that could not be read.
     pub argv: Vec<Option<Vec<u8>>>,
     /// Words in argv, counted up to `MAX_WORDS + 1`.
     pub argc: usize,
@@ -119,7 +146,7 @@ impl ExecCall {
             }
             call.argc += 1;
             if call.argv.len() < MAX_WORDS {
-                call.argv.push(read_string(pid, pointer, MAX_WORD_LEN));
+                call.argv.push(read_word(pid, pointer));
             }
         }
         call.argv_readable = call.argc > 0 && (ended || n == MAX_WORDS + 1);
