@@ -145,6 +145,10 @@ pub struct Role {
     pub default_action: Action,
     pub default_grant_ttl: Duration,
     pub max_grant_ttl: Duration,
+    /// Ports on this machine the role's sessions may reach whoever listens
+    /// there (a database on localhost:5432). Every other listener outside
+    /// the session is out of reach (docs/kernel.md, "Sockets").
+    pub allow_local_ports: Vec<u16>,
     pub source: Source,
 }
 
