@@ -342,6 +342,9 @@ pub struct SessionSpec {
     /// The agent's PATH directories, searched for the files rule heads name.
     pub search_path: Vec<String>,
     pub revoked: bool,
+    /// Ports on this machine the session may reach whoever listens there
+    /// (the role's `allow_local_ports`).
+    pub allow_local_ports: Vec<u16>,
 }
 
 /// What the enforcer can do on this machine.
@@ -376,6 +379,9 @@ pub struct EnforcementEvent {
     /// default.
     pub rule: OptionalIndex,
     pub comm: String,
+    /// What a socket or signal event was refused to reach (`tcp
+    /// 127.0.0.1:22`, `unix /tmp/x/sock`, `process 4242`); "" for others.
+    pub peer: String,
 }
 
 /// A governed session, as listed by `airlockctl sessions`.
@@ -549,6 +555,7 @@ mod tests {
         Vec<String>,
         u32,
         String,
+        String,
     );
 
     fn event(rule: Option<u32>) -> EnforcementEvent {
@@ -564,6 +571,7 @@ mod tests {
             argv: vec!["terraform".into(), "plan".into()],
             rule: rule.into(),
             comm: "bash".into(),
+            peer: String::new(),
         }
     }
 
@@ -579,10 +587,10 @@ mod tests {
         // takes them.
         assert_eq!(
             SessionSpec::SIGNATURE.to_string(),
-            "(susubsa(usssss)a(ss)asb)"
+            "(susubsa(usssss)a(ss)asbaq)"
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
-        assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");
+        assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasuss)");
         assert_eq!(SessionRecord::SIGNATURE.to_string(), "(ssubsxxs)");
     }
 

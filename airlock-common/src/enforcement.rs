@@ -57,6 +57,11 @@ pub enum EventKind {
     SessionRevoked,
     MmapDenied,
     CgroupWriteDenied,
+    /// A connection or datagram to a socket outside the session, on this
+    /// machine.
+    SocketDenied,
+    /// A signal to a process outside the session.
+    SignalDenied,
 }
 
 /// Where the event was raised.
@@ -72,6 +77,12 @@ pub enum Stage {
     Mmap,
     /// `file_open`: a write to the session's cgroup files.
     FileOpen,
+    /// The cgroup `connect`/`sendmsg` programs: TCP or UDP to this machine.
+    Connect,
+    /// `unix_stream_connect`/`unix_may_send` (BPF LSM): a Unix socket.
+    UnixConnect,
+    /// `task_kill` (BPF LSM).
+    Signal,
 }
 
 /// What happened to the task.
@@ -117,6 +128,8 @@ kernel_codes!(EventKind {
     SessionRevoked = kernel::EVENT_SESSION_REVOKED,
     MmapDenied = kernel::EVENT_MMAP_DENIED,
     CgroupWriteDenied = kernel::EVENT_CGROUP_WRITE_DENIED,
+    SocketDenied = kernel::EVENT_SOCKET_DENIED,
+    SignalDenied = kernel::EVENT_SIGNAL_DENIED,
 });
 
 kernel_codes!(Stage {
@@ -124,6 +137,9 @@ kernel_codes!(Stage {
     ExecCommit = kernel::STAGE_EXEC_COMMIT,
     Mmap = kernel::STAGE_MMAP,
     FileOpen = kernel::STAGE_FILE_OPEN,
+    Connect = kernel::STAGE_CONNECT,
+    UnixConnect = kernel::STAGE_UNIX_CONNECT,
+    Signal = kernel::STAGE_SIGNAL,
 });
 
 kernel_codes!(Outcome {
@@ -165,6 +181,8 @@ words!(EventKind {
     SessionRevoked = "session_revoked",
     MmapDenied = "mmap_denied",
     CgroupWriteDenied = "cgroup_write_denied",
+    SocketDenied = "socket_denied",
+    SignalDenied = "signal_denied",
 });
 
 words!(Stage {
@@ -172,6 +190,9 @@ words!(Stage {
     ExecCommit = "exec_commit",
     Mmap = "mmap",
     FileOpen = "file_open",
+    Connect = "connect",
+    UnixConnect = "unix_connect",
+    Signal = "signal",
 });
 
 words!(Outcome {

@@ -151,6 +151,8 @@ pub enum Event {
     ExecSessionRevoked(KernelEvent),
     ExecMmapDenied(KernelEvent),
     CgroupWriteDenied(KernelEvent),
+    SocketDenied(KernelEvent),
+    SignalDenied(KernelEvent),
     /// The enforcement mode was first seen or changed.
     EnforcementMode {
         #[serde(deserialize_with = "EnforcementMode::deserialize_lenient")]
@@ -242,6 +244,10 @@ pub struct KernelEvent {
     pub policy: Option<String>,
     #[serde(default)]
     pub source: Option<String>,
+    /// What a socket or signal event was refused to reach
+    /// (`tcp 127.0.0.1:22`, `unix /tmp/x/sock`, `process 4242`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// A code airlock-totp refused.
@@ -267,6 +273,8 @@ impl Event {
             EventKind::SessionRevoked => Event::ExecSessionRevoked(event),
             EventKind::MmapDenied => Event::ExecMmapDenied(event),
             EventKind::CgroupWriteDenied => Event::CgroupWriteDenied(event),
+            EventKind::SocketDenied => Event::SocketDenied(event),
+            EventKind::SignalDenied => Event::SignalDenied(event),
         }
     }
 
@@ -279,6 +287,8 @@ impl Event {
             | Event::ExecSessionRevoked(_)
             | Event::ExecMmapDenied(_)
             | Event::CgroupWriteDenied(_)
+            | Event::SocketDenied(_)
+            | Event::SignalDenied(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
             Event::AuditCountersigned { .. }
             | Event::TotpVerified { .. }

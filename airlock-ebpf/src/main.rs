@@ -16,6 +16,12 @@
 //!   its own exec (the dynamic loader run by hand).
 //! - `lsm/file_open`: refuses governed tasks writing to cgroup files, so that
 //!   no task (root included) moves itself out of its session.
+//! - `cgroup/connect4`, `connect6`, `sendmsg4`, `sendmsg6`: refuse TCP and
+//!   UDP to a process on this machine outside the session (`socket` tells
+//!   whose a socket is).
+//! - `lsm/unix_stream_connect`, `lsm/unix_may_send`: refuse Unix sockets
+//!   created outside the session, but the system bus.
+//! - `lsm/task_kill`: refuses signals to processes outside the session.
 //!
 //! The decision itself is airlock-common's `Evaluation::judge` (`walk`).
 //! Kernel struct members are read at offsets the loader resolved from the
@@ -29,6 +35,7 @@ mod hooks;
 mod identity;
 mod maps;
 mod report;
+mod socket;
 mod task;
 mod walk;
 

@@ -3,8 +3,8 @@
 //! per-CPU working memory.
 
 use airlock_common::kernel::{
-    Aliases, Config, Evaluation, IdentKey, KernelOffsets, Node, NodeKey, SessionInfo, BINPRM_BUF,
-    EVENT_NAME_LEN, EVENT_WORDS, EVENT_WORD_LEN, WORD_BUF,
+    Aliases, Config, Evaluation, IdentKey, KernelOffsets, ListenerKey, LocalAddr, LocalPortKey,
+    Node, NodeKey, SessionInfo, BINPRM_BUF, EVENT_NAME_LEN, EVENT_WORDS, EVENT_WORD_LEN, WORD_BUF,
 };
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::macros::map;
@@ -26,6 +26,17 @@ pub static UIDS: HashMap<u32, SessionInfo> = HashMap::pinned(1024, 0);
 pub static NODES: HashMap<NodeKey, Node> = HashMap::pinned(1 << 18, BPF_F_NO_PREALLOC);
 #[map(name = "AL_IDENTS")]
 pub static IDENTS: HashMap<IdentKey, Aliases> = HashMap::pinned(1 << 14, BPF_F_NO_PREALLOC);
+/// This machine's interface and broadcast addresses (kept current by the
+/// enforcer).
+#[map(name = "AL_LOCAL_ADDRS")]
+pub static LOCAL_ADDRS: HashMap<LocalAddr, u8> = HashMap::pinned(4096, 0);
+/// Ports on this machine each session may reach (its role's
+/// `allow_local_ports`).
+#[map(name = "AL_LOCAL_PORTS")]
+pub static LOCAL_PORTS: HashMap<LocalPortKey, u8> = HashMap::pinned(1 << 14, BPF_F_NO_PREALLOC);
+/// Listening Unix sockets every session may connect to (the system bus).
+#[map(name = "AL_BUS_SOCKETS")]
+pub static BUS_SOCKETS: HashMap<ListenerKey, u8> = HashMap::pinned(64, 0);
 #[map(name = "AL_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
 /// Per-CPU counters: [0] events lost because the ring buffer was full.

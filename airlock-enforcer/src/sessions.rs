@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use airlock_common::dbus::{RuleSpec, SessionSpec};
 use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending};
-use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
+use airlock_common::kernel::{self, IdentKey, LocalPortKey, NodeKey, SessionInfo};
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
 
@@ -35,6 +35,8 @@ struct Live {
     scope: Scope,
     nodes: BTreeSet<NodeKey>,
     idents: BTreeSet<IdentKey>,
+    /// The role's `allow_local_ports`, as installed.
+    ports: BTreeSet<LocalPortKey>,
 }
 
 pub struct Sessions {
@@ -199,6 +201,31 @@ impl Sessions {
         Ok((node_keys, ident_keys))
     }
 
+    /// Writes the ports on this machine the session may reach, then removes
+    /// those the previous version allowed and this one does not.
+    fn install_ports(&mut self, spec: &SessionSpec) -> anyhow::Result<BTreeSet<LocalPortKey>> {
+        let ports: BTreeSet<LocalPortKey> = spec
+            .allow_local_ports
+            .iter()
+            .map(|&port| LocalPortKey {
+                session: spec.index,
+                port: port as u32,
+            })
+            .collect();
+        for key in &ports {
+            self.kernel
+                .local_ports
+                .insert(key, 1, 0)
+                .context("the kernel port map is full")?;
+        }
+        if let Some(old) = self.live.get(&spec.id) {
+            for stale in old.ports.difference(&ports) {
+                let _ = self.kernel.local_ports.remove(stale);
+            }
+        }
+        Ok(ports)
+    }
+
     fn set_scope(&mut self, scope: Scope, info: &SessionInfo) -> anyhow::Result<()> {
         match scope {
             Scope::Cgroup(id) => self.kernel.cgroups.insert(id, info, 0)?,
@@ -236,6 +263,7 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, owner, key);
         let info = Self::info(&spec, &grants)?;
         let (nodes, idents) = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         let cgroup = self.cgroups.create(&spec.id)?;
         // The session is known to the kernel before its first process is in.
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
@@ -247,6 +275,7 @@ impl Sessions {
                 scope: Scope::Cgroup(cgroup),
                 nodes,
                 idents,
+                ports,
             },
         );
         if let Err(e) = self.cgroups.add_process(&spec.id, pid) {
@@ -269,6 +298,7 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, spec.uid, key);
         let info = Self::info(&spec, &grants)?;
         let (nodes, idents) = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         self.set_scope(Scope::Uid(spec.uid), &info)?;
         self.live.insert(
             spec.id.clone(),
@@ -278,6 +308,7 @@ impl Sessions {
                 scope: Scope::Uid(spec.uid),
                 nodes,
                 idents,
+                ports,
             },
         );
         Ok(())
@@ -316,12 +347,14 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, uid, key);
         let info = Self::info(&spec, &grants)?;
         let (nodes, idents) = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         self.set_scope(scope, &info)?;
         let live = self.live.get_mut(&spec.id).expect("checked above");
         live.spec = spec;
         live.grants = grants;
         live.nodes = nodes;
         live.idents = idents;
+        live.ports = ports;
         Ok(())
     }
 
@@ -410,6 +443,7 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, spec.uid, key);
         let info = Self::info(&spec, &grants)?;
         let (nodes, idents) = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
         self.live.insert(
             spec.id.clone(),
@@ -419,6 +453,7 @@ impl Sessions {
                 scope: Scope::Cgroup(cgroup),
                 nodes,
                 idents,
+                ports,
             },
         );
         Ok(())
@@ -457,6 +492,9 @@ impl Sessions {
         }
         for key in &live.idents {
             let _ = self.kernel.idents.remove(key);
+        }
+        for key in &live.ports {
+            let _ = self.kernel.local_ports.remove(key);
         }
     }
 }

@@ -29,6 +29,10 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         .role(&session.role)
         .map(|r| r.default_action)
         .unwrap_or(Action::Block);
+    let allow_local_ports = set
+        .role(&session.role)
+        .map(|r| r.allow_local_ports.clone())
+        .unwrap_or_default();
     // Each grant goes exactly as airlock-totp signed it: the enforcer checks
     // the signature itself and takes the command and deadline from it. Every
     // grant held here has its signature (one recorded without, by an older
@@ -50,5 +54,6 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         grants,
         search_path: session.search_path.clone(),
         revoked: session.state == SessionState::Revoked,
+        allow_local_ports,
     }
 }

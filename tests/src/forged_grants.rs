@@ -85,6 +85,7 @@ fn session_spec(system: &System, session: &str) -> Result<SessionSpec, String> {
         grants: Vec::new(),
         search_path: serde_json::from_value(field("search_path")).unwrap_or_default(),
         revoked: false,
+        allow_local_ports: Vec::new(),
     })
 }
 
@@ -96,7 +97,7 @@ fn update_session_args(spec: &SessionSpec) -> Vec<String> {
         "/org/airlock/Enforcer1",
         "org.airlock.Enforcer1",
         "UpdateSession",
-        "(susubsa(usssss)a(ss)asb)",
+        "(susubsa(usssss)a(ss)asbaq)",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -126,6 +127,8 @@ fn update_session_args(spec: &SessionSpec) -> Vec<String> {
     args.push(spec.search_path.len().to_string());
     args.extend(spec.search_path.iter().cloned());
     args.push(spec.revoked.to_string());
+    args.push(spec.allow_local_ports.len().to_string());
+    args.extend(spec.allow_local_ports.iter().map(u16::to_string));
     args
 }
 
