@@ -8,10 +8,16 @@
 //! caller) that may allocate, report errors and exit cleanly — none of which
 //! a child forked from the async front end may do. It then execs the agent.
 //! It is not a user command: it is reached only through the held child.
+//!
+//! Before it execs the agent it scopes the session with Landlock
+//! (`scope`): abstract Unix sockets and signals outside the session are out
+//! of reach.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
+
+pub mod scope;
 
 /// The hidden subcommand's name, dispatched before anything else runs.
 pub const SUBCOMMAND: &str = "session-init";
@@ -41,6 +47,9 @@ fn start(args: Vec<OsString>) -> anyhow::Result<std::convert::Infallible> {
     let argv = args
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
+    // Unsupported (an older kernel) is not an error: BPF LSM covers the
+    // same there, and `airlockctl doctor` names the layer in force.
+    scope::restrict()?;
     let error = nix::unistd::execv(&program, &argv).unwrap_err();
     Err(anyhow::anyhow!(
         "{}: {}",
