@@ -11,6 +11,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::sockets::Servers;
 use crate::{bin, users, CtlOutput, Spawned, System, AGENT};
 
 /// The role the catalogue runs under: `terraform apply` blocked,
@@ -23,6 +24,10 @@ pub struct Bench {
     pub bin: PathBuf,
     /// Writable by the agent.
     pub work: PathBuf,
+    /// The agent user's servers outside the session, reachable over
+    /// sockets and signals, for the catalogue's rows about them
+    /// ([`prepare_with_sockets`]).
+    pub sockets: Option<Servers>,
 }
 
 impl Bench {
@@ -53,7 +58,21 @@ pub fn prepare(system: &System) -> Bench {
     fs::copy(bin("airlock-stand-in"), &terraform).unwrap();
     fs::set_permissions(&terraform, fs::Permissions::from_mode(0o755)).unwrap();
     fs::hard_link(&terraform, bin_dir.join("tf-hardlink")).unwrap();
-    Bench { bin: bin_dir, work }
+    Bench {
+        bin: bin_dir,
+        work,
+        sockets: None,
+    }
+}
+
+/// [`prepare`], with the agent user's servers started outside any session
+/// (a TCP and a UDP daemon, Unix socket servers, a tmux server, a process
+/// that acts on a signal). One at a time per machine: they are the agent
+/// user's.
+pub fn prepare_with_sockets(system: &System) -> Bench {
+    let mut bench = prepare(system);
+    bench.sockets = Some(Servers::start(&bench));
+    bench
 }
 
 /// Which defence a case must meet.
@@ -73,14 +92,25 @@ pub struct Case {
     /// Set when the case is a known gap in degraded mode (no BPF LSM), with
     /// the reason.
     pub degraded_gap: Option<&'static str>,
+    /// Output showing the case got through.
+    pub proof: &'static str,
+    /// Run the script outside any session first: it must get through
+    /// there, or a refusal in the session proves nothing.
+    pub ungoverned_first: bool,
+    /// The layer that refuses when the audit log cannot say (Landlock
+    /// records nothing).
+    pub layer: Option<&'static str>,
 }
 
-fn case(name: &'static str, script: String) -> Case {
+pub(crate) fn case(name: &'static str, script: String) -> Case {
     Case {
         name,
         script,
         expect: Expect::Refused,
         degraded_gap: None,
+        proof: "STAND-IN RAN",
+        ungoverned_first: false,
+        layer: None,
     }
 }
 
@@ -175,11 +205,17 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
             ..case("allowed arguments (terraform init)", "terraform init".into())
         },
     ]
+    .into_iter()
+    .chain(bench.sockets.iter().flat_map(|s| s.cases(bench)))
+    .collect()
 }
 
 /// What happened to one case.
 pub struct Outcome {
     pub ran: bool,
+    /// For a case run outside a session first: whether it got through
+    /// there, and its output.
+    pub ungoverned: Option<(bool, CtlOutput)>,
     /// The layers that acted, from the audit log: `exec_check` (BPF LSM,
     /// EPERM), `exec_commit` (killed before the first instruction), `mmap`,
     /// `file_open`; `permissions` when Unix permissions refused alone.
@@ -191,9 +227,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn passed(&self, case: &Case) -> bool {
+        let works_outside = self.ungoverned.as_ref().is_none_or(|(ran, _)| *ran);
         match case.expect {
-            Expect::Refused => !self.ran,
-            Expect::Runs => self.ran,
+            Expect::Refused => !self.ran && works_outside,
+            Expect::Runs => self.ran && works_outside,
         }
     }
 }
@@ -209,11 +246,11 @@ pub fn session_of(output: &CtlOutput) -> Option<String> {
 }
 
 /// Audit records about `session`, waiting up to `wait` for at least one
-/// whose event starts with `prefix`.
+/// whose event starts with one of `prefixes`.
 pub fn session_events(
     system: &System,
     session: &str,
-    prefix: &str,
+    prefixes: &[&str],
     wait: Duration,
 ) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + wait;
@@ -224,14 +261,29 @@ pub fn session_events(
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["session"] == session)
             .collect();
-        let found = events
-            .iter()
-            .any(|e| e["event"].as_str().is_some_and(|n| n.starts_with(prefix)));
+        let found = events.iter().any(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)))
+        });
         if found || Instant::now() >= deadline {
             return events;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs `script` as the agent outside any session, as [`run_in_session`]
+/// would inside one.
+pub fn run_ungoverned(system: &System, bench: &Bench, script: &str) -> CtlOutput {
+    let script = format!("cd {} && {script}", bench.work.display());
+    system.run_as_with_path(
+        &AGENT,
+        Path::new("/bin/sh"),
+        &["-c", &script],
+        "",
+        &bench.path(),
+    )
 }
 
 /// Runs `script` as the agent in a governed session.
@@ -247,9 +299,14 @@ pub fn run_in_session(system: &System, bench: &Bench, role: &str, script: &str) 
 }
 
 pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
+    let ungoverned = case.ungoverned_first.then(|| {
+        let output = run_ungoverned(system, bench, &case.script);
+        let ran = output.stdout.contains(case.proof) || output.stderr.contains(case.proof);
+        (ran, output)
+    });
     let output = run_in_session(system, bench, ROLE, &case.script);
     let combined = format!("{}{}", output.stdout, output.stderr);
-    let ran = combined.contains("STAND-IN RAN");
+    let ran = combined.contains(case.proof);
     let mut layers = Vec::new();
     if let Some(session) = session_of(&output) {
         let wait = if ran {
@@ -257,10 +314,14 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
         } else {
             Duration::from_secs(3)
         };
-        for event in session_events(system, &session, "exec_", wait)
+        let layer_events = ["exec_", "cgroup_", "socket_", "signal_", "session_refused"];
+        for event in session_events(system, &session, &layer_events, wait)
             .iter()
-            .chain(session_events(system, &session, "cgroup_", Duration::ZERO).iter())
-            .chain(session_events(system, &session, "session_refused", Duration::ZERO).iter())
+            .filter(|e| {
+                e["event"]
+                    .as_str()
+                    .is_some_and(|n| layer_events.iter().any(|p| n.starts_with(p)))
+            })
         {
             if let Some(stage) = event["stage"].as_str() {
                 if !layers.iter().any(|l| l == stage) {
@@ -269,11 +330,15 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
             }
         }
     }
+    if let Some(layer) = case.layer.filter(|_| !ran && layers.is_empty()) {
+        layers.push(layer.into());
+    }
     if layers.is_empty() && !ran && combined.contains("Permission denied") {
         layers.push("permissions".into());
     }
     Outcome {
         ran,
+        ungoverned,
         layers,
         message: combined.contains("airlock: POLICY BLOCK"),
         output,

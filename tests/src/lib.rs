@@ -13,6 +13,7 @@
 
 pub mod catalogue;
 pub mod forged_grants;
+pub mod sockets;
 pub mod totp;
 pub mod users;
 
@@ -698,6 +699,12 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 
 /// A background process that is killed and reaped when dropped.
 pub struct Spawned(Child);
+
+impl From<Child> for Spawned {
+    fn from(child: Child) -> Spawned {
+        Spawned(child)
+    }
+}
 
 impl Spawned {
     /// Its exit status, if it has exited.
