@@ -364,6 +364,9 @@ pub struct SessionSpec {
     pub allow_debugging: bool,
     /// The grammars of the tools the rules and grants name.
     pub tools: Vec<ToolSpec>,
+    /// Ports on this machine the session may reach whoever listens there
+    /// (the role's `allow_local_ports`).
+    pub allow_local_ports: Vec<u16>,
 }
 
 /// How a process-tree session's first process (`airlockctl session-init`)
@@ -411,6 +414,9 @@ pub struct EnforcementEvent {
     /// default.
     pub rule: OptionalIndex,
     pub comm: String,
+    /// What a socket or signal event was refused to reach (`tcp
+    /// 127.0.0.1:22`, `unix /tmp/x/sock`, `process 4242`); "" for others.
+    pub peer: String,
 }
 
 /// A governed session, as listed by `airlockctl sessions`.
@@ -598,6 +604,7 @@ mod tests {
         Vec<String>,
         u32,
         String,
+        String,
     );
 
     fn event(rule: Option<u32>) -> EnforcementEvent {
@@ -613,6 +620,7 @@ mod tests {
             argv: vec!["terraform".into(), "plan".into()],
             rule: rule.into(),
             comm: "bash".into(),
+            peer: String::new(),
         }
     }
 
@@ -628,10 +636,10 @@ mod tests {
         // takes them.
         assert_eq!(
             SessionSpec::SIGNATURE.to_string(),
-            "(susubsa(usssss)a(ss)asbba(ssas))"
+            "(susubsa(usssss)a(ss)asbba(ssas)aq)"
         );
         assert_eq!(EnforcerStatus::SIGNATURE.to_string(), "(sssut)");
-        assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasus)");
+        assert_eq!(EnforcementEvent::SIGNATURE.to_string(), "(ssssuuusasuss)");
         assert_eq!(SessionRecord::SIGNATURE.to_string(), "(ssubsxxsas)");
     }
 

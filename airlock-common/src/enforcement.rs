@@ -79,6 +79,11 @@ pub enum EventKind {
     /// A new user or mount namespace, setns or a mount operation: what could
     /// undo the session's protections.
     NamespaceDenied,
+    /// A connection or datagram to a socket outside the session, on this
+    /// machine.
+    SocketDenied,
+    /// A signal to a process outside the session.
+    SignalDenied,
 }
 
 /// Where the event was raised.
@@ -98,6 +103,12 @@ pub enum Stage {
     Supervisor,
     /// `ptrace_access_check` or `ptrace_traceme` (BPF LSM).
     Ptrace,
+    /// The cgroup `connect`/`sendmsg` programs: TCP or UDP to this machine.
+    Connect,
+    /// `unix_stream_connect`/`unix_may_send` (BPF LSM): a Unix socket.
+    UnixConnect,
+    /// `task_kill` (BPF LSM).
+    Signal,
 }
 
 /// What happened to the task.
@@ -145,6 +156,8 @@ kernel_codes!(EventKind {
     CgroupWriteDenied = kernel::EVENT_CGROUP_WRITE_DENIED,
     DebugDenied = kernel::EVENT_DEBUG_DENIED,
     NamespaceDenied = kernel::EVENT_NAMESPACE_DENIED,
+    SocketDenied = kernel::EVENT_SOCKET_DENIED,
+    SignalDenied = kernel::EVENT_SIGNAL_DENIED,
 });
 
 kernel_codes!(Stage {
@@ -154,6 +167,9 @@ kernel_codes!(Stage {
     FileOpen = kernel::STAGE_FILE_OPEN,
     Supervisor = kernel::STAGE_SUPERVISOR,
     Ptrace = kernel::STAGE_PTRACE,
+    Connect = kernel::STAGE_CONNECT,
+    UnixConnect = kernel::STAGE_UNIX_CONNECT,
+    Signal = kernel::STAGE_SIGNAL,
 });
 
 kernel_codes!(Outcome {
@@ -198,6 +214,8 @@ words!(EventKind {
     CgroupWriteDenied = "cgroup_write_denied",
     DebugDenied = "debug_denied",
     NamespaceDenied = "namespace_denied",
+    SocketDenied = "socket_denied",
+    SignalDenied = "signal_denied",
 });
 
 words!(Stage {
@@ -207,6 +225,9 @@ words!(Stage {
     FileOpen = "file_open",
     Supervisor = "supervisor",
     Ptrace = "ptrace",
+    Connect = "connect",
+    UnixConnect = "unix_connect",
+    Signal = "signal",
 });
 
 words!(Outcome {

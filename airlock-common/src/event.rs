@@ -159,6 +159,8 @@ pub enum Event {
     SessionSupervised {
         session: String,
     },
+    SocketDenied(KernelEvent),
+    SignalDenied(KernelEvent),
     /// The enforcement mode was first seen or changed.
     EnforcementMode {
         #[serde(deserialize_with = "EnforcementMode::deserialize_lenient")]
@@ -250,6 +252,10 @@ pub struct KernelEvent {
     pub policy: Option<String>,
     #[serde(default)]
     pub source: Option<String>,
+    /// What a socket or signal event was refused to reach
+    /// (`tcp 127.0.0.1:22`, `unix /tmp/x/sock`, `process 4242`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// A code airlock-totp refused.
@@ -277,6 +283,8 @@ impl Event {
             EventKind::CgroupWriteDenied => Event::CgroupWriteDenied(event),
             EventKind::DebugDenied => Event::DebugDenied(event),
             EventKind::NamespaceDenied => Event::NamespaceDenied(event),
+            EventKind::SocketDenied => Event::SocketDenied(event),
+            EventKind::SignalDenied => Event::SignalDenied(event),
         }
     }
 
@@ -292,6 +300,8 @@ impl Event {
             | Event::DebugDenied(_)
             | Event::NamespaceDenied(_)
             | Event::SessionSupervised { .. }
+            | Event::SocketDenied(_)
+            | Event::SignalDenied(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
             Event::AuditCountersigned { .. }
             | Event::TotpVerified { .. }

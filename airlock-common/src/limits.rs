@@ -42,6 +42,9 @@ pub const MAX_CODE_LEN: usize = 16;
 pub const MAX_EVENT_ARGV: usize = 64;
 /// Longest argv element of an enforcement event.
 pub const MAX_EVENT_ARG_LEN: usize = 256;
+/// Longest peer of an enforcement event (a Unix socket's address, each
+/// byte escaped to at most 4).
+pub const MAX_EVENT_PEER_LEN: usize = 512;
 
 /// Most rules in one session spec the enforcer accepts.
 pub const MAX_SPEC_RULES: usize = 100_000;
@@ -65,5 +68,6 @@ pub const MAX_SERVICES: usize = 16;
 // byte of a word is invalid UTF-8 and decodes to U+FFFD (3 bytes).
 const _: () = assert!(kernel::EVENT_WORDS <= MAX_EVENT_ARGV);
 const _: () = assert!(3 * kernel::EVENT_WORD_LEN <= MAX_EVENT_ARG_LEN);
+const _: () = assert!(16 + 4 * kernel::PEER_PATH_LEN <= MAX_EVENT_PEER_LEN);
 const _: () = assert!(TOTP_DIGITS <= MAX_CODE_LEN);
 const _: () = assert!(MAX_CODE_LEN <= MAX_TEXT_LEN);

@@ -7,9 +7,9 @@
 use crate::dbus::AirlockError;
 use crate::ids;
 use crate::limits::{
-    MAX_ARGV, MAX_ARG_LEN, MAX_CODE_LEN, MAX_EVENT_ARGV, MAX_EVENT_ARG_LEN, MAX_ID_LEN,
-    MAX_PATH_LEN, MAX_POLICY_ID_LEN, MAX_SEARCH_PATH, MAX_SEARCH_PATH_SENT, MAX_TEXT_LEN,
-    TOTP_DIGITS,
+    MAX_ARGV, MAX_ARG_LEN, MAX_CODE_LEN, MAX_EVENT_ARGV, MAX_EVENT_ARG_LEN, MAX_EVENT_PEER_LEN,
+    MAX_ID_LEN, MAX_PATH_LEN, MAX_POLICY_ID_LEN, MAX_SEARCH_PATH, MAX_SEARCH_PATH_SENT,
+    MAX_TEXT_LEN, TOTP_DIGITS,
 };
 
 fn invalid(message: impl Into<String>) -> AirlockError {
@@ -102,6 +102,17 @@ pub fn check_argv(argv: &[String]) -> Result<(), AirlockError> {
 pub fn check_event_argv(argv: &[String]) -> Result<(), AirlockError> {
     if argv.len() > MAX_EVENT_ARGV || argv.iter().any(|a| a.len() > MAX_EVENT_ARG_LEN) {
         return Err(invalid("event argv is too large"));
+    }
+    Ok(())
+}
+
+/// The peer of an enforcement event: at most [`MAX_EVENT_PEER_LEN`] bytes
+/// without control characters (it names a socket an agent chose).
+pub fn check_event_peer(peer: &str) -> Result<(), AirlockError> {
+    if peer.len() > MAX_EVENT_PEER_LEN || peer.chars().any(char::is_control) {
+        return Err(invalid(
+            "event peer is too large or holds control characters",
+        ));
     }
     Ok(())
 }

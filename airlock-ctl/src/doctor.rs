@@ -4,6 +4,7 @@
 use airlock_common::enforcement::EnforcementMode;
 
 use crate::bus;
+use crate::confine::scope;
 
 struct Report {
     problems: usize,
@@ -120,6 +121,53 @@ fn namespace_check(report: &mut Report) {
     }
 }
 
+/// Which layer keeps a session from reaching processes outside it, per
+/// kind of channel, on this kernel (docs/kernel.md, "Sockets and signals").
+fn socket_checks(report: &mut Report, lsm: bool) {
+    report.ok(
+        "sockets: TCP/UDP to this machine",
+        "refused to listeners outside the session by the enforcer's cgroup connect/sendmsg \
+         programs (the role's allow_local_ports and DNS excepted)",
+    );
+    let abi = scope::kernel_abi();
+    let landlock = abi >= scope::SCOPES_ABI;
+    let by = |what: &str| match (lsm, landlock) {
+        (true, true) => {
+            format!("refused by BPF LSM ({what}) and Landlock's scope (ABI {abi}) in the session")
+        }
+        (true, false) => format!("refused by BPF LSM ({what})"),
+        (false, true) => format!("refused by Landlock's scope (ABI {abi}) in the session"),
+        (false, false) => String::new(),
+    };
+    let missing = "needs BPF LSM, or Landlock ABI 6 (Linux 6.12) for the session's scope";
+    for (what, hook) in [
+        (
+            "sockets: abstract Unix",
+            "unix_stream_connect, unix_may_send",
+        ),
+        ("signals to processes outside", "task_kill"),
+    ] {
+        if lsm || landlock {
+            report.ok(what, &by(hook));
+        } else {
+            report.warn(what, &format!("NOT refused on this kernel: {missing}"));
+        }
+    }
+    if lsm {
+        report.ok(
+            "sockets: Unix sockets bound to a path",
+            "refused by BPF LSM (unix_stream_connect, unix_may_send) unless created in the \
+             session or the system bus",
+        );
+    } else {
+        report.warn(
+            "sockets: Unix sockets bound to a path",
+            "NOT refused on this kernel without BPF LSM (a server of the same user on a socket \
+             in /tmp or the home is reachable); boot with `bpf` in the LSM list",
+        );
+    }
+}
+
 pub async fn doctor() -> anyhow::Result<i32> {
     let mut report = Report {
         problems: 0,
@@ -151,9 +199,11 @@ pub async fn doctor() -> anyhow::Result<i32> {
                 match gateway.enforcer_status().await {
                     Ok(enforcer) if enforcer.mode == EnforcementMode::Lsm => {
                         report.ok("enforcer", &enforcer.detail);
+                        socket_checks(&mut report, true);
                     }
                     Ok(enforcer) => {
                         report.warn("enforcer", &enforcer.detail);
+                        socket_checks(&mut report, false);
                     }
                     Err(e) => report.fail(
                         "enforcer",

@@ -19,6 +19,12 @@
 //! - `lsm/ptrace_access_check`, `lsm/ptrace_traceme`: refuse debugging
 //!   (ptrace, `process_vm_writev`, `/proc/PID/mem`...) by governed tasks
 //!   unless their role allows it.
+//! - `cgroup/connect4`, `connect6`, `sendmsg4`, `sendmsg6`: refuse TCP and
+//!   UDP to a process on this machine outside the session (`socket` tells
+//!   whose a socket is).
+//! - `lsm/unix_stream_connect`, `lsm/unix_may_send`: refuse Unix sockets
+//!   created outside the session, but the system bus.
+//! - `lsm/task_kill`: refuses signals to processes outside the session.
 //!
 //! The decision itself is airlock-common's `Evaluation::judge` (`walk`).
 //! Kernel struct members are read at offsets the loader resolved from the
@@ -32,6 +38,7 @@ mod hooks;
 mod identity;
 mod maps;
 mod report;
+mod socket;
 mod task;
 mod walk;
 

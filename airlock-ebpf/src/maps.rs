@@ -3,8 +3,9 @@
 //! per-CPU working memory.
 
 use airlock_common::kernel::{
-    Aliases, Config, Evaluation, IdentKey, KernelOffsets, Node, NodeKey, OptionKey, SessionInfo,
-    Tool, ToolKey, BINPRM_BUF, EVENT_NAME_LEN, EVENT_WORDS, EVENT_WORD_LEN, WORD_BUF,
+    Aliases, Config, Evaluation, IdentKey, KernelOffsets, ListenerKey, LocalAddr, LocalPortKey,
+    Node, NodeKey, OptionKey, SessionInfo, Tool, ToolKey, BINPRM_BUF, EVENT_NAME_LEN, EVENT_WORDS,
+    EVENT_WORD_LEN, WORD_BUF,
 };
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::macros::map;
@@ -32,6 +33,17 @@ pub static TOOLS: HashMap<ToolKey, Tool> = HashMap::pinned(1 << 14, BPF_F_NO_PRE
 /// Their long options that take a value (the value is unused).
 #[map(name = "AL_OPTIONS")]
 pub static OPTIONS: HashMap<OptionKey, u32> = HashMap::pinned(1 << 16, BPF_F_NO_PREALLOC);
+/// This machine's interface and broadcast addresses (kept current by the
+/// enforcer).
+#[map(name = "AL_LOCAL_ADDRS")]
+pub static LOCAL_ADDRS: HashMap<LocalAddr, u8> = HashMap::pinned(4096, 0);
+/// Ports on this machine each session may reach (its role's
+/// `allow_local_ports`).
+#[map(name = "AL_LOCAL_PORTS")]
+pub static LOCAL_PORTS: HashMap<LocalPortKey, u8> = HashMap::pinned(1 << 14, BPF_F_NO_PREALLOC);
+/// Listening Unix sockets every session may connect to (the system bus).
+#[map(name = "AL_BUS_SOCKETS")]
+pub static BUS_SOCKETS: HashMap<ListenerKey, u8> = HashMap::pinned(64, 0);
 #[map(name = "AL_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
 /// Per-CPU counters: [0] events lost because the ring buffer was full.

@@ -11,7 +11,12 @@ use std::time::Duration;
 
 use airlock_common::dbus::{EnforcementEvent, Gateway1Proxy, RuleSpec};
 use airlock_common::enforcement::{EventKind, Outcome, Stage};
-use airlock_common::kernel::{ExecEvent, NO_RULE};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use airlock_common::kernel::{
+    ExecEvent, Peer, AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, NO_RULE, PEER_PATH_LEN,
+    PEER_PROCESS,
+};
 use airlock_daemon::lock::MutexExt;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
@@ -38,6 +43,67 @@ fn decode(bytes: &[u8]) -> Option<ExecEvent> {
     // program as #[repr(C)] plain data in which every bit pattern is valid;
     // read_unaligned copes with the ring buffer's 8-byte alignment.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ExecEvent>()) })
+}
+
+/// What a socket or signal event was refused to reach, for people:
+/// `tcp 127.0.0.1:22`, `udp [::1]:53`, `unix /tmp/x/sock`, `unix @name`
+/// (abstract), `process 4242 (signal 10)`; "" for other events. Bytes of a
+/// Unix address that are not printable ASCII are escaped as `\xNN`.
+fn peer_text(peer: &Peer) -> String {
+    match (peer.family, peer.protocol) {
+        (_, PEER_PROCESS) => format!("process {} (signal {})", peer.pid, peer.port),
+        (AF_INET | AF_INET6, protocol) => {
+            let transport = match protocol {
+                IPPROTO_TCP => "tcp".to_owned(),
+                IPPROTO_UDP => "udp".to_owned(),
+                other => format!("ip protocol {other}"),
+            };
+            let host = if peer.family == AF_INET {
+                let [a, b, c, d, ..] = peer.addr;
+                Ipv4Addr::new(a, b, c, d).to_string()
+            } else {
+                format!("[{}]", Ipv6Addr::from(peer.addr))
+            };
+            format!("{transport} {host}:{}", peer.port)
+        }
+        (AF_UNIX, _) => {
+            let path = &peer.path[..(peer.path_len as usize).min(PEER_PATH_LEN)];
+            let (prefix, name) = match path.split_first() {
+                Some((0, rest)) => ("@", rest),
+                _ => ("", path),
+            };
+            let name = match name.iter().position(|&b| b == 0) {
+                // A path ends at its NUL; an abstract name may hold NULs.
+                Some(end) if prefix.is_empty() => &name[..end],
+                _ => name,
+            };
+            let escaped: String = name
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        (b as char).to_string()
+                    } else {
+                        format!("\\x{b:02x}")
+                    }
+                })
+                .collect();
+            if escaped.is_empty() {
+                "unix (unnamed socket)".into()
+            } else {
+                format!("unix {prefix}{escaped}")
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// The name of a process's executable, for events the kernel reported
+/// without one (socket and signal refusals).
+fn executable_of(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
 }
 
 /// A code in an event that this build of the enforcer does not know (the
@@ -83,6 +149,11 @@ fn translate(
         .take(raw.nwords.min(raw.words.len() as u32) as usize)
         .map(|w| text(w))
         .collect();
+    let peer = peer_text(&raw.peer);
+    let mut executable = text(&raw.file);
+    if executable.is_empty() && !peer.is_empty() {
+        executable = executable_of(raw.tgid);
+    }
     let event = EnforcementEvent {
         session,
         kind,
@@ -91,10 +162,11 @@ fn translate(
         pid: raw.tgid,
         ppid: raw.ppid,
         uid: raw.uid,
-        executable: text(&raw.file),
+        executable,
         argv,
         rule: (raw.rule != NO_RULE).then_some(raw.rule).into(),
         comm: text(&raw.comm),
+        peer,
     };
     Ok((event, rule))
 }
@@ -215,6 +287,58 @@ fn release(raw: &ExecEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(family: u16, protocol: u16, port: u16, addr: &[u8], path: &[u8]) -> Peer {
+        let mut peer = Peer {
+            family,
+            protocol,
+            port,
+            path_len: path.len() as u16,
+            pid: 4242,
+            _pad: 0,
+            addr: [0; 16],
+            path: [0; PEER_PATH_LEN],
+            _pad2: [0; 4],
+        };
+        peer.addr[..addr.len()].copy_from_slice(addr);
+        peer.path[..path.len()].copy_from_slice(path);
+        peer
+    }
+
+    #[test]
+    fn peers_are_named_as_people_write_them() {
+        let v6: Ipv6Addr = "fd00::2".parse().unwrap();
+        for (p, text) in [
+            (
+                peer(AF_INET, 6, 22, &[127, 0, 0, 1], b""),
+                "tcp 127.0.0.1:22",
+            ),
+            (
+                peer(AF_INET6, 17, 53, &v6.octets(), b""),
+                "udp [fd00::2]:53",
+            ),
+            (
+                peer(AF_INET, 132, 9, &[10, 0, 0, 1], b""),
+                "ip protocol 132 10.0.0.1:9",
+            ),
+            (
+                peer(AF_UNIX, 0, 0, b"", b"/tmp/x/sock\0\0"),
+                "unix /tmp/x/sock",
+            ),
+            (
+                peer(AF_UNIX, 0, 0, b"", b"\0tmux\x1b[2J"),
+                "unix @tmux\\x1b[2J",
+            ),
+            (peer(AF_UNIX, 0, 0, b"", b""), "unix (unnamed socket)"),
+            (
+                peer(0, PEER_PROCESS, 10, b"", b""),
+                "process 4242 (signal 10)",
+            ),
+            (peer(0, 0, 0, b"", b""), ""),
+        ] {
+            assert_eq!(peer_text(&p), text);
+        }
+    }
 
     #[test]
     fn an_unknown_code_is_named_not_guessed() {

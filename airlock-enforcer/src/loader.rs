@@ -6,17 +6,20 @@
 //! attached before the old ones are unpinned: there is no moment without a
 //! program in place.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use airlock_common::enforcement::EnforcementMode;
-use airlock_common::kernel::{Config, HashKey, KernelOffsets, CONFIG_LSM_ACTIVE};
+use airlock_common::kernel::{
+    Config, HashKey, KernelOffsets, ListenerKey, LocalAddr, LocalPortKey, CONFIG_LSM_ACTIVE,
+};
 use airlock_daemon::state_dir::{self, Sharing};
 use anyhow::{anyhow, Context};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{BtfTracePoint, Lsm};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm};
 use aya::{Ebpf, EbpfLoader};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -24,14 +27,19 @@ use ring::rand::{SecureRandom, SystemRandom};
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/airlock-ebpf.o"));
 
 /// LSM hooks, in attach order.
-const LSM_HOOKS: [&str; 5] = [
+const LSM_HOOKS: [&str; 8] = [
     "bprm_check_security",
     "mmap_file",
     "file_open",
     "ptrace_access_check",
     "ptrace_traceme",
+    "unix_stream_connect",
+    "unix_may_send",
+    "task_kill",
 ];
 const EXEC_TRACEPOINT: &str = "sched_process_exec";
+/// The cgroup socket-address programs (TCP and UDP to this machine).
+const INET_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
 /// How the kernel enforces, from strongest to none.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +95,9 @@ pub struct Kernel {
     pub options: HashMap<MapData, airlock_common::kernel::OptionKey, u32>,
     pub events: Option<RingBuf<MapData>>,
     pub stats: PerCpuArray<MapData, u64>,
+    local_addrs: HashMap<MapData, LocalAddr, u8>,
+    pub local_ports: HashMap<MapData, LocalPortKey, u8>,
+    bus_sockets: HashMap<MapData, ListenerKey, u8>,
     pub key: HashKey,
     // Keeps program fds open for as long as the enforcer runs.
     _ebpf: Ebpf,
@@ -207,6 +218,30 @@ fn log_verified(name: &str, info: Option<aya::programs::ProgramInfo>, started: I
     );
 }
 
+/// Attaches the socket-address programs to the root of the cgroup2
+/// hierarchy, where they see every task: those of process-tree sessions
+/// (below `airlock/`) and those of bound users, wherever they run. A link
+/// there is a multi-attach one: it cannot be displaced from below.
+fn attach_inet(ebpf: &mut Ebpf, pin_dir: &Path) -> anyhow::Result<()> {
+    let root = crate::cgroup::cgroup2_root()?;
+    let cgroup = fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+    for name in INET_PROGRAMS {
+        let program: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the object has no program {name}"))?
+            .try_into()?;
+        program
+            .load()
+            .with_context(|| format!("loading cgroup/{name}"))?;
+        let id = program
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .with_context(|| format!("attaching cgroup/{name} to {}", root.display()))?;
+        let link: FdLink = program.take_link(id)?.try_into()?;
+        pin_replacing(link, &link_path(pin_dir, name))?;
+    }
+    Ok(())
+}
+
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
@@ -253,6 +288,13 @@ pub fn load(pin_dir: &Path, offsets: &KernelOffsets) -> anyhow::Result<Kernel> {
     // judged by something from the moment the maps are shared.
     attach_exec_tracepoint(&mut ebpf, &btf, pin_dir)
         .context("no enforcement mechanism could be attached")?;
+    // Every kernel with cgroup v2 runs these (CONFIG_CGROUP_BPF): without
+    // them a session could reach the machine's own servers, so they are
+    // not optional.
+    attach_inet(&mut ebpf, pin_dir).context(
+        "the socket guards (cgroup connect/sendmsg programs) could not be attached; \
+         the kernel needs CONFIG_CGROUP_BPF=y",
+    )?;
     let mode = match attach_lsm(&mut ebpf, &btf, pin_dir) {
         Ok(()) => Mode::Lsm,
         Err(e) => {
@@ -286,6 +328,9 @@ pub fn load(pin_dir: &Path, offsets: &KernelOffsets) -> anyhow::Result<Kernel> {
         options: take(&mut ebpf, "AL_OPTIONS")?,
         events: Some(take(&mut ebpf, "AL_EVENTS")?),
         stats: take(&mut ebpf, "AL_STATS")?,
+        local_addrs: take(&mut ebpf, "AL_LOCAL_ADDRS")?,
+        local_ports: take(&mut ebpf, "AL_LOCAL_PORTS")?,
+        bus_sockets: take(&mut ebpf, "AL_BUS_SOCKETS")?,
         config,
         _ebpf: ebpf,
     })
@@ -301,6 +346,26 @@ impl Kernel {
         Ok(())
     }
 
+    /// Makes the map of this machine's addresses equal to `addrs`: new ones
+    /// first, then the ones gone. Returns whether anything changed.
+    pub fn set_local_addrs(&mut self, addrs: &BTreeSet<LocalAddr>) -> anyhow::Result<bool> {
+        set_keys(
+            &mut self.local_addrs,
+            addrs,
+            "the local address map is full",
+        )
+    }
+
+    /// Makes the map of listeners every session may reach (the system
+    /// bus) equal to `listeners`. Returns whether anything changed.
+    pub fn set_bus_sockets(&mut self, listeners: &BTreeSet<ListenerKey>) -> anyhow::Result<bool> {
+        set_keys(
+            &mut self.bus_sockets,
+            listeners,
+            "the bus socket map is full",
+        )
+    }
+
     /// Events the program could not queue because the ring buffer was full.
     pub fn events_lost(&self) -> u64 {
         self.stats
@@ -308,6 +373,23 @@ impl Kernel {
             .map(|per_cpu| per_cpu.iter().sum())
             .unwrap_or(0)
     }
+}
+
+/// Makes the keys of a presence map equal to `wanted` (kept entries are
+/// not touched, so no lookup ever misses one).
+fn set_keys<K: aya::Pod + Ord>(
+    map: &mut HashMap<MapData, K, u8>,
+    wanted: &BTreeSet<K>,
+    full: &'static str,
+) -> anyhow::Result<bool> {
+    let present: BTreeSet<K> = map.keys().collect::<Result<_, _>>()?;
+    for key in wanted.difference(&present) {
+        map.insert(key, 1, 0).context(full)?;
+    }
+    for key in present.difference(wanted) {
+        let _ = map.remove(key);
+    }
+    Ok(present != *wanted)
 }
 
 /// Nanoseconds on the boot clock, which `bpf_ktime_get_boot_ns` reads.

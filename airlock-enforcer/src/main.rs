@@ -12,12 +12,14 @@ mod events;
 mod grants;
 mod identity;
 mod loader;
+mod local_addrs;
 mod message;
 mod offsets;
 mod procfd;
 mod service;
 mod sessions;
 mod supervisor;
+mod system_bus;
 mod totp_key;
 
 use std::path::PathBuf;
@@ -167,7 +169,23 @@ async fn serve(
         .events
         .take()
         .expect("the ring buffer is taken once");
+    // The machine's addresses and the system bus's socket are in the maps
+    // before the first session can start.
+    let address_changes = local_addrs::Changes::subscribe()?;
+    sessions.kernel.set_local_addrs(&local_addrs::current()?)?;
+    let bus_paths =
+        system_bus::socket_paths(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok().as_deref());
+    if bus_paths.is_empty() {
+        tracing::warn!(
+            "the system bus address names no socket file: under BPF LSM, sessions cannot reach it"
+        );
+    }
+    let mut bus = system_bus::BusListeners::new(bus_paths);
+    if let Some(listeners) = bus.refresh() {
+        sessions.kernel.set_bus_sockets(&listeners)?;
+    }
     let sessions = Arc::new(Mutex::new(sessions));
+    let addresses = tokio::spawn(local_addrs::watch(address_changes, sessions.clone()));
     let conn = bus::connect().await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
     let gateway = Gateway1Proxy::new(&conn).await?;
@@ -217,6 +235,14 @@ async fn serve(
                         .heartbeat(boot_ns() + airlock_common::kernel::HEARTBEAT_VALIDITY_NS) {
                         tracing::error!("heartbeat: {e:#}");
                     }
+                    // A restarted bus has a new socket file.
+                    if let Some(listeners) = bus.refresh() {
+                        match sessions.kernel.set_bus_sockets(&listeners) {
+                            Ok(true) => tracing::info!("the system bus socket changed"),
+                            Ok(false) => {}
+                            Err(e) => tracing::error!("registering the system bus socket: {e:#}"),
+                        }
+                    }
                     sessions.reap_exited()
                 };
                 for id in exited {
@@ -231,6 +257,9 @@ async fn serve(
         }
         if events.is_finished() {
             anyhow::bail!("the kernel event reader stopped");
+        }
+        if addresses.is_finished() {
+            anyhow::bail!("the watch on this machine's addresses stopped");
         }
     }
     // The pinned programs keep enforcing; tasks are no longer held for

@@ -12,6 +12,12 @@ use airlock_common::kernel::RULE_UNMATCHABLE;
 /// Renders the message for `event`; `rule` is the deciding rule, if any, and
 /// `request` the approval request filed for it, if one could be.
 pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option<&str>) -> String {
+    if matches!(
+        event.kind,
+        EventKind::SocketDenied | EventKind::SignalDenied
+    ) {
+        return finish(outside_the_session(event));
+    }
     let command = if event.argv.is_empty() {
         event.executable.clone()
     } else {
@@ -27,6 +33,7 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option
         | EventKind::CgroupWriteDenied
         | EventKind::DebugDenied
         | EventKind::NamespaceDenied => "POLICY BLOCK",
+        EventKind::SocketDenied | EventKind::SignalDenied => "POLICY BLOCK",
     };
     lines.push(title.to_owned());
     match event.kind {
@@ -120,12 +127,58 @@ pub fn render(event: &EnforcementEvent, rule: Option<&RuleSpec>, request: Option
                 .into(),
         );
     }
+    finish(lines)
+}
+
+fn finish(lines: Vec<String>) -> String {
     let mut text: String = lines
         .iter()
         .map(|l| format!("airlock: {}\n", sanitize(l)))
         .collect();
     text.truncate(4000);
     text
+}
+
+/// The lines for a connection, datagram or signal that would have reached
+/// a process outside the session.
+fn outside_the_session(event: &EnforcementEvent) -> Vec<String> {
+    let (what, hint) = if event.kind == EventKind::SignalDenied {
+        (
+            format!("signal={} (outside this session)", event.peer),
+            "the session's own processes may be signalled; no other",
+        )
+    } else if event.peer.starts_with("unix") {
+        (
+            format!(
+                "connection={} (a socket created outside this session)",
+                event.peer
+            ),
+            "the session's own sockets and the system bus are reachable; no other Unix socket",
+        )
+    } else {
+        (
+            format!(
+                "connection={} (a listener on this machine outside this session)",
+                event.peer
+            ),
+            "the session's own servers are reachable on this machine, and the ports its role \
+             lists in allow_local_ports",
+        )
+    };
+    vec![
+        "POLICY BLOCK".into(),
+        what,
+        format!("process={} (pid {})", event.executable, event.pid),
+        "reason=A governed session may not reach processes outside it (ssh to this machine, a \
+         local daemon, a tmux or screen server): they would run commands for it that Airlock \
+         does not judge."
+            .into(),
+        format!("result=refused with EPERM; {hint}."),
+        "ai_instruction=Stop. Do not retry through another address, port, socket or tool. If \
+         the task needs this service, tell the user: an administrator can allow a port for \
+         the role (allow_local_ports)."
+            .into(),
+    ]
 }
 
 /// Strips control characters an agent-chosen argument could carry into the
@@ -156,6 +209,7 @@ mod tests {
             argv: vec!["terraform".into(), "apply".into()],
             rule: Some(0).into(),
             comm: "bash".into(),
+            peer: String::new(),
         }
     }
 
@@ -216,6 +270,28 @@ mod tests {
         e.kind = EventKind::NamespaceDenied;
         e.executable = "unshare".into();
         assert!(render(&e, None, None).contains("call=unshare (a governed process may not"));
+    }
+
+    #[test]
+    fn a_refused_connection_names_what_it_would_have_reached() {
+        let mut e = event(EventKind::SocketDenied, Outcome::Refused);
+        e.executable = "python3".into();
+        e.argv = Vec::new();
+        e.peer = "tcp 127.0.0.1:22".into();
+        let text = render(&e, None, None);
+        assert!(text.starts_with("airlock: POLICY BLOCK\n"), "{text}");
+        assert!(text.contains(
+            "airlock: connection=tcp 127.0.0.1:22 (a listener on this machine outside this session)\n"
+        ));
+        assert!(text.contains("airlock: process=python3 (pid 10)\n"));
+        assert!(text.contains("allow_local_ports"));
+        e.peer = "unix /tmp/t\x1b[2J".into();
+        let text = render(&e, None, None);
+        assert!(text.contains("connection=unix /tmp/t?[2J (a socket created outside"));
+        e.kind = EventKind::SignalDenied;
+        e.peer = "process 7 (signal 15)".into();
+        let text = render(&e, None, None);
+        assert!(text.contains("airlock: signal=process 7 (signal 15) (outside this session)\n"));
     }
 
     #[test]

@@ -28,6 +28,23 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         mm_arg_start: at("mm_struct", &["arg_start"])?,
         mm_arg_end: at("mm_struct", &["arg_end"])?,
         mm_exe_file: at("mm_struct", &["exe_file"])?,
+        sock_cgroup: at("sock", &["sk_cgrp_data", "cgroup"])?,
+        sock_uid: at("sock", &["sk_uid"])?,
+        sock_reuseport_cb: at("sock", &["sk_reuseport_cb"])?,
+        reuseport_num_socks: at("sock_reuseport", &["num_socks"])?,
+        reuseport_socks: at("sock_reuseport", &["socks"])?,
+        socket_sk: at("socket", &["sk"])?,
+        sock_socket: at("sock", &["sk_socket"])?,
+        socket_inode: at("socket_alloc", &["vfs_inode"])? - at("socket_alloc", &["socket"])?,
+        unix_addr: at("unix_sock", &["addr"])?,
+        unix_address_len: at("unix_address", &["len"])?,
+        unix_address_name: at("unix_address", &["name"])?,
+        cgroup_kn: at("cgroup", &["kn"])?,
+        kernfs_node_id: at("kernfs_node", &["id"])?,
+        task_cgroups: at("task_struct", &["cgroups"])?,
+        css_set_dfl_cgrp: at("css_set", &["dfl_cgrp"])?,
+        task_real_cred: at("task_struct", &["real_cred"])?,
+        cred_uid: at("cred", &["uid"])?,
     })
 }
 
@@ -46,5 +63,12 @@ mod tests {
         );
         assert_eq!(offsets.mm_arg_end, offsets.mm_arg_start + 8);
         assert!(offsets.task_mm > 0 && offsets.binprm_buf > 0);
+        // A unix_sock starts with its struct sock; the address follows it.
+        assert!(offsets.unix_addr >= offsets.sock_cgroup);
+        // unix_address: a refcount and the length before the name.
+        assert_eq!(
+            (offsets.unix_address_len, offsets.unix_address_name),
+            (4, 8)
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use airlock_common::dbus::{RuleSpec, SessionSpec, ToolSpec};
 use airlock_common::kernel::compile::{action_code, add_pattern, max_depth, Ending, Tools};
-use airlock_common::kernel::{self, IdentKey, NodeKey, SessionInfo};
+use airlock_common::kernel::{self, IdentKey, LocalPortKey, NodeKey, SessionInfo};
 use airlock_common::policy::{basename, Grammar, Source};
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
@@ -43,6 +43,8 @@ struct Live {
     tables: Compiled,
     /// The seccomp supervisor has the session's listener.
     supervised: bool,
+    /// The role's `allow_local_ports`, as installed.
+    ports: BTreeSet<LocalPortKey>,
 }
 
 /// A session's compiled tables, as the supervisor judges with them.
@@ -302,6 +304,31 @@ impl Sessions {
             .filter(|id| self.live.contains_key(id))
     }
 
+    /// Writes the ports on this machine the session may reach, then removes
+    /// those the previous version allowed and this one does not.
+    fn install_ports(&mut self, spec: &SessionSpec) -> anyhow::Result<BTreeSet<LocalPortKey>> {
+        let ports: BTreeSet<LocalPortKey> = spec
+            .allow_local_ports
+            .iter()
+            .map(|&port| LocalPortKey {
+                session: spec.index,
+                port: port as u32,
+            })
+            .collect();
+        for key in &ports {
+            self.kernel
+                .local_ports
+                .insert(key, 1, 0)
+                .context("the kernel port map is full")?;
+        }
+        if let Some(old) = self.live.get(&spec.id) {
+            for stale in old.ports.difference(&ports) {
+                let _ = self.kernel.local_ports.remove(stale);
+            }
+        }
+        Ok(ports)
+    }
+
     fn set_scope(&mut self, scope: Scope, info: &SessionInfo) -> anyhow::Result<()> {
         match scope {
             Scope::Cgroup(id) => self.kernel.cgroups.insert(id, info, 0)?,
@@ -339,6 +366,7 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, owner, key);
         let info = Self::info(&spec, &grants)?;
         let tables = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         let cgroup = self.cgroups.create(&spec.id)?;
         // The session is known to the kernel before its first process is in.
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
@@ -351,6 +379,7 @@ impl Sessions {
                 info,
                 tables,
                 supervised: false,
+                ports,
             },
         );
         if let Err(e) = self.cgroups.add_process(&spec.id, pid) {
@@ -373,6 +402,7 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, spec.uid, key);
         let info = Self::info(&spec, &grants)?;
         let tables = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         self.set_scope(Scope::Uid(spec.uid), &info)?;
         self.live.insert(
             spec.id.clone(),
@@ -383,6 +413,7 @@ impl Sessions {
                 info,
                 tables,
                 supervised: false,
+                ports,
             },
         );
         Ok(())
@@ -421,12 +452,14 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, uid, key);
         let info = Self::info(&spec, &grants)?;
         let tables = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         self.set_scope(scope, &info)?;
         let live = self.live.get_mut(&spec.id).expect("checked above");
         live.spec = spec;
         live.grants = grants;
         live.info = info;
         live.tables = tables;
+        live.ports = ports;
         Ok(())
     }
 
@@ -516,6 +549,7 @@ impl Sessions {
         let grants = Self::admit_grants(&spec, spec.uid, key);
         let info = Self::info(&spec, &grants)?;
         let tables = self.install(&spec, &grants)?;
+        let ports = self.install_ports(&spec)?;
         self.set_scope(Scope::Cgroup(cgroup), &info)?;
         self.live.insert(
             spec.id.clone(),
@@ -526,6 +560,7 @@ impl Sessions {
                 info,
                 tables,
                 supervised: false,
+                ports,
             },
         );
         Ok(())
@@ -560,5 +595,8 @@ impl Sessions {
             }
         }
         remove(&mut self.kernel, &live.tables, &Compiled::default());
+        for key in &live.ports {
+            let _ = self.kernel.local_ports.remove(key);
+        }
     }
 }

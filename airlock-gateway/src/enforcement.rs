@@ -6,7 +6,7 @@ use airlock_common::enforcement::EventKind;
 use airlock_common::event::{Event, KernelEvent};
 use airlock_common::grant::Scope;
 use airlock_common::policy::PolicySet;
-use airlock_common::validate::check_event_argv;
+use airlock_common::validate::{check_event_argv, check_event_peer};
 
 use crate::state::sessions::Session;
 
@@ -24,6 +24,7 @@ pub fn translate(
     set: &PolicySet,
 ) -> Result<(Event, Option<Ask>), AirlockError> {
     check_event_argv(&event.argv)?;
+    check_event_peer(&event.peer)?;
     let rule = session.and_then(|s| {
         set.effective_rules(&s.role)
             .ok()?
@@ -45,6 +46,7 @@ pub fn translate(
             rule: rule.as_ref().map(|r| r.0.clone()),
             policy: rule.as_ref().map(|r| r.1.clone()),
             source: rule.as_ref().map(|r| r.2.clone()),
+            peer: (!event.peer.is_empty()).then(|| event.peer.clone()),
         },
     );
     let ask = match (session, event.kind) {

@@ -28,6 +28,9 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
     let role = set.role(&session.role);
     let default_action = role.map(|r| r.default_action).unwrap_or(Action::Block);
     let allow_debugging = role.is_some_and(|r| r.allow_debugging);
+    let allow_local_ports = role
+        .map(|r| r.allow_local_ports.clone())
+        .unwrap_or_default();
     // Each grant goes exactly as airlock-totp signed it: the enforcer checks
     // the signature itself and takes the command and deadline from it. Every
     // grant held here has its signature (one recorded without, by an older
@@ -64,6 +67,7 @@ pub fn session_spec(session: &Session, set: &PolicySet, grants: &Grants, now: i6
         revoked: session.state == SessionState::Revoked,
         allow_debugging,
         tools,
+        allow_local_ports,
     }
 }
 

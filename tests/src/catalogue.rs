@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::outside::Outside;
+use crate::sockets::Servers;
 use crate::{bin, users, CtlOutput, Spawned, System, AGENT};
 
 /// The role the catalogue runs under: `terraform apply` blocked,
@@ -27,6 +28,10 @@ pub struct Bench {
     /// The user's credentials and servers outside the session, for the
     /// catalogue's rows about them ([`prepare_with_outside`]).
     pub outside: Option<Outside>,
+    /// The agent user's servers outside the session, reachable over
+    /// sockets and signals, for the catalogue's rows about them
+    /// ([`prepare_with_sockets`]).
+    pub sockets: Option<Servers>,
 }
 
 impl Bench {
@@ -61,15 +66,28 @@ pub fn prepare(system: &System) -> Bench {
         bin: bin_dir,
         work,
         outside: None,
+        sockets: None,
     }
 }
 
-/// [`prepare`], with fake credentials in the agent user's home and its
-/// servers started outside any session. One at a time per machine: they
-/// are the agent user's.
+/// [`prepare`], with what the agent user has outside any session: fake
+/// credentials in its home, its tmux, screen and ssh-agent servers
+/// ([`Outside`]), and servers reachable over sockets and signals (a TCP and
+/// a UDP daemon, Unix socket servers, a tmux server on its own socket, a
+/// process that acts on a signal: [`Servers`]). One at a time per machine:
+/// they are the agent user's.
 pub fn prepare_with_outside(system: &System) -> Bench {
     let mut bench = prepare(system);
     bench.outside = Some(Outside::start(system, &bench));
+    bench.sockets = Some(Servers::start(&bench));
+    bench
+}
+
+/// [`prepare`], with only the servers reachable over sockets and signals
+/// ([`Servers`]) started outside any session.
+pub fn prepare_with_sockets(system: &System) -> Bench {
+    let mut bench = prepare(system);
+    bench.sockets = Some(Servers::start(&bench));
     bench
 }
 
@@ -97,7 +115,7 @@ pub struct Case {
     /// there, or a refusal in the session proves nothing.
     pub ungoverned_first: bool,
     /// The layer that refuses when the audit log cannot say (the session's
-    /// namespaces record nothing).
+    /// namespaces and Landlock record nothing).
     pub layer: Option<&'static str>,
 }
 
@@ -335,6 +353,7 @@ pub fn cases(bench: &Bench) -> Vec<Case> {
     ]
     .into_iter()
     .chain(bench.outside.iter().flat_map(|o| o.cases(bench)))
+    .chain(bench.sockets.iter().flat_map(|s| s.cases(bench)))
     .collect()
 }
 
@@ -374,11 +393,11 @@ pub fn session_of(output: &CtlOutput) -> Option<String> {
 }
 
 /// Audit records about `session`, waiting up to `wait` for at least one
-/// whose event starts with `prefix`.
+/// whose event starts with one of `prefixes`.
 pub fn session_events(
     system: &System,
     session: &str,
-    prefix: &str,
+    prefixes: &[&str],
     wait: Duration,
 ) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + wait;
@@ -389,9 +408,11 @@ pub fn session_events(
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["session"] == session)
             .collect();
-        let found = events
-            .iter()
-            .any(|e| e["event"].as_str().is_some_and(|n| n.starts_with(prefix)));
+        let found = events.iter().any(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)))
+        });
         if found || Instant::now() >= deadline {
             return events;
         }
@@ -447,12 +468,22 @@ pub fn run_case(system: &System, bench: &Bench, case: &Case) -> Outcome {
         } else {
             Duration::from_secs(3)
         };
-        for event in session_events(system, &session, "exec_", wait)
+        let layer_events = [
+            "exec_",
+            "cgroup_",
+            "debug_",
+            "namespace_",
+            "socket_",
+            "signal_",
+            "session_refused",
+        ];
+        for event in session_events(system, &session, &layer_events, wait)
             .iter()
-            .chain(session_events(system, &session, "cgroup_", Duration::ZERO).iter())
-            .chain(session_events(system, &session, "debug_", Duration::ZERO).iter())
-            .chain(session_events(system, &session, "namespace_", Duration::ZERO).iter())
-            .chain(session_events(system, &session, "session_refused", Duration::ZERO).iter())
+            .filter(|e| {
+                e["event"]
+                    .as_str()
+                    .is_some_and(|n| layer_events.iter().any(|p| n.starts_with(p)))
+            })
         {
             if let Some(stage) = event["stage"].as_str() {
                 if !layers.iter().any(|l| l == stage) {

@@ -87,6 +87,7 @@ fn session_spec(system: &System, session: &str) -> Result<SessionSpec, String> {
         revoked: false,
         allow_debugging: false,
         tools: Vec::new(),
+        allow_local_ports: Vec::new(),
     })
 }
 
@@ -98,7 +99,7 @@ fn update_session_args(spec: &SessionSpec) -> Vec<String> {
         "/org/airlock/Enforcer1",
         "org.airlock.Enforcer1",
         "UpdateSession",
-        "(susubsa(usssss)a(ss)asbba(ssas))",
+        "(susubsa(usssss)a(ss)asbba(ssas)aq)",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -135,6 +136,8 @@ fn update_session_args(spec: &SessionSpec) -> Vec<String> {
         args.push(tool.value_options.len().to_string());
         args.extend(tool.value_options.iter().cloned());
     }
+    args.push(spec.allow_local_ports.len().to_string());
+    args.extend(spec.allow_local_ports.iter().map(u16::to_string));
     args
 }
 

@@ -14,6 +14,7 @@
 pub mod catalogue;
 pub mod forged_grants;
 pub mod outside;
+pub mod sockets;
 pub mod totp;
 pub mod users;
 
@@ -699,6 +700,12 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 
 /// A background process that is killed and reaped when dropped.
 pub struct Spawned(pub(crate) Child);
+
+impl From<Child> for Spawned {
+    fn from(child: Child) -> Spawned {
+        Spawned(child)
+    }
+}
 
 impl Spawned {
     /// Its process id.

@@ -32,6 +32,19 @@ fn kernel_event() -> KernelEvent {
         rule: Some("terraform apply".into()),
         policy: Some("infra-mutation-block".into()),
         source: None,
+        peer: None,
+    }
+}
+
+fn socket_event() -> KernelEvent {
+    KernelEvent {
+        stage: Stage::Connect,
+        executable: "python3".into(),
+        argv: Vec::new(),
+        rule: None,
+        policy: None,
+        peer: Some("tcp 127.0.0.1:22".into()),
+        ..kernel_event()
     }
 }
 
@@ -125,6 +138,15 @@ fn one_of_each() -> Vec<Event> {
         Event::kernel(EventKind::SessionRevoked, kernel_event()),
         Event::kernel(EventKind::MmapDenied, kernel_event()),
         Event::kernel(EventKind::CgroupWriteDenied, kernel_event()),
+        Event::kernel(EventKind::SocketDenied, socket_event()),
+        Event::kernel(
+            EventKind::SignalDenied,
+            KernelEvent {
+                stage: Stage::Signal,
+                peer: Some("process 4242 (signal 10)".into()),
+                ..socket_event()
+            },
+        ),
         Event::EnforcementMode {
             mode: EnforcementMode::Degraded,
             detail: "no BPF LSM".into(),
@@ -190,6 +212,8 @@ fn the_kernel_events_keep_their_record_names() {
         EventKind::SessionRevoked,
         EventKind::MmapDenied,
         EventKind::CgroupWriteDenied,
+        EventKind::SocketDenied,
+        EventKind::SignalDenied,
     ]
     .into_iter()
     .map(|kind| Event::kernel(kind, kernel_event()).to_record().unwrap().0)
@@ -202,7 +226,9 @@ fn the_kernel_events_keep_their_record_names() {
             "exec_granted",
             "exec_session_revoked",
             "exec_mmap_denied",
-            "cgroup_write_denied"
+            "cgroup_write_denied",
+            "socket_denied",
+            "signal_denied"
         ]
     );
 }

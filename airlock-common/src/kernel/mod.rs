@@ -114,6 +114,10 @@ pub const EVENT_MMAP_DENIED: u32 = 5;
 pub const EVENT_CGROUP_WRITE_DENIED: u32 = 6;
 pub const EVENT_DEBUG_DENIED: u32 = 7;
 pub const EVENT_NAMESPACE_DENIED: u32 = 8;
+/// A connection to (or datagram for) a socket outside the session.
+pub const EVENT_SOCKET_DENIED: u32 = 9;
+/// A signal to a process outside the session.
+pub const EVENT_SIGNAL_DENIED: u32 = 10;
 
 /// Where the event was raised.
 pub const STAGE_EXEC_CHECK: u32 = 1;
@@ -124,6 +128,12 @@ pub const STAGE_FILE_OPEN: u32 = 4;
 pub const STAGE_SUPERVISOR: u32 = 5;
 /// `ptrace_access_check` and `ptrace_traceme`.
 pub const STAGE_PTRACE: u32 = 6;
+/// The cgroup `connect4`/`connect6`/`sendmsg4`/`sendmsg6` programs.
+pub const STAGE_CONNECT: u32 = 7;
+/// `lsm/unix_stream_connect` and `lsm/unix_may_send`.
+pub const STAGE_UNIX_CONNECT: u32 = 8;
+/// `lsm/task_kill`.
+pub const STAGE_SIGNAL: u32 = 9;
 
 /// [`ExecEvent::outcome`]
 /// The exec failed with EPERM; the real executable was not run.
@@ -132,6 +142,21 @@ pub const OUTCOME_REFUSED: u32 = 1;
 pub const OUTCOME_KILLED: u32 = 2;
 /// It ran, under a grant.
 pub const OUTCOME_ALLOWED: u32 = 3;
+
+/// [`Peer::family`]
+pub const AF_UNIX: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+/// [`Peer::protocol`]
+pub const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_UDP: u16 = 17;
+/// [`Peer::protocol`] of a signal event: the peer is a process.
+pub const PEER_PROCESS: u16 = 0xffff;
+/// The port the local DNS stub listens on (systemd-resolved's 127.0.0.53,
+/// dnsmasq): always reachable from a session.
+pub const DNS_PORT: u16 = 53;
+/// Bytes of a Unix socket's address kept in an event (`sun_path`'s size).
+pub const PEER_PATH_LEN: usize = 108;
 
 pub const EVENT_WORDS: usize = 8;
 pub const EVENT_WORD_LEN: usize = 64;
@@ -277,6 +302,28 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
+    /// `sock.sk_cgrp_data.cgroup`: the cgroup of the task that created it.
+    pub sock_cgroup: u32,
+    /// `sock.sk_uid`: the uid that created it.
+    pub sock_uid: u32,
+    pub sock_reuseport_cb: u32,
+    pub reuseport_num_socks: u32,
+    pub reuseport_socks: u32,
+    pub socket_sk: u32,
+    /// `sock.sk_socket`: its `struct socket`.
+    pub sock_socket: u32,
+    /// From a `struct socket` to the inode it is allocated with
+    /// (`socket_alloc.vfs_inode` less `socket_alloc.socket`).
+    pub socket_inode: u32,
+    pub unix_addr: u32,
+    pub unix_address_len: u32,
+    pub unix_address_name: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub task_real_cred: u32,
+    pub cred_uid: u32,
 }
 
 /// What the program reports through the ring buffer.
@@ -307,6 +354,61 @@ pub struct ExecEvent {
     /// Name of the real executable (or mapped/opened file).
     pub file: [u8; EVENT_NAME_LEN],
     pub words: [[u8; EVENT_WORD_LEN]; EVENT_WORDS],
+    /// What a socket or signal event was refused to reach (zero otherwise).
+    pub peer: Peer,
+}
+
+/// The other end of a refused connection, datagram or signal.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// `AF_INET`, `AF_INET6` or `AF_UNIX`; 0 for none.
+    pub family: u16,
+    /// `IPPROTO_TCP`, `IPPROTO_UDP` (or another protocol number) for an IP
+    /// peer; [`PEER_PROCESS`] for a signal's target.
+    pub protocol: u16,
+    /// Host byte order; the signal's number for a signal event.
+    pub port: u16,
+    /// Bytes of `path` that hold the Unix address (`sun_path`; an abstract
+    /// name starts with a NUL byte).
+    pub path_len: u16,
+    /// The signal's target process.
+    pub pid: u32,
+    pub _pad: u32,
+    /// The IP address, network byte order (an IPv4 one in the first four
+    /// bytes).
+    pub addr: [u8; 16],
+    pub path: [u8; PEER_PATH_LEN],
+    pub _pad2: [u8; 4],
+}
+
+/// A destination address that reaches this machine: one of its interface
+/// addresses (or their broadcast addresses), IPv4 ones in IPv4-mapped IPv6
+/// form (`::ffff:a.b.c.d`). Loopback, `0.0.0.0`, `::` and multicast are
+/// recognised by the program itself.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalAddr {
+    pub addr: [u8; 16],
+}
+
+/// A port on this machine a session may reach whoever listens there (the
+/// role's `allow_local_ports`, and DNS).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalPortKey {
+    pub session: u32,
+    /// Host byte order.
+    pub port: u32,
+}
+
+/// A listening Unix socket every session may connect to (the system
+/// bus), by the inode number of the socket itself (sockfs; what
+/// `/proc/net/unix` and `socket:[N]` show).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerKey {
+    pub ino: u64,
 }
 
 /// Eight bytes from `pos`, little-endian.
@@ -473,4 +575,10 @@ mod pod {
     unsafe impl aya::Pod for Aliases {}
     // SAFETY: as above: u32s only.
     unsafe impl aya::Pod for KernelOffsets {}
+    // SAFETY: as above: an array of bytes.
+    unsafe impl aya::Pod for LocalAddr {}
+    // SAFETY: as above: two u32s.
+    unsafe impl aya::Pod for LocalPortKey {}
+    // SAFETY: as above: a u64.
+    unsafe impl aya::Pod for ListenerKey {}
 }

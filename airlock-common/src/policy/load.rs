@@ -42,6 +42,7 @@ const ROLE_KEYS: &[&str] = &[
     "max_grant_ttl",
     "protect",
     "allow_debugging",
+    "allow_local_ports",
 ];
 
 const DEFAULT_GRANT_TTL: Duration = Duration::from_secs(60 * 60);
@@ -649,6 +650,10 @@ impl FileCx<'_> {
                 ),
             );
         }
+        let allow_local_ports = table
+            .get("allow_local_ports")
+            .map(|node| self.ports(node, "`allow_local_ports`"))
+            .unwrap_or_default();
         Some(ParsedRole {
             role: Role {
                 name: name.map_or_else(|| id.clone(), str::to_owned),
@@ -660,6 +665,7 @@ impl FileCx<'_> {
                 max_grant_ttl: max_ttl,
                 protect,
                 allow_debugging,
+                allow_local_ports,
                 source: self.loc(table.span).source(),
             },
             id_at,
@@ -685,6 +691,27 @@ impl FileCx<'_> {
                     .ok()
             })
             .collect()
+    }
+
+    /// A list of TCP/UDP port numbers (1 to 65535), each once.
+    fn ports(&mut self, node: &Node, what: &str) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for item in self.array(node, what).unwrap_or_default() {
+            match item.kind {
+                Kind::Integer(n) => match u16::try_from(n) {
+                    Ok(port) if port > 0 && !ports.contains(&port) => ports.push(port),
+                    Ok(port) if port > 0 => {
+                        self.error(&item.span, format!("port {port} is listed twice"))
+                    }
+                    _ => self.error(
+                        &item.span,
+                        format!("{n} is not a port: use a number from 1 to 65535"),
+                    ),
+                },
+                _ => self.expected(item, "a port", "an integer"),
+            }
+        }
+        ports
     }
 
     /// An optional positive duration such as `30m`; `default` if absent or

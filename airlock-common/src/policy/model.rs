@@ -153,6 +153,10 @@ pub struct Role {
     /// The session's processes may debug (ptrace, `process_vm_writev`, ...):
     /// a debugger can change a program after the kernel judged its exec.
     pub allow_debugging: bool,
+    /// Ports on this machine the role's sessions may reach whoever listens
+    /// there (a database on localhost:5432). Every other listener outside
+    /// the session is out of reach (docs/kernel.md, "Sockets").
+    pub allow_local_ports: Vec<u16>,
     pub source: Source,
 }
 

@@ -792,6 +792,44 @@ fn debugging_is_off_unless_a_role_says_so() {
 }
 
 #[test]
+fn allowed_local_ports_are_checked() {
+    let role = |extra: &str| format!("[[role]]\nid = \"r\"\n{extra}\n");
+    let set = load_ok(&[("r.toml", &role("allow_local_ports = [5432, 6379]"))]);
+    assert_eq!(set.role("r").unwrap().allow_local_ports, [5432, 6379]);
+    let set = load_ok(&[("r.toml", &role(""))]);
+    assert!(set.role("r").unwrap().allow_local_ports.is_empty());
+    assert_errors(
+        &[(
+            "r.toml",
+            &role("allow_local_ports = [0, 70000, -1, \"22\", 80, 80]"),
+        )],
+        &[
+            (
+                "r.toml:3:22",
+                "0 is not a port: use a number from 1 to 65535",
+            ),
+            (
+                "r.toml:3:25",
+                "70000 is not a port: use a number from 1 to 65535",
+            ),
+            (
+                "r.toml:3:32",
+                "-1 is not a port: use a number from 1 to 65535",
+            ),
+            ("r.toml:3:36", "a port must be an integer, found a string"),
+            ("r.toml:3:46", "port 80 is listed twice"),
+        ],
+    );
+    assert_errors(
+        &[("r.toml", &role("allow_local_ports = 22"))],
+        &[(
+            "r.toml:3:21",
+            "`allow_local_ports` must be an array, found an integer",
+        )],
+    );
+}
+
+#[test]
 fn bad_ids_and_values() {
     let text = lines(&[
         "[[policy]]",

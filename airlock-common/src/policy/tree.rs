@@ -25,6 +25,8 @@ pub(crate) enum Kind {
     /// Entries in source order; JSON may repeat a key, TOML may not.
     Table(Vec<Entry>),
     Bool(bool),
+    /// A TOML integer (one beyond `i64` saturates: no key takes such).
+    Integer(i64),
     /// Any other value (number, boolean, ...), named for error messages.
     Scalar(&'static str),
 }
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Array(_) => "an array",
             Kind::Table(_) => "a table",
             Kind::Bool(_) => "a boolean",
+            Kind::Integer(_) => "an integer",
             Kind::Scalar(name) => name,
         }
     }
@@ -143,12 +146,12 @@ impl<'de> Visitor<'de> for KindVisitor {
         Ok(Kind::Bool(value))
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Kind, E> {
-        Ok(Kind::Scalar("an integer"))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Kind, E> {
+        Ok(Kind::Integer(value))
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Kind, E> {
-        Ok(Kind::Scalar("an integer"))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Kind, E> {
+        Ok(Kind::Integer(i64::try_from(value).unwrap_or(i64::MAX)))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Kind, E> {
@@ -375,7 +378,7 @@ mod tests {
         };
         assert_eq!(&text[items[0].span.clone()], "\"a b\"");
         assert!(matches!(&items[0].kind, Kind::String(s) if s == "a b"));
-        assert!(matches!(items[1].kind, Kind::Scalar("an integer")));
+        assert!(matches!(items[1].kind, Kind::Integer(_)));
     }
 
     #[test]

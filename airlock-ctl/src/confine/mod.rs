@@ -14,10 +14,12 @@
 //! exists: for a session, it enters its own user, mount and pid namespaces
 //! ([`namespaces`]), masks the role's protected paths and the user's
 //! runtime sockets ([`targets`], [`mask`]), and starts a minimal PID 1 with
-//! its own read-only `/proc` ([`init`]), which installs the session's
-//! seccomp filter ([`seccomp`]) — and, without BPF LSM, hands the filter's
-//! listener to the enforcer's supervisor through `run` — before it forks
-//! the agent. If any step fails, the agent does not start.
+//! its own read-only `/proc` ([`init`]), which scopes the session with
+//! Landlock ([`scope`]: abstract Unix sockets and signals outside the
+//! session are out of reach), installs the session's seccomp filter
+//! ([`seccomp`]) — and, without BPF LSM, hands the filter's listener to the
+//! enforcer's supervisor through `run` — before it forks the agent. If any
+//! step fails, the agent does not start.
 
 mod control;
 mod seccomp;
@@ -26,6 +28,7 @@ mod init;
 mod mask;
 mod namespaces;
 pub mod plan;
+pub mod scope;
 mod targets;
 
 use std::convert::Infallible;
@@ -107,7 +110,13 @@ fn start(args: Vec<OsString>) -> anyhow::Result<i32> {
             let targets = targets::all(&user, &protect);
             namespaces::enter(user.uid, nix::unistd::getgid())?;
             mask::apply(&targets, user.uid.as_raw())?;
-            init::run(&agent, || filter(&control, &confinement))
+            init::run(&agent, || {
+                // Unsupported (a kernel before Landlock ABI 6) is not an
+                // error: BPF LSM covers the same where it runs, and
+                // `airlockctl doctor` names the layer in force.
+                scope::restrict()?;
+                filter(&control, &confinement)
+            })
         }
     }
 }

@@ -4,8 +4,11 @@
 mod exec_check;
 mod exec_commit;
 mod file_open;
+mod inet;
 mod mmap_file;
 mod ptrace;
+mod signal;
+mod unix;
 
 /// The errno of a refusal.
 const EPERM: i32 = 1;

@@ -308,6 +308,7 @@ impl Supervisor {
             argv,
             rule: rule.filter(|&r| r != NO_RULE).into(),
             comm: target::comm(pid),
+            peer: String::new(),
         }
     }
 

@@ -58,8 +58,10 @@ fn enforcer_mode(system: &System) -> String {
 }
 
 fn catalogue_rows(table: &mut Table, system: &System, bench: &catalogue::Bench) {
+    let mut refused = std::collections::BTreeMap::new();
     for case in catalogue::cases(bench) {
         let outcome = catalogue::run_case(system, bench, &case);
+        refused.insert(case.name, !outcome.ran);
         let layers = outcome.layers.join(",");
         if let Some((false, output)) = &outcome.ungoverned {
             table.record(
@@ -72,7 +74,12 @@ fn catalogue_rows(table: &mut Table, system: &System, bench: &catalogue::Bench) 
             continue;
         }
         match case.expect {
-            Expect::Runs => table.record(case.name, outcome.ran, &layers, "must run"),
+            Expect::Runs => {
+                table.record(case.name, outcome.passed(&case), &layers, "must run");
+                if !outcome.passed(&case) {
+                    println!("    output: {:?}", outcome.output);
+                }
+            }
             Expect::Refused => {
                 let told = !outcome.layers.iter().any(|l| l == "exec_check") || outcome.message;
                 let note = if outcome.ran {
@@ -90,6 +97,10 @@ fn catalogue_rows(table: &mut Table, system: &System, bench: &catalogue::Bench) 
                 }
             }
         }
+    }
+    match airlock_tests::sockets::doctor_agrees(system, |row| refused.get(row).copied()) {
+        Ok(said) => table.record("doctor names the socket layers in force", true, "", &said),
+        Err(e) => table.record("doctor names the socket layers in force", false, "", &e),
     }
 }
 
