@@ -95,8 +95,15 @@ fn the_bypass_catalogue_is_refused_in_the_mode_this_kernel_allows() {
         // A refusal, not a kill: the agent reads why, as under BPF LSM.
         // (A looser session is refused by airlockctl itself, which says so;
         // a masked file or socket is simply not there, and Unix permissions
-        // say nothing of Airlock.)
-        let not_an_exec = |l: &String| matches!(l.as_str(), "namespace" | "permissions");
+        // say nothing of Airlock. A refused connection or signal fails with
+        // EPERM at once: the enforcer's message follows when it gets the
+        // event, and a script that exits first never reads it.)
+        let not_an_exec = |l: &String| {
+            matches!(
+                l.as_str(),
+                "namespace" | "permissions" | "connect" | "unix_connect" | "signal" | "landlock"
+            )
+        };
         if passed
             && case.name != "a new session with a looser role"
             && !outcome.layers.iter().all(not_an_exec)
