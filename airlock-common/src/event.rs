@@ -161,6 +161,9 @@ pub enum Event {
     },
     SocketDenied(KernelEvent),
     SignalDenied(KernelEvent),
+    /// Repeats of a kernel event recorded in full just before, folded into
+    /// one counted record (an agent looping on a refused command).
+    KernelRepeated(RepeatedEvent),
     /// The enforcement mode was first seen or changed.
     EnforcementMode {
         #[serde(deserialize_with = "EnforcementMode::deserialize_lenient")]
@@ -258,6 +261,26 @@ pub struct KernelEvent {
     pub peer: Option<String>,
 }
 
+/// Repeats of one kernel event: the same event in the same session, by the
+/// same executable with the same arguments, rule and peer; only the tasks
+/// differ. The first one is recorded in full; these follow it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepeatedEvent {
+    /// The repeated event's name (`exec_blocked`).
+    pub of: String,
+    /// Repeats folded into this record (the one recorded in full not
+    /// included).
+    pub count: u64,
+    /// When the first and the last of them happened.
+    #[serde(with = "rfc3339")]
+    pub first_at: i64,
+    #[serde(with = "rfc3339")]
+    pub last_at: i64,
+    /// The last repeat, as it would have been recorded.
+    #[serde(flatten)]
+    pub last: KernelEvent,
+}
+
 /// A code airlock-totp refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotpFailure {
@@ -288,6 +311,24 @@ impl Event {
         }
     }
 
+    /// The task and rule of a kernel event; `None` for any other (a folded
+    /// [`Event::KernelRepeated`] included).
+    pub fn kernel_event(&self) -> Option<&KernelEvent> {
+        match self {
+            Event::ExecBlocked(e)
+            | Event::ExecApprovalRequired(e)
+            | Event::ExecGranted(e)
+            | Event::ExecSessionRevoked(e)
+            | Event::ExecMmapDenied(e)
+            | Event::CgroupWriteDenied(e)
+            | Event::DebugDenied(e)
+            | Event::NamespaceDenied(e)
+            | Event::SocketDenied(e)
+            | Event::SignalDenied(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whose doing the event is.
     pub fn service(&self) -> Service {
         match self {
@@ -302,6 +343,7 @@ impl Event {
             | Event::SessionSupervised { .. }
             | Event::SocketDenied(_)
             | Event::SignalDenied(_)
+            | Event::KernelRepeated(_)
             | Event::EnforcementMode { .. } => Service::Enforcer,
             Event::AuditCountersigned { .. }
             | Event::TotpVerified { .. }

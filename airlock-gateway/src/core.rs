@@ -25,6 +25,7 @@ use airlock_common::validate::{check_id, check_text, usable_search_path};
 use airlock_common::{ids, timefmt};
 
 use crate::enforcement;
+use crate::fold::{Folds, Offer};
 use crate::journal::Journal;
 use crate::policy::{PolicyState, Reload};
 use crate::specs::session_spec;
@@ -40,6 +41,8 @@ pub struct Core {
     default_role: String,
     /// The enforcement mode last recorded.
     enforcement_mode: Option<EnforcementMode>,
+    /// Repeats of kernel events, counted until the tick records them.
+    folds: Folds,
     times: GatewayTimes,
     max_pending_per_user: usize,
 }
@@ -91,6 +94,7 @@ impl Core {
             journal,
             default_role: default_role.to_owned(),
             enforcement_mode: None,
+            folds: Folds::default(),
             times,
             max_pending_per_user,
         };
@@ -127,6 +131,21 @@ impl Core {
     /// The audit log's newest record (`seq`, `hash`), to be countersigned.
     pub fn audit_head(&self) -> airlock_common::audit::Head {
         self.journal.audit_head()
+    }
+
+    /// Records the kernel events' repeats counted since the last call (the
+    /// tick); with `all`, every count still open (shutdown).
+    pub fn record_repeats(&mut self, now: i64, all: bool) {
+        let records = if all {
+            self.folds.drain()
+        } else {
+            self.folds.due(now)
+        };
+        for record in records {
+            if let Err(e) = self.record(record, now) {
+                tracing::error!("cannot record repeated kernel events: {}", e.message());
+            }
+        }
     }
 
     /// Writes the state file if it lags the log (the tick, and shutdown).
@@ -648,7 +667,9 @@ impl Core {
     ) -> Result<Option<Filed>, AirlockError> {
         let session = self.journal.state().sessions.get(&event.session).cloned();
         let (record, ask) = enforcement::translate(event, session.as_ref(), &self.policy.set)?;
-        self.record(record, now)?;
+        if self.folds.offer(&record, now) == Offer::Record {
+            self.record(record, now)?;
+        }
         let (Some(session), Some(ask)) = (session, ask) else {
             return Ok(None);
         };

@@ -5,7 +5,7 @@
 //! `journal` (audit log + state, one path) → `state` (`requests`, `grants`,
 //! `sessions`: each applies events) and `store` (the state file); `core`
 //! also uses `policy`, `specs` (what the enforcer is told) and
-//! `enforcement` (kernel events). `caller` and `ratelimit` serve `service`;
+//! `enforcement` (kernel events) and `fold` (their repeats). `caller` and `ratelimit` serve `service`;
 //! `countersign` has airlock-totp countersign the audit head on the tick.
 
 #![forbid(unsafe_code)]
@@ -14,6 +14,7 @@ pub mod caller;
 pub mod core;
 pub mod countersign;
 pub mod enforcement;
+pub mod fold;
 pub mod journal;
 pub mod policy;
 pub mod ratelimit;

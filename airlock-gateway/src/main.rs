@@ -123,6 +123,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                core.locked().record_repeats(now_unix(), false);
                 let touched = core.locked().expire(now_unix());
                 match touched {
                     Ok(sessions) => {
@@ -168,6 +169,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    core.locked().record_repeats(now_unix(), true);
     // A failure is logged inside; nothing is lost, the audit log holds it.
     core.locked().save_state();
     bus::notify_stopping();
