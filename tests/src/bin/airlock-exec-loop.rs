@@ -2,26 +2,39 @@
 //! other, and prints the total time in nanoseconds.
 //!
 //!   airlock-exec-loop N PROGRAM [ARGS...]
+//!   airlock-exec-loop --refused N PROGRAM [ARGS...]
+//!
+//! With `--refused` every exec must fail with EPERM (the exec storm: an
+//! agent looping on a refused command); the children's stderr, where
+//! Airlock writes its message, goes to /dev/null.
 
 #![forbid(unsafe_code)]
 
-use std::process::{Command, ExitCode};
+use std::io::ErrorKind;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let refused = args.next_if(|a| a == "--refused").is_some();
     let (Some(n), Some(program)) = (args.next().and_then(|n| n.parse::<u32>().ok()), args.next())
     else {
-        eprintln!("usage: airlock-exec-loop N PROGRAM [ARGS...]");
+        eprintln!("usage: airlock-exec-loop [--refused] N PROGRAM [ARGS...]");
         return ExitCode::from(2);
     };
     let rest: Vec<String> = args.collect();
     let start = Instant::now();
-    for _ in 0..n {
-        match Command::new(&program).args(&rest).status() {
-            Ok(status) if status.success() => {}
-            other => {
-                eprintln!("{program} failed: {other:?}");
+    for i in 0..n {
+        let mut command = Command::new(&program);
+        command.args(&rest);
+        if refused {
+            command.stderr(Stdio::null());
+        }
+        match (refused, command.status()) {
+            (false, Ok(status)) if status.success() => {}
+            (true, Err(e)) if e.kind() == ErrorKind::PermissionDenied => {}
+            (_, other) => {
+                eprintln!("{program} (run {i}): {other:?}");
                 return ExitCode::FAILURE;
             }
         }

@@ -5,7 +5,8 @@
 //!   airlock-vm-suite --prepare   (on the host, as root: create the users
 //!                                 the VM will see through the shared root)
 //!   airlock-vm-suite [--bench]   (in the VM, as root)
-//!   airlock-vm-suite --bench-only   (the exec benchmark alone, any kernel)
+//!   airlock-vm-suite --bench-only   (the exec and exec-storm benchmarks alone, any kernel)
+//!   airlock-vm-suite --storm-only   (the exec-storm benchmark alone, any kernel)
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,8 @@ use airlock_tests::{bin, forged_grants, users, Options, System, AGENT, APPROVER,
 
 #[path = "../bench_exec.rs"]
 mod bench_exec;
+#[path = "../bench_storm.rs"]
+mod bench_storm;
 
 /// How long after its last heartbeat the kernel still holds tasks for the
 /// enforcer, and half a beat more.
@@ -294,10 +297,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let run_bench = args.iter().any(|a| a == "--bench");
+    if args.iter().any(|a| a == "--storm-only") {
+        users::ensure_all();
+        bench_storm::run();
+        return ExitCode::SUCCESS;
+    }
     if args.iter().any(|a| a == "--bench-only") {
         // Any kernel: on one without BPF LSM this measures degraded mode.
         users::ensure_all();
         bench_exec::run();
+        bench_storm::run();
         return ExitCode::SUCCESS;
     }
     println!(
@@ -422,6 +431,7 @@ fn main() -> ExitCode {
     drop(system);
     if run_bench {
         bench_exec::run();
+        bench_storm::run();
     }
     if table.failures == 0 {
         ExitCode::SUCCESS
