@@ -1,8 +1,10 @@
 //! What lives outside a governed session and must stay out of its reach:
 //! the agent user's credential files (fake ones, in their real home) and
 //! servers the user started before the session (a tmux server, a screen
-//! session, an ssh agent, a plain process whose `/proc/PID/root` shows the
-//! unmasked files).
+//! session, an ssh agent, the user's session bus, a plain process whose
+//! `/proc/PID/root` shows the unmasked files), and the machine's job
+//! schedulers that would run a command for the user later (`atd`, the
+//! crontab spool).
 //!
 //! Each case is first run *ungoverned* as the same user and must get at
 //! the thing (print its proof); only then does a refusal inside a session
@@ -57,6 +59,13 @@ pub struct Outside {
     /// for every server there (the systemd user manager, the session bus,
     /// gpg-agent, podman).
     pub runtime_socket: PathBuf,
+    /// The user's session bus (a real `dbus-daemon --session`) in its
+    /// runtime directory, where `systemd-run --user` and D-Bus-activated
+    /// services are reached.
+    pub session_bus: PathBuf,
+    _session_bus_daemon: Spawned,
+    /// `atd`, run by root as its package would.
+    _atd: Spawned,
     /// What to undo when done.
     cleanup: Vec<PathBuf>,
     uid: u32,
@@ -155,6 +164,26 @@ impl Outside {
             cleanup.push(runtime.clone());
         }
         let runtime_socket = runtime.join("airlock-test-server");
+        let session_bus = runtime.join("bus");
+        let session_bus_daemon = Command::new("setpriv")
+            .args([
+                "--reuid",
+                AGENT.name,
+                "--regid",
+                AGENT.name,
+                "--init-groups",
+                "--",
+                "dbus-daemon",
+                "--session",
+                "--nofork",
+            ])
+            .arg(format!("--address=unix:path={}", session_bus.display()))
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (install dbus-daemon)");
+        let atd = start_atd();
         // screen's socket directory, as its package makes it.
         if !Path::new("/run/screen").exists() {
             make_dir(Path::new("/run/screen"), 0o1777, None);
@@ -185,6 +214,9 @@ impl Outside {
             _ssh_agent: Spawned(ssh_agent),
             ssh_socket,
             runtime_socket,
+            session_bus,
+            _session_bus_daemon: Spawned(session_bus_daemon),
+            _atd: atd,
             cleanup,
             uid,
         };
@@ -195,7 +227,10 @@ impl Outside {
                  tmux -S {runtime} new-session -d -s outside 'sleep 100000' && \
                  screen -dmS outside sleep 100000 && \
                  i=0; while [ ! -S {ssh} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-                 SSH_AUTH_SOCK={ssh} ssh-add -q {key}",
+                 SSH_AUTH_SOCK={ssh} ssh-add -q {key} && \
+                 i=0; while [ ! -S {bus} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+                 [ -S {bus} ]",
+                bus = outside.session_bus.display(),
                 runtime = outside.runtime_socket.display(),
                 ssh = outside.ssh_socket.display(),
                 key = outside.home.join(".ssh/id_ed25519").display(),
@@ -366,7 +401,43 @@ impl Outside {
                 format!("SSH_AUTH_SOCK={} ssh-add -L", self.ssh_socket.display()),
             )
             .proving(KEY_COMMENT),
+            helper(
+                "the user's session bus (systemd-run --user's road)",
+                format!(
+                    "dbus-send --bus=unix:path={} --print-reply --dest=org.freedesktop.DBus \
+                     /org/freedesktop/DBus org.freedesktop.DBus.ListNames && echo BUS-REACHED",
+                    self.session_bus.display()
+                ),
+            )
+            .proving("BUS-REACHED"),
         ]
+        .into_iter()
+        .chain(std::iter::once(
+            // atd runs the job as the user at once (`at` wakes it).
+            Case {
+                layer: Some("permissions"),
+                ..helper(
+                    "an at job for the user's atd",
+                    format!(
+                        "rm -f at.out; echo 'terraform apply > {work}/at.out 2>&1' | at now 2>&1; {}",
+                        wait_for("at.out")
+                    ),
+                )
+            },
+        ))
+        .chain(std::iter::once(Case {
+            // cron runs what the spool holds every minute: getting the
+            // entry into the spool is getting the command run.
+            layer: Some("permissions"),
+            proof: "CRONTAB INSTALLED",
+            ..helper(
+                "a crontab entry for the user's cron",
+                "echo '* * * * * terraform apply' | crontab - 2>&1 && crontab -l | grep -q \
+                 'terraform apply' && echo CRONTAB INSTALLED; crontab -r 2>/dev/null; true"
+                    .into(),
+            )
+        }))
+        .collect()
     }
 }
 
@@ -414,6 +485,51 @@ impl Case {
     fn proving(self, proof: &'static str) -> Case {
         Case { proof, ..self }
     }
+}
+
+/// Starts `atd` in the foreground, as root, as its package would; first
+/// gives it a writable spool if the root file system is read-only (the VM
+/// shares this machine's root). The crontab spool gets the same.
+fn start_atd() -> Spawned {
+    let spool = Path::new("/var/spool/cron");
+    let writable =
+        fs::create_dir_all(spool).is_ok() && fs::write(spool.join(".airlock-probe"), b"").is_ok();
+    let _ = fs::remove_file(spool.join(".airlock-probe"));
+    if !writable {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=0755", "airlock-spool"])
+            .arg(spool)
+            .status();
+        assert!(
+            mounted.is_ok_and(|s| s.success()),
+            "a writable {}",
+            spool.display()
+        );
+        // As the at and cron packages make them.
+        for (dir, owner, mode) in [
+            ("atjobs", "daemon:daemon", "1770"),
+            ("atspool", "daemon:daemon", "1750"),
+            ("crontabs", "root:crontab", "1730"),
+        ] {
+            let dir = spool.join(dir);
+            fs::create_dir_all(&dir).unwrap();
+            let _ = Command::new("chown").arg(owner).arg(&dir).status();
+            let _ = Command::new("chmod").arg(mode).arg(&dir).status();
+        }
+        let _ = fs::write(spool.join("atjobs/.SEQ"), b"0\n");
+        let _ = Command::new("chown")
+            .arg("daemon:daemon")
+            .arg(spool.join("atjobs/.SEQ"))
+            .status();
+    }
+    let child = Command::new("/usr/sbin/atd")
+        .arg("-f")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("atd (install at)");
+    Spawned(child)
 }
 
 impl Drop for Outside {

@@ -141,6 +141,9 @@ except OSError as e:
     print("client:", e)
 "#;
 
+/// Where a container engine listens (`/var/run` is a link to `/run`).
+const ENGINE_SOCKET: &str = "/run/docker.sock";
+
 /// The servers outside the session, and where they listen.
 pub struct Servers {
     /// The agent user's directory in /tmp for sockets and readiness files.
@@ -302,6 +305,27 @@ impl Servers {
             "starting a tmux server outside the session"
         );
 
+        // A container engine's socket, where root's daemon listens (docker,
+        // podman): a stand-in server run by root, open to the user (as the
+        // `docker` group makes it). The session masks the path.
+        let engine = PathBuf::from(ENGINE_SOCKET);
+        let _ = fs::remove_file(&engine);
+        let ready = dir.join("engine.ready");
+        let child = Command::new("python3")
+            .args([server.to_str().unwrap(), "unix", ENGINE_SOCKET])
+            .arg(&ready)
+            .env_clear()
+            .env("PATH", bench.path())
+            .current_dir(&bench.work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        processes.push(Spawned(child));
+        wait_for_file(&ready);
+        fs::set_permissions(&engine, fs::Permissions::from_mode(0o666)).unwrap();
+
         Servers {
             dir,
             server,
@@ -425,6 +449,13 @@ impl Servers {
                         self.tmux_socket.display(),
                         wait_and_show("tmux.out")
                     ),
+                )
+            },
+            Case {
+                layer: Some("namespace"),
+                ..outside(
+                    "a container engine's socket (/run/docker.sock, root's stand-in daemon)",
+                    self.client("unix", ENGINE_SOCKET, "apply"),
                 )
             },
             Case {
@@ -585,5 +616,6 @@ impl Drop for Servers {
             .stderr(Stdio::null())
             .status();
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(ENGINE_SOCKET);
     }
 }
