@@ -331,21 +331,29 @@ async fn govern(held: &Held, role: Option<&str>, unenforced: bool) -> anyhow::Re
         .await;
     match started {
         Ok(session) => {
-            eprintln!(
-                "airlock: session {} (role {}) governs this command; enforcement: {}",
-                session.id, session.role, session.enforcement
-            );
-            if session.enforcement != EnforcementMode::Lsm {
+            let plan = gateway
+                .session_confinement(&session.id)
+                .await
+                .map_err(|e| bus::explain("session confinement", e))?;
+            // A supervised session says so once its supervisor has it.
+            if plan.supervise {
+                eprintln!(
+                    "airlock: session {} (role {}) governs this command",
+                    session.id, session.role
+                );
+            } else {
+                eprintln!(
+                    "airlock: session {} (role {}) governs this command; enforcement: {}",
+                    session.id, session.role, session.enforcement
+                );
+            }
+            if session.enforcement != EnforcementMode::Lsm && !plan.supervise {
                 eprintln!(
                     "airlock: WARNING: enforcement is {}: without BPF LSM some bypass guards are \
                      off; `airlockctl doctor` says how to fix it",
                     session.enforcement
                 );
             }
-            let plan = gateway
-                .session_confinement(&session.id)
-                .await
-                .map_err(|e| bus::explain("session confinement", e))?;
             Ok(Started::Session {
                 gateway,
                 session,
