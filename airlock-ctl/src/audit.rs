@@ -74,6 +74,12 @@ pub fn show(dir: &Path, filter: &Filter, json: bool) -> anyhow::Result<i32> {
 /// could not be checked (airlock-totp did not answer).
 pub async fn verify(dir: &Path) -> anyhow::Result<i32> {
     let path = dir.join(names::AUDIT_LOG_FILE);
+    // airlock-totp first, the log after: the gateway keeps appending (and
+    // having heads countersigned) while we read, so a head asked of
+    // airlock-totp after the read could be newer than the bytes read, and
+    // a live log would look truncated. Asked first, it is covered by any
+    // log not cut short since.
+    let countersigner = countersigning_key_and_head().await;
     let head =
         audit::read_head(&dir.join(names::AUDIT_HEAD_FILE)).map_err(|e| explain_io(&path, e))?;
     // One read: the chain and the countersignatures are checked on the same
@@ -93,7 +99,7 @@ pub async fn verify(dir: &Path) -> anyhow::Result<i32> {
         return Ok(1);
     }
     let records = audit::parse_records(&content).map_err(|e| explain_io(&path, e))?;
-    let (key, latest) = match countersigning_key_and_head().await {
+    let (key, latest) = match countersigner {
         Ok(found) => found,
         Err(e) => {
             println!(
