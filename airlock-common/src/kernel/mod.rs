@@ -35,6 +35,22 @@ pub use aware::{
 pub use shape::{WordInfo, SHAPE_END, SHAPE_LONG, SHAPE_OPERAND, SHAPE_SHORT};
 pub use walk::{Command, Evaluation, Nodes, Steps, Verdict, Walk};
 
+/// Reads `place` as memory the compiler may not keep in a register.
+#[inline(always)]
+pub(crate) fn volatile<T: Copy>(place: &T) -> T {
+    // SAFETY: `place` is a reference, so it is valid, aligned and
+    // initialised for a read of `T`.
+    unsafe { core::ptr::read_volatile(place) }
+}
+
+/// Writes `place` as memory the compiler may not keep in a register.
+#[inline(always)]
+pub(crate) fn set<T: Copy>(place: &mut T, value: T) {
+    // SAFETY: `place` is an exclusive reference, so it is valid and aligned
+    // for a write of `T`; `T: Copy` has no destructor to skip.
+    unsafe { core::ptr::write_volatile(place, value) }
+}
+
 /// Most words (executable plus arguments) in a rule or a grant.
 pub const MAX_WORDS: usize = 16;
 /// Bytes read for one word, including its NUL.

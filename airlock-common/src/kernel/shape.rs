@@ -6,23 +6,7 @@
 //! function, the property test from the argument string, both with
 //! [`WordInfo::describe`].
 
-use super::{hash_word, HashKey, MAX_WORD_LEN, WORD_BUF, WORD_VISIBLE};
-
-/// Reads `place` as memory the compiler may not keep in a register.
-#[inline(always)]
-fn volatile<T: Copy>(place: &T) -> T {
-    // SAFETY: `place` is a reference, so it is valid, aligned and
-    // initialised for a read of `T`.
-    unsafe { core::ptr::read_volatile(place) }
-}
-
-/// Writes `place` as memory the compiler may not keep in a register.
-#[inline(always)]
-fn set<T: Copy>(place: &mut T, value: T) {
-    // SAFETY: `place` is an exclusive reference, so it is valid and aligned
-    // for a write of `T`; `T: Copy` has no destructor to skip.
-    unsafe { core::ptr::write_volatile(place, value) }
-}
+use super::{hash_word, set, volatile, HashKey, MAX_WORD_LEN, WORD_BUF, WORD_VISIBLE};
 
 /// An operand: anything not written as an option (`-` alone included).
 pub const SHAPE_OPERAND: u8 = 0;

@@ -9,9 +9,9 @@
 //! approve rules and grants, options skipped; [`aware`](super::aware)).
 
 use super::{
-    chain, Aliases, Aware, Node, NodeKey, OptionKey, SessionInfo, Tool, ToolKey, WordInfo,
-    ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK, ACTION_NONE, HEAD_SLOTS, MAX_ALIASES, MAX_HEADS,
-    MAX_WORDS, NO_RULE, RULE_UNMATCHABLE, SESSION_REVOKED,
+    chain, set, volatile, Aliases, Aware, Node, NodeKey, OptionKey, SessionInfo, Tool, ToolKey,
+    WordInfo, ACTION_ALLOW, ACTION_APPROVE, ACTION_BLOCK, ACTION_NONE, HEAD_SLOTS, MAX_ALIASES,
+    MAX_HEADS, MAX_WORDS, NO_RULE, RULE_UNMATCHABLE, SESSION_REVOKED,
 };
 
 const _: () = assert!(MAX_HEADS == 11, "each_head unrolls exactly MAX_HEADS heads");
@@ -432,22 +432,6 @@ impl Walk {
             }
         }
     }
-}
-
-/// Reads `place` as memory the compiler may not keep in a register.
-#[inline(always)]
-fn volatile<T: Copy>(place: &T) -> T {
-    // SAFETY: `place` is a reference, so it is valid, aligned and
-    // initialised for a read of `T`.
-    unsafe { core::ptr::read_volatile(place) }
-}
-
-/// Writes `place` as memory the compiler may not keep in a register.
-#[inline(always)]
-fn set<T: Copy>(place: &mut T, value: T) {
-    // SAFETY: `place` is an exclusive reference, so it is valid and aligned
-    // for a write of `T`; `T: Copy` has no destructor to skip.
-    unsafe { core::ptr::write_volatile(place, value) }
 }
 
 /// Calls `f` for head slots 0..MAX_HEADS, unrolled.
