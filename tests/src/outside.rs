@@ -77,15 +77,7 @@ fn agent_uid() -> u32 {
 
 /// Runs `script` as the agent user outside any session, with `path`.
 fn as_agent(script: &str, path: &str) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            AGENT.name,
-            "--regid",
-            AGENT.name,
-            "--init-groups",
-            "--",
-        ])
+    users::setpriv_as(AGENT.name)
         .args(["/bin/sh", "-c", script])
         .env_clear()
         .env("PATH", path)
@@ -131,15 +123,7 @@ impl Outside {
         let public_key = fs::read(keys.with_extension("pub")).unwrap();
 
         let path = bench.path();
-        let sleeper = Command::new("setpriv")
-            .args([
-                "--reuid",
-                AGENT.name,
-                "--regid",
-                AGENT.name,
-                "--init-groups",
-                "--",
-            ])
+        let sleeper = users::setpriv_as(AGENT.name)
             .args(["/bin/sh", "-c", "cd \"$0\" && exec sleep 100000"])
             .arg(&home)
             .env_clear()
@@ -165,18 +149,8 @@ impl Outside {
         }
         let runtime_socket = runtime.join("airlock-test-server");
         let session_bus = runtime.join("bus");
-        let session_bus_daemon = Command::new("setpriv")
-            .args([
-                "--reuid",
-                AGENT.name,
-                "--regid",
-                AGENT.name,
-                "--init-groups",
-                "--",
-                "dbus-daemon",
-                "--session",
-                "--nofork",
-            ])
+        let session_bus_daemon = users::setpriv_as(AGENT.name)
+            .args(["dbus-daemon", "--session", "--nofork"])
             .arg(format!("--address=unix:path={}", session_bus.display()))
             .env_clear()
             .stdin(Stdio::null())
@@ -190,15 +164,7 @@ impl Outside {
             cleanup.push(PathBuf::from("/run/screen"));
         }
 
-        let ssh_agent = Command::new("setpriv")
-            .args([
-                "--reuid",
-                AGENT.name,
-                "--regid",
-                AGENT.name,
-                "--init-groups",
-                "--",
-            ])
+        let ssh_agent = users::setpriv_as(AGENT.name)
             .args(["ssh-agent", "-D", "-a"])
             .arg(&ssh_socket)
             .env_clear()

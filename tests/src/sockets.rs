@@ -172,16 +172,8 @@ fn agent_uid() -> u32 {
 /// `program ARGS` as the agent user, outside any session, with the bench's
 /// PATH (so `terraform` is the stand-in) and a shell tmux can use.
 fn as_agent(bench: &Bench, program: &str, args: &[&str]) -> Command {
-    let mut command = Command::new("setpriv");
+    let mut command = users::setpriv_as(AGENT.name);
     command
-        .args([
-            "--reuid",
-            AGENT.name,
-            "--regid",
-            AGENT.name,
-            "--init-groups",
-            "--",
-        ])
         .arg(program)
         .args(args)
         .env_clear()
@@ -598,17 +590,8 @@ fn own(name: &'static str, script: String) -> Case {
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        let _ = Command::new("setpriv")
-            .args([
-                "--reuid",
-                AGENT.name,
-                "--regid",
-                AGENT.name,
-                "--init-groups",
-                "--",
-                "tmux",
-                "-S",
-            ])
+        let _ = users::setpriv_as(AGENT.name)
+            .args(["tmux", "-S"])
             .arg(&self.tmux_socket)
             .arg("kill-server")
             .stdin(Stdio::null())

@@ -109,3 +109,11 @@ pub fn gid(name: &str) -> Gid {
         .unwrap_or_else(|| panic!("no group {name}"))
         .gid
 }
+
+/// A command that runs as user `name` (its uid, gid and groups) through
+/// `setpriv`; the program and its arguments follow.
+pub fn setpriv_as(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid", name, "--regid", name, "--init-groups", "--"]);
+    command
+}
