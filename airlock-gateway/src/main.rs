@@ -6,7 +6,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+mod cli;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use airlock_daemon::bus::{self, Service};
 use airlock_daemon::lock::MutexExt;
 use airlock_daemon::state_dir::{self, Sharing};
 use clap::Parser;
+
+use crate::cli::Args;
 use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -25,26 +28,6 @@ use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Airlock gateway: policy, approvals, grants and audit"
-)]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = names::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Policy directory (overrides gateway.policy_dir).
-    #[arg(long)]
-    policy_dir: Option<PathBuf>,
-    /// State directory (overrides gateway.state_dir).
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Audit log directory (overrides gateway.audit_dir).
-    #[arg(long)]
-    audit_dir: Option<PathBuf>,
-}
 
 fn main() -> anyhow::Result<()> {
     airlock_daemon::logging::init();

@@ -7,7 +7,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+mod cli;
 
 use airlock_common::config::Config;
 use airlock_common::dbus::Gateway1Proxy;
@@ -21,18 +21,9 @@ use airlock_totp::service::TotpService;
 use airlock_totp::signer::GrantSigner;
 use anyhow::Context;
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(Parser)]
-#[command(version, about = "Airlock TOTP verifier and grant signer")]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = names::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// State directory (overrides totp.state_dir).
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-}
+use crate::cli::Args;
+use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> anyhow::Result<()> {
     airlock_daemon::logging::init();
