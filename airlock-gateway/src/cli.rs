@@ -25,4 +25,9 @@ pub struct Args {
     /// Audit log directory (overrides gateway.audit_dir).
     #[arg(long)]
     pub audit_dir: Option<PathBuf>,
+    /// Apply the confinement this daemon runs under when no service manager
+    /// confines it (Landlock), show that it can write its state but not DIR,
+    /// and exit: 0 if the confinement held.
+    #[arg(long, value_name = "DIR")]
+    pub confinement_selftest: Option<PathBuf>,
 }

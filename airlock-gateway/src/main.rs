@@ -16,6 +16,7 @@ use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::bus::{self, Service};
+use airlock_daemon::confine;
 use airlock_daemon::lock::MutexExt;
 use airlock_daemon::state_dir::{self, Sharing};
 use clap::Parser;
@@ -40,6 +41,16 @@ fn main() -> anyhow::Result<()> {
     let audit_dir = args.audit_dir.unwrap_or(gw.audit_dir);
     state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
     state_dir::ensure(&audit_dir, Sharing::GroupReadable)?;
+    // Policy and configuration to read, state and the audit log to write.
+    let plan = confine::Plan {
+        read: vec![args.config.clone(), policy_dir.clone()],
+        write: vec![state_dir.clone(), audit_dir.clone()],
+    };
+    if let Some(outside) = &args.confinement_selftest {
+        let held = confine::selftest("airlock-gateway", &plan, outside)?;
+        std::process::exit(if held { 0 } else { 1 });
+    }
+    confine::apply("airlock-gateway", &plan)?;
 
     let core = Core::open(
         &policy_dir,

@@ -19,4 +19,9 @@ pub struct Args {
     /// State directory (overrides totp.state_dir).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Apply the confinement this daemon runs under when no service manager
+    /// confines it (Landlock), show that it can write its state but not DIR,
+    /// and exit: 0 if the confinement held.
+    #[arg(long, value_name = "DIR")]
+    pub confinement_selftest: Option<PathBuf>,
 }

@@ -14,6 +14,7 @@ use airlock_common::dbus::Gateway1Proxy;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
 use airlock_daemon::bus::{self, Service};
+use airlock_daemon::confine;
 use airlock_daemon::state_dir::{self, Sharing};
 use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
@@ -32,6 +33,17 @@ fn main() -> anyhow::Result<()> {
     let state_dir = args.state_dir.unwrap_or(config.state_dir.clone());
     // The secret lives here: nobody else may even list the directory.
     state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
+    // Its configuration to read; the secret, the key and the audit heads
+    // to write, nothing else.
+    let plan = confine::Plan {
+        read: vec![args.config.clone()],
+        write: vec![state_dir.clone()],
+    };
+    if let Some(outside) = &args.confinement_selftest {
+        let held = confine::selftest("airlock-totp", &plan, outside)?;
+        std::process::exit(if held { 0 } else { 1 });
+    }
+    confine::apply("airlock-totp", &plan)?;
     let gateway_uid = nix::unistd::User::from_name(&config.gateway_user)?
         .map(|u| u.uid.as_raw())
         .with_context(|| format!("no user {:?} (totp.gateway_user)", config.gateway_user))?;
