@@ -3,6 +3,7 @@
 mod approvals;
 mod audit;
 mod bus;
+mod cli;
 mod code;
 mod confine;
 mod doctor;
@@ -11,186 +12,12 @@ mod printable;
 mod sessions;
 mod totp;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use airlock_common::audit::Filter;
-use airlock_common::names;
-use airlock_common::timefmt::parse_duration;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-#[derive(Parser)]
-#[command(
-    name = "airlockctl",
-    version,
-    about = "Control Airlock: policy, approvals, grants and audit"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Show the gateway, policy and TOTP state.
-    Status,
-    /// Check, validate or reload policies.
-    #[command(subcommand)]
-    Policy(PolicyCommand),
-    /// Enrol or inspect the approver's TOTP authenticator.
-    #[command(subcommand)]
-    Totp(TotpCommand),
-    /// Ask a human for approval (prints the request id). Inside a governed
-    /// session the request is for that session.
-    Request {
-        /// `command:terraform plan` or `services:gmail,calendar`.
-        #[arg(long)]
-        scope: String,
-        #[arg(long)]
-        reason: String,
-        /// Lifetime to ask for, e.g. 30m (the approver may change it).
-        #[arg(long, value_parser = duration)]
-        ttl: Option<Duration>,
-        /// File the request for this session (its owner or an admin).
-        #[arg(long)]
-        session: Option<String>,
-    },
-    /// Run a command (an agent) in a governed session: the kernel enforces
-    /// the role's policy on its whole process tree.
-    Run {
-        /// Role (default: the one chosen with `airlockctl use`, else the
-        /// gateway's default role).
-        #[arg(long)]
-        role: Option<String>,
-        /// Run even without kernel enforcement (recorded in the audit log).
-        #[arg(long)]
-        unenforced: bool,
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
-    /// List governed sessions, revoke one, or bind a Unix user to one.
-    Sessions {
-        #[command(subcommand)]
-        action: Option<SessionsCommand>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Choose the default role for future governed sessions.
-    Use { role: String },
-    /// Show the default role for future governed sessions.
-    Current,
-    /// Check what this machine can enforce, and how to fix what it cannot.
-    Doctor,
-    /// List pending requests.
-    Requests {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Approve a request with a TOTP code (prompted without echo).
-    Approve {
-        /// Request id; may be left out when exactly one request is pending.
-        id: Option<String>,
-        /// Grant lifetime (default: what was asked, else 60m; at most 8h).
-        #[arg(long, value_parser = duration)]
-        ttl: Option<Duration>,
-        /// Grant write access (grants are read-only by default).
-        #[arg(long)]
-        write: bool,
-        /// Read the code from standard input instead of the terminal.
-        #[arg(long)]
-        code_stdin: bool,
-    },
-    /// Deny a pending request.
-    Deny {
-        id: String,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// List live grants.
-    Grants {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a grant, or all of them.
-    Revoke {
-        grant: Option<String>,
-        #[arg(long)]
-        all: bool,
-    },
-    /// Show the audit log, or verify its hash chain.
-    Audit {
-        #[command(subcommand)]
-        verify: Option<AuditCommand>,
-        /// `1h`, `7d`, `today` or an RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        service: Option<String>,
-        #[arg(long)]
-        session: Option<String>,
-        #[arg(long)]
-        json: bool,
-        /// Directory holding audit.jsonl.
-        #[arg(long, default_value = names::DEFAULT_AUDIT_DIR, global = true)]
-        audit_dir: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum SessionsCommand {
-    /// Revoke a session: its processes are killed and nothing starts in it.
-    Revoke { id: String },
-    /// Govern every process of a (dedicated agent) Unix user (admins only).
-    BindUser {
-        user: String,
-        #[arg(long)]
-        role: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Print the decision for a command: exit 0 allow, 2 approve, 3 block, 1 error.
-    Check {
-        /// Evaluate a policy directory locally instead of asking the gateway.
-        #[arg(long)]
-        policies: Option<PathBuf>,
-        #[arg(long)]
-        role: String,
-        #[arg(last = true, required = true)]
-        argv: Vec<String>,
-    },
-    /// Report every error in a policy directory with file:line:column.
-    Validate {
-        #[arg(default_value = names::DEFAULT_POLICY_DIR)]
-        dir: PathBuf,
-    },
-    /// Ask the gateway to re-read its policy directory.
-    Reload,
-}
-
-#[derive(Subcommand)]
-enum TotpCommand {
-    /// Create a secret, show it as a QR code, and activate it with a code.
-    Setup {
-        /// Replace an enrolled secret without its code (root only).
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        code_stdin: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Check the hash chain and name the first edited, removed or reordered record.
-    Verify,
-}
+use crate::cli::{AuditCommand, Cli, Command, PolicyCommand, SessionsCommand, TotpCommand};
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {

@@ -11,10 +11,13 @@
 //!   state in;
 //! - [`lock::MutexExt`]: locking the daemons' shared state, with the one
 //!   reason why a poisoned lock is recovered;
-//! - [`admin::is_admin`]: who may approve.
+//! - [`admin::is_admin`]: who may approve;
+//! - [`confine::apply`]: Landlock self-confinement where no service manager
+//!   confines the daemon.
 
 pub mod admin;
 pub mod bus;
+pub mod confine;
 pub mod lock;
 pub mod logging;
 pub mod state_dir;

@@ -1,12 +1,54 @@
 //! The daemons' log output.
+//!
+//! Under systemd (standard error is the journal stream, as `JOURNAL_STREAM`
+//! says) events go to journald natively, so their fields become journal
+//! fields: `journalctl -u airlock-gateway SESSION_ID=…` finds every line
+//! about a session, and likewise `REQUEST_ID=` and `GRANT_ID=`. Elsewhere
+//! they are text on standard error. Either way filtered by `RUST_LOG`, at
+//! `info` when it is unset or invalid.
 
-/// Logs to standard error (journald captures it under systemd), filtered by
-/// `RUST_LOG` and at `info` when it is unset or invalid.
+use std::os::unix::fs::MetadataExt;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
 pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if stderr_is_journal() {
+        // Field names as they are (`session_id`, upcased by the layer), not
+        // behind the layer's default `F_` prefix.
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journal.with_field_prefix(None))
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("cannot log to journald ({e}); logging to standard error"),
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Whether standard error is the stream systemd connected to the journal:
+/// `JOURNAL_STREAM` is `DEVICE:INODE` of that stream, and a child that
+/// inherited the variable with another standard error must not use it.
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    stream
+        .to_str()
+        .and_then(|s| s.split_once(':'))
+        .is_some_and(|(dev, ino)| {
+            dev.parse() == Ok(stderr.dev()) && ino.parse() == Ok(stderr.ino())
+        })
 }

@@ -1,9 +1,13 @@
 //! Session cgroups (cgroup v2).
 //!
-//! Each process-tree session gets `<cgroup2>/airlock/<session id>`, owned by
-//! root and not writable by the agent, so neither the agent nor its children
-//! can move out of it or create sub-cgroups; the kernel program finds the
-//! session by the cgroup's id (its inode number).
+//! Each process-tree session gets a cgroup owned by root and not writable by
+//! the agent, so neither the agent nor its children can move out of it or
+//! create sub-cgroups; the kernel program finds the session by the cgroup's
+//! id (its inode number). Without systemd the enforcer makes them itself,
+//! `<cgroup2>/airlock/<session id>`. Under systemd, which owns the cgroup
+//! tree, each session is a transient scope unit systemd creates and
+//! delegates, `<cgroup2>/airlock.slice/airlock-session-<id>.scope`
+//! (scope.rs), so the two never fight over it.
 
 use std::fs;
 use std::io::Write;
@@ -34,6 +38,26 @@ pub struct Cgroups {
     base: PathBuf,
     /// `base` as `/proc/PID/cgroup` names it (below the cgroup2 root).
     listed_as: PathBuf,
+    layout: Layout,
+}
+
+/// Who makes the session cgroups, and so how they are named.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Layout {
+    /// The enforcer: `<base>/<session id>`.
+    Own,
+    /// systemd: `airlock.slice/airlock-session-<id>.scope`.
+    SystemdScopes,
+}
+
+/// The slice systemd puts session scopes in.
+pub const SLICE: &str = "airlock.slice";
+const SCOPE_PREFIX: &str = "airlock-session-";
+const SCOPE_SUFFIX: &str = ".scope";
+
+/// The scope unit of a session.
+pub fn scope_unit(session: &str) -> String {
+    format!("{SCOPE_PREFIX}{session}{SCOPE_SUFFIX}")
 }
 
 impl Cgroups {
@@ -48,16 +72,43 @@ impl Cgroups {
         Ok(Cgroups {
             base,
             listed_as: Path::new("/").join(name),
+            layout: Layout::Own,
         })
     }
 
-    pub fn path(&self, session: &str) -> PathBuf {
-        self.base.join(session)
+    /// The session cgroups are systemd's scopes in [`SLICE`] (which systemd
+    /// creates with the first of them).
+    pub fn systemd() -> anyhow::Result<Cgroups> {
+        Ok(Cgroups {
+            base: cgroup2_root()?.join(SLICE),
+            listed_as: Path::new("/").join(SLICE),
+            layout: Layout::SystemdScopes,
+        })
     }
 
-    /// Creates the session's cgroup; returns its id.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn path(&self, session: &str) -> PathBuf {
+        match self.layout {
+            Layout::Own => self.base.join(session),
+            Layout::SystemdScopes => self.base.join(scope_unit(session)),
+        }
+    }
+
+    /// Creates the session's cgroup (under systemd: finds the scope systemd
+    /// made); returns its id.
     pub fn create(&self, session: &str) -> anyhow::Result<u64> {
         let path = self.path(session);
+        if self.layout == Layout::SystemdScopes {
+            anyhow::ensure!(
+                path.is_dir(),
+                "systemd has no scope {} for the session",
+                scope_unit(session)
+            );
+            return self.id(session);
+        }
         match fs::create_dir(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -120,9 +171,12 @@ impl Cgroups {
         Err(anyhow!("processes keep appearing in {}", path.display()))
     }
 
-    /// Removes an empty session cgroup.
+    /// Removes an empty session cgroup (systemd removes its scopes itself
+    /// once they are empty).
     pub fn remove(&self, session: &str) {
-        let _ = fs::remove_dir(self.path(session));
+        if self.layout == Layout::Own {
+            let _ = fs::remove_dir(self.path(session));
+        }
     }
 
     /// The session a process is in, by its cgroup path.
@@ -140,6 +194,13 @@ impl Cgroups {
                 rest.components()
                     .next()
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            })
+            .and_then(|dir| match self.layout {
+                Layout::Own => Some(dir),
+                Layout::SystemdScopes => dir
+                    .strip_prefix(SCOPE_PREFIX)
+                    .and_then(|d| d.strip_suffix(SCOPE_SUFFIX))
+                    .map(str::to_owned),
             })
     }
 }

@@ -8,6 +8,7 @@
 
 mod btf;
 mod cgroup;
+mod cli;
 mod events;
 mod grants;
 mod identity;
@@ -16,13 +17,13 @@ mod local_addrs;
 mod message;
 mod offsets;
 mod procfd;
+mod scope;
 mod service;
 mod sessions;
 mod supervisor;
 mod system_bus;
 mod totp_key;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,35 +34,13 @@ use airlock_daemon::lock::MutexExt;
 use anyhow::Context;
 use caps::{CapSet, Capability};
 use clap::Parser;
+
+use crate::cli::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::loader::{boot_ns, Mode};
 use crate::sessions::Sessions;
 use crate::totp_key::TotpKey;
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Airlock enforcer: kernel enforcement of governed sessions"
-)]
-struct Args {
-    /// bpffs directory for pinned maps and links.
-    #[arg(long, default_value = names::DEFAULT_PIN_DIR)]
-    pin_dir: PathBuf,
-    /// Directory under the cgroup2 mount that holds the session cgroups.
-    #[arg(long, default_value = names::SESSION_CGROUP_DIR)]
-    cgroup_dir: String,
-    /// The user the gateway runs as: the only non-root caller allowed.
-    #[arg(long, default_value = names::GATEWAY_USER)]
-    gateway_user: String,
-    /// The user airlock-totp runs as: grants are checked with the key only
-    /// a connection of that user may give.
-    #[arg(long, default_value = names::TOTP_USER)]
-    totp_user: String,
-    /// Report what enforcement this machine supports and exit.
-    #[arg(long)]
-    check: bool,
-}
 
 /// What the enforcer keeps after loading: signalling and reading other
 /// users' processes (to hold and continue them, and to write messages into
@@ -129,7 +108,17 @@ fn main() -> anyhow::Result<()> {
         !args.cgroup_dir.is_empty() && !args.cgroup_dir.contains(['/', '.']),
         "--cgroup-dir is one directory name"
     );
-    let cgroups = cgroup::Cgroups::open(&args.cgroup_dir)?;
+    // Under systemd the sessions are its scopes; elsewhere the enforcer's
+    // own cgroups.
+    let cgroups = if scope::systemd_booted() {
+        tracing::info!(
+            "systemd is the init system: sessions are scopes in {}",
+            cgroup::SLICE
+        );
+        cgroup::Cgroups::systemd()?
+    } else {
+        cgroup::Cgroups::open(&args.cgroup_dir)?
+    };
     drop_capabilities()?;
     let uid_of = |name: &str| {
         nix::unistd::User::from_name(name)
@@ -190,6 +179,11 @@ async fn serve(
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
     let gateway = Gateway1Proxy::new(&conn).await?;
     let totp_key = Arc::new(TotpKey::new(conn.clone(), dbus.clone(), totp_uid));
+    let layout = sessions.locked().cgroups_layout();
+    let scopes = match layout {
+        cgroup::Layout::SystemdScopes => Some(scope::Scopes::connect().await?),
+        cgroup::Layout::Own => None,
+    };
     // Enforcement does not wait for airlock-totp: until it gives its key,
     // sessions are governed and no grant is installed.
     tokio::spawn({
@@ -216,6 +210,7 @@ async fn serve(
                 mode,
                 dbus,
                 gateway_uid,
+                scopes,
             ),
         },
     )

@@ -17,6 +17,7 @@ use zbus::zvariant::Optional;
 
 use crate::cgroup::pid_of_pidfd;
 use crate::loader::{Mode, LSM_FIX};
+use crate::scope::Scopes;
 use crate::sessions::Sessions;
 use crate::supervisor::Supervisor;
 use crate::totp_key::{Learned, TotpKey};
@@ -30,6 +31,8 @@ pub struct Enforcer {
     dbus: DBusProxy<'static>,
     /// The only non-root uid allowed to call.
     gateway_uid: Option<u32>,
+    /// Under systemd: the sessions' scopes (scope.rs).
+    scopes: Option<Scopes>,
 }
 
 impl Enforcer {
@@ -39,6 +42,7 @@ impl Enforcer {
         mode: Mode,
         dbus: DBusProxy<'static>,
         gateway_uid: Option<u32>,
+        scopes: Option<Scopes>,
     ) -> Self {
         Enforcer {
             sessions: supervisor.sessions.clone(),
@@ -47,6 +51,7 @@ impl Enforcer {
             mode,
             dbus,
             gateway_uid,
+            scopes,
         }
     }
 
@@ -147,6 +152,10 @@ impl Enforcer {
         let pid = pid_of_pidfd(pidfd.as_raw_fd())
             .map_err(|e| AirlockError::InvalidArgument(format!("{e:#}")))?;
         let key = self.key_for(&spec.grants).await;
+        if let Some(scopes) = &self.scopes {
+            self.sessions().admit(&spec, pid).map_err(failed)?;
+            scopes.start(&spec.id, pid).await.map_err(failed)?;
+        }
         self.sessions()
             .start(spec, pid, key.as_deref())
             .map_err(failed)

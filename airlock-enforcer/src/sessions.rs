@@ -11,7 +11,7 @@ use airlock_common::policy::{basename, Grammar, Source};
 use airlock_common::timefmt::now_unix;
 use anyhow::{anyhow, Context};
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Layout};
 use crate::grants::{self, Admitted};
 use crate::identity;
 use crate::loader::{boot_ns, Kernel};
@@ -105,6 +105,11 @@ impl Sessions {
             cgroups,
             live: BTreeMap::new(),
         }
+    }
+
+    /// Who makes the session cgroups.
+    pub fn cgroups_layout(&self) -> Layout {
+        self.cgroups.layout()
     }
 
     pub fn count(&self) -> usize {
@@ -337,9 +342,10 @@ impl Sessions {
         Ok(())
     }
 
-    /// Starts a process-tree session and moves `pid` into it; `key` is
-    /// airlock-totp's, for the grants.
-    pub fn start(&mut self, spec: SessionSpec, pid: u32, key: Option<&[u8]>) -> anyhow::Result<()> {
+    /// Whether `pid` may become the first process of session `spec`: it
+    /// runs as the session's user and is governed by no session yet.
+    /// Returns its uid.
+    pub fn admit(&self, spec: &SessionSpec, pid: u32) -> anyhow::Result<u32> {
         let owner = crate::cgroup::uid_of(pid)?;
         if owner != spec.uid {
             anyhow::bail!(
@@ -349,12 +355,18 @@ impl Sessions {
         }
         // A governed process may not move into a session of its choosing:
         // the kernel looks at the cgroup first, so a new session would swap
-        // its role for a looser one. Any Airlock cgroup counts, live or not.
+        // its role for a looser one. Any Airlock cgroup counts, live or not
+        // (under systemd, the session's own new scope is the exception).
         if let Some(current) = self.cgroups.session_of(pid) {
-            anyhow::bail!(
-                "process {pid} is in governed session {current}; a governed process cannot start \
-                 another session"
-            );
+            let own_new_scope = current == spec.id
+                && self.cgroups.layout() == Layout::SystemdScopes
+                && !self.live.contains_key(&spec.id);
+            if !own_new_scope {
+                anyhow::bail!(
+                    "process {pid} is in governed session {current}; a governed process cannot \
+                     start another session"
+                );
+            }
         }
         if let Some(bound) = self.binding_of(owner) {
             anyhow::bail!(
@@ -362,6 +374,14 @@ impl Sessions {
                 bound.spec.id
             );
         }
+        Ok(owner)
+    }
+
+    /// Starts a process-tree session and moves `pid` into it (under
+    /// systemd the caller has started its scope with `pid` in it first);
+    /// `key` is airlock-totp's, for the grants.
+    pub fn start(&mut self, spec: SessionSpec, pid: u32, key: Option<&[u8]>) -> anyhow::Result<()> {
+        let owner = self.admit(&spec, pid)?;
         self.check_index(&spec)?;
         let grants = Self::admit_grants(&spec, owner, key);
         let info = Self::info(&spec, &grants)?;

@@ -133,8 +133,9 @@ impl Journal {
                 "an unknown event cannot be recorded".into(),
             ));
         };
+        let ids = LoggedIds::of(&fields);
         match self.audit.append(&name, fields) {
-            Ok(_) => {}
+            Ok(_) => ids.log(&name),
             // The record is synced, so the event stands and the caller must
             // go on as if it succeeded; a lagging anchor is harmless.
             Err(e @ AuditError::Anchor { .. }) => tracing::error!("{e}"),
@@ -163,5 +164,36 @@ impl Journal {
                 "cannot save gateway state ({e}); the audit log holds the changes, saving again later"
             ),
         }
+    }
+}
+
+/// The ids an audit record carries, logged beside it so that journald can
+/// filter on them (`SESSION_ID=`, `REQUEST_ID=`, `GRANT_ID=`; see
+/// `airlock_daemon::logging`). Only ids: the record itself stays in the
+/// audit log.
+struct LoggedIds {
+    session: Option<String>,
+    request: Option<String>,
+    grant: Option<String>,
+}
+
+impl LoggedIds {
+    fn of(fields: &serde_json::Map<String, serde_json::Value>) -> LoggedIds {
+        let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        LoggedIds {
+            session: text("session"),
+            request: text("request_id"),
+            grant: text("grant_id"),
+        }
+    }
+
+    fn log(&self, event: &str) {
+        tracing::info!(
+            event,
+            session_id = self.session.as_deref(),
+            request_id = self.request.as_deref(),
+            grant_id = self.grant.as_deref(),
+            "audit: {event}"
+        );
     }
 }

@@ -6,7 +6,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+mod cli;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +16,12 @@ use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::bus::{self, Service};
+use airlock_daemon::confine;
 use airlock_daemon::lock::MutexExt;
 use airlock_daemon::state_dir::{self, Sharing};
 use clap::Parser;
+
+use crate::cli::Args;
 use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -25,26 +29,6 @@ use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Airlock gateway: policy, approvals, grants and audit"
-)]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = names::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Policy directory (overrides gateway.policy_dir).
-    #[arg(long)]
-    policy_dir: Option<PathBuf>,
-    /// State directory (overrides gateway.state_dir).
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Audit log directory (overrides gateway.audit_dir).
-    #[arg(long)]
-    audit_dir: Option<PathBuf>,
-}
 
 fn main() -> anyhow::Result<()> {
     airlock_daemon::logging::init();
@@ -57,6 +41,16 @@ fn main() -> anyhow::Result<()> {
     let audit_dir = args.audit_dir.unwrap_or(gw.audit_dir);
     state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
     state_dir::ensure(&audit_dir, Sharing::GroupReadable)?;
+    // Policy and configuration to read, state and the audit log to write.
+    let plan = confine::Plan {
+        read: vec![args.config.clone(), policy_dir.clone()],
+        write: vec![state_dir.clone(), audit_dir.clone()],
+    };
+    if let Some(outside) = &args.confinement_selftest {
+        let held = confine::selftest("airlock-gateway", &plan, outside)?;
+        std::process::exit(if held { 0 } else { 1 });
+    }
+    confine::apply("airlock-gateway", &plan)?;
 
     let core = Core::open(
         &policy_dir,

@@ -7,13 +7,14 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+mod cli;
 
 use airlock_common::config::Config;
 use airlock_common::dbus::Gateway1Proxy;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
 use airlock_daemon::bus::{self, Service};
+use airlock_daemon::confine;
 use airlock_daemon::state_dir::{self, Sharing};
 use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
@@ -21,18 +22,9 @@ use airlock_totp::service::TotpService;
 use airlock_totp::signer::GrantSigner;
 use anyhow::Context;
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(Parser)]
-#[command(version, about = "Airlock TOTP verifier and grant signer")]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = names::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// State directory (overrides totp.state_dir).
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-}
+use crate::cli::Args;
+use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> anyhow::Result<()> {
     airlock_daemon::logging::init();
@@ -41,6 +33,17 @@ fn main() -> anyhow::Result<()> {
     let state_dir = args.state_dir.unwrap_or(config.state_dir.clone());
     // The secret lives here: nobody else may even list the directory.
     state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
+    // Its configuration to read; the secret, the key and the audit heads
+    // to write, nothing else.
+    let plan = confine::Plan {
+        read: vec![args.config.clone()],
+        write: vec![state_dir.clone()],
+    };
+    if let Some(outside) = &args.confinement_selftest {
+        let held = confine::selftest("airlock-totp", &plan, outside)?;
+        std::process::exit(if held { 0 } else { 1 });
+    }
+    confine::apply("airlock-totp", &plan)?;
     let gateway_uid = nix::unistd::User::from_name(&config.gateway_user)?
         .map(|u| u.uid.as_raw())
         .with_context(|| format!("no user {:?} (totp.gateway_user)", config.gateway_user))?;

@@ -504,3 +504,66 @@ fn a_user_cannot_flood_the_audit_log() {
             .success();
     }
 }
+
+/// Started without a service manager, as here, airlock-gateway and
+/// airlock-totp confine themselves with Landlock to the paths they need: a
+/// directory their own user may write is out of the daemon's reach.
+#[test]
+fn daemons_confine_themselves_without_systemd() {
+    let system = System::start();
+    let config = system.path("airlock.toml");
+    for (daemon, user) in [("airlock-gateway", &GATEWAY), ("airlock-totp", &TOTP)] {
+        let outside = system.path(&format!("outside-{daemon}"));
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::chown(
+            &outside,
+            Some(airlock_tests::users::uid(user.name).as_raw()),
+            None,
+        )
+        .unwrap();
+        // Unix permissions allow it: a refusal below is the confinement's.
+        let proof = outside.join("written-by-the-user");
+        let touched = system.run_as(
+            user,
+            Path::new("/usr/bin/touch"),
+            &[proof.to_str().unwrap()],
+            "",
+        );
+        assert_eq!(
+            touched.code,
+            0,
+            "{daemon}'s user cannot write {}: {touched:?}",
+            outside.display()
+        );
+        assert!(proof.exists());
+
+        let test = system.run_as(
+            user,
+            &airlock_tests::bin(daemon),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--confinement-selftest",
+                outside.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(
+            test.code, 0,
+            "{daemon}'s confinement did not hold: {test:?}"
+        );
+        assert!(
+            test.stdout.contains(&format!("{daemon}: Confined")),
+            "{test:?}"
+        );
+        assert!(
+            test.stdout
+                .contains(&format!("write {}: refused", outside.display())),
+            "{test:?}"
+        );
+        assert!(
+            test.stdout.contains(": allowed"),
+            "its state stays writable: {test:?}"
+        );
+    }
+}
