@@ -84,12 +84,18 @@ pub async fn list_requests(json: bool) -> anyhow::Result<i32> {
         .list_requests()
         .await
         .map_err(|e| bus::explain("requests", e))?;
+    // Third-party enforcers' artifacts wait beside the local requests.
+    let artifacts = gateway
+        .list_artifacts()
+        .await
+        .map_err(|e| bus::explain("requests", e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&requests)?);
-    } else if requests.is_empty() {
+    } else if requests.is_empty() && artifacts.is_empty() {
         println!("no pending requests");
     } else {
         requests.iter().for_each(print_request);
+        artifacts.iter().for_each(crate::enforcers::print_artifact);
     }
     Ok(0)
 }

@@ -6,6 +6,7 @@ mod bus;
 mod code;
 mod confine;
 mod doctor;
+mod enforcers;
 mod policy;
 mod printable;
 mod sessions;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use airlock_common::audit::Filter;
+use airlock_common::integrations::Verdict;
 use airlock_common::names;
 use airlock_common::timefmt::parse_duration;
 use clap::{Parser, Subcommand};
@@ -105,11 +107,40 @@ enum Command {
         #[arg(long)]
         code_stdin: bool,
     },
-    /// Deny a pending request.
+    /// Deny a pending request (a third-party enforcer's `art-…` with a TOTP
+    /// code, so that the enforcer can check a human decided).
     Deny {
         id: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// Read the code (for an enforcer's artifact) from standard input.
+        #[arg(long)]
+        code_stdin: bool,
+    },
+    /// Register or list third-party enforcer apps, or consent to one.
+    Apps {
+        #[command(subcommand)]
+        action: Option<AppsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Personal access tokens for your third-party enforcers (X-PAT).
+    #[command(subcommand)]
+    Pat(PatCommand),
+    /// Pair a third-party enforcer: the code it shows, or `--generate` one
+    /// for it to claim.
+    Pair {
+        code: Option<String>,
+        #[arg(long)]
+        generate: bool,
+    },
+    /// List paired third-party enforcers with their presence, or unpair one.
+    Enforcers {
+        /// The pairing (`pn-…`) to revoke.
+        #[arg(long)]
+        unpair: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// List live grants.
     Grants {
@@ -138,6 +169,46 @@ enum Command {
         /// Directory holding audit.jsonl.
         #[arg(long, default_value = names::DEFAULT_AUDIT_DIR, global = true)]
         audit_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Register an app (admins): prints its App ID, Client ID and, for a
+    /// confidential kind, its Client Secret, once.
+    Add {
+        /// desktop, agent or vscode (confidential: a client secret); web or
+        /// mobile (public: checked by Origin).
+        #[arg(long)]
+        kind: String,
+        /// An allowed Origin (public kinds), repeatable.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        name: String,
+    },
+    /// Consent to an app acting for you (or, with --deny, refuse it).
+    Consent {
+        app: String,
+        #[arg(long)]
+        deny: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatCommand {
+    /// Create a token (printed once).
+    Create {
+        /// Lifetime, e.g. 90d (the default; at most a year).
+        #[arg(long, value_parser = duration)]
+        expires: Option<Duration>,
+    },
+    /// List tokens (not the tokens themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        id: String,
     },
 }
 
@@ -228,12 +299,40 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Doctor => doctor::doctor().await,
         Command::Requests { json } => approvals::list_requests(json).await,
         Command::Approve {
+            id: Some(id),
+            code_stdin,
+            ..
+        } if id.starts_with(enforcers::ARTIFACT_PREFIX) => {
+            enforcers::decide(&id, Verdict::Approve, "", code_stdin).await
+        }
+        Command::Approve {
             id,
             ttl,
             write,
             code_stdin,
         } => approvals::approve(id.as_deref(), ttl, write, code_stdin).await,
-        Command::Deny { id, reason } => approvals::deny(&id, &reason).await,
+        Command::Deny {
+            id,
+            reason,
+            code_stdin,
+        } if id.starts_with(enforcers::ARTIFACT_PREFIX) => {
+            enforcers::decide(&id, Verdict::Reject, &reason, code_stdin).await
+        }
+        Command::Deny { id, reason, .. } => approvals::deny(&id, &reason).await,
+        Command::Apps { action, json } => match action {
+            None => enforcers::apps_list(json).await,
+            Some(AppsCommand::Add {
+                kind,
+                origins,
+                name,
+            }) => enforcers::apps_add(&kind, &name, &origins).await,
+            Some(AppsCommand::Consent { app, deny }) => enforcers::apps_consent(&app, deny).await,
+        },
+        Command::Pat(PatCommand::Create { expires }) => enforcers::pat_create(expires).await,
+        Command::Pat(PatCommand::List { json }) => enforcers::pat_list(json).await,
+        Command::Pat(PatCommand::Revoke { id }) => enforcers::pat_revoke(&id).await,
+        Command::Pair { code, generate } => enforcers::pair(code.as_deref(), generate).await,
+        Command::Enforcers { unpair, json } => enforcers::enforcers(unpair.as_deref(), json).await,
         Command::Grants { json } => approvals::list_grants(json).await,
         Command::Revoke { grant, all } => approvals::revoke(grant.as_deref(), all).await,
         Command::Audit {

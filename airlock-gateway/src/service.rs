@@ -118,6 +118,18 @@ impl Gateway {
         }
     }
 
+    /// The uid of a person managing their enforcers: never
+    /// airlock-integrations itself, which only relays.
+    async fn person(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
+        let uid = self.caller(header).await?;
+        if Some(uid) == self.integrations_uid {
+            return Err(AirlockError::AccessDenied(
+                "airlock-integrations relays enforcers' requests; it manages nothing".into(),
+            ));
+        }
+        Ok(uid)
+    }
+
     /// airlock-totp's decision key, asked once.
     async fn decision_key(&self) -> Result<DecisionKey, AirlockError> {
         if let Some(key) = self.decision_key.locked().clone() {
@@ -901,7 +913,7 @@ impl Gateway {
         app_id: &str,
         allowed: bool,
     ) -> Result<(), AirlockError> {
-        let uid = self.caller(&header).await?;
+        let uid = self.person(&header).await?;
         self.charge(uid)?;
         self.core().set_consent(app_id, uid, allowed)
     }
@@ -912,7 +924,7 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         ttl_secs: u64,
     ) -> Result<NewPat, AirlockError> {
-        let uid = self.caller(&header).await?;
+        let uid = self.person(&header).await?;
         self.charge(uid)?;
         self.core().create_pat(uid, ttl_secs, now_unix())
     }
@@ -930,7 +942,7 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         id: &str,
     ) -> Result<(), AirlockError> {
-        let uid = self.caller(&header).await?;
+        let uid = self.person(&header).await?;
         self.core().revoke_pat(id, uid, is_admin(uid))
     }
 
@@ -941,7 +953,7 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         code: &str,
     ) -> Result<EnforcerInfo, AirlockError> {
-        let uid = self.caller(&header).await?;
+        let uid = self.person(&header).await?;
         self.charge(uid)?;
         self.core().pair(code, uid, is_admin(uid), now_unix())
     }
@@ -951,7 +963,7 @@ impl Gateway {
         &self,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<PairingView, AirlockError> {
-        let uid = self.caller(&header).await?;
+        let uid = self.person(&header).await?;
         self.charge(uid)?;
         self.core().pregenerate_pairing(uid, now_unix())
     }
@@ -969,7 +981,7 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         pairing: &str,
     ) -> Result<(), AirlockError> {
-        let uid = self.caller(&header).await?;
+        let uid = self.person(&header).await?;
         self.core().unpair(pairing, uid, is_admin(uid))
     }
 
