@@ -609,19 +609,19 @@ pub trait Gateway1 {
         code: &str,
         hello: &EnforcerHello,
     ) -> zbus::Result<PairingView>;
-    fn api_pairing_status(&self, creds: &ApiCredentials, nonce: &str)
-        -> zbus::Result<PairingView>;
-    fn api_pairing_revoke(&self, creds: &ApiCredentials, routing_token: &str)
-        -> zbus::Result<String>;
+    fn api_pairing_status(&self, creds: &ApiCredentials, nonce: &str) -> zbus::Result<PairingView>;
+    fn api_pairing_revoke(
+        &self,
+        creds: &ApiCredentials,
+        routing_token: &str,
+    ) -> zbus::Result<String>;
     fn api_pairing_pregenerate(&self, creds: &ApiCredentials) -> zbus::Result<PairingView>;
     fn api_heartbeat(&self, creds: &ApiCredentials, enforcer_id: &str) -> zbus::Result<()>;
     fn api_submit(&self, creds: &ApiCredentials, artifact: &ArtifactSubmission)
         -> zbus::Result<()>;
-    fn api_exchange(&self, creds: &ApiCredentials, request_id: &str)
-        -> zbus::Result<ExchangeView>;
+    fn api_exchange(&self, creds: &ApiCredentials, request_id: &str) -> zbus::Result<ExchangeView>;
     fn api_withdraw(&self, creds: &ApiCredentials, request_id: &str) -> zbus::Result<()>;
-    fn api_ack(&self, creds: &ApiCredentials, request_id: &str, msg_id: &str)
-        -> zbus::Result<()>;
+    fn api_ack(&self, creds: &ApiCredentials, request_id: &str, msg_id: &str) -> zbus::Result<()>;
     #[zbus(signal)]
     fn exchange_decided(&self, request_id: &str) -> zbus::Result<()>;
 

@@ -68,7 +68,11 @@ impl AppKind {
             "vscode" => AppKind::Vscode,
             "web" => AppKind::Web,
             "mobile" => AppKind::Mobile,
-            _ => return Err(format!("unknown app kind {text:?}: desktop, agent, vscode, web or mobile")),
+            _ => {
+                return Err(format!(
+                    "unknown app kind {text:?}: desktop, agent, vscode, web or mobile"
+                ))
+            }
         })
     }
 
@@ -459,7 +463,11 @@ pub fn is_sha256_hex(hash: &str) -> bool {
 /// `{artifactHash, decision, nonce, reason, requestId, signerKeyId}`, with
 /// absent fields (an empty reason) left out. Every value is a string, so
 /// sorted keys and JSON string escaping are the whole of JCS here.
-pub fn decision_message(statement: &DecisionStatement, nonce: &str, signer_key_id: &str) -> Vec<u8> {
+pub fn decision_message(
+    statement: &DecisionStatement,
+    nonce: &str,
+    signer_key_id: &str,
+) -> Vec<u8> {
     let mut fields = BTreeMap::new();
     fields.insert("artifactHash", statement.artifact_hash.as_str());
     fields.insert("decision", statement.decision.as_str());

@@ -8,12 +8,11 @@ use airlock_common::dbus::{
     Totp1Proxy, TotpReport, TotpStatus,
 };
 use airlock_common::enforcement::EnforcementMode;
-use airlock_common::integrations::{
-    ApiCredentials, AppInfo, AppKind, ArtifactInfo, ArtifactSubmission, DecisionKey,
-    EnforcerHello, EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView, PatInfo,
-    SignedDecision,
-};
 use airlock_common::event::Event;
+use airlock_common::integrations::{
+    ApiCredentials, AppInfo, AppKind, ArtifactInfo, ArtifactSubmission, DecisionKey, EnforcerHello,
+    EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision,
+};
 use airlock_common::limits::MAX_SIGNED_GRANT_LEN;
 use airlock_common::names;
 use airlock_common::session::SessionState;
@@ -784,7 +783,8 @@ impl Gateway {
         hello: EnforcerHello,
     ) -> Result<PairingView, AirlockError> {
         self.integrations_caller(&header).await?;
-        self.core().api_pairing_claim(&creds, code, hello, now_unix())
+        self.core()
+            .api_pairing_claim(&creds, code, hello, now_unix())
     }
 
     async fn api_pairing_status(
@@ -805,7 +805,8 @@ impl Gateway {
         routing_token: &str,
     ) -> Result<String, AirlockError> {
         self.integrations_caller(&header).await?;
-        self.core().api_pairing_revoke(&creds, routing_token, now_unix())
+        self.core()
+            .api_pairing_revoke(&creds, routing_token, now_unix())
     }
 
     async fn api_pairing_pregenerate(

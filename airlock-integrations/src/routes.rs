@@ -349,7 +349,11 @@ async fn ack(
 ) -> ApiResult {
     let creds = credentials(&headers)?;
     let request: wire::Ack = parse(&body(bytes)?)?;
-    if request.msg_type.as_deref().is_some_and(|t| t != "ack.submit") {
+    if request
+        .msg_type
+        .as_deref()
+        .is_some_and(|t| t != "ack.submit")
+    {
         return Err(ApiError::bad_request("msgType must be ack.submit"));
     }
     let Some(msg_id) = request.body.msg_id else {

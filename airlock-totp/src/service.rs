@@ -287,7 +287,10 @@ impl TotpService {
                 "artifact hash must be 64 hex digits".into(),
             ));
         }
-        let verified = self.authenticator().verify(code, now_unix()).map_err(to_dbus);
+        let verified = self
+            .authenticator()
+            .verify(code, now_unix())
+            .map_err(to_dbus);
         if let Err(e) = verified {
             self.report_refusal(uid, Some(artifact_id), &e).await;
             return Err(e);

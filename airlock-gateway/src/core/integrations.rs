@@ -12,8 +12,8 @@ use airlock_common::event::Event;
 use airlock_common::fsutil::Durability;
 use airlock_common::ids;
 use airlock_common::integrations::{
-    normalize_code, pairing_code, random_token, sha256_hex, AppInfo, AppKind, ApiCode,
-    ApiCredentials, ArtifactInfo, ArtifactSubmission, DecisionKey, EnforcerHello, EnforcerInfo,
+    normalize_code, pairing_code, random_token, sha256_hex, ApiCode, ApiCredentials, AppInfo,
+    AppKind, ArtifactInfo, ArtifactSubmission, DecisionKey, EnforcerHello, EnforcerInfo,
     ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision, ARTIFACT_TTL_SECS,
     MAX_APPS, MAX_CIPHERTEXT_LEN, MAX_EXCHANGES, MAX_FIELD_LEN, MAX_PAIRINGS, MAX_PATS,
     MAX_PAT_TTL_SECS, ONLINE_SECS, PAIRING_TTL_SECS, PAT_PREFIX, PREGENERATED_TTL_SECS,
@@ -118,9 +118,7 @@ impl Core {
             match integrations.pat_by_hash(&hash) {
                 Some(pat) if pat.expires_at > now => pat.uid,
                 Some(_) => return Err(ApiCode::Unauthorized.error("the PAT has expired")),
-                None => {
-                    return Err(ApiCode::Unauthorized.error("the PAT is invalid or revoked"))
-                }
+                None => return Err(ApiCode::Unauthorized.error("the PAT is invalid or revoked")),
             }
         } else if !creds.bearer.is_empty() {
             return Err(ApiCode::Unauthorized.error(
@@ -168,7 +166,11 @@ impl Core {
     /// files the consent request (`airlockctl apps consent APP`).
     fn require_consent(&mut self, caller: &ApiCaller, now: i64) -> Result<(), AirlockError> {
         let app = &caller.app;
-        let consent = self.journal.state().integrations.consent(&app.app_id, caller.uid);
+        let consent = self
+            .journal
+            .state()
+            .integrations
+            .consent(&app.app_id, caller.uid);
         let (code, text) = match consent {
             Some(Consent::Approved) => return Ok(()),
             Some(Consent::Denied) => (ApiCode::AppConsentDenied, "the user denied this app"),
@@ -197,7 +199,11 @@ impl Core {
     }
 
     /// An authenticated, consented caller.
-    pub fn api_user(&mut self, creds: &ApiCredentials, now: i64) -> Result<ApiCaller, AirlockError> {
+    pub fn api_user(
+        &mut self,
+        creds: &ApiCredentials,
+        now: i64,
+    ) -> Result<ApiCaller, AirlockError> {
         let caller = self.api_caller(creds, now)?;
         self.require_consent(&caller, now)?;
         Ok(caller)
@@ -504,7 +510,9 @@ impl Core {
             .filter(|p| admin || p.uid == by_uid)
             .ok_or_else(|| AirlockError::NotFound(format!("no pairing {nonce}")))?;
         if found.state == PairingState::Revoked {
-            return Err(AirlockError::Conflict(format!("pairing {nonce} is already revoked")));
+            return Err(AirlockError::Conflict(format!(
+                "pairing {nonce} is already revoked"
+            )));
         }
         self.record_and_save(
             Event::PairingRevoked {
@@ -557,7 +565,10 @@ impl Core {
             artifact.workspace_name.clone()
         };
         let integrations = &self.journal.state().integrations;
-        if integrations.exchange_by_request(&artifact.request_id).is_some() {
+        if integrations
+            .exchange_by_request(&artifact.request_id)
+            .is_some()
+        {
             return Err(ApiCode::AlreadyExists.error("an exchange with this requestId exists"));
         }
         if integrations.exchanges.len() >= MAX_EXCHANGES {
@@ -586,7 +597,11 @@ impl Core {
     }
 
     /// The caller's exchange with the enforcer's `request_id`.
-    fn own_exchange(&self, caller: &ApiCaller, request_id: &str) -> Result<&Exchange, AirlockError> {
+    fn own_exchange(
+        &self,
+        caller: &ApiCaller,
+        request_id: &str,
+    ) -> Result<&Exchange, AirlockError> {
         wire_id("requestId", request_id)?;
         self.journal
             .state()
@@ -771,7 +786,9 @@ impl Core {
             ));
         }
         if origins.len() > 16 || origins.iter().any(|o| o.len() > MAX_FIELD_LEN) {
-            return Err(AirlockError::InvalidArgument("too many or too long origins".into()));
+            return Err(AirlockError::InvalidArgument(
+                "too many or too long origins".into(),
+            ));
         }
         for origin in &origins {
             check_text("origin", origin)?;
@@ -830,7 +847,12 @@ impl Core {
     }
 
     /// A user's consent to an app (their own).
-    pub fn set_consent(&mut self, app_id: &str, uid: u32, allowed: bool) -> Result<(), AirlockError> {
+    pub fn set_consent(
+        &mut self,
+        app_id: &str,
+        uid: u32,
+        allowed: bool,
+    ) -> Result<(), AirlockError> {
         airlock_common::validate::check_id(app_id)?;
         if !self.journal.state().integrations.apps.contains_key(app_id) {
             return Err(AirlockError::NotFound(format!("no app {app_id}")));
@@ -846,7 +868,12 @@ impl Core {
         )
     }
 
-    pub fn create_pat(&mut self, uid: u32, ttl_secs: u64, now: i64) -> Result<NewPat, AirlockError> {
+    pub fn create_pat(
+        &mut self,
+        uid: u32,
+        ttl_secs: u64,
+        now: i64,
+    ) -> Result<NewPat, AirlockError> {
         if !(60..=MAX_PAT_TTL_SECS).contains(&ttl_secs) {
             return Err(AirlockError::InvalidArgument(
                 "a PAT lives between a minute and a year".into(),
@@ -923,7 +950,9 @@ impl Core {
 }
 
 fn invalid_decision() -> AirlockError {
-    AirlockError::InvalidArgument("the decision is not signed by airlock-totp's decision key".into())
+    AirlockError::InvalidArgument(
+        "the decision is not signed by airlock-totp's decision key".into(),
+    )
 }
 
 /// Checks a decision's Ed25519 signature over the spec's message.

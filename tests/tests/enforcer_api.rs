@@ -1,0 +1,753 @@
+//! The Integrations Gateway API as a third-party enforcer speaks it: a real
+//! HTTP client against airlock-integrations (its own user), the gateway and
+//! airlock-totp on a real bus, approvals with computed TOTP codes through
+//! the real airlockctl.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use airlock_tests::{Options, System, AGENT, APPROVER, OUTSIDER};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// What an enforcer is configured with.
+struct Enforcer {
+    http: Client,
+    base: String,
+    client_id: String,
+    client_secret: String,
+    pat: String,
+}
+
+/// A response: status and the JSON body (`Null` when there is none).
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl Reply {
+    fn from(response: reqwest::blocking::Response) -> Reply {
+        let status = response.status();
+        let text = response.text().unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
+        };
+        Reply { status, body }
+    }
+
+    #[track_caller]
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        self.body
+    }
+
+    /// The spec's flat error shape with `code`.
+    #[track_caller]
+    fn flat(self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        assert_eq!(self.body["error"], code, "{self:?}");
+        assert!(self.body["message"].is_string(), "{self:?}");
+    }
+
+    /// The spec's envelope error shape with `code`.
+    #[track_caller]
+    fn envelope(self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        assert_eq!(self.body["msgType"], "error", "{self:?}");
+        assert_eq!(self.body["body"]["code"], code, "{self:?}");
+    }
+}
+
+impl Enforcer {
+    fn new(system: &System, client_id: &str, client_secret: &str, pat: &str) -> Enforcer {
+        Enforcer {
+            http: Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .unwrap(),
+            base: system.integrations_url(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            pat: pat.into(),
+        }
+    }
+
+    fn with(&self, pat: &str) -> Enforcer {
+        Enforcer {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            pat: pat.into(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        // Every configured header on every request, as the SDKs do.
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Client-Id", &self.client_id)
+            .header("X-Client-Secret", &self.client_secret);
+        if !self.pat.is_empty() {
+            request = request.header("X-PAT", &self.pat);
+        }
+        request
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        Reply::from(self.request(reqwest::Method::GET, path).send().unwrap())
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        Reply::from(
+            self.request(reqwest::Method::POST, path)
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(body).unwrap())
+                .send()
+                .unwrap(),
+        )
+    }
+
+    fn post_raw(&self, path: &str, body: Vec<u8>) -> Reply {
+        Reply::from(
+            self.request(reqwest::Method::POST, path)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// Python's withdraw: no body at all.
+    fn post_empty(&self, path: &str) -> Reply {
+        Reply::from(
+            self.request(reqwest::Method::POST, path)
+                .header("Content-Length", "0")
+                .send()
+                .unwrap(),
+        )
+    }
+}
+
+fn start(requests_per_minute: &'static str) -> System {
+    System::start_with(Options {
+        integrations: Some(vec![("requests_per_minute", requests_per_minute)]),
+        ..Options::default()
+    })
+}
+
+/// `airlockctl apps add` as the approver: (App ID, Client ID, Client Secret).
+fn add_app(system: &System, kind: &str, name: &str) -> (String, String, String) {
+    let out = system.ctl(&APPROVER, &["apps", "add", "--kind", kind, name], "");
+    out.success();
+    let field = |label: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    (
+        field("App ID:"),
+        field("Client ID:"),
+        field("Client Secret:"),
+    )
+}
+
+fn create_pat(system: &System, user: &airlock_tests::TestUser) -> String {
+    create_pat_with_id(system, user).0
+}
+
+/// (the token, its id).
+fn create_pat_with_id(system: &System, user: &airlock_tests::TestUser) -> (String, String) {
+    let out = system.ctl(user, &["pat", "create", "--expires", "90d"], "");
+    let pat = out.success().stdout.trim().to_string();
+    assert!(pat.starts_with("airpat_"), "{out:?}");
+    let id = out
+        .stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("pat-"))
+        .unwrap()
+        .to_string();
+    (pat, id)
+}
+
+fn hex32() -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An `artifact.submit` envelope exactly as the Python SDK builds it.
+fn artifact(request_id: &str, routing_token: &str, hash: &str) -> Value {
+    json!({
+        "msgId": format!("msg-{}", hex32()),
+        "msgType": "artifact.submit",
+        "requestId": request_id,
+        "createdAt": "2026-11-22T20:04:13.456764+00:00",
+        "sender": {"enforcerId": "enf-test"},
+        "body": {
+            "artifactType": "command-approval",
+            "artifactHash": hash,
+            "ciphertext": {"alg": "AES-256-GCM", "data": "c2VjcmV0IHBheWxvYWQ=",
+                           "nonce": "AAAAAAAAAAAAAAAA", "tag": "AAAAAAAAAAAAAAAAAAAAAA==",
+                           "aad": null},
+            // In the past, as Python and Rust send it: must not be refused.
+            "expiresAt": "2026-11-22T20:04:13.456764+00:00",
+            "metadata": {"routingToken": routing_token, "workspaceName": "default",
+                         "requestLabel": "dotnet test --filter Category=Integration"}
+        }
+    })
+}
+
+/// The test vector of the spec's §3.2.
+const HASH: &str = "d3c2d7effb479ffc5085aad2144df886a452a4863396060f4e0ea29a8409d0fd";
+
+/// Checks a `decision.deliver` body's signature as .NET's `VerifyDecision`
+/// does, building the message independently: JCS of the six fields, absent
+/// ones left out.
+fn verify_signature(request_id: &str, body: &Value, public_key: &str) {
+    let mut fields = BTreeMap::new();
+    for key in ["artifactHash", "decision", "nonce", "reason", "signerKeyId"] {
+        if let Some(v) = body[key].as_str() {
+            fields.insert(key, v.to_string());
+        }
+    }
+    fields.insert("requestId", request_id.to_string());
+    let message = serde_json::to_string(&fields).unwrap();
+    assert!(!body["decisionHash"].as_str().unwrap_or("").is_empty());
+    let signature = URL_SAFE_NO_PAD
+        .decode(body["signature"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(signature.len(), 64);
+    let key = URL_SAFE_NO_PAD.decode(public_key).unwrap();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+        .verify(message.as_bytes(), &signature)
+        .expect("the decision signature verifies against discovery's key");
+}
+
+fn audit_text(system: &System) -> String {
+    std::fs::read_to_string(system.audit_log()).unwrap()
+}
+
+fn count(system: &System, event: &str) -> usize {
+    audit_text(system)
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == event)
+        .count()
+}
+
+/// The artifact id (`art-…`) `airlockctl requests` shows for `request_id`.
+fn artifact_id(system: &System, request_id: &str) -> String {
+    let out = system.ctl(&APPROVER, &["requests"], "");
+    let stdout = &out.success().stdout;
+    let mut current = None;
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("request art-") {
+            current = Some(format!("art-{}", rest.split_whitespace().next().unwrap()));
+        }
+        if line.contains(&format!("enforcer's request id: {request_id}")) {
+            return current.unwrap();
+        }
+    }
+    panic!("{request_id} is not pending: {stdout}");
+}
+
+/// Discovery, PAT, consent, pairing and heartbeat: a paired enforcer and
+/// its routing token.
+fn pair(system: &System, enforcer: &Enforcer, app_id: &str) -> String {
+    // Consent: the first check asks for it, the next says it is pending.
+    enforcer
+        .get("/v1/consent/status")
+        .flat(403, "app_consent_required");
+    enforcer
+        .get("/v1/consent/status")
+        .flat(403, "app_consent_pending");
+    system
+        .ctl(&AGENT, &["apps", "consent", app_id], "")
+        .success();
+    let consent = enforcer.get("/v1/consent/status").expect(200);
+    assert_eq!(consent["status"], "approved");
+
+    let key = URL_SAFE_NO_PAD.encode([9u8; 32]);
+    let started = enforcer
+        .post(
+            "/v1/pairing/initiate",
+            &json!({"deviceId": "dev-1", "enforcerId": "enf-test", "x25519PublicKey": key,
+                    "enforcerLabel": "Test Enforcer CLI", "workspaceName": "default"}),
+        )
+        .expect(201);
+    let nonce = started["pairingNonce"].as_str().unwrap().to_string();
+    let code = started["pairingCode"].as_str().unwrap().to_string();
+    assert_eq!(started["deviceId"], "dev-1");
+    let status = enforcer
+        .get(&format!("/v1/pairing/{nonce}/status"))
+        .expect(200);
+    assert_eq!(status["state"], "Pending");
+    assert!(status.get("routingToken").is_none());
+
+    let paired = system.ctl(&APPROVER, &["pair", &code], "");
+    assert!(paired.success().stdout.contains("enf-test"), "{paired:?}");
+    // The code is spent.
+    system.ctl(&APPROVER, &["pair", &code], "").failure();
+    let status = enforcer
+        .get(&format!("/v1/pairing/{nonce}/status"))
+        .expect(200);
+    assert!(status["state"]
+        .as_str()
+        .unwrap()
+        .eq_ignore_ascii_case("completed"));
+    let routing = status["routingToken"].as_str().unwrap().to_string();
+
+    let listed = system.ctl(&AGENT, &["enforcers"], "");
+    assert!(listed.success().stdout.contains("never seen"), "{listed:?}");
+    let beat = enforcer
+        .post(
+            "/v1/presence/heartbeat",
+            &json!({"enforcerId": "enf-test", "workspaceName": "default",
+                    "enforcerLabel": "Test Enforcer CLI"}),
+        )
+        .expect(200);
+    assert_eq!(beat, json!({}));
+    let listed = system.ctl(&AGENT, &["enforcers"], "");
+    assert!(
+        listed.success().stdout.contains("paired, online"),
+        "{listed:?}"
+    );
+    routing
+}
+
+#[test]
+fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
+    let system = start("1000");
+    let mut app = system.enrol();
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Test Enforcer");
+    assert!(
+        app_id.len() == 11 && app_id.as_bytes()[3] == b'-',
+        "{app_id}"
+    );
+    assert_eq!(secret.len(), 40);
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+
+    // Discovery needs no credentials and names the decision key.
+    let discovery = Reply::from(
+        Client::new()
+            .get(format!(
+                "{}/v1/integrations/discovery",
+                system.integrations_url()
+            ))
+            .send()
+            .unwrap(),
+    )
+    .expect(200);
+    assert_eq!(discovery["auth"]["patSupported"], true);
+    assert_eq!(discovery["idp"]["clientId"], "airlock-integrations");
+    let public_key = discovery["decisionSigning"]["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let echo = enforcer.get("/echo").expect(200);
+    for key in ["utc", "local", "timezone"] {
+        assert!(echo[key].is_string(), "{echo}");
+    }
+    assert!(echo["offsetMinutes"].is_i64());
+
+    let routing = pair(&system, &enforcer, &app_id);
+
+    // Submit: a pending request beside the local ones.
+    let request_id = format!("req-{}", hex32());
+    let accepted = enforcer
+        .post("/v1/artifacts", &artifact(&request_id, &routing, HASH))
+        .expect(202);
+    assert_eq!(accepted["msgType"], "artifact.accepted");
+    let art = artifact_id(&system, &request_id);
+    let shown = system.ctl(&APPROVER, &["requests"], "");
+    assert!(shown.stdout.contains("Test Enforcer CLI"), "{shown:?}");
+    assert!(shown.stdout.contains("workspace: default"), "{shown:?}");
+    let status = enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .expect(200);
+    assert_eq!(status["msgType"], "exchange.status");
+    assert_eq!(status["body"]["state"], "PendingApproval");
+    assert_eq!(status["body"]["artifactHash"], HASH);
+
+    // Nothing yet: 204 after the timeout, with no body.
+    let started = Instant::now();
+    let nothing = enforcer.get(&format!("/v1/exchanges/{request_id}/wait?timeout=1"));
+    assert_eq!(nothing.status, StatusCode::NO_CONTENT);
+    assert_eq!(nothing.body, Value::Null);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A long-poll is waiting when the approver approves with a code.
+    let waiting = {
+        let enforcer = enforcer.with(&pat);
+        let path = format!("/v1/exchanges/{request_id}/wait?timeout=30");
+        std::thread::spawn(move || {
+            let reply = enforcer.get(&path);
+            (reply, Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let code = app.next_code();
+    let approved = system.ctl(
+        &APPROVER,
+        &["approve", &art, "--code-stdin"],
+        &format!("{code}\n"),
+    );
+    let approved_at = Instant::now();
+    assert!(
+        approved.success().stdout.contains("approved"),
+        "{approved:?}"
+    );
+    let (reply, delivered_at) = waiting.join().unwrap();
+    println!(
+        "long-poll delivery after airlockctl approve returned: {:?}",
+        delivered_at.saturating_duration_since(approved_at)
+    );
+    let decision = reply.expect(200);
+    assert_eq!(decision["msgType"], "decision.deliver");
+    assert_eq!(decision["requestId"], request_id.as_str());
+    assert_eq!(decision["body"]["decision"], "approve");
+    assert_eq!(decision["body"]["artifactHash"], HASH);
+    assert_eq!(
+        decision["body"]["signerKeyId"],
+        discovery["decisionSigning"]["keyId"]
+    );
+    verify_signature(&request_id, &decision["body"], &public_key);
+    // A forged decision does not verify.
+    let mut forged = decision["body"].clone();
+    forged["decision"] = "reject".into();
+    assert!(
+        std::panic::catch_unwind(|| verify_signature(&request_id, &forged, &public_key)).is_err()
+    );
+
+    // The decision is readable again, then acknowledged.
+    let again = enforcer
+        .get(&format!("/v1/exchanges/{request_id}/wait?timeout=5"))
+        .expect(200);
+    assert_eq!(again["msgId"], decision["msgId"]);
+    let msg_id = decision["msgId"].as_str().unwrap();
+    let ack = json!({"msgId": format!("ack-{}", hex32()), "msgType": "ack.submit",
+                     "requestId": request_id, "createdAt": "2026-11-22T20:05:00Z", "sender": {},
+                     "body": {"msgId": msg_id, "status": "delivered", "ackAt": "2026-11-22T20:05:00Z"}});
+    enforcer.post("/v1/acks", &ack).expect(200);
+    let status = enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .expect(200);
+    assert_eq!(status["body"]["state"], "Acknowledged");
+    assert_eq!(status["body"]["decision"]["decision"], "approve");
+
+    // Withdrawing a decided exchange is a conflict.
+    enforcer
+        .post_empty(&format!("/v1/exchanges/{request_id}/withdraw"))
+        .envelope(409, "already_resolved");
+
+    // A pending one can be withdrawn (Rust's `null` body too); then it is gone.
+    let second = format!("req-{}", hex32());
+    enforcer
+        .post("/v1/artifacts", &artifact(&second, &routing, HASH))
+        .expect(202);
+    enforcer
+        .post(&format!("/v1/exchanges/{second}/withdraw"), &Value::Null)
+        .expect(200);
+    enforcer
+        .get(&format!("/v1/exchanges/{second}/wait?timeout=1"))
+        .flat(404, "NotFound");
+    assert!(!system
+        .ctl(&APPROVER, &["requests"], "")
+        .stdout
+        .contains(&second));
+
+    // A denial is signed too, with its reason.
+    let third = format!("req-{}", hex32());
+    enforcer
+        .post("/v1/artifacts", &artifact(&third, &routing, HASH))
+        .expect(202);
+    let art3 = artifact_id(&system, &third);
+    let code = app.next_code();
+    system
+        .ctl(
+            &APPROVER,
+            &["deny", &art3, "--reason", "not on a Friday", "--code-stdin"],
+            &format!("{code}\n"),
+        )
+        .success();
+    let rejected = enforcer
+        .get(&format!("/v1/exchanges/{third}/wait?timeout=5"))
+        .expect(200);
+    assert_eq!(rejected["body"]["decision"], "reject");
+    assert_eq!(rejected["body"]["reason"], "not on a Friday");
+    verify_signature(&third, &rejected["body"], &public_key);
+    assert_ne!(rejected["body"]["nonce"], decision["body"]["nonce"]);
+
+    // Revoking the pairing ends the routing token.
+    let revoked = enforcer
+        .post("/v1/pairing/revoke", &json!({"routingToken": routing}))
+        .expect(200);
+    assert_eq!(
+        revoked,
+        json!({"status": "revoked", "enforcerId": "enf-test"})
+    );
+    enforcer
+        .post(
+            "/v1/artifacts",
+            &artifact(&format!("req-{}", hex32()), &routing, HASH),
+        )
+        .envelope(403, "pairing_revoked");
+    let listed = system.ctl(&AGENT, &["enforcers"], "");
+    assert!(listed.success().stdout.contains("revoked"), "{listed:?}");
+
+    // Every step is on the record; no secret is.
+    for (event, n) in [
+        ("integration_app_added", 1),
+        ("pat_created", 1),
+        ("app_consent_requested", 1),
+        ("app_consent_decided", 1),
+        ("pairing_started", 1),
+        ("pairing_completed", 1),
+        ("artifact_submitted", 3),
+        ("artifact_decided", 2),
+        ("decision_acked", 1),
+        ("artifact_withdrawn", 1),
+        ("pairing_revoked", 1),
+    ] {
+        assert_eq!(count(&system, event), n, "{event}");
+    }
+    let log = audit_text(&system);
+    for secret in [&pat, &secret, &routing] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret is in the audit log"
+        );
+    }
+    system.audit_verify().success();
+}
+
+#[test]
+fn bad_credentials_and_hostile_input_get_a_clear_4xx_and_change_nothing() {
+    let system = start("1000");
+    let (app_id, client_id, secret) = add_app(&system, "agent", "Agent Plugin");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let routing = pair(&system, &enforcer, &app_id);
+
+    // The authentication matrix.
+    enforcer
+        .with("")
+        .get("/v1/consent/status")
+        .flat(401, "unauthorized");
+    enforcer
+        .with("airlock_pat_wrongprefix")
+        .get("/v1/consent/status")
+        .flat(401, "unauthorized");
+    enforcer
+        .with(&format!("airpat_{}", hex32()))
+        .get("/v1/consent/status")
+        .flat(401, "unauthorized");
+    let bearer_only = Reply::from(
+        enforcer
+            .with("")
+            .request(reqwest::Method::GET, "/v1/consent/status")
+            .header("Authorization", "Bearer eyJhbGciOi.x.y")
+            .send()
+            .unwrap(),
+    );
+    bearer_only.flat(401, "unauthorized");
+    // X-PAT wins over a bogus bearer.
+    let both = Reply::from(
+        enforcer
+            .request(reqwest::Method::GET, "/v1/consent/status")
+            .header("Authorization", "Bearer bogus")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(both.expect(200)["status"], "approved");
+    let mut wrong = enforcer.with(&pat);
+    wrong.client_secret = "x".repeat(40);
+    wrong.get("/v1/consent/status").flat(401, "invalid_client");
+    wrong.client_secret = String::new();
+    wrong.get("/v1/consent/status").flat(401, "invalid_client");
+    wrong.client_id = "nobody".into();
+    wrong.get("/v1/consent/status").flat(401, "invalid_client");
+    // Another user's PAT works for them, but their consent is their own.
+    let outsider_pat = create_pat(&system, &OUTSIDER);
+    let outsider = enforcer.with(&outsider_pat);
+    outsider
+        .get("/v1/consent/status")
+        .flat(403, "app_consent_required");
+    system
+        .ctl(&OUTSIDER, &["apps", "consent", &app_id, "--deny"], "")
+        .success();
+    outsider
+        .get("/v1/consent/status")
+        .flat(403, "app_consent_denied");
+    system
+        .ctl(&OUTSIDER, &["apps", "consent", &app_id], "")
+        .success();
+
+    // A revoked PAT is refused at once; only its owner revokes it.
+    let (doomed, doomed_id) = create_pat_with_id(&system, &AGENT);
+    enforcer.with(&doomed).get("/v1/consent/status").expect(200);
+    let list = system.ctl(&AGENT, &["pat", "list", "--json"], "");
+    let pats: Vec<Value> = serde_json::from_str(&list.success().stdout).unwrap();
+    assert_eq!(pats.len(), 2);
+    assert!(!list.stdout.contains(&doomed), "pat list shows a token");
+    system
+        .ctl(&OUTSIDER, &["pat", "revoke", &doomed_id], "")
+        .failure();
+    enforcer.with(&doomed).get("/v1/consent/status").expect(200);
+    system
+        .ctl(&AGENT, &["pat", "revoke", &doomed_id], "")
+        .success();
+    enforcer
+        .with(&doomed)
+        .get("/v1/consent/status")
+        .flat(401, "unauthorized");
+    enforcer.get("/v1/consent/status").expect(200);
+
+    // DNS rebinding: a page's own Host is refused.
+    let rebound = Reply::from(
+        enforcer
+            .request(reqwest::Method::GET, "/echo")
+            .header("Host", "attacker.example:80")
+            .send()
+            .unwrap(),
+    );
+    rebound.flat(421, "invalid_host");
+
+    let before = audit_text(&system).lines().count();
+    let submitted_before = count(&system, "artifact_submitted");
+
+    // Oversized, malformed and mistyped bodies.
+    let huge = vec![b' '; 70 * 1024];
+    enforcer
+        .post_raw("/v1/artifacts", huge)
+        .flat(413, "payload_too_large");
+    enforcer
+        .post_raw("/v1/artifacts", b"{\"msgId\":".to_vec())
+        .flat(400, "invalid_request");
+    let mut typed = artifact("req-typed", &routing, HASH);
+    typed["body"]["artifactHash"] = json!(42);
+    enforcer
+        .post("/v1/artifacts", &typed)
+        .flat(400, "invalid_request");
+    let mut no_hash = artifact("req-nohash", &routing, HASH);
+    no_hash["body"]["artifactHash"] = json!("not-a-hash");
+    enforcer
+        .post("/v1/artifacts", &no_hash)
+        .flat(400, "invalid_request");
+    let mut wrong_type = artifact("req-type", &routing, HASH);
+    wrong_type["msgType"] = json!("decision.deliver");
+    enforcer
+        .post("/v1/artifacts", &wrong_type)
+        .flat(400, "invalid_request");
+    let hostile_id = artifact("req-1\n{\"forged\":1}", &routing, HASH);
+    enforcer
+        .post("/v1/artifacts", &hostile_id)
+        .flat(400, "invalid_request");
+    // An unknown routing token.
+    enforcer
+        .post(
+            "/v1/artifacts",
+            &artifact("req-unrouted", "rt-nonsense", HASH),
+        )
+        .envelope(403, "pairing_revoked");
+    // Another user cannot route with this user's token.
+    outsider
+        .post("/v1/artifacts", &artifact("req-stolen", &routing, HASH))
+        .envelope(403, "pairing_revoked");
+    assert_eq!(count(&system, "artifact_submitted"), submitted_before);
+    assert!(audit_text(&system).lines().count() >= before);
+
+    // One good submission, then its replay.
+    let request_id = format!("req-{}", hex32());
+    let envelope = artifact(&request_id, &routing, HASH);
+    enforcer.post("/v1/artifacts", &envelope).expect(202);
+    enforcer
+        .post("/v1/artifacts", &envelope)
+        .envelope(409, "AlreadyExistsConflict");
+    assert_eq!(count(&system, "artifact_submitted"), submitted_before + 1);
+
+    // Another user's ids are not found; nothing of theirs changes.
+    outsider
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .flat(404, "NotFound");
+    outsider
+        .post_empty(&format!("/v1/exchanges/{request_id}/withdraw"))
+        .flat(404, "NotFound");
+    outsider
+        .get(&format!("/v1/exchanges/{request_id}/wait?timeout=1"))
+        .flat(404, "NotFound");
+    outsider
+        .post("/v1/pairing/revoke", &json!({"routingToken": routing}))
+        .envelope(403, "pairing_revoked");
+    let status = enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .expect(200);
+    assert_eq!(status["body"]["state"], "PendingApproval");
+    assert_eq!(count(&system, "pairing_revoked"), 0);
+    enforcer
+        .get("/v1/exchanges/req-unknown")
+        .flat(404, "NotFound");
+    enforcer
+        .get(&format!("/v1/exchanges/{request_id}/wait?timeout=soon"))
+        .flat(400, "invalid_request");
+    enforcer.get("/v1/nowhere").flat(404, "NotFound");
+    // An ack for a decision that does not exist.
+    let ack = json!({"msgId": "ack-1", "msgType": "ack.submit", "requestId": request_id,
+                     "sender": {}, "body": {"msgId": "dmsg-none", "status": "delivered"}});
+    enforcer.post("/v1/acks", &ack).flat(404, "NotFound");
+    // Nobody but an admin decides, and only with a valid code.
+    let art = artifact_id(&system, &request_id);
+    system
+        .ctl(&AGENT, &["approve", &art, "--code-stdin"], "123456\n")
+        .failure();
+    system
+        .ctl(&APPROVER, &["approve", &art, "--code-stdin"], "000000\n")
+        .failure();
+    let status = enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .expect(200);
+    assert_eq!(status["body"]["state"], "PendingApproval");
+    assert_eq!(count(&system, "artifact_decided"), 0);
+
+    // DND: authenticated, empty.
+    let dnd = enforcer
+        .get("/v1/policy/dnd/effective?enforcerId=enf-test&workspaceId=default")
+        .expect(200);
+    assert_eq!(dnd["msgType"], "dnd.policy.effective");
+    assert_eq!(dnd["body"], json!([]));
+    enforcer
+        .get("/v1/policy/dnd/effective?enforcerId=enf-test")
+        .flat(400, "invalid_request");
+}
+
+#[test]
+fn an_app_gets_sixty_requests_a_minute_then_429() {
+    let system = start("60");
+    let (_, client_id, secret) = add_app(&system, "vscode", "Extension");
+    let enforcer = Enforcer::new(&system, &client_id, &secret, "");
+    for _ in 0..60 {
+        enforcer.get("/echo").expect(200);
+    }
+    enforcer.get("/echo").envelope(429, "quota_exceeded");
+    // Another app has its own budget.
+    let mut other = enforcer.with("");
+    other.client_id = "another-app".into();
+    other.get("/echo").expect(200);
+}
