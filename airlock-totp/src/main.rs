@@ -18,7 +18,7 @@ use airlock_daemon::state_dir::{self, Sharing};
 use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
 use airlock_totp::decision::DecisionSigner;
-use airlock_totp::service::TotpService;
+use airlock_totp::service::{Signers, TotpService};
 use airlock_totp::signer::GrantSigner;
 use anyhow::Context;
 use clap::Parser;
@@ -69,8 +69,10 @@ fn main() -> anyhow::Result<()> {
         let service = TotpService::new(
             authenticator,
             audit_heads,
-            signer,
-            decisions,
+            Signers {
+                grants: signer,
+                decisions,
+            },
             max_ttl.as_secs(),
             gateway_uid,
             dbus,

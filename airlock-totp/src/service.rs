@@ -34,6 +34,13 @@ use crate::signer::GrantSigner;
 /// How long a report to the gateway may hold up the approver.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The keys airlock-totp signs with: grants (and audit heads), and third-party
+/// enforcers' decisions.
+pub struct Signers {
+    pub grants: GrantSigner,
+    pub decisions: DecisionSigner,
+}
+
 pub struct TotpService {
     authenticator: Arc<Mutex<Authenticator>>,
     audit_heads: Mutex<AuditHeads>,
@@ -49,8 +56,7 @@ impl TotpService {
     pub fn new(
         authenticator: Authenticator,
         audit_heads: AuditHeads,
-        signer: GrantSigner,
-        decisions: DecisionSigner,
+        signers: Signers,
         max_grant_ttl_secs: u64,
         gateway_uid: u32,
         dbus: DBusProxy<'static>,
@@ -59,8 +65,8 @@ impl TotpService {
         TotpService {
             authenticator: Arc::new(Mutex::new(authenticator)),
             audit_heads: Mutex::new(audit_heads),
-            signer,
-            decisions,
+            signer: signers.grants,
+            decisions: signers.decisions,
             max_grant_ttl_secs,
             gateway_uid,
             dbus,

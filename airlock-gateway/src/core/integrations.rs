@@ -150,7 +150,7 @@ impl Core {
             app.secret_sha256.as_deref() == Some(&sha256_hex(creds.client_secret.as_bytes()))
                 && !creds.client_secret.is_empty()
         } else {
-            !creds.origin.is_empty() && app.origins.iter().any(|o| *o == creds.origin)
+            !creds.origin.is_empty() && app.origins.contains(&creds.origin)
         };
         if !fits {
             return Err(ApiCode::InvalidClient.error(if app.kind.is_confidential() {
