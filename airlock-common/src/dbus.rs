@@ -638,6 +638,7 @@ pub trait Gateway1 {
     fn unpair(&self, pairing: &str) -> zbus::Result<()>;
     fn list_artifacts(&self) -> zbus::Result<Vec<ArtifactInfo>>;
     fn get_artifact(&self, id: &str) -> zbus::Result<ArtifactInfo>;
+    fn read_artifact(&self, id: &str) -> zbus::Result<String>;
     fn decide_artifact(&self, id: &str, decision: &SignedDecision) -> zbus::Result<()>;
     #[zbus(signal)]
     fn approval_requested(&self, id: &str, scope: &str, reason: &str, uid: u32)

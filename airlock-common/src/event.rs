@@ -283,6 +283,10 @@ pub enum Event {
         enforcer: Option<EnforcerHello>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app_id: Option<String>,
+        /// The approver's X25519 public key for end-to-end encryption
+        /// (base64url), when the enforcer sent one of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approver_x25519: Option<String>,
         by_uid: u32,
     },
     PairingRevoked {

@@ -269,6 +269,9 @@ pub struct PairingView {
     pub state: String,
     /// Once completed, to the pairing's enforcer.
     pub routing_token: Optional<String>,
+    /// Once completed with end-to-end encryption: the approver's X25519
+    /// public key (base64url), for `responseJson`.
+    pub approver_x25519: Optional<String>,
     pub expires_at: i64,
 }
 

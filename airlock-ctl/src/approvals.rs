@@ -95,7 +95,11 @@ pub async fn list_requests(json: bool) -> anyhow::Result<i32> {
         println!("no pending requests");
     } else {
         requests.iter().for_each(print_request);
-        artifacts.iter().for_each(crate::enforcers::print_artifact);
+        for artifact in &artifacts {
+            // Only an approver (admin) may read the content.
+            let content = crate::enforcers::content(&gateway, &artifact.id).await;
+            crate::enforcers::print_artifact(artifact, content.as_ref());
+        }
     }
     Ok(0)
 }

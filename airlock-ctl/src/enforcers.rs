@@ -202,7 +202,47 @@ pub async fn enforcers(unpair: Option<&str>, json: bool) -> anyhow::Result<i32> 
     Ok(0)
 }
 
-pub fn print_artifact(a: &ArtifactInfo) {
+/// The artifact's decrypted content, or why it cannot be read; none when
+/// the caller may not read it (only approvers, admins, may).
+pub async fn content(
+    gateway: &airlock_common::dbus::Gateway1Proxy<'static>,
+    id: &str,
+) -> Option<Result<String, String>> {
+    use airlock_common::dbus::AirlockError;
+    match gateway.read_artifact(id).await {
+        Ok(text) => Some(Ok(text)),
+        // Refused by the bus policy or by the gateway: not an approver.
+        Err(zbus::Error::MethodError(name, _, _))
+            if name.as_str() == "org.freedesktop.DBus.Error.AccessDenied" =>
+        {
+            None
+        }
+        Err(e) => match AirlockError::from_remote(e) {
+            AirlockError::AccessDenied(_) => None,
+            other => Some(Err(other.message())),
+        },
+    }
+}
+
+/// Content as the approver reads it: pretty JSON when it is JSON, every
+/// line escaped.
+fn print_content(content: &Result<String, String>) {
+    match content {
+        Ok(text) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| text.clone());
+            println!("  content (decrypted, matches its sha256):");
+            for line in pretty.lines() {
+                println!("    {}", crate::printable::text(line));
+            }
+        }
+        Err(why) => println!("  content:   not readable: {}", text(why)),
+    }
+}
+
+pub fn print_artifact(a: &ArtifactInfo, content: Option<&Result<String, String>>) {
     println!("request {} (third-party enforcer)", text(&a.id));
     println!(
         "  enforcer:  {} {:?} via app {:?}",
@@ -218,10 +258,13 @@ pub fn print_artifact(a: &ArtifactInfo) {
     println!("  type:      {}", text(&a.artifact_type));
     println!("  sha256:    {}", text(&a.artifact_hash));
     println!(
-        "  content:   {} bytes of {} ciphertext (encrypted end to end for the approver)",
+        "  encrypted: {} bytes of {} ciphertext",
         a.ciphertext.data.len(),
         text(&a.ciphertext.alg)
     );
+    if let Some(content) = content {
+        print_content(content);
+    }
     println!("  enforcer's request id: {}", text(&a.request_id));
     println!(
         "  expires:   in {} ({})",
@@ -259,7 +302,8 @@ pub async fn decide(
          not deciding it",
         text(id)
     );
-    print_artifact(&artifact);
+    let content = content(&gateway, id).await;
+    print_artifact(&artifact, content.as_ref());
     let statement = DecisionStatement {
         request_id: artifact.request_id.clone(),
         artifact_hash: artifact.artifact_hash.clone(),

@@ -1005,6 +1005,17 @@ impl Gateway {
         self.core().get_artifact(id, uid, is_admin(uid), now_unix())
     }
 
+    /// The decrypted content of artifact `id` (admins: the approver).
+    async fn read_artifact(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+    ) -> Result<String, AirlockError> {
+        let uid = self.caller(&header).await?;
+        require_admin(uid, "read enforcers' artifacts")?;
+        self.core().read_artifact(id, now_unix())
+    }
+
     /// Records the decision airlock-totp signed for artifact `id` (admins,
     /// after the approver's code), and wakes the enforcer's long-poll.
     async fn decide_artifact(

@@ -202,6 +202,11 @@ pub fn pairing_status(view: &PairingView) -> Value {
     if let Some(token) = view.routing_token.as_deref() {
         out.insert("routingToken".into(), token.into());
     }
+    // A JSON-encoded string, not an object (pydantic insists).
+    if let Some(key) = view.approver_x25519.as_deref() {
+        let response = json!({ "x25519PublicKey": key }).to_string();
+        out.insert("responseJson".into(), response.into());
+    }
     if view.state == "Pending" {
         out.insert("expiresAt".into(), rfc3339(view.expires_at).into());
     }

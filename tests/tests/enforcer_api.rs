@@ -751,3 +751,103 @@ fn an_app_gets_sixty_requests_a_minute_then_429() {
     other.client_id = "another-app".into();
     other.get("/echo").expect(200);
 }
+
+#[test]
+fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin() {
+    let system = start("1000");
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "CLI");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    system.ctl(&AGENT, &["apps", "consent", &app_id], "").success();
+
+    let generated = system.ctl(&AGENT, &["pair", "--generate"], "");
+    let code = generated.success().stdout.trim().to_string();
+    assert_eq!(code.len(), 9, "{generated:?}");
+    let hello = |code: &str| {
+        json!({"pairingCode": code, "deviceId": "dev-2", "enforcerId": "enf-claim",
+               "enforcerLabel": "Claimer", "workspaceName": "ws",
+               "gatewayUrl": system.integrations_url()})
+    };
+    // Another user's enforcer cannot claim it.
+    let outsider_pat = create_pat(&system, &OUTSIDER);
+    system.ctl(&OUTSIDER, &["apps", "consent", &app_id], "").success();
+    enforcer
+        .with(&outsider_pat)
+        .post("/v1/pairing/claim", &hello(&code))
+        .flat(404, "NotFound");
+    let claimed = enforcer
+        .post("/v1/pairing/claim", &hello(&code.to_lowercase()))
+        .expect(201);
+    let nonce = claimed["pairingNonce"].as_str().unwrap();
+    assert!(claimed["expiresAt"].is_string());
+    let status = enforcer
+        .get(&format!("/v1/pairing/{nonce}/status"))
+        .expect(200);
+    assert_eq!(status["state"], "Completed");
+    let routing = status["routingToken"].as_str().unwrap();
+    // Spent.
+    enforcer
+        .post("/v1/pairing/claim", &hello(&code))
+        .flat(404, "NotFound");
+    let mut envelope = artifact(&format!("req-{}", hex32()), routing, HASH);
+    envelope["sender"]["enforcerId"] = "enf-claim".into();
+    enforcer.post("/v1/artifacts", &envelope).expect(202);
+    // The token is this enforcer's only.
+    let mut other = artifact(&format!("req-{}", hex32()), routing, HASH);
+    other["sender"]["enforcerId"] = "enf-other".into();
+    enforcer.post("/v1/artifacts", &other).envelope(403, "forbidden");
+    // Unpairing from airlockctl ends the token too.
+    system
+        .ctl(&OUTSIDER, &["enforcers", "--unpair", nonce], "")
+        .failure();
+    system
+        .ctl(&AGENT, &["enforcers", "--unpair", nonce], "")
+        .success();
+    let mut after = artifact(&format!("req-{}", hex32()), routing, HASH);
+    after["sender"]["enforcerId"] = "enf-claim".into();
+    enforcer
+        .post("/v1/artifacts", &after)
+        .envelope(403, "pairing_revoked");
+
+    // A public (web) app: no secret, its Origin must be allowed.
+    system
+        .ctl(&APPROVER, &["apps", "add", "--kind", "web", "Dashboard"], "")
+        .failure();
+    let out = system.ctl(
+        &APPROVER,
+        &[
+            "apps",
+            "add",
+            "--kind",
+            "web",
+            "--origin",
+            "https://dash.example",
+            "Dashboard",
+        ],
+        "",
+    );
+    assert!(!out.success().stdout.contains("Client Secret"), "{out:?}");
+    let web_client = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Client ID:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let web = Enforcer::new(&system, &web_client, "", &pat);
+    let with_origin = |origin: &str| {
+        Reply::from(
+            web.request(reqwest::Method::GET, "/v1/consent/status")
+                .header("Origin", origin)
+                .send()
+                .unwrap(),
+        )
+    };
+    with_origin("https://evil.example").flat(401, "invalid_client");
+    web.get("/v1/consent/status").flat(401, "invalid_client");
+    with_origin("https://dash.example").flat(403, "app_consent_required");
+    // Only admins register apps.
+    system
+        .ctl(&AGENT, &["apps", "add", "--kind", "agent", "Mine"], "")
+        .failure();
+}

@@ -19,13 +19,13 @@ use airlock_common::integrations::{
     MAX_PAT_TTL_SECS, ONLINE_SECS, PAIRING_TTL_SECS, PAT_PREFIX, PREGENERATED_TTL_SECS,
 };
 use airlock_common::validate::check_text;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use zeroize::Zeroizing;
 
 use super::Core;
 use crate::state::integrations::{
-    App, ClearToken, Consent, Exchange, ExchangeState, Pairing, PairingState,
+    App, ClearToken, Consent, Exchange, ExchangeState, Pairing, PairingState, SecretKey,
 };
 
 /// Who an API request is from, once its credentials check out.
@@ -71,13 +71,7 @@ fn check_hello(hello: &EnforcerHello) -> Result<(), AirlockError> {
     field("workspaceName", &hello.workspace_name, false)?;
     field("x25519PublicKey", &hello.x25519_public_key, false)?;
     if !hello.x25519_public_key.is_empty() {
-        let raw = URL_SAFE_NO_PAD
-            .decode(hello.x25519_public_key.trim_end_matches('='))
-            .map_err(|_| bad("x25519PublicKey is not base64url"))?;
-        // Raw 32 bytes, or n8n's SPKI DER (a 12-byte prefix before them).
-        if raw.len() != 32 && raw.len() != 44 {
-            return Err(bad("x25519PublicKey is not an X25519 public key"));
-        }
+        crate::e2e::enforcer_key(&hello.x25519_public_key).map_err(bad)?;
     }
     Ok(())
 }
@@ -98,6 +92,11 @@ fn pairing_view(pairing: &Pairing, now: i64, with_code: Option<String>) -> Pairi
             .as_ref()
             .filter(|_| pairing.state == PairingState::Completed)
             .map(|t| t.0.to_string())
+            .into(),
+        approver_x25519: pairing
+            .approver_x25519
+            .clone()
+            .filter(|_| pairing.state == PairingState::Completed)
             .into(),
         expires_at: pairing.expires_at,
     }
@@ -298,20 +297,43 @@ impl Core {
         now: i64,
     ) -> Result<(), AirlockError> {
         let token = Zeroizing::new(random_token("rt-", 24));
-        self.record_and_save(
+        // End-to-end encryption when the enforcer sent its X25519 key: a
+        // fresh approver key, whose public half goes back to the enforcer.
+        let enforcer_key = match &enforcer {
+            Some(hello) => hello.x25519_public_key.clone(),
+            None => self.journal.state().integrations.pairings[nonce]
+                .enforcer
+                .x25519_public_key
+                .clone(),
+        };
+        let agreed = if enforcer_key.is_empty() {
+            None
+        } else {
+            match crate::e2e::agree(&enforcer_key) {
+                Ok(agreed) => Some(agreed),
+                Err(e) => {
+                    tracing::warn!("pairing {nonce} has no end-to-end encryption: {e}");
+                    None
+                }
+            }
+        };
+        self.record(
             Event::PairingCompleted {
                 nonce: nonce.to_owned(),
                 routing_sha256: sha256_hex(token.as_bytes()),
                 enforcer,
                 app_id,
+                approver_x25519: agreed.as_ref().map(|(public, _)| public.clone()),
                 by_uid,
             },
             now,
-            Durability::Synced,
         )?;
-        if let Some(pairing) = self.journal.integrations_mut().pairings.get_mut(nonce) {
+        let integrations = self.journal.integrations_secret_mut();
+        if let Some(pairing) = integrations.pairings.get_mut(nonce) {
             pairing.routing_token = Some(ClearToken(token));
+            pairing.e2e_key = agreed.map(|(_, key)| SecretKey(STANDARD.encode(key.as_ref())));
         }
+        self.journal.save(Durability::Synced);
         Ok(())
     }
 
@@ -728,6 +750,33 @@ impl Core {
             .filter(|e| admin || e.uid == uid)
             .map(|e| self.artifact_info(e))
             .ok_or_else(|| AirlockError::NotFound(format!("no pending artifact {id}")))
+    }
+
+    /// The plaintext of a pending artifact (admins): opened with its
+    /// pairing's end-to-end key and checked against its hash.
+    pub fn read_artifact(&self, id: &str, now: i64) -> Result<String, AirlockError> {
+        self.get_artifact(id, 0, true, now)?;
+        let integrations = &self.journal.state().integrations;
+        let exchange = &integrations.exchanges[id];
+        let key = integrations
+            .pairings
+            .get(&exchange.pairing)
+            .and_then(|p| p.e2e_key.as_ref())
+            .ok_or_else(|| {
+                AirlockError::Conflict(
+                    "the enforcer's pairing has no end-to-end key (it sent no X25519 key, or the \
+                     gateway lost it in a crash); the content cannot be read"
+                        .into(),
+                )
+            })?;
+        let key = Zeroizing::new(
+            STANDARD
+                .decode(&key.0)
+                .map_err(|_| AirlockError::Internal("a stored end-to-end key is corrupt".into()))?,
+        );
+        let c = &exchange.ciphertext;
+        crate::e2e::open(&key, &c.data, &c.nonce, &c.tag, &exchange.artifact_hash)
+            .map_err(AirlockError::Conflict)
     }
 
     /// Records a decision airlock-totp signed, after checking the signature

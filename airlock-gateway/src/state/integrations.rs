@@ -80,12 +80,36 @@ pub struct Pairing {
     pub created_at: i64,
     /// When a pending pairing's code runs out.
     pub expires_at: i64,
+    /// The approver's X25519 public key (base64url), once paired with E2E.
+    #[serde(default)]
+    pub approver_x25519: Option<String>,
+    /// The AES-256-GCM key agreed with the enforcer: in the state file
+    /// (mode 0600, the gateway's) only, never in the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_key: Option<SecretKey>,
     /// The routing token in the clear, until the enforcer fetched it.
     #[serde(skip)]
     pub routing_token: Option<ClearToken>,
     /// The last heartbeat (memory only: presence is not audited).
     #[serde(skip)]
     pub last_seen: i64,
+}
+
+/// A symmetric key (standard base64), zeroized when dropped, never printed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretKey(pub String);
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
 }
 
 /// A token in the clear: zeroized when dropped, never printed.
@@ -316,6 +340,8 @@ impl Integrations {
                     routing_sha256: None,
                     created_at: ts,
                     expires_at: *expires_at,
+                    approver_x25519: None,
+                    e2e_key: None,
                     routing_token: None,
                     last_seen: 0,
                 };
@@ -327,12 +353,14 @@ impl Integrations {
                 routing_sha256,
                 enforcer,
                 app_id,
+                approver_x25519,
                 ..
             } => {
                 let Some(pairing) = self.pairings.get_mut(nonce) else {
                     return false;
                 };
                 pairing.state = PairingState::Completed;
+                pairing.approver_x25519 = approver_x25519.clone();
                 pairing.routing_sha256 = Some(routing_sha256.clone());
                 if let Some(enforcer) = enforcer {
                     pairing.enforcer = enforcer.clone();
@@ -348,6 +376,7 @@ impl Integrations {
                 };
                 pairing.state = PairingState::Revoked;
                 pairing.routing_token = None;
+                pairing.e2e_key = None;
                 true
             }
             Event::PairingExpired { nonce } => self.pairings.remove(nonce).is_some(),
