@@ -85,7 +85,11 @@ pub fn open(
     sealed.extend_from_slice(&tag);
     let key = UnboundKey::new(&AES_256_GCM, key).map_err(|_| "bad key".to_string())?;
     let plain = LessSafeKey::new(key)
-        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut sealed)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut sealed,
+        )
         .map_err(|_| "the ciphertext does not open with this pairing's key".to_string())?;
     if !sha256_hex(plain).eq_ignore_ascii_case(artifact_hash) {
         return Err("the plaintext does not match the artifact's hash".into());
@@ -107,14 +111,18 @@ mod tests {
         let (approver_public, key) = agree(&enforcer_public).unwrap();
         let approver = URL_SAFE_NO_PAD.decode(approver_public).unwrap();
         let mut theirs = [0u8; 32];
-        agree_ephemeral(enforcer, &UnparsedPublicKey::new(&X25519, approver), |shared| {
-            hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
-                .extract(shared)
-                .expand(&[INFO], hkdf::HKDF_SHA256)
-                .unwrap()
-                .fill(&mut theirs)
-                .unwrap()
-        })
+        agree_ephemeral(
+            enforcer,
+            &UnparsedPublicKey::new(&X25519, approver),
+            |shared| {
+                hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+                    .extract(shared)
+                    .expand(&[INFO], hkdf::HKDF_SHA256)
+                    .unwrap()
+                    .fill(&mut theirs)
+                    .unwrap()
+            },
+        )
         .unwrap();
         assert_eq!(theirs, *key);
 
@@ -146,9 +154,30 @@ mod tests {
         let mut bad = data.clone();
         bad[0] ^= 1;
         let tag_b64 = STANDARD.encode(tag.as_ref());
-        assert!(open(key.as_ref(), &STANDARD.encode(&bad), &STANDARD.encode([7u8; 12]), &tag_b64, &hash).is_err());
-        assert!(open(key.as_ref(), &STANDARD.encode(&data), &STANDARD.encode([7u8; 12]), &tag_b64, &"0".repeat(64)).is_err());
-        assert!(open(key.as_ref(), &STANDARD.encode(&data), "AAAA", &tag_b64, &hash).is_err());
+        assert!(open(
+            key.as_ref(),
+            &STANDARD.encode(&bad),
+            &STANDARD.encode([7u8; 12]),
+            &tag_b64,
+            &hash
+        )
+        .is_err());
+        assert!(open(
+            key.as_ref(),
+            &STANDARD.encode(&data),
+            &STANDARD.encode([7u8; 12]),
+            &tag_b64,
+            &"0".repeat(64)
+        )
+        .is_err());
+        assert!(open(
+            key.as_ref(),
+            &STANDARD.encode(&data),
+            "AAAA",
+            &tag_b64,
+            &hash
+        )
+        .is_err());
     }
 
     #[test]

@@ -220,7 +220,7 @@ const HASH: &str = "d3c2d7effb479ffc5085aad2144df886a452a4863396060f4e0ea29a8409
 /// Checks a `decision.deliver` body's signature as .NET's `VerifyDecision`
 /// does, building the message independently: JCS of the six fields, absent
 /// ones left out.
-fn verify_signature(request_id: &str, body: &Value, public_key: &str) {
+fn signature_verifies(request_id: &str, body: &Value, public_key: &str) -> bool {
     let mut fields = BTreeMap::new();
     for key in ["artifactHash", "decision", "nonce", "reason", "signerKeyId"] {
         if let Some(v) = body[key].as_str() {
@@ -237,7 +237,7 @@ fn verify_signature(request_id: &str, body: &Value, public_key: &str) {
     let key = URL_SAFE_NO_PAD.decode(public_key).unwrap();
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
         .verify(message.as_bytes(), &signature)
-        .expect("the decision signature verifies against discovery's key");
+        .is_ok()
 }
 
 fn audit_text(system: &System) -> String {
@@ -267,9 +267,9 @@ fn artifact_id(system: &System, request_id: &str) -> String {
     panic!("{request_id} is not pending: {stdout}");
 }
 
-/// Discovery, PAT, consent, pairing and heartbeat: a paired enforcer and
-/// its routing token.
-fn pair(system: &System, enforcer: &Enforcer, app_id: &str) -> String {
+/// Consent, pairing (with an X25519 key, as the SDKs do) and heartbeat: the
+/// routing token and the end-to-end key derived as the SDKs derive it.
+fn pair(system: &System, enforcer: &Enforcer, app_id: &str) -> (String, [u8; 32]) {
     // Consent: the first check asks for it, the next says it is pending.
     enforcer
         .get("/v1/consent/status")
@@ -283,7 +283,10 @@ fn pair(system: &System, enforcer: &Enforcer, app_id: &str) -> String {
     let consent = enforcer.get("/v1/consent/status").expect(200);
     assert_eq!(consent["status"], "approved");
 
-    let key = URL_SAFE_NO_PAD.encode([9u8; 32]);
+    let rng = ring::rand::SystemRandom::new();
+    let private =
+        ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::X25519, &rng).unwrap();
+    let key = URL_SAFE_NO_PAD.encode(private.compute_public_key().unwrap().as_ref());
     let started = enforcer
         .post(
             "/v1/pairing/initiate",
@@ -312,6 +315,27 @@ fn pair(system: &System, enforcer: &Enforcer, app_id: &str) -> String {
         .unwrap()
         .eq_ignore_ascii_case("completed"));
     let routing = status["routingToken"].as_str().unwrap().to_string();
+    // responseJson is a JSON-encoded string holding the approver's key.
+    let response: Value =
+        serde_json::from_str(status["responseJson"].as_str().expect("a string")).unwrap();
+    let approver = URL_SAFE_NO_PAD
+        .decode(response["x25519PublicKey"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(approver.len(), 32);
+    let mut e2e = [0u8; 32];
+    ring::agreement::agree_ephemeral(
+        private,
+        &ring::agreement::UnparsedPublicKey::new(&ring::agreement::X25519, approver),
+        |shared| {
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[])
+                .extract(shared)
+                .expand(&[b"HARP-E2E-AES256GCM"], ring::hkdf::HKDF_SHA256)
+                .unwrap()
+                .fill(&mut e2e)
+                .unwrap()
+        },
+    )
+    .unwrap();
 
     let listed = system.ctl(&AGENT, &["enforcers"], "");
     assert!(listed.success().stdout.contains("never seen"), "{listed:?}");
@@ -328,7 +352,30 @@ fn pair(system: &System, enforcer: &Enforcer, app_id: &str) -> String {
         listed.success().stdout.contains("paired, online"),
         "{listed:?}"
     );
-    routing
+    (routing, e2e)
+}
+
+/// `encrypt_and_submit_artifact`: AES-256-GCM over the canonical text, no
+/// AAD, detached tag, standard base64.
+fn sealed_artifact(request_id: &str, routing: &str, key: &[u8; 32], canonical: &str) -> Value {
+    use base64::engine::general_purpose::STANDARD;
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let mut nonce = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).unwrap();
+    let sealing = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap());
+    let mut data = canonical.as_bytes().to_vec();
+    let tag = sealing
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+        .unwrap();
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut envelope = artifact(request_id, routing, &hash);
+    envelope["body"]["ciphertext"] = json!({"alg": "AES-256-GCM", "data": STANDARD.encode(&data),
+        "nonce": STANDARD.encode(nonce), "tag": STANDARD.encode(tag.as_ref()), "aad": null});
+    envelope
 }
 
 #[test]
@@ -367,24 +414,37 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
     }
     assert!(echo["offsetMinutes"].is_i64());
 
-    let routing = pair(&system, &enforcer, &app_id);
+    let (routing, e2e) = pair(&system, &enforcer, &app_id);
 
-    // Submit: a pending request beside the local ones.
+    // Submit, encrypted end to end: a pending request beside the local ones,
+    // whose content only the approver reads.
     let request_id = format!("req-{}", hex32());
-    let accepted = enforcer
-        .post("/v1/artifacts", &artifact(&request_id, &routing, HASH))
-        .expect(202);
+    let canonical = r#"{"command":"dotnet test --filter Category=Integration","enforcerId":"enf-test","requestLabel":"Test approval request","workspaceName":"default"}"#;
+    let sealed = sealed_artifact(&request_id, &routing, &e2e, canonical);
+    let hash = sealed["body"]["artifactHash"].as_str().unwrap().to_string();
+    let accepted = enforcer.post("/v1/artifacts", &sealed).expect(202);
     assert_eq!(accepted["msgType"], "artifact.accepted");
     let art = artifact_id(&system, &request_id);
     let shown = system.ctl(&APPROVER, &["requests"], "");
     assert!(shown.stdout.contains("Test Enforcer CLI"), "{shown:?}");
     assert!(shown.stdout.contains("workspace: default"), "{shown:?}");
+    assert!(shown.stdout.contains("matches its sha256"), "{shown:?}");
+    assert!(
+        shown
+            .stdout
+            .contains(r#""command": "dotnet test --filter Category=Integration""#),
+        "{shown:?}"
+    );
+    // The agent sees its request, not the decrypted content.
+    let own = system.ctl(&AGENT, &["requests"], "");
+    assert!(own.success().stdout.contains(&art), "{own:?}");
+    assert!(!own.stdout.contains("decrypted"), "{own:?}");
     let status = enforcer
         .get(&format!("/v1/exchanges/{request_id}"))
         .expect(200);
     assert_eq!(status["msgType"], "exchange.status");
     assert_eq!(status["body"]["state"], "PendingApproval");
-    assert_eq!(status["body"]["artifactHash"], HASH);
+    assert_eq!(status["body"]["artifactHash"], hash.as_str());
 
     // Nothing yet: 204 after the timeout, with no body.
     let started = Instant::now();
@@ -423,18 +483,27 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
     assert_eq!(decision["msgType"], "decision.deliver");
     assert_eq!(decision["requestId"], request_id.as_str());
     assert_eq!(decision["body"]["decision"], "approve");
-    assert_eq!(decision["body"]["artifactHash"], HASH);
+    assert_eq!(decision["body"]["artifactHash"], hash.as_str());
     assert_eq!(
         decision["body"]["signerKeyId"],
         discovery["decisionSigning"]["keyId"]
     );
-    verify_signature(&request_id, &decision["body"], &public_key);
+    assert!(signature_verifies(
+        &request_id,
+        &decision["body"],
+        &public_key
+    ));
     // A forged decision does not verify.
     let mut forged = decision["body"].clone();
     forged["decision"] = "reject".into();
-    assert!(
-        std::panic::catch_unwind(|| verify_signature(&request_id, &forged, &public_key)).is_err()
-    );
+    assert!(!signature_verifies(&request_id, &forged, &public_key));
+    let mut other_request = decision["body"].clone();
+    other_request["artifactHash"] = HASH.into();
+    assert!(!signature_verifies(
+        &request_id,
+        &other_request,
+        &public_key
+    ));
 
     // The decision is readable again, then acknowledged.
     let again = enforcer
@@ -479,6 +548,8 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
         .post("/v1/artifacts", &artifact(&third, &routing, HASH))
         .expect(202);
     let art3 = artifact_id(&system, &third);
+    let shown = system.ctl(&APPROVER, &["requests"], "");
+    assert!(shown.stdout.contains("not readable"), "{shown:?}");
     let code = app.next_code();
     system
         .ctl(
@@ -492,7 +563,7 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
         .expect(200);
     assert_eq!(rejected["body"]["decision"], "reject");
     assert_eq!(rejected["body"]["reason"], "not on a Friday");
-    verify_signature(&third, &rejected["body"], &public_key);
+    assert!(signature_verifies(&third, &rejected["body"], &public_key));
     assert_ne!(rejected["body"]["nonce"], decision["body"]["nonce"]);
 
     // Revoking the pairing ends the routing token.
@@ -544,7 +615,7 @@ fn bad_credentials_and_hostile_input_get_a_clear_4xx_and_change_nothing() {
     let (app_id, client_id, secret) = add_app(&system, "agent", "Agent Plugin");
     let pat = create_pat(&system, &AGENT);
     let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
-    let routing = pair(&system, &enforcer, &app_id);
+    let (routing, _) = pair(&system, &enforcer, &app_id);
 
     // The authentication matrix.
     enforcer
@@ -758,7 +829,9 @@ fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin(
     let (app_id, client_id, secret) = add_app(&system, "desktop", "CLI");
     let pat = create_pat(&system, &AGENT);
     let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
-    system.ctl(&AGENT, &["apps", "consent", &app_id], "").success();
+    system
+        .ctl(&AGENT, &["apps", "consent", &app_id], "")
+        .success();
 
     let generated = system.ctl(&AGENT, &["pair", "--generate"], "");
     let code = generated.success().stdout.trim().to_string();
@@ -770,7 +843,9 @@ fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin(
     };
     // Another user's enforcer cannot claim it.
     let outsider_pat = create_pat(&system, &OUTSIDER);
-    system.ctl(&OUTSIDER, &["apps", "consent", &app_id], "").success();
+    system
+        .ctl(&OUTSIDER, &["apps", "consent", &app_id], "")
+        .success();
     enforcer
         .with(&outsider_pat)
         .post("/v1/pairing/claim", &hello(&code))
@@ -795,7 +870,9 @@ fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin(
     // The token is this enforcer's only.
     let mut other = artifact(&format!("req-{}", hex32()), routing, HASH);
     other["sender"]["enforcerId"] = "enf-other".into();
-    enforcer.post("/v1/artifacts", &other).envelope(403, "forbidden");
+    enforcer
+        .post("/v1/artifacts", &other)
+        .envelope(403, "forbidden");
     // Unpairing from airlockctl ends the token too.
     system
         .ctl(&OUTSIDER, &["enforcers", "--unpair", nonce], "")
@@ -811,7 +888,11 @@ fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin(
 
     // A public (web) app: no secret, its Origin must be allowed.
     system
-        .ctl(&APPROVER, &["apps", "add", "--kind", "web", "Dashboard"], "")
+        .ctl(
+            &APPROVER,
+            &["apps", "add", "--kind", "web", "Dashboard"],
+            "",
+        )
         .failure();
     let out = system.ctl(
         &APPROVER,

@@ -769,11 +769,10 @@ impl Core {
                         .into(),
                 )
             })?;
-        let key = Zeroizing::new(
-            STANDARD
-                .decode(&key.0)
-                .map_err(|_| AirlockError::Internal("a stored end-to-end key is corrupt".into()))?,
-        );
+        let key =
+            Zeroizing::new(STANDARD.decode(&key.0).map_err(|_| {
+                AirlockError::Internal("a stored end-to-end key is corrupt".into())
+            })?);
         let c = &exchange.ciphertext;
         crate::e2e::open(&key, &c.data, &c.nonce, &c.tag, &exchange.artifact_hash)
             .map_err(AirlockError::Conflict)
