@@ -932,3 +932,60 @@ fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin(
         .ctl(&AGENT, &["apps", "add", "--kind", "agent", "Mine"], "")
         .failure();
 }
+
+#[test]
+fn pairings_and_pending_artifacts_survive_a_gateway_crash() {
+    let mut system = start("1000");
+    let mut app = system.enrol();
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Crash");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (routing, e2e) = pair(&system, &enforcer, &app_id);
+    let request_id = format!("req-{}", hex32());
+    let canonical = r#"{"command":"terraform apply"}"#;
+    enforcer
+        .post(
+            "/v1/artifacts",
+            &sealed_artifact(&request_id, &routing, &e2e, canonical),
+        )
+        .expect(202);
+
+    // SIGKILL: no chance to save anything more.
+    system.kill_gateway();
+    enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .envelope(503, "unavailable");
+    system.start_gateway();
+
+    // The PAT, the consent, the pairing, the exchange and its key are back.
+    let status = enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .expect(200);
+    assert_eq!(status["body"]["state"], "PendingApproval");
+    let art = artifact_id(&system, &request_id);
+    let shown = system.ctl(&APPROVER, &["requests"], "");
+    assert!(shown.stdout.contains("terraform apply"), "{shown:?}");
+    let second = format!("req-{}", hex32());
+    enforcer
+        .post("/v1/artifacts", &artifact(&second, &routing, HASH))
+        .expect(202);
+
+    // A long-poll across the restart still gets the decision.
+    let waiting = {
+        let enforcer = enforcer.with(&pat);
+        let path = format!("/v1/exchanges/{request_id}/wait?timeout=30");
+        std::thread::spawn(move || enforcer.get(&path))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let code = app.next_code();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", &art, "--code-stdin"],
+            &format!("{code}\n"),
+        )
+        .success();
+    let decision = waiting.join().unwrap().expect(200);
+    assert_eq!(decision["body"]["decision"], "approve");
+    system.audit_verify().success();
+}
