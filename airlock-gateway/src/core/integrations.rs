@@ -25,13 +25,22 @@ use zeroize::Zeroizing;
 
 use super::Core;
 use crate::state::integrations::{
-    App, ClearToken, Consent, Exchange, ExchangeState, Pairing, PairingState, SecretKey,
+    App, ClearToken, Consent, Exchange, ExchangeState, Integrations, Pairing, PairingState,
+    SecretKey,
 };
 
 /// Who an API request is from, once its credentials check out.
 pub struct ApiCaller {
     pub app: App,
     pub uid: u32,
+}
+
+impl ApiCaller {
+    /// Whether a pairing or exchange of `uid` through app `app_id` is the
+    /// caller's: another user's, or another app's, is not.
+    fn owns(&self, uid: u32, app_id: &str) -> bool {
+        self.uid == uid && self.app.app_id == app_id
+    }
 }
 
 fn bad(message: impl Into<String>) -> AirlockError {
@@ -103,12 +112,16 @@ fn pairing_view(pairing: &Pairing, now: i64, with_code: Option<String>) -> Pairi
 }
 
 impl Core {
+    fn integrations(&self) -> &Integrations {
+        &self.journal.state().integrations
+    }
+
     // ---- the API's callers ------------------------------------------------
 
     /// Checks a request's user (PAT first, then a bearer token) and app
     /// (client id with its secret, or with an allowed origin).
     pub fn api_caller(&self, creds: &ApiCredentials, now: i64) -> Result<ApiCaller, AirlockError> {
-        let integrations = &self.journal.state().integrations;
+        let integrations = &self.integrations();
         let uid = if !creds.pat.is_empty() {
             if !creds.pat.starts_with(PAT_PREFIX) || creds.pat.len() > MAX_FIELD_LEN {
                 return Err(ApiCode::Unauthorized.error("the PAT is malformed"));
@@ -137,12 +150,7 @@ impl Core {
         if creds.client_id.is_empty() {
             return Err(ApiCode::InvalidClient.error("X-Client-Id is required"));
         }
-        let Some(app) = self
-            .journal
-            .state()
-            .integrations
-            .app_by_client(&creds.client_id)
-        else {
+        let Some(app) = self.integrations().app_by_client(&creds.client_id) else {
             return Err(ApiCode::InvalidClient.error("unknown client id"));
         };
         let fits = if app.kind.is_confidential() {
@@ -165,11 +173,7 @@ impl Core {
     /// files the consent request (`airlockctl apps consent APP`).
     fn require_consent(&mut self, caller: &ApiCaller, now: i64) -> Result<(), AirlockError> {
         let app = &caller.app;
-        let consent = self
-            .journal
-            .state()
-            .integrations
-            .consent(&app.app_id, caller.uid);
+        let consent = self.integrations().consent(&app.app_id, caller.uid);
         let (code, text) = match consent {
             Some(Consent::Approved) => return Ok(()),
             Some(Consent::Denied) => (ApiCode::AppConsentDenied, "the user denied this app"),
@@ -220,7 +224,7 @@ impl Core {
     // ---- pairing ----------------------------------------------------------
 
     fn check_pairing_room(&self) -> Result<(), AirlockError> {
-        if self.journal.state().integrations.pairings.len() >= MAX_PAIRINGS {
+        if self.integrations().pairings.len() >= MAX_PAIRINGS {
             return Err(ApiCode::QuotaExceeded.error("too many pairings"));
         }
         Ok(())
@@ -251,7 +255,7 @@ impl Core {
             now,
             Durability::ProcessCrash,
         )?;
-        let pairing = &self.journal.state().integrations.pairings[&nonce];
+        let pairing = &self.integrations().pairings[&nonce];
         Ok(pairing_view(pairing, now, Some(code)))
     }
 
@@ -273,7 +277,7 @@ impl Core {
             now,
             Durability::ProcessCrash,
         )?;
-        let pairing = &self.journal.state().integrations.pairings[&nonce];
+        let pairing = &self.integrations().pairings[&nonce];
         Ok(pairing_view(pairing, now, Some(code)))
     }
 
@@ -301,7 +305,7 @@ impl Core {
         // fresh approver key, whose public half goes back to the enforcer.
         let enforcer_key = match &enforcer {
             Some(hello) => hello.x25519_public_key.clone(),
-            None => self.journal.state().integrations.pairings[nonce]
+            None => self.integrations().pairings[nonce]
                 .enforcer
                 .x25519_public_key
                 .clone(),
@@ -349,12 +353,7 @@ impl Core {
         field("pairingCode", code, true)?;
         check_hello(&hello)?;
         let hash = sha256_hex(normalize_code(code).as_bytes());
-        let nonce = match self
-            .journal
-            .state()
-            .integrations
-            .pending_pairing_by_code(&hash)
-        {
+        let nonce = match self.integrations().pending_pairing_by_code(&hash) {
             Some(p) if p.pregenerated && p.uid == caller.uid && p.expires_at > now => {
                 p.nonce.clone()
             }
@@ -367,18 +366,16 @@ impl Core {
             caller.uid,
             now,
         )?;
-        let pairing = &self.journal.state().integrations.pairings[&nonce];
+        let pairing = &self.integrations().pairings[&nonce];
         Ok(pairing_view(pairing, now, None))
     }
 
     /// A pairing of the caller's, for the caller's app.
     fn own_pairing(&self, caller: &ApiCaller, nonce: &str) -> Result<&Pairing, AirlockError> {
-        self.journal
-            .state()
-            .integrations
+        self.integrations()
             .pairings
             .get(nonce)
-            .filter(|p| p.uid == caller.uid && p.app_id == caller.app.app_id)
+            .filter(|p| caller.owns(p.uid, &p.app_id))
             .ok_or_else(|| ApiCode::NotFound.error("no such pairing"))
     }
 
@@ -397,14 +394,8 @@ impl Core {
     fn routed(&self, caller: &ApiCaller, routing_token: &str) -> Result<&Pairing, AirlockError> {
         field("routingToken", routing_token, true)?;
         let hash = sha256_hex(routing_token.as_bytes());
-        match self.journal.state().integrations.pairing_by_routing(&hash) {
-            Some(p)
-                if p.uid == caller.uid
-                    && p.app_id == caller.app.app_id
-                    && p.state == PairingState::Completed =>
-            {
-                Ok(p)
-            }
+        match self.integrations().pairing_by_routing(&hash) {
+            Some(p) if caller.owns(p.uid, &p.app_id) && p.state == PairingState::Completed => Ok(p),
             _ => Err(ApiCode::PairingRevoked.error("the routing token is unknown or revoked")),
         }
     }
@@ -440,8 +431,7 @@ impl Core {
         wire_id("enforcerId", enforcer_id)?;
         let mut seen = false;
         for pairing in self.journal.integrations_mut().pairings.values_mut() {
-            if pairing.uid == caller.uid
-                && pairing.app_id == caller.app.app_id
+            if caller.owns(pairing.uid, &pairing.app_id)
                 && pairing.state == PairingState::Completed
                 && pairing.enforcer.enforcer_id == enforcer_id
             {
@@ -468,12 +458,7 @@ impl Core {
     ) -> Result<EnforcerInfo, AirlockError> {
         check_text("code", code)?;
         let hash = sha256_hex(normalize_code(code).as_bytes());
-        let nonce = match self
-            .journal
-            .state()
-            .integrations
-            .pending_pairing_by_code(&hash)
-        {
+        let nonce = match self.integrations().pending_pairing_by_code(&hash) {
             Some(p) if !p.pregenerated && p.expires_at > now && (admin || p.uid == by_uid) => {
                 p.nonce.clone()
             }
@@ -484,7 +469,7 @@ impl Core {
             }
         };
         self.complete_pairing(&nonce, None, None, by_uid, now)?;
-        let pairing = &self.journal.state().integrations.pairings[&nonce];
+        let pairing = &self.integrations().pairings[&nonce];
         Ok(self.enforcer_info(pairing, now))
     }
 
@@ -510,9 +495,7 @@ impl Core {
     }
 
     pub fn list_enforcers(&self, uid: u32, admin: bool, now: i64) -> Vec<EnforcerInfo> {
-        self.journal
-            .state()
-            .integrations
+        self.integrations()
             .pairings
             .values()
             .filter(|p| admin || p.uid == uid)
@@ -524,9 +507,7 @@ impl Core {
     pub fn unpair(&mut self, nonce: &str, by_uid: u32, admin: bool) -> Result<(), AirlockError> {
         airlock_common::validate::check_id(nonce)?;
         let found = self
-            .journal
-            .state()
-            .integrations
+            .integrations()
             .pairings
             .get(nonce)
             .filter(|p| admin || p.uid == by_uid)
@@ -586,7 +567,7 @@ impl Core {
         } else {
             artifact.workspace_name.clone()
         };
-        let integrations = &self.journal.state().integrations;
+        let integrations = &self.integrations();
         if integrations
             .exchange_by_request(&artifact.request_id)
             .is_some()
@@ -625,11 +606,9 @@ impl Core {
         request_id: &str,
     ) -> Result<&Exchange, AirlockError> {
         wire_id("requestId", request_id)?;
-        self.journal
-            .state()
-            .integrations
+        self.integrations()
             .exchange_by_request(request_id)
-            .filter(|e| e.uid == caller.uid && e.app_id == caller.app.app_id)
+            .filter(|e| caller.owns(e.uid, &e.app_id))
             .ok_or_else(|| ApiCode::NotFound.error("Exchange not found"))
     }
 
@@ -707,7 +686,7 @@ impl Core {
     // ---- the approver's side of artifacts ---------------------------------
 
     fn artifact_info(&self, exchange: &Exchange) -> ArtifactInfo {
-        let integrations = &self.journal.state().integrations;
+        let integrations = &self.integrations();
         let app = integrations
             .apps
             .get(&exchange.app_id)
@@ -722,9 +701,7 @@ impl Core {
     /// Artifacts waiting for a decision: all for admins, the caller's own
     /// otherwise.
     pub fn list_artifacts(&self, uid: u32, admin: bool, now: i64) -> Vec<ArtifactInfo> {
-        self.journal
-            .state()
-            .integrations
+        self.integrations()
             .exchanges
             .values()
             .filter(|e| e.state == ExchangeState::Pending && e.expires_at > now)
@@ -741,9 +718,7 @@ impl Core {
         now: i64,
     ) -> Result<ArtifactInfo, AirlockError> {
         airlock_common::validate::check_id(id)?;
-        self.journal
-            .state()
-            .integrations
+        self.integrations()
             .exchanges
             .get(id)
             .filter(|e| e.state == ExchangeState::Pending && e.expires_at > now)
@@ -756,7 +731,7 @@ impl Core {
     /// pairing's end-to-end key and checked against its hash.
     pub fn read_artifact(&self, id: &str, now: i64) -> Result<String, AirlockError> {
         self.get_artifact(id, 0, true, now)?;
-        let integrations = &self.journal.state().integrations;
+        let integrations = &self.integrations();
         let exchange = &integrations.exchanges[id];
         let key = integrations
             .pairings
@@ -847,7 +822,7 @@ impl Core {
                 kind.as_str()
             )));
         }
-        if self.journal.state().integrations.apps.len() >= MAX_APPS {
+        if self.integrations().apps.len() >= MAX_APPS {
             return Err(AirlockError::LimitExceeded("too many apps".into()));
         }
         let app_id = app_id();
@@ -876,7 +851,7 @@ impl Core {
     }
 
     pub fn list_apps(&self, uid: u32) -> Vec<AppInfo> {
-        let integrations = &self.journal.state().integrations;
+        let integrations = &self.integrations();
         integrations
             .apps
             .values()
@@ -902,7 +877,7 @@ impl Core {
         allowed: bool,
     ) -> Result<(), AirlockError> {
         airlock_common::validate::check_id(app_id)?;
-        if !self.journal.state().integrations.apps.contains_key(app_id) {
+        if !self.integrations().apps.contains_key(app_id) {
             return Err(AirlockError::NotFound(format!("no app {app_id}")));
         }
         self.record_and_save(
@@ -927,7 +902,7 @@ impl Core {
                 "a PAT lives between a minute and a year".into(),
             ));
         }
-        if self.journal.state().integrations.pats.len() >= MAX_PATS {
+        if self.integrations().pats.len() >= MAX_PATS {
             return Err(AirlockError::LimitExceeded("too many PATs".into()));
         }
         let token = Zeroizing::new(random_token(PAT_PREFIX, 24));
@@ -951,9 +926,7 @@ impl Core {
     }
 
     pub fn list_pats(&self, uid: u32, admin: bool) -> Vec<PatInfo> {
-        self.journal
-            .state()
-            .integrations
+        self.integrations()
             .pats
             .values()
             .filter(|p| admin || p.uid == uid)
@@ -969,9 +942,7 @@ impl Core {
     pub fn revoke_pat(&mut self, id: &str, by_uid: u32, admin: bool) -> Result<(), AirlockError> {
         airlock_common::validate::check_id(id)?;
         if !self
-            .journal
-            .state()
-            .integrations
+            .integrations()
             .pats
             .get(id)
             .is_some_and(|p| admin || p.uid == by_uid)
@@ -990,7 +961,7 @@ impl Core {
 
     /// Records pairings, artifacts and decided exchanges whose time ran out.
     pub fn expire_integrations(&mut self, now: i64) -> Result<(), AirlockError> {
-        for event in self.journal.state().integrations.stale(now) {
+        for event in self.integrations().stale(now) {
             self.record(event, now)?;
         }
         Ok(())
