@@ -620,9 +620,7 @@ impl Core {
     ) -> Result<ExchangeView, AirlockError> {
         let caller = self.api_user(creds, now)?;
         let exchange = self.own_exchange(&caller, request_id)?;
-        if exchange.state == ExchangeState::Pending && exchange.expires_at <= now {
-            return Err(ApiCode::Expired.error("the exchange expired without a decision"));
-        }
+        check_not_expired(exchange, now)?;
         Ok(ExchangeView {
             request_id: exchange.request_id.clone(),
             state: exchange.state.wire().into(),
@@ -641,6 +639,7 @@ impl Core {
     ) -> Result<(), AirlockError> {
         let caller = self.api_user(creds, now)?;
         let exchange = self.own_exchange(&caller, request_id)?;
+        check_not_expired(exchange, now)?;
         if exchange.state != ExchangeState::Pending {
             return Err(ApiCode::AlreadyResolved.error("the exchange is already decided"));
         }
@@ -968,6 +967,17 @@ impl Core {
     }
 }
 
+/// An exchange nobody decided in time (whether or not the tick recorded it
+/// yet) answers 410 `expired`.
+fn check_not_expired(exchange: &Exchange, now: i64) -> Result<(), AirlockError> {
+    let expired = exchange.state == ExchangeState::Expired
+        || (exchange.state == ExchangeState::Pending && exchange.expires_at <= now);
+    if expired {
+        return Err(ApiCode::Expired.error("the exchange expired without a decision"));
+    }
+    Ok(())
+}
+
 fn invalid_decision() -> AirlockError {
     AirlockError::InvalidArgument(
         "the decision is not signed by airlock-totp's decision key".into(),
@@ -1007,4 +1017,161 @@ fn app_id() -> String {
         .map(|b| (b'0' + b % 10) as char)
         .collect();
     format!("{letters}-{digits}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use airlock_common::config::GatewayTimes;
+    use airlock_common::integrations::{Ciphertext, ARTIFACT_TTL_SECS, DECIDED_RETENTION_SECS};
+    use airlock_common::timefmt::now_unix;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> Core {
+        for sub in ["policies", "state", "audit"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let times = GatewayTimes {
+            request_ttl: Duration::from_secs(600),
+            default_grant_ttl: Duration::from_secs(3600),
+            max_grant_ttl: Duration::from_secs(8 * 3600),
+        };
+        Core::open(
+            &dir.join("policies"),
+            &dir.join("state"),
+            &dir.join("audit"),
+            times,
+            20,
+            "default",
+        )
+        .unwrap()
+    }
+
+    /// An app, a PAT and consent for uid 1000, and a claimed pairing with an
+    /// X25519 key: the credentials and the routing token.
+    fn paired(core: &mut Core, now: i64) -> (ApiCredentials, String) {
+        let app = core.add_app(AppKind::Desktop, "CLI", vec![], 0).unwrap();
+        let pat = core.create_pat(1000, MAX_PAT_TTL_SECS, now).unwrap();
+        let mut creds = ApiCredentials::default();
+        creds.client_id = app.client_id.clone();
+        creds.client_secret = app.client_secret.clone();
+        creds.pat = pat.token.clone();
+        core.set_consent(&app.app_id, 1000, true).unwrap();
+        let code = core.pregenerate_pairing(1000, now).unwrap().code;
+        let hello = EnforcerHello {
+            device_id: "dev".into(),
+            enforcer_id: "enf".into(),
+            x25519_public_key: URL_SAFE_NO_PAD.encode([9u8; 32]),
+            ..EnforcerHello::default()
+        };
+        let nonce = core
+            .api_pairing_claim(&creds, &code, hello, now)
+            .unwrap()
+            .nonce;
+        let view = core.api_pairing_status(&creds, &nonce, now).unwrap();
+        assert_eq!(view.state, "Completed");
+        assert!(view.approver_x25519.is_some());
+        (creds, (*view.routing_token).clone().unwrap())
+    }
+
+    fn submission(request_id: &str, routing: &str) -> ArtifactSubmission {
+        ArtifactSubmission {
+            msg_id: "msg-1".into(),
+            request_id: request_id.into(),
+            enforcer_id: "enf".into(),
+            artifact_type: "command-approval".into(),
+            artifact_hash: "a".repeat(64),
+            ciphertext: Ciphertext {
+                alg: "AES-256-GCM".into(),
+                data: "AAAA".into(),
+                nonce: "AAAAAAAAAAAAAAAA".into(),
+                tag: "AAAAAAAAAAAAAAAAAAAAAA==".into(),
+            },
+            routing_token: routing.into(),
+            workspace_name: String::new(),
+            request_label: String::new(),
+        }
+    }
+
+    fn code_of(error: AirlockError) -> ApiCode {
+        match error {
+            AirlockError::Api(message) => ApiCode::split(&message).unwrap().0,
+            other => panic!("not an API refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_undecided_exchange_expires_with_410_then_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = open(dir.path());
+        let now = now_unix();
+        let (creds, routing) = paired(&mut core, now);
+        core.api_submit(&creds, submission("req-1", &routing), now)
+            .unwrap();
+        let later = now + ARTIFACT_TTL_SECS;
+        // Due, before the tick and after it.
+        let e = core.api_exchange(&creds, "req-1", later).unwrap_err();
+        assert_eq!(code_of(e), ApiCode::Expired);
+        core.expire(later).unwrap();
+        assert!(core.list_artifacts(0, true, later).is_empty());
+        let e = core.api_exchange(&creds, "req-1", later).unwrap_err();
+        assert_eq!(code_of(e), ApiCode::Expired);
+        let e = core.api_withdraw(&creds, "req-1", later).unwrap_err();
+        assert_eq!(code_of(e), ApiCode::Expired);
+        // Its id stays taken while it is remembered.
+        let e = core
+            .api_submit(&creds, submission("req-1", &routing), later)
+            .unwrap_err();
+        assert_eq!(code_of(e), ApiCode::AlreadyExists);
+        let gone = later + DECIDED_RETENTION_SECS;
+        core.expire(gone).unwrap();
+        let e = core.api_exchange(&creds, "req-1", gone).unwrap_err();
+        assert_eq!(code_of(e), ApiCode::NotFound);
+    }
+
+    #[test]
+    fn the_audit_log_alone_restores_everything_but_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_unix();
+        let (creds, routing) = {
+            let mut core = open(dir.path());
+            let (creds, routing) = paired(&mut core, now);
+            core.api_submit(&creds, submission("req-1", &routing), now)
+                .unwrap();
+            (creds, routing)
+        };
+        let log = std::fs::read_to_string(dir.path().join("audit/audit.jsonl")).unwrap();
+        for secret in [&creds.pat, &creds.client_secret, &routing] {
+            assert!(!log.contains(secret.as_str()));
+        }
+        let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+        assert!(state.contains("e2e_key"));
+        // The state file lost: replayed from the log.
+        std::fs::remove_file(dir.path().join("state/state.json")).unwrap();
+        let mut core = open(dir.path());
+        let view = core.api_exchange(&creds, "req-1", now).unwrap();
+        assert_eq!(view.state, "PendingApproval");
+        core.api_submit(&creds, submission("req-2", &routing), now)
+            .unwrap();
+        let art = core.list_artifacts(0, true, now)[0].id.clone();
+        // The end-to-end key was in the state file only.
+        assert!(matches!(
+            core.read_artifact(&art, now),
+            Err(AirlockError::Conflict(_))
+        ));
+        // Another user's PAT sees none of it.
+        let other = core.create_pat(1001, 3600, now).unwrap();
+        let mut theirs = creds.clone();
+        theirs.pat = other.token.clone();
+        core.set_consent(&core.list_apps(0)[0].app_id.clone(), 1001, true)
+            .unwrap();
+        let e = core.api_exchange(&theirs, "req-1", now).unwrap_err();
+        assert_eq!(code_of(e), ApiCode::NotFound);
+        let e = core
+            .api_submit(&theirs, submission("req-3", &routing), now)
+            .unwrap_err();
+        assert_eq!(code_of(e), ApiCode::PairingRevoked);
+    }
 }

@@ -128,6 +128,8 @@ pub enum ExchangeState {
     Pending,
     Decided,
     Acknowledged,
+    /// Nobody decided in time: kept (for its 410) as long as a decision is.
+    Expired,
 }
 
 impl ExchangeState {
@@ -137,6 +139,7 @@ impl ExchangeState {
             ExchangeState::Pending => "PendingApproval",
             ExchangeState::Decided => "Decided",
             ExchangeState::Acknowledged => "Acknowledged",
+            ExchangeState::Expired => "Expired",
         }
     }
 }
@@ -247,7 +250,7 @@ impl Integrations {
             ExchangeState::Pending if e.expires_at <= now => Some(Event::ArtifactExpired {
                 artifact_id: e.artifact_id.clone(),
             }),
-            ExchangeState::Decided | ExchangeState::Acknowledged
+            ExchangeState::Decided | ExchangeState::Acknowledged | ExchangeState::Expired
                 if e.decided_at + DECIDED_RETENTION_SECS <= now =>
             {
                 Some(Event::ExchangeForgotten {
@@ -437,9 +440,15 @@ impl Integrations {
                 exchange.state = ExchangeState::Acknowledged;
                 true
             }
-            Event::ArtifactWithdrawn { artifact_id }
-            | Event::ArtifactExpired { artifact_id }
-            | Event::ExchangeForgotten { artifact_id } => {
+            Event::ArtifactExpired { artifact_id } => {
+                let Some(exchange) = self.exchanges.get_mut(artifact_id) else {
+                    return false;
+                };
+                exchange.state = ExchangeState::Expired;
+                exchange.decided_at = ts;
+                true
+            }
+            Event::ArtifactWithdrawn { artifact_id } | Event::ExchangeForgotten { artifact_id } => {
                 self.exchanges.remove(artifact_id).is_some()
             }
             _ => false,
