@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod enforcer;
 pub mod forged_grants;
 pub mod outside;
 pub mod sockets;
@@ -308,6 +309,14 @@ impl System {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// airlock-integrations' process id.
+    pub fn integrations_pid(&self) -> u32 {
+        self.integrations
+            .as_ref()
+            .expect("no airlock-integrations")
+            .id()
     }
 
     /// The enforcer API's base URL.
