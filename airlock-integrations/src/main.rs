@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             decided: decided.clone(),
             shutdown,
             idp_base_url: config.idp_base_url.clone(),
+            calls: tokio::sync::Semaphore::new(routes::MAX_CALLS),
         });
         // Decisions wake the long-polls waiting for them.
         let mut signals = gateway.receive_exchange_decided().await?;

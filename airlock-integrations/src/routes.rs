@@ -38,6 +38,23 @@ pub struct Api {
     /// Turns true on shutdown: open long-polls answer 204 at once.
     pub shutdown: watch::Receiver<bool>,
     pub idp_base_url: String,
+    /// Bounds the gateway calls in flight: the system bus refuses a
+    /// connection more than 128 pending replies (`max_replies_per_connection`
+    /// in Debian's system.conf), and 1,000 long-polls would ask at once.
+    pub calls: tokio::sync::Semaphore,
+}
+
+/// Gateway calls in flight at most (well under the bus's 128).
+pub const MAX_CALLS: usize = 64;
+
+impl Api {
+    /// A turn to call the gateway.
+    async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.calls
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
 }
 
 type Shared = State<Arc<Api>>;
@@ -111,6 +128,7 @@ fn ok(status: StatusCode, value: Value) -> ApiResult {
 }
 
 async fn discovery(State(api): Shared) -> ApiResult {
+    let _turn = api.turn().await;
     let key = api.gateway.api_discovery().await.map_err(gw)?;
     let mut idp = json!({"clientId": "airlock-integrations"});
     if !api.idp_base_url.is_empty() {
@@ -137,6 +155,7 @@ async fn echo() -> Json<Value> {
 
 async fn consent(State(api): Shared, headers: HeaderMap) -> ApiResult {
     let creds = credentials(&headers)?;
+    let _turn = api.turn().await;
     let status = api.gateway.api_consent_status(&creds).await.map_err(gw)?;
     ok(StatusCode::OK, json!({ "status": status }))
 }
@@ -149,6 +168,7 @@ async fn initiate(
     let creds = credentials(&headers)?;
     let request: wire::PairingInitiate = parse(&body(bytes)?)?;
     let hello = request.hello();
+    let _turn = api.turn().await;
     let view = api
         .gateway
         .api_pairing_initiate(&creds, &hello)
@@ -168,6 +188,7 @@ async fn claim(
     let creds = credentials(&headers)?;
     let request: wire::PairingClaim = parse(&body(bytes)?)?;
     let hello = request.enforcer.hello();
+    let _turn = api.turn().await;
     let view = api
         .gateway
         .api_pairing_claim(&creds, &request.pairing_code, &hello)
@@ -185,6 +206,7 @@ async fn pairing_status(
     Path(nonce): Path<String>,
 ) -> ApiResult {
     let creds = credentials(&headers)?;
+    let _turn = api.turn().await;
     let view = api
         .gateway
         .api_pairing_status(&creds, &nonce)
@@ -200,6 +222,7 @@ async fn revoke(
 ) -> ApiResult {
     let creds = credentials(&headers)?;
     let request: wire::Revoke = parse(&body(bytes)?)?;
+    let _turn = api.turn().await;
     let enforcer_id = api
         .gateway
         .api_pairing_revoke(&creds, &request.routing_token)
@@ -213,6 +236,7 @@ async fn revoke(
 
 async fn pregenerate(State(api): Shared, headers: HeaderMap) -> ApiResult {
     let creds = credentials(&headers)?;
+    let _turn = api.turn().await;
     let view = api
         .gateway
         .api_pairing_pregenerate(&creds)
@@ -235,6 +259,7 @@ async fn heartbeat(
 ) -> ApiResult {
     let creds = credentials(&headers)?;
     let request: wire::Heartbeat = parse(&body(bytes)?)?;
+    let _turn = api.turn().await;
     api.gateway
         .api_heartbeat(&creds, &request.enforcer_id)
         .await
@@ -251,6 +276,7 @@ async fn submit(
     let request: wire::ArtifactSubmit = parse(&body(bytes)?)?;
     let submission = request.submission()?;
     let request_id = submission.request_id.clone();
+    let _turn = api.turn().await;
     api.gateway
         .api_submit(&creds, &submission)
         .await
@@ -267,6 +293,7 @@ async fn exchange(
     Path(request_id): Path<String>,
 ) -> ApiResult {
     let creds = credentials(&headers)?;
+    let _turn = api.turn().await;
     let view = api
         .gateway
         .api_exchange(&creds, &request_id)
@@ -297,11 +324,12 @@ async fn wait(
     let mut decided = api.decided.subscribe();
     let mut shutdown = api.shutdown.clone();
     loop {
-        let view = api
-            .gateway
-            .api_exchange(&creds, &request_id)
-            .await
-            .map_err(|e| gw(e).about(&request_id))?;
+        // The turn ends with the call, not with the wait.
+        let view = {
+            let _turn = api.turn().await;
+            api.gateway.api_exchange(&creds, &request_id).await
+        }
+        .map_err(|e| gw(e).about(&request_id))?;
         if let Some(decision) = (*view.decision).as_ref() {
             return ok(StatusCode::OK, wire::decision_deliver(&view, decision));
         }
@@ -332,6 +360,7 @@ async fn withdraw(
 ) -> ApiResult {
     body(bytes)?;
     let creds = credentials(&headers)?;
+    let _turn = api.turn().await;
     api.gateway
         .api_withdraw(&creds, &request_id)
         .await
@@ -367,6 +396,7 @@ async fn ack(
     {
         return Err(ApiError::bad_request("body.status must be delivered"));
     }
+    let _turn = api.turn().await;
     api.gateway
         .api_ack(&creds, &request.request_id, &msg_id)
         .await
@@ -388,6 +418,7 @@ async fn dnd(
             return Err(ApiError::bad_request(format!("{required} is required")));
         }
     }
+    let _turn = api.turn().await;
     api.gateway.api_consent_status(&creds).await.map_err(gw)?;
     ok(
         StatusCode::OK,

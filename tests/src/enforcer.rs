@@ -263,7 +263,7 @@ pub fn artifact_id(system: &System, request_id: &str) -> String {
         if let Some(rest) = line.strip_prefix("request art-") {
             current = Some(format!("art-{}", rest.split_whitespace().next().unwrap()));
         }
-        if line.contains(&format!("enforcer's request id: {request_id}")) {
+        if line.trim() == format!("enforcer's request id: {request_id}") {
             return current.unwrap();
         }
     }
