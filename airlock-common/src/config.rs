@@ -37,6 +37,11 @@ pub struct IntegrationsConfig {
     pub requests_per_minute: u32,
     /// The OIDC realm discovery names (`idp.baseUrl`); empty for none.
     pub idp_base_url: String,
+    /// A second address served over TLS (empty: none), with its PEM
+    /// certificate chain and private key.
+    pub tls_listen: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 impl Default for IntegrationsConfig {
@@ -47,6 +52,9 @@ impl Default for IntegrationsConfig {
             max_body_bytes: 64 * 1024,
             requests_per_minute: 60,
             idp_base_url: String::new(),
+            tls_listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -157,6 +165,15 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("integrations.listen: {e}"))?;
+        let tls = &config.integrations;
+        if !tls.tls_listen.is_empty() {
+            tls.tls_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("integrations.tls_listen: {e}"))?;
+            if tls.tls_cert.as_os_str().is_empty() || tls.tls_key.as_os_str().is_empty() {
+                return Err("integrations.tls_listen needs tls_cert and tls_key".into());
+            }
+        }
         if config.integrations.max_body_bytes < 1024 || config.integrations.requests_per_minute == 0
         {
             return Err(

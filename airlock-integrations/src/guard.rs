@@ -19,14 +19,17 @@ pub struct Hosts {
 impl Hosts {
     /// The listening address itself, `localhost` with its port, and the
     /// configured extra names.
-    pub fn new(listen: std::net::SocketAddr, extra: &[String]) -> Hosts {
-        let port = listen.port();
-        let mut allowed = vec![
-            listen.to_string(),
-            format!("localhost:{port}"),
-            format!("127.0.0.1:{port}"),
-            format!("[::1]:{port}"),
-        ];
+    pub fn new(listens: &[std::net::SocketAddr], extra: &[String]) -> Hosts {
+        let mut allowed = Vec::new();
+        for listen in listens {
+            let port = listen.port();
+            allowed.extend([
+                listen.to_string(),
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]);
+        }
         allowed.extend(extra.iter().map(|h| h.to_ascii_lowercase()));
         Hosts { allowed }
     }
@@ -146,7 +149,7 @@ mod tests {
 
     #[test]
     fn only_this_gateways_hosts_pass() {
-        let hosts = Hosts::new("127.0.0.1:8470".parse().unwrap(), &[]);
+        let hosts = Hosts::new(&["127.0.0.1:8470".parse().unwrap()], &[]);
         let mut headers = HeaderMap::new();
         assert!(hosts.check(&headers).is_err());
         headers.insert("host", "localhost:8470".parse().unwrap());

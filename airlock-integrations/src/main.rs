@@ -13,6 +13,7 @@
 mod error;
 mod guard;
 mod routes;
+mod tls;
 mod wire;
 
 use std::net::SocketAddr;
@@ -48,6 +49,14 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(&args.config).map_err(anyhow::Error::msg)?;
     let config = config.integrations;
     let listen: SocketAddr = config.listen.parse().context("integrations.listen")?;
+    let tls_listen: Option<SocketAddr> = (!config.tls_listen.is_empty())
+        .then(|| config.tls_listen.parse())
+        .transpose()
+        .context("integrations.tls_listen")?;
+    // Read before serving: a bad certificate stops the start, not a request.
+    let acceptor = tls_listen
+        .map(|_| tls::acceptor(&config.tls_cert, &config.tls_key))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,9 +69,16 @@ fn main() -> anyhow::Result<()> {
         let gateway = Gateway1Proxy::new(&conn).await?;
         let (decided, _) = broadcast::channel(1024);
         let (stop, shutdown) = watch::channel(false);
+        let tls_shutdown = shutdown.clone();
         let api = Arc::new(Api {
             gateway: gateway.clone(),
-            hosts: Hosts::new(listen, &config.allowed_hosts),
+            hosts: Hosts::new(
+                &[Some(listen), tls_listen]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>(),
+                &config.allowed_hosts,
+            ),
             limit: RateLimit::new(config.requests_per_minute),
             decided: decided.clone(),
             shutdown,
@@ -80,6 +96,18 @@ fn main() -> anyhow::Result<()> {
         });
         let app = routes::router(api, config.max_body_bytes);
         tracing::info!("serving the Integrations Gateway API on http://{listen}");
+        if let (Some(address), Some(acceptor)) = (tls_listen, acceptor) {
+            let tls_listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            tracing::info!("and on https://{address}");
+            tokio::spawn(tls::serve(
+                tls_listener,
+                acceptor,
+                app.clone(),
+                tls_shutdown,
+            ));
+        }
         airlock_daemon::bus::notify_ready(&format!("serving on {listen}"));
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;

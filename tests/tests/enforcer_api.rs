@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use airlock_tests::enforcer::*;
-use airlock_tests::{AGENT, APPROVER, OUTSIDER};
+use airlock_tests::{Options, System, AGENT, APPROVER, OUTSIDER};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -623,4 +623,92 @@ fn pairings_and_pending_artifacts_survive_a_gateway_crash() {
     let decision = waiting.join().unwrap().expect(200);
     assert_eq!(decision["body"]["decision"], "approve");
     system.audit_verify().success();
+}
+
+#[test]
+fn the_api_is_also_served_over_tls_on_a_second_address() {
+    use std::os::unix::fs::PermissionsExt;
+    // A self-signed certificate for 127.0.0.1, readable by the daemon's user.
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(certs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // An end-entity certificate (its own trust anchor), not a CA.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let system = System::start_with(Options {
+        integrations: Some(vec![
+            ("tls_listen", leak(format!("\"127.0.0.1:{port}\""))),
+            (
+                "tls_cert",
+                leak(format!("{:?}", cert.display().to_string())),
+            ),
+            ("tls_key", leak(format!("{:?}", key.display().to_string()))),
+        ]),
+        ..Options::default()
+    });
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = Client::builder()
+        .add_root_certificate(root)
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    // Wait until it listens (the plain listener was waited for).
+    let url = format!("https://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let echo = loop {
+        match client.get(format!("{url}/echo")).send() {
+            Ok(reply) => break Reply::from(reply),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!(
+                "no TLS listener: {e:?}\n{}",
+                system.service_log("airlock-integrations")
+            ),
+        }
+    };
+    assert!(echo.expect(200)["utc"].is_string());
+    let (_, client_id, secret) = add_app(&system, "desktop", "Remote");
+    let pat = create_pat(&system, &AGENT);
+    let consent = Reply::from(
+        client
+            .get(format!("{url}/v1/consent/status"))
+            .header("X-Client-Id", client_id)
+            .header("X-Client-Secret", secret)
+            .header("X-PAT", pat)
+            .send()
+            .unwrap(),
+    );
+    consent.flat(403, "app_consent_required");
+    // Plain HTTP on the TLS port is refused.
+    assert!(Client::new()
+        .get(format!("http://127.0.0.1:{port}/echo"))
+        .send()
+        .is_err());
 }
