@@ -297,6 +297,12 @@ pub enum Event {
     PairingExpired {
         nonce: String,
     },
+    /// A paired enforcer's heartbeat after none for a while (or ever):
+    /// presence changes are recorded, heartbeats are not.
+    EnforcerOnline {
+        nonce: String,
+        enforcer_id: String,
+    },
     /// A paired enforcer submitted an artifact: a pending request.
     ArtifactSubmitted {
         artifact_id: String,

@@ -226,6 +226,7 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
         ("app_consent_decided", 1),
         ("pairing_started", 1),
         ("pairing_completed", 1),
+        ("enforcer_online", 1),
         ("artifact_submitted", 3),
         ("artifact_decided", 2),
         ("decision_acked", 1),

@@ -430,14 +430,28 @@ impl Core {
         let caller = self.api_user(creds, now)?;
         wire_id("enforcerId", enforcer_id)?;
         let mut seen = false;
+        // Heartbeats are not recorded (one every 10 s); coming online is.
+        let mut came_online = Vec::new();
         for pairing in self.journal.integrations_mut().pairings.values_mut() {
             if caller.owns(pairing.uid, &pairing.app_id)
                 && pairing.state == PairingState::Completed
                 && pairing.enforcer.enforcer_id == enforcer_id
             {
+                if pairing.last_seen == 0 || now - pairing.last_seen >= ONLINE_SECS {
+                    came_online.push(pairing.nonce.clone());
+                }
                 pairing.last_seen = now;
                 seen = true;
             }
+        }
+        for nonce in came_online {
+            self.record(
+                Event::EnforcerOnline {
+                    nonce,
+                    enforcer_id: enforcer_id.to_owned(),
+                },
+                now,
+            )?;
         }
         if seen {
             Ok(())
