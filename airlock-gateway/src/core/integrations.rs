@@ -29,6 +29,9 @@ use crate::state::integrations::{
     SecretKey,
 };
 
+/// Pairings waiting for their code at once, per user.
+const MAX_PENDING_PAIRINGS_PER_USER: usize = 16;
+
 /// Who an API request is from, once its credentials check out.
 pub struct ApiCaller {
     pub app: App,
@@ -223,9 +226,18 @@ impl Core {
 
     // ---- pairing ----------------------------------------------------------
 
-    fn check_pairing_room(&self) -> Result<(), AirlockError> {
-        if self.integrations().pairings.len() >= MAX_PAIRINGS {
-            return Err(ApiCode::QuotaExceeded.error("too many pairings"));
+    /// Room for another pending pairing of `uid`: a few each, so that one
+    /// user's enforcer cannot use up everyone's.
+    fn check_pairing_room(&self, uid: u32, now: i64) -> Result<(), AirlockError> {
+        let pairings = &self.integrations().pairings;
+        let pending = pairings
+            .values()
+            .filter(|p| p.uid == uid && p.state == PairingState::Pending && p.expires_at > now)
+            .count();
+        if pending >= MAX_PENDING_PAIRINGS_PER_USER || pairings.len() >= MAX_PAIRINGS {
+            return Err(ApiCode::QuotaExceeded.error(format!(
+                "too many pairings waiting (at most {MAX_PENDING_PAIRINGS_PER_USER} a user)"
+            )));
         }
         Ok(())
     }
@@ -239,7 +251,7 @@ impl Core {
     ) -> Result<PairingView, AirlockError> {
         let caller = self.api_user(creds, now)?;
         check_hello(&hello)?;
-        self.check_pairing_room()?;
+        self.check_pairing_room(caller.uid, now)?;
         let code = pairing_code();
         let nonce = ids::new_id("pn");
         self.record_and_save(
@@ -261,7 +273,7 @@ impl Core {
 
     /// A code for an enforcer to claim, made by its user ahead of time.
     pub fn pregenerate_pairing(&mut self, uid: u32, now: i64) -> Result<PairingView, AirlockError> {
-        self.check_pairing_room()?;
+        self.check_pairing_room(uid, now)?;
         let code = pairing_code();
         let nonce = ids::new_id("pn");
         self.record_and_save(
@@ -1187,5 +1199,40 @@ mod tests {
             .api_submit(&theirs, submission("req-3", &routing), now)
             .unwrap_err();
         assert_eq!(code_of(e), ApiCode::PairingRevoked);
+    }
+
+    #[test]
+    fn pairings_are_bounded_per_user_and_expire_visibly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = open(dir.path());
+        let now = now_unix();
+        let (creds, _) = paired(&mut core, now);
+        let hello = || EnforcerHello {
+            device_id: "dev".into(),
+            enforcer_id: "enf2".into(),
+            ..EnforcerHello::default()
+        };
+        let first = core.api_pairing_initiate(&creds, hello(), now).unwrap();
+        for _ in 1..MAX_PENDING_PAIRINGS_PER_USER {
+            core.api_pairing_initiate(&creds, hello(), now).unwrap();
+        }
+        let e = core.api_pairing_initiate(&creds, hello(), now).unwrap_err();
+        assert_eq!(code_of(e), ApiCode::QuotaExceeded);
+        // Another user still may.
+        assert!(core.pregenerate_pairing(1001, now).is_ok());
+        let later = now + PAIRING_TTL_SECS;
+        core.expire(later).unwrap();
+        let view = core
+            .api_pairing_status(&creds, &first.nonce, later)
+            .unwrap();
+        assert_eq!(view.state, "Expired");
+        // An expired code pairs nothing.
+        assert!(core.pair(&first.code, 1000, false, later).is_err());
+        core.api_pairing_initiate(&creds, hello(), later).unwrap();
+        core.expire(later + 3600).unwrap();
+        let e = core
+            .api_pairing_status(&creds, &first.nonce, later + 3600)
+            .unwrap_err();
+        assert_eq!(code_of(e), ApiCode::NotFound);
     }
 }

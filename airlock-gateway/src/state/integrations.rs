@@ -187,6 +187,9 @@ impl Exchange {
     }
 }
 
+/// How long a pairing whose code ran out still answers `Expired`.
+const EXPIRED_PAIRING_SECS: i64 = 3600;
+
 /// The part of the state file this module owns.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Integrations {
@@ -242,7 +245,11 @@ impl Integrations {
         let pairings = self
             .pairings
             .values()
-            .filter(|p| p.state == PairingState::Pending && p.expires_at <= now)
+            // Shown as expired for a while (the CLIs stop on it), then
+            // forgotten.
+            .filter(|p| {
+                p.state == PairingState::Pending && p.expires_at + EXPIRED_PAIRING_SECS <= now
+            })
             .map(|p| Event::PairingExpired {
                 nonce: p.nonce.clone(),
             });
