@@ -126,7 +126,27 @@ pub async fn approve(
                 .await
                 .map_err(|e| bus::explain("approve", e))?;
             match pending.len() {
-                0 => anyhow::bail!("no pending requests to approve"),
+                0 => {
+                    // An enforcer's artifact is named, never picked for the
+                    // approver: say which there are.
+                    let artifacts = gateway
+                        .list_artifacts()
+                        .await
+                        .map_err(|e| bus::explain("approve", e))?;
+                    match artifacts.as_slice() {
+                        [] => anyhow::bail!("no pending requests to approve"),
+                        [one] => anyhow::bail!(
+                            "only a third-party enforcer's artifact is pending: \
+                             `airlockctl approve {}`",
+                            crate::printable::text(&one.id)
+                        ),
+                        many => anyhow::bail!(
+                            "{} third-party enforcers' artifacts are pending; name one \
+                             (`airlockctl requests` lists them)",
+                            many.len()
+                        ),
+                    }
+                }
                 1 => pending.remove(0),
                 n => anyhow::bail!(
                     "{n} requests are pending; name one (`airlockctl requests` lists them)"

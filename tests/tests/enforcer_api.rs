@@ -70,6 +70,15 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
             .contains(r#""command": "dotnet test --filter Category=Integration""#),
         "{shown:?}"
     );
+    // An artifact is never picked for the approver; named, it is.
+    let unnamed = system.ctl(&APPROVER, &["approve", "--code-stdin"], "");
+    assert!(
+        unnamed
+            .failure()
+            .stderr
+            .contains(&format!("airlockctl approve {art}")),
+        "{unnamed:?}"
+    );
     // The agent sees its request, not the decrypted content.
     let own = system.ctl(&AGENT, &["requests"], "");
     assert!(own.success().stdout.contains(&art), "{own:?}");
