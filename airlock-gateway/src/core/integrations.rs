@@ -1047,33 +1047,11 @@ fn app_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use airlock_common::config::GatewayTimes;
     use airlock_common::integrations::{Ciphertext, ARTIFACT_TTL_SECS, DECIDED_RETENTION_SECS};
     use airlock_common::timefmt::now_unix;
 
     use super::*;
-
-    fn open(dir: &std::path::Path) -> Core {
-        for sub in ["policies", "state", "audit"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let times = GatewayTimes {
-            request_ttl: Duration::from_secs(600),
-            default_grant_ttl: Duration::from_secs(3600),
-            max_grant_ttl: Duration::from_secs(8 * 3600),
-        };
-        Core::open(
-            &dir.join("policies"),
-            &dir.join("state"),
-            &dir.join("audit"),
-            times,
-            20,
-            "default",
-        )
-        .unwrap()
-    }
+    use crate::core::tests::Dirs;
 
     /// An app, a PAT and consent for uid 1000, and a claimed pairing with an
     /// X25519 key: the credentials and the routing token.
@@ -1130,8 +1108,8 @@ mod tests {
 
     #[test]
     fn an_undecided_exchange_expires_with_410_then_is_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut core = open(dir.path());
+        let dirs = Dirs::new();
+        let mut core = dirs.open();
         let now = now_unix();
         let (creds, routing) = paired(&mut core, now);
         core.api_submit(&creds, submission("req-1", &routing), now)
@@ -1159,24 +1137,24 @@ mod tests {
 
     #[test]
     fn the_audit_log_alone_restores_everything_but_the_secrets() {
-        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new();
         let now = now_unix();
         let (creds, routing) = {
-            let mut core = open(dir.path());
+            let mut core = dirs.open();
             let (creds, routing) = paired(&mut core, now);
             core.api_submit(&creds, submission("req-1", &routing), now)
                 .unwrap();
             (creds, routing)
         };
-        let log = std::fs::read_to_string(dir.path().join("audit/audit.jsonl")).unwrap();
+        let log = std::fs::read_to_string(dirs.path("audit/audit.jsonl")).unwrap();
         for secret in [&creds.pat, &creds.client_secret, &routing] {
             assert!(!log.contains(secret.as_str()));
         }
-        let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+        let state = std::fs::read_to_string(dirs.path("state/state.json")).unwrap();
         assert!(state.contains("e2e_key"));
         // The state file lost: replayed from the log.
-        std::fs::remove_file(dir.path().join("state/state.json")).unwrap();
-        let mut core = open(dir.path());
+        std::fs::remove_file(dirs.path("state/state.json")).unwrap();
+        let mut core = dirs.open();
         let view = core.api_exchange(&creds, "req-1", now).unwrap();
         assert_eq!(view.state, "PendingApproval");
         core.api_submit(&creds, submission("req-2", &routing), now)
@@ -1203,8 +1181,8 @@ mod tests {
 
     #[test]
     fn pairings_are_bounded_per_user_and_expire_visibly() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut core = open(dir.path());
+        let dirs = Dirs::new();
+        let mut core = dirs.open();
         let now = now_unix();
         let (creds, _) = paired(&mut core, now);
         let hello = || EnforcerHello {
