@@ -18,6 +18,45 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub totp: TotpConfig,
+    #[serde(default)]
+    pub integrations: IntegrationsConfig,
+}
+
+/// `airlock-integrations`, the HTTP API third-party enforcers speak.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    /// Where it listens: loopback by default.
+    pub listen: String,
+    /// `Host` header values accepted besides the listening address itself
+    /// (`localhost:PORT` always is): a DNS-rebinding page sends its own.
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests per app (client id) per minute; more get 429.
+    pub requests_per_minute: u32,
+    /// The OIDC realm discovery names (`idp.baseUrl`); empty for none.
+    pub idp_base_url: String,
+    /// A second address served over TLS (empty: none), with its PEM
+    /// certificate chain and private key.
+    pub tls_listen: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+impl Default for IntegrationsConfig {
+    fn default() -> Self {
+        IntegrationsConfig {
+            listen: "127.0.0.1:8470".into(),
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            requests_per_minute: 60,
+            idp_base_url: String::new(),
+            tls_listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -121,6 +160,27 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.gateway.times()?;
         parse_duration(&config.totp.max_grant_ttl)?;
+        config
+            .integrations
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("integrations.listen: {e}"))?;
+        let tls = &config.integrations;
+        if !tls.tls_listen.is_empty() {
+            tls.tls_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("integrations.tls_listen: {e}"))?;
+            if tls.tls_cert.as_os_str().is_empty() || tls.tls_key.as_os_str().is_empty() {
+                return Err("integrations.tls_listen needs tls_cert and tls_key".into());
+            }
+        }
+        if config.integrations.max_body_bytes < 1024 || config.integrations.requests_per_minute == 0
+        {
+            return Err(
+                "integrations.max_body_bytes must be at least 1024 and requests_per_minute positive"
+                    .into(),
+            );
+        }
         if !(15..=120).contains(&config.totp.period_secs) {
             return Err("totp.period_secs must be between 15 and 120".into());
         }

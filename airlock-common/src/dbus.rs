@@ -8,6 +8,11 @@ use zbus::zvariant::{Optional, Type};
 
 use crate::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
 use crate::grant::{Access, SignedGrant};
+use crate::integrations::{
+    ApiCredentials, AppInfo, AppKind, ArtifactInfo, ArtifactSubmission, DecisionKey,
+    DecisionStatement, EnforcerHello, EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView,
+    PatInfo, SignedDecision,
+};
 use crate::policy::protect::ProtectPattern;
 use crate::policy::Action;
 use crate::session::SessionState;
@@ -44,6 +49,9 @@ pub enum AirlockError {
     /// The caller made too many calls that write the audit log; nothing
     /// changed, try again shortly.
     LimitExceeded(String),
+    /// An Integrations Gateway API refusal: `code: message`, the code one
+    /// of [`ApiCode`](crate::integrations::ApiCode)'s.
+    Api(String),
 }
 
 impl AirlockError {
@@ -62,6 +70,7 @@ impl AirlockError {
             AirlockError::Unavailable(_) => "Unavailable",
             AirlockError::Internal(_) => "Internal",
             AirlockError::LimitExceeded(_) => "LimitExceeded",
+            AirlockError::Api(_) => "Api",
         }
     }
 }
@@ -286,6 +295,7 @@ impl AirlockError {
                     "Conflict" => AirlockError::Conflict(message),
                     "Unavailable" => AirlockError::Unavailable(message),
                     "LimitExceeded" => AirlockError::LimitExceeded(message),
+                    "Api" => AirlockError::Api(message),
                     _ => AirlockError::Internal(message),
                 };
             }
@@ -307,7 +317,8 @@ impl AirlockError {
             | AirlockError::Conflict(m)
             | AirlockError::Unavailable(m)
             | AirlockError::Internal(m)
-            | AirlockError::LimitExceeded(m) => m.clone(),
+            | AirlockError::LimitExceeded(m)
+            | AirlockError::Api(m) => m.clone(),
         }
     }
 }
@@ -501,6 +512,13 @@ pub trait Totp1 {
     /// Verifies `code` and signs exactly `request` (admins, from airlockctl).
     fn approve(&self, request: GrantRequest, code: &str) -> zbus::Result<SignedGrantWire>;
     fn public_key(&self) -> zbus::Result<String>;
+    fn sign_decision(
+        &self,
+        artifact_id: &str,
+        statement: DecisionStatement,
+        code: &str,
+    ) -> zbus::Result<SignedDecision>;
+    fn decision_key(&self) -> zbus::Result<DecisionKey>;
     /// The gateway only: countersigns its audit chain head. Refused for a
     /// head below, or different at the same `seq` as, the last one signed.
     fn countersign_head(&self, seq: u64, hash: &str) -> zbus::Result<HeadSignature>;
@@ -576,6 +594,52 @@ pub trait Gateway1 {
     fn report_enforcement(&self, event: EnforcementEvent) -> zbus::Result<Optional<String>>;
     /// Enforcer only: the session's last process exited.
     fn session_exited(&self, id: &str) -> zbus::Result<()>;
+
+    // Third-party enforcers: airlock-integrations relays their requests.
+    fn api_discovery(&self) -> zbus::Result<DecisionKey>;
+    fn api_consent_status(&self, creds: &ApiCredentials) -> zbus::Result<String>;
+    fn api_pairing_initiate(
+        &self,
+        creds: &ApiCredentials,
+        hello: &EnforcerHello,
+    ) -> zbus::Result<PairingView>;
+    fn api_pairing_claim(
+        &self,
+        creds: &ApiCredentials,
+        code: &str,
+        hello: &EnforcerHello,
+    ) -> zbus::Result<PairingView>;
+    fn api_pairing_status(&self, creds: &ApiCredentials, nonce: &str) -> zbus::Result<PairingView>;
+    fn api_pairing_revoke(
+        &self,
+        creds: &ApiCredentials,
+        routing_token: &str,
+    ) -> zbus::Result<String>;
+    fn api_pairing_pregenerate(&self, creds: &ApiCredentials) -> zbus::Result<PairingView>;
+    fn api_heartbeat(&self, creds: &ApiCredentials, enforcer_id: &str) -> zbus::Result<()>;
+    fn api_submit(&self, creds: &ApiCredentials, artifact: &ArtifactSubmission)
+        -> zbus::Result<()>;
+    fn api_exchange(&self, creds: &ApiCredentials, request_id: &str) -> zbus::Result<ExchangeView>;
+    fn api_withdraw(&self, creds: &ApiCredentials, request_id: &str) -> zbus::Result<()>;
+    fn api_ack(&self, creds: &ApiCredentials, request_id: &str, msg_id: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn exchange_decided(&self, request_id: &str) -> zbus::Result<()>;
+
+    // Third-party enforcers: the people's side.
+    fn add_app(&self, kind: AppKind, name: &str, origins: &[&str]) -> zbus::Result<NewApp>;
+    fn list_apps(&self) -> zbus::Result<Vec<AppInfo>>;
+    fn set_app_consent(&self, app_id: &str, allowed: bool) -> zbus::Result<()>;
+    fn create_pat(&self, ttl_secs: u64) -> zbus::Result<NewPat>;
+    fn list_pats(&self) -> zbus::Result<Vec<PatInfo>>;
+    fn revoke_pat(&self, id: &str) -> zbus::Result<()>;
+    fn pair(&self, code: &str) -> zbus::Result<EnforcerInfo>;
+    fn pregenerate_pairing(&self) -> zbus::Result<PairingView>;
+    fn list_enforcers(&self) -> zbus::Result<Vec<EnforcerInfo>>;
+    fn unpair(&self, pairing: &str) -> zbus::Result<()>;
+    fn list_artifacts(&self) -> zbus::Result<Vec<ArtifactInfo>>;
+    fn get_artifact(&self, id: &str) -> zbus::Result<ArtifactInfo>;
+    fn read_artifact(&self, id: &str) -> zbus::Result<String>;
+    fn decide_artifact(&self, id: &str, decision: &SignedDecision) -> zbus::Result<()>;
     #[zbus(signal)]
     fn approval_requested(&self, id: &str, scope: &str, reason: &str, uid: u32)
         -> zbus::Result<()>;

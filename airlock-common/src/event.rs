@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::audit::Record;
 use crate::enforcement::{EnforcementMode, EventKind, Outcome, Stage};
 use crate::grant::{Access, Scope, SignedGrant};
+use crate::integrations::{AppKind, Ciphertext, EnforcerHello, SignedDecision};
 
 /// Which process's doing an event is, recorded as the `service` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +221,125 @@ pub enum Event {
         prev_head_seq: u64,
         prev_head_hash: String,
         signature: String,
+    },
+
+    // ---- third-party enforcers (the Integrations Gateway API) ---------------
+    /// An enforcer app registered (`airlockctl apps add`); a confidential
+    /// app's client secret is kept as its SHA-256 only.
+    IntegrationAppAdded {
+        app_id: String,
+        client_id: String,
+        name: String,
+        kind: AppKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_sha256: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        origins: Vec<String>,
+        by_uid: u32,
+    },
+    /// A personal access token, kept as its SHA-256 only.
+    PatCreated {
+        pat_id: String,
+        uid: u32,
+        token_sha256: String,
+        #[serde(with = "rfc3339")]
+        expires_at: i64,
+    },
+    PatRevoked {
+        pat_id: String,
+        by_uid: u32,
+    },
+    /// An app's first use by a user asked for their consent.
+    AppConsentRequested {
+        app_id: String,
+        uid: u32,
+    },
+    AppConsentDecided {
+        app_id: String,
+        uid: u32,
+        allowed: bool,
+    },
+    /// An enforcer asked to pair (its code waits for the approver), or an
+    /// approver pre-generated a code for an enforcer to claim.
+    PairingStarted {
+        nonce: String,
+        uid: u32,
+        #[serde(default)]
+        app_id: String,
+        code_sha256: String,
+        #[serde(default)]
+        enforcer: EnforcerHello,
+        #[serde(default)]
+        pregenerated: bool,
+        #[serde(with = "rfc3339")]
+        expires_at: i64,
+    },
+    /// The approver entered the code, or the enforcer claimed a
+    /// pre-generated one (then `enforcer` and `app_id` are its).
+    PairingCompleted {
+        nonce: String,
+        routing_sha256: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enforcer: Option<EnforcerHello>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_id: Option<String>,
+        /// The approver's X25519 public key for end-to-end encryption
+        /// (base64url), when the enforcer sent one of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approver_x25519: Option<String>,
+        by_uid: u32,
+    },
+    PairingRevoked {
+        nonce: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_uid: Option<u32>,
+    },
+    PairingExpired {
+        nonce: String,
+    },
+    /// A paired enforcer's heartbeat after none for a while (or ever):
+    /// presence changes are recorded, heartbeats are not.
+    EnforcerOnline {
+        nonce: String,
+        enforcer_id: String,
+    },
+    /// A paired enforcer submitted an artifact: a pending request.
+    ArtifactSubmitted {
+        artifact_id: String,
+        request_id: String,
+        msg_id: String,
+        pairing: String,
+        uid: u32,
+        app_id: String,
+        enforcer_id: String,
+        workspace: String,
+        label: String,
+        artifact_type: String,
+        artifact_hash: String,
+        ciphertext: Ciphertext,
+        #[serde(with = "rfc3339")]
+        expires_at: i64,
+    },
+    /// A human decided, with a TOTP code; airlock-totp signed the decision.
+    ArtifactDecided {
+        artifact_id: String,
+        approver_uid: u32,
+        decision: SignedDecision,
+    },
+    ArtifactWithdrawn {
+        artifact_id: String,
+    },
+    ArtifactExpired {
+        artifact_id: String,
+    },
+    /// The enforcer acknowledged the decision's delivery.
+    DecisionAcked {
+        artifact_id: String,
+        msg_id: String,
+    },
+    /// A decided exchange past its retention, no longer readable.
+    ExchangeForgotten {
+        artifact_id: String,
     },
 
     // ---- the gateway itself --------------------------------------------------

@@ -45,6 +45,8 @@ pub mod grant;
 #[cfg(feature = "std")]
 pub mod ids;
 #[cfg(feature = "std")]
+pub mod integrations;
+#[cfg(feature = "std")]
 pub mod limits;
 #[cfg(feature = "std")]
 pub mod names;

@@ -26,6 +26,8 @@ pub const ERROR_PREFIX: &str = "org.airlock.Error";
 /// `ADMIN_GROUP`.
 pub const GATEWAY_USER: &str = "airlock-gateway";
 pub const TOTP_USER: &str = "airlock-totp";
+/// The user of `airlock-integrations`, the HTTP API for third-party enforcers.
+pub const INTEGRATIONS_USER: &str = "airlock-integrations";
 pub const ADMIN_GROUP: &str = "airlock-admin";
 
 /// Default locations, overridable on each daemon's command line.

@@ -84,12 +84,22 @@ pub async fn list_requests(json: bool) -> anyhow::Result<i32> {
         .list_requests()
         .await
         .map_err(|e| bus::explain("requests", e))?;
+    // Third-party enforcers' artifacts wait beside the local requests.
+    let artifacts = gateway
+        .list_artifacts()
+        .await
+        .map_err(|e| bus::explain("requests", e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&requests)?);
-    } else if requests.is_empty() {
+    } else if requests.is_empty() && artifacts.is_empty() {
         println!("no pending requests");
     } else {
         requests.iter().for_each(print_request);
+        for artifact in &artifacts {
+            // Only an approver (admin) may read the content.
+            let content = crate::enforcers::content(&gateway, &artifact.id).await;
+            crate::enforcers::print_artifact(artifact, content.as_ref());
+        }
     }
     Ok(0)
 }
@@ -116,7 +126,27 @@ pub async fn approve(
                 .await
                 .map_err(|e| bus::explain("approve", e))?;
             match pending.len() {
-                0 => anyhow::bail!("no pending requests to approve"),
+                0 => {
+                    // An enforcer's artifact is named, never picked for the
+                    // approver: say which there are.
+                    let artifacts = gateway
+                        .list_artifacts()
+                        .await
+                        .map_err(|e| bus::explain("approve", e))?;
+                    match artifacts.as_slice() {
+                        [] => anyhow::bail!("no pending requests to approve"),
+                        [one] => anyhow::bail!(
+                            "only a third-party enforcer's artifact is pending: \
+                             `airlockctl approve {}`",
+                            crate::printable::text(&one.id)
+                        ),
+                        many => anyhow::bail!(
+                            "{} third-party enforcers' artifacts are pending; name one \
+                             (`airlockctl requests` lists them)",
+                            many.len()
+                        ),
+                    }
+                }
                 1 => pending.remove(0),
                 n => anyhow::bail!(
                     "{n} requests are pending; name one (`airlockctl requests` lists them)"

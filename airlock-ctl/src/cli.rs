@@ -94,11 +94,40 @@ pub enum Command {
         #[arg(long)]
         code_stdin: bool,
     },
-    /// Deny a pending request.
+    /// Deny a pending request (a third-party enforcer's `art-…` with a TOTP
+    /// code, so that the enforcer can check a human decided).
     Deny {
         id: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// Read the code (for an enforcer's artifact) from standard input.
+        #[arg(long)]
+        code_stdin: bool,
+    },
+    /// Register or list third-party enforcer apps, or consent to one.
+    Apps {
+        #[command(subcommand)]
+        action: Option<AppsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Personal access tokens for your third-party enforcers (X-PAT).
+    #[command(subcommand)]
+    Pat(PatCommand),
+    /// Pair a third-party enforcer: the code it shows, or `--generate` one
+    /// for it to claim.
+    Pair {
+        code: Option<String>,
+        #[arg(long)]
+        generate: bool,
+    },
+    /// List paired third-party enforcers with their presence, or unpair one.
+    Enforcers {
+        /// The pairing (`pn-…`) to revoke.
+        #[arg(long)]
+        unpair: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// List live grants.
     Grants {
@@ -127,6 +156,46 @@ pub enum Command {
         /// Directory holding audit.jsonl.
         #[arg(long, default_value = names::DEFAULT_AUDIT_DIR, global = true)]
         audit_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppsCommand {
+    /// Register an app (admins): prints its App ID, Client ID and, for a
+    /// confidential kind, its Client Secret, once.
+    Add {
+        /// desktop, agent or vscode (confidential: a client secret); web or
+        /// mobile (public: checked by Origin).
+        #[arg(long)]
+        kind: String,
+        /// An allowed Origin (public kinds), repeatable.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        name: String,
+    },
+    /// Consent to an app acting for you (or, with --deny, refuse it).
+    Consent {
+        app: String,
+        #[arg(long)]
+        deny: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PatCommand {
+    /// Create a token (printed once).
+    Create {
+        /// Lifetime, e.g. 90d (the default; at most a year).
+        #[arg(long, value_parser = duration)]
+        expires: Option<Duration>,
+    },
+    /// List tokens (not the tokens themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        id: String,
     },
 }
 

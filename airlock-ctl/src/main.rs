@@ -7,6 +7,7 @@ mod cli;
 mod code;
 mod confine;
 mod doctor;
+mod enforcers;
 mod policy;
 mod printable;
 mod sessions;
@@ -15,9 +16,13 @@ mod totp;
 use std::process::ExitCode;
 
 use airlock_common::audit::Filter;
+use airlock_common::integrations::Verdict;
 use clap::Parser;
 
-use crate::cli::{AuditCommand, Cli, Command, PolicyCommand, SessionsCommand, TotpCommand};
+use crate::cli::{
+    AppsCommand, AuditCommand, Cli, Command, PatCommand, PolicyCommand, SessionsCommand,
+    TotpCommand,
+};
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
@@ -55,12 +60,40 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Doctor => doctor::doctor().await,
         Command::Requests { json } => approvals::list_requests(json).await,
         Command::Approve {
+            id: Some(id),
+            code_stdin,
+            ..
+        } if id.starts_with(enforcers::ARTIFACT_PREFIX) => {
+            enforcers::decide(&id, Verdict::Approve, "", code_stdin).await
+        }
+        Command::Approve {
             id,
             ttl,
             write,
             code_stdin,
         } => approvals::approve(id.as_deref(), ttl, write, code_stdin).await,
-        Command::Deny { id, reason } => approvals::deny(&id, &reason).await,
+        Command::Deny {
+            id,
+            reason,
+            code_stdin,
+        } if id.starts_with(enforcers::ARTIFACT_PREFIX) => {
+            enforcers::decide(&id, Verdict::Reject, &reason, code_stdin).await
+        }
+        Command::Deny { id, reason, .. } => approvals::deny(&id, &reason).await,
+        Command::Apps { action, json } => match action {
+            None => enforcers::apps_list(json).await,
+            Some(AppsCommand::Add {
+                kind,
+                origins,
+                name,
+            }) => enforcers::apps_add(&kind, &name, &origins).await,
+            Some(AppsCommand::Consent { app, deny }) => enforcers::apps_consent(&app, deny).await,
+        },
+        Command::Pat(PatCommand::Create { expires }) => enforcers::pat_create(expires).await,
+        Command::Pat(PatCommand::List { json }) => enforcers::pat_list(json).await,
+        Command::Pat(PatCommand::Revoke { id }) => enforcers::pat_revoke(&id).await,
+        Command::Pair { code, generate } => enforcers::pair(code.as_deref(), generate).await,
+        Command::Enforcers { unpair, json } => enforcers::enforcers(unpair.as_deref(), json).await,
         Command::Grants { json } => approvals::list_grants(json).await,
         Command::Revoke { grant, all } => approvals::revoke(grant.as_deref(), all).await,
         Command::Audit {

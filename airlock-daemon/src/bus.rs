@@ -77,7 +77,7 @@ async fn owner_pid(conn: &zbus::Connection, name: &'static str) -> Option<u32> {
 }
 
 /// READY=1 with a STATUS= line; nothing happens outside systemd.
-fn notify_ready(status: &str) {
+pub fn notify_ready(status: &str) {
     let _ = sd_notify::notify(
         false,
         &[

@@ -450,6 +450,7 @@ impl Core {
         for id in stale_grants {
             self.record(Event::GrantExpired { grant_id: id }, now)?;
         }
+        self.expire_integrations(now)?;
         // Expired grants are never honoured whether or not this reaches disk.
         self.journal.save(Durability::ProcessCrash);
         Ok(touched)
@@ -728,6 +729,10 @@ fn no_request(id: &str) -> AirlockError {
 fn no_session(id: &str) -> AirlockError {
     AirlockError::NotFound(format!("no session {id}"))
 }
+
+mod integrations;
+
+pub use integrations::verify_decision;
 
 #[cfg(test)]
 mod tests;

@@ -124,6 +124,19 @@ impl Journal {
         &mut self.state.sessions
     }
 
+    /// Third-party enforcers' memory-only parts (clear routing tokens until
+    /// fetched, heartbeats): they never reach the state file.
+    pub fn integrations_mut(&mut self) -> &mut crate::state::integrations::Integrations {
+        &mut self.state.integrations
+    }
+
+    /// Third-party enforcers' parts that the state file keeps but the audit
+    /// log must not (end-to-end keys): marked for the next save.
+    pub fn integrations_secret_mut(&mut self) -> &mut crate::state::integrations::Integrations {
+        self.dirty = true;
+        &mut self.state.integrations
+    }
+
     /// Appends `event` to the audit log and, once it is on disk, applies it
     /// at time `now`. If the record cannot be written nothing changed and the
     /// call can be repeated.

@@ -13,6 +13,7 @@
 pub mod caller;
 pub mod core;
 pub mod countersign;
+pub mod e2e;
 pub mod enforcement;
 pub mod fold;
 pub mod journal;

@@ -9,6 +9,10 @@ use airlock_common::dbus::{
 };
 use airlock_common::enforcement::EnforcementMode;
 use airlock_common::event::Event;
+use airlock_common::integrations::{
+    ApiCredentials, AppInfo, AppKind, ArtifactInfo, ArtifactSubmission, DecisionKey, EnforcerHello,
+    EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision,
+};
 use airlock_common::limits::MAX_SIGNED_GRANT_LEN;
 use airlock_common::names;
 use airlock_common::session::SessionState;
@@ -35,6 +39,11 @@ pub struct Gateway {
     budget: AuditBudget,
     /// airlock-totp's uid, the only caller of `ReportTotp`.
     totp_uid: Option<u32>,
+    /// airlock-integrations' uid, the only caller (with root) of the `Api*`
+    /// methods third-party enforcers' requests become.
+    integrations_uid: Option<u32>,
+    /// airlock-totp's decision-verification key, once asked.
+    decision_key: Mutex<Option<DecisionKey>>,
 }
 
 impl Gateway {
@@ -52,10 +61,9 @@ impl Gateway {
             dbus,
             callers,
             budget: AuditBudget::default(),
-            totp_uid: nix::unistd::User::from_name(names::TOTP_USER)
-                .ok()
-                .flatten()
-                .map(|user| user.uid.as_raw()),
+            totp_uid: uid_of(names::TOTP_USER),
+            integrations_uid: uid_of(names::INTEGRATIONS_USER),
+            decision_key: Mutex::new(None),
         }
     }
 
@@ -95,6 +103,42 @@ impl Gateway {
             .await
     }
 
+    /// Refuses callers of the `Api*` methods but airlock-integrations (and
+    /// root).
+    async fn integrations_caller(&self, header: &Header<'_>) -> Result<(), AirlockError> {
+        let uid = self.caller(header).await?;
+        if uid == 0 || Some(uid) == self.integrations_uid {
+            Ok(())
+        } else {
+            Err(AirlockError::AccessDenied(format!(
+                "only airlock-integrations (user {}) relays enforcers' requests",
+                names::INTEGRATIONS_USER
+            )))
+        }
+    }
+
+    /// The uid of a person managing their enforcers: never
+    /// airlock-integrations itself, which only relays.
+    async fn person(&self, header: &Header<'_>) -> Result<u32, AirlockError> {
+        let uid = self.caller(header).await?;
+        if Some(uid) == self.integrations_uid {
+            return Err(AirlockError::AccessDenied(
+                "airlock-integrations relays enforcers' requests; it manages nothing".into(),
+            ));
+        }
+        Ok(uid)
+    }
+
+    /// airlock-totp's decision key, asked once.
+    async fn decision_key(&self) -> Result<DecisionKey, AirlockError> {
+        if let Some(key) = self.decision_key.locked().clone() {
+            return Ok(key);
+        }
+        let key = self.totp.decision_key().await.map_err(totp_error)?;
+        *self.decision_key.locked() = Some(key.clone());
+        Ok(key)
+    }
+
     /// Learns (and pins) the signer's public key if the gateway has none yet.
     pub async fn pin_signing_key(&self) -> Result<(), AirlockError> {
         if self.core().has_signing_key() {
@@ -103,6 +147,13 @@ impl Gateway {
         let key = self.totp.public_key().await.map_err(totp_error)?;
         self.core().pin_signing_key(&key)
     }
+}
+
+fn uid_of(user: &str) -> Option<u32> {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|user| user.uid.as_raw())
 }
 
 /// Maps a failed call to `airlock-enforcer`, naming it when it is absent.
@@ -692,6 +743,298 @@ impl Gateway {
         }
         self.core()
             .end_session(id, SessionState::Exited, None, now_unix())
+    }
+
+    // ---- third-party enforcers: their requests, relayed ---------------------
+
+    /// What discovery publishes: the key decisions are signed with.
+    async fn api_discovery(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<DecisionKey, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.decision_key().await
+    }
+
+    async fn api_consent_status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+    ) -> Result<String, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_consent_status(&creds, now_unix())
+    }
+
+    async fn api_pairing_initiate(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        hello: EnforcerHello,
+    ) -> Result<PairingView, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_pairing_initiate(&creds, hello, now_unix())
+    }
+
+    async fn api_pairing_claim(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        code: &str,
+        hello: EnforcerHello,
+    ) -> Result<PairingView, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core()
+            .api_pairing_claim(&creds, code, hello, now_unix())
+    }
+
+    async fn api_pairing_status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        nonce: &str,
+    ) -> Result<PairingView, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_pairing_status(&creds, nonce, now_unix())
+    }
+
+    /// Returns the revoked pairing's enforcer id.
+    async fn api_pairing_revoke(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        routing_token: &str,
+    ) -> Result<String, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core()
+            .api_pairing_revoke(&creds, routing_token, now_unix())
+    }
+
+    async fn api_pairing_pregenerate(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+    ) -> Result<PairingView, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_pregenerate(&creds, now_unix())
+    }
+
+    async fn api_heartbeat(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        enforcer_id: &str,
+    ) -> Result<(), AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_heartbeat(&creds, enforcer_id, now_unix())
+    }
+
+    /// A paired enforcer's artifact becomes a pending request (announced
+    /// like the local ones).
+    async fn api_submit(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        creds: ApiCredentials,
+        artifact: ArtifactSubmission,
+    ) -> Result<(), AirlockError> {
+        self.integrations_caller(&header).await?;
+        let now = now_unix();
+        let id = self.core().api_submit(&creds, artifact, now)?;
+        let info = self.core().get_artifact(&id, 0, true, now)?;
+        let scope = format!("enforcer:{}", info.enforcer_id);
+        announce(&emitter, &id, &scope, &info.label, info.uid);
+        Ok(())
+    }
+
+    async fn api_exchange(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        request_id: &str,
+    ) -> Result<ExchangeView, AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_exchange(&creds, request_id, now_unix())
+    }
+
+    async fn api_withdraw(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        request_id: &str,
+    ) -> Result<(), AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_withdraw(&creds, request_id, now_unix())
+    }
+
+    async fn api_ack(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        creds: ApiCredentials,
+        request_id: &str,
+        msg_id: &str,
+    ) -> Result<(), AirlockError> {
+        self.integrations_caller(&header).await?;
+        self.core().api_ack(&creds, request_id, msg_id, now_unix())
+    }
+
+    /// A decision exists for the enforcer's `request_id` (only
+    /// airlock-integrations may receive it: it wakes its long-polls).
+    #[zbus(signal)]
+    async fn exchange_decided(emitter: &SignalEmitter<'_>, request_id: &str) -> zbus::Result<()>;
+
+    // ---- third-party enforcers: the people's side ---------------------------
+
+    /// Registers an enforcer app (admins); a confidential app's secret is
+    /// returned once and kept as its SHA-256.
+    async fn add_app(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        kind: AppKind,
+        name: &str,
+        origins: Vec<String>,
+    ) -> Result<NewApp, AirlockError> {
+        let uid = self.caller(&header).await?;
+        require_admin(uid, "register enforcer apps")?;
+        self.core().add_app(kind, name, origins, uid)
+    }
+
+    /// Registered apps, with the caller's consent to each.
+    async fn list_apps(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<AppInfo>, AirlockError> {
+        let uid = self.caller(&header).await?;
+        Ok(self.core().list_apps(uid))
+    }
+
+    /// The caller's own consent to an app.
+    async fn set_app_consent(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        app_id: &str,
+        allowed: bool,
+    ) -> Result<(), AirlockError> {
+        let uid = self.person(&header).await?;
+        self.charge(uid)?;
+        self.core().set_consent(app_id, uid, allowed)
+    }
+
+    /// A personal access token for the caller, returned once.
+    async fn create_pat(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        ttl_secs: u64,
+    ) -> Result<NewPat, AirlockError> {
+        let uid = self.person(&header).await?;
+        self.charge(uid)?;
+        self.core().create_pat(uid, ttl_secs, now_unix())
+    }
+
+    async fn list_pats(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<PatInfo>, AirlockError> {
+        let uid = self.caller(&header).await?;
+        Ok(self.core().list_pats(uid, is_admin(uid)))
+    }
+
+    async fn revoke_pat(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+    ) -> Result<(), AirlockError> {
+        let uid = self.person(&header).await?;
+        self.core().revoke_pat(id, uid, is_admin(uid))
+    }
+
+    /// Completes the pairing an enforcer shows `code` for (its user or an
+    /// admin).
+    async fn pair(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        code: &str,
+    ) -> Result<EnforcerInfo, AirlockError> {
+        let uid = self.person(&header).await?;
+        self.charge(uid)?;
+        self.core().pair(code, uid, is_admin(uid), now_unix())
+    }
+
+    /// A code for one of the caller's enforcers to claim.
+    async fn pregenerate_pairing(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<PairingView, AirlockError> {
+        let uid = self.person(&header).await?;
+        self.charge(uid)?;
+        self.core().pregenerate_pairing(uid, now_unix())
+    }
+
+    async fn list_enforcers(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<EnforcerInfo>, AirlockError> {
+        let uid = self.caller(&header).await?;
+        Ok(self.core().list_enforcers(uid, is_admin(uid), now_unix()))
+    }
+
+    async fn unpair(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        pairing: &str,
+    ) -> Result<(), AirlockError> {
+        let uid = self.person(&header).await?;
+        self.core().unpair(pairing, uid, is_admin(uid))
+    }
+
+    /// Enforcers' artifacts waiting for a decision: all for admins, the
+    /// caller's own otherwise.
+    async fn list_artifacts(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<ArtifactInfo>, AirlockError> {
+        let uid = self.caller(&header).await?;
+        Ok(self.core().list_artifacts(uid, is_admin(uid), now_unix()))
+    }
+
+    async fn get_artifact(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+    ) -> Result<ArtifactInfo, AirlockError> {
+        let uid = self.caller(&header).await?;
+        self.core().get_artifact(id, uid, is_admin(uid), now_unix())
+    }
+
+    /// The decrypted content of artifact `id` (admins: the approver).
+    async fn read_artifact(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: &str,
+    ) -> Result<String, AirlockError> {
+        let uid = self.caller(&header).await?;
+        require_admin(uid, "read enforcers' artifacts")?;
+        self.core().read_artifact(id, now_unix())
+    }
+
+    /// Records the decision airlock-totp signed for artifact `id` (admins,
+    /// after the approver's code), and wakes the enforcer's long-poll.
+    async fn decide_artifact(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        id: &str,
+        decision: SignedDecision,
+    ) -> Result<(), AirlockError> {
+        let uid = self.caller(&header).await?;
+        require_admin(uid, "decide on enforcers' artifacts")?;
+        let key = self.decision_key().await?;
+        let request_id = self
+            .core()
+            .record_decision(id, decision, &key, uid, now_unix())?;
+        if let Err(e) = Gateway::exchange_decided(&emitter, &request_id).await {
+            tracing::warn!("cannot emit ExchangeDecided: {e}");
+        }
+        Ok(())
     }
 
     #[zbus(signal)]

@@ -13,6 +13,7 @@ use airlock_common::fsutil::{replace, Durability};
 use airlock_common::grant::SignedGrant;
 use serde::{Deserialize, Serialize};
 
+use crate::state::integrations::Integrations;
 use crate::state::requests::PendingRequest;
 use crate::state::sessions::Session;
 use crate::state::{decode_key, encode_key, Parts};
@@ -34,6 +35,9 @@ pub struct Snapshot {
     pub sessions: Vec<Session>,
     #[serde(default)]
     pub next_session_index: u32,
+    /// Third-party enforcers (secrets as SHA-256 only).
+    #[serde(default)]
+    pub integrations: Integrations,
     /// The newest audit record this snapshot reflects.
     #[serde(default)]
     pub audit_mark: Option<Head>,
@@ -48,6 +52,7 @@ impl Snapshot {
             grants: parts.grants,
             sessions: parts.sessions,
             next_session_index: parts.next_session_index,
+            integrations: parts.integrations,
             audit_mark: Some(audit_mark),
         }
     }
@@ -60,6 +65,7 @@ impl Snapshot {
             grants: self.grants,
             sessions: self.sessions,
             next_session_index: self.next_session_index,
+            integrations: self.integrations,
         };
         Ok((parts, self.audit_mark))
     }

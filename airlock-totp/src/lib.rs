@@ -7,6 +7,7 @@
 pub mod audit_head;
 pub mod authenticator;
 pub mod callers;
+pub mod decision;
 pub mod files;
 pub mod service;
 pub mod signer;

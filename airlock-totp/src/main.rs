@@ -18,7 +18,8 @@ use airlock_daemon::confine;
 use airlock_daemon::state_dir::{self, Sharing};
 use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
-use airlock_totp::service::TotpService;
+use airlock_totp::decision::DecisionSigner;
+use airlock_totp::service::{Signers, TotpService};
 use airlock_totp::signer::GrantSigner;
 use anyhow::Context;
 use clap::Parser;
@@ -58,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let signer = GrantSigner::open_or_create(&state_dir)?;
+    let decisions = DecisionSigner::open_or_create(&state_dir)?;
     let audit_heads = AuditHeads::open(&state_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -70,7 +72,10 @@ fn main() -> anyhow::Result<()> {
         let service = TotpService::new(
             authenticator,
             audit_heads,
-            signer,
+            Signers {
+                grants: signer,
+                decisions,
+            },
             max_ttl.as_secs(),
             gateway_uid,
             dbus,

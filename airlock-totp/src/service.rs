@@ -17,7 +17,9 @@ use airlock_common::dbus::{
     caller_uid, AirlockError, Gateway1Proxy, GrantRequest, HeadSignature, SignedGrantWire,
     TotpOutcome, TotpReport, TotpStatus,
 };
+use airlock_common::integrations::{is_sha256_hex, DecisionKey, DecisionStatement, SignedDecision};
 use airlock_common::timefmt::now_unix;
+use airlock_common::validate::{check_code, check_id, check_text};
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
@@ -26,15 +28,24 @@ use zbus::zvariant::Optional;
 use crate::audit_head::{AuditHeads, HeadError};
 use crate::authenticator::{Authenticator, TotpError};
 use crate::callers::Caller;
+use crate::decision::DecisionSigner;
 use crate::signer::GrantSigner;
 
 /// How long a report to the gateway may hold up the approver.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The keys airlock-totp signs with: grants (and audit heads), and third-party
+/// enforcers' decisions.
+pub struct Signers {
+    pub grants: GrantSigner,
+    pub decisions: DecisionSigner,
+}
+
 pub struct TotpService {
     authenticator: Arc<Mutex<Authenticator>>,
     audit_heads: Mutex<AuditHeads>,
     signer: GrantSigner,
+    decisions: DecisionSigner,
     max_grant_ttl_secs: u64,
     gateway_uid: u32,
     dbus: DBusProxy<'static>,
@@ -45,7 +56,7 @@ impl TotpService {
     pub fn new(
         authenticator: Authenticator,
         audit_heads: AuditHeads,
-        signer: GrantSigner,
+        signers: Signers,
         max_grant_ttl_secs: u64,
         gateway_uid: u32,
         dbus: DBusProxy<'static>,
@@ -54,7 +65,8 @@ impl TotpService {
         TotpService {
             authenticator: Arc::new(Mutex::new(authenticator)),
             audit_heads: Mutex::new(audit_heads),
-            signer,
+            signer: signers.grants,
+            decisions: signers.decisions,
             max_grant_ttl_secs,
             gateway_uid,
             dbus,
@@ -255,6 +267,54 @@ impl TotpService {
         })
         .await;
         Ok(SignedGrantWire::from(grant))
+    }
+
+    /// Verifies `code` and, only if it is valid, signs exactly the decision
+    /// the approver's airlockctl showed them on a third-party enforcer's
+    /// artifact: what the enforcer checks a human with the second factor
+    /// decided. `artifact_id` (the gateway's `art-…`) names it for the
+    /// audit log.
+    async fn sign_decision(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        artifact_id: &str,
+        statement: DecisionStatement,
+        code: &str,
+    ) -> Result<SignedDecision, AirlockError> {
+        let caller = self.caller(&header).await?;
+        caller.require_person("decide on an artifact")?;
+        let uid = caller.uid(self.gateway_uid);
+        check_id(artifact_id)?;
+        check_id(&statement.request_id)?;
+        check_text("reason", &statement.reason)?;
+        check_code(code)?;
+        if !is_sha256_hex(&statement.artifact_hash) {
+            return Err(AirlockError::InvalidArgument(
+                "artifact hash must be 64 hex digits".into(),
+            ));
+        }
+        let verified = self
+            .authenticator()
+            .verify(code, now_unix())
+            .map_err(to_dbus);
+        if let Err(e) = verified {
+            self.report_refusal(uid, Some(artifact_id), &e).await;
+            return Err(e);
+        }
+        tracing::info!(
+            "uid {uid} decided {} on artifact {artifact_id}",
+            statement.decision.as_str()
+        );
+        Ok(self.decisions.sign(statement))
+    }
+
+    /// The decision-verification key, for enforcers (through discovery).
+    async fn decision_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<DecisionKey, AirlockError> {
+        self.caller(&header).await?;
+        Ok(self.decisions.public())
     }
 
     /// Standard base64 of the raw Ed25519 grant-verification key.

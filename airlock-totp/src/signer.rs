@@ -36,26 +36,32 @@ impl fmt::Debug for GrantSigner {
     }
 }
 
+/// Loads the Ed25519 key in `dir`/`file`, or creates it (mode 0600) on
+/// first start.
+pub(crate) fn open_or_create_key(dir: &Path, file: &str) -> anyhow::Result<Ed25519KeyPair> {
+    let key_path = dir.join(file);
+    let pkcs8 = match files::read_optional(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?
+    {
+        Some(bytes) => bytes,
+        None => {
+            let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| anyhow::anyhow!("cannot generate the key {}", key_path.display()))?;
+            let bytes = Zeroizing::new(document.as_ref().to_vec());
+            files::write_atomic(&key_path, &bytes, 0o600)
+                .with_context(|| format!("writing {}", key_path.display()))?;
+            bytes
+        }
+    };
+    Ed25519KeyPair::from_pkcs8(&pkcs8)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid key: {e}", key_path.display()))
+}
+
 impl GrantSigner {
     /// Loads the key from `dir`, or creates it on first start, and (re)writes
     /// the public key file so it always matches the key in use.
     pub fn open_or_create(dir: &Path) -> anyhow::Result<Self> {
-        let key_path = dir.join(KEY_FILE);
-        let pkcs8 = match files::read_optional(&key_path)
-            .with_context(|| format!("reading {}", key_path.display()))?
-        {
-            Some(bytes) => bytes,
-            None => {
-                let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                    .map_err(|_| anyhow::anyhow!("cannot generate the grant-signing key"))?;
-                let bytes = Zeroizing::new(document.as_ref().to_vec());
-                files::write_atomic(&key_path, &bytes, 0o600)
-                    .with_context(|| format!("writing {}", key_path.display()))?;
-                bytes
-            }
-        };
-        let key = Ed25519KeyPair::from_pkcs8(&pkcs8)
-            .map_err(|e| anyhow::anyhow!("{} is not a valid key: {e}", key_path.display()))?;
+        let key = open_or_create_key(dir, KEY_FILE)?;
         let signer = GrantSigner { key };
 
         let pub_path = dir.join(PUBLIC_KEY_FILE);

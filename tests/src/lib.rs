@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod enforcer;
 pub mod forged_grants;
 pub mod outside;
 pub mod sockets;
@@ -115,6 +116,9 @@ pub struct Options {
     /// revision) with that revision's bus policy; such a gateway may not
     /// have its audit head countersigned, so start-up does not wait for it.
     pub other_build: Option<OtherBuild>,
+    /// Also run airlock-integrations (the enforcer HTTP API) on a free
+    /// loopback port, with these extra `[integrations]` lines.
+    pub integrations: Option<Vec<(&'static str, &'static str)>>,
 }
 
 /// Binaries and bus policy of another revision.
@@ -131,6 +135,9 @@ pub struct System {
     totp: Option<Child>,
     gateway: Option<Child>,
     enforcer: Option<Child>,
+    integrations: Option<Child>,
+    /// Where airlock-integrations listens (when started).
+    pub integrations_addr: Option<std::net::SocketAddr>,
     /// Unique per system: the enforcer's pin directory and cgroup name.
     tag: String,
     options: Options,
@@ -234,6 +241,20 @@ impl System {
         for (key, value) in &options.gateway_config {
             config_text.push_str(&format!("{key} = {value}\n"));
         }
+        let integrations_addr = options.integrations.as_ref().map(|extra| {
+            // A free port: bound and released; nothing else here races for it.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            config_text.push_str(&format!("[integrations]\nlisten = \"{addr}\"\n"));
+            for (key, value) in extra {
+                config_text.push_str(&format!("{key} = {value}\n"));
+            }
+            addr
+        });
         fs::write(dir.path().join("airlock.toml"), config_text).unwrap();
 
         let tag = format!(
@@ -252,6 +273,8 @@ impl System {
             totp: None,
             gateway: None,
             enforcer: None,
+            integrations: None,
+            integrations_addr,
             tag,
             options,
         };
@@ -260,7 +283,48 @@ impl System {
             system.start_enforcer();
         }
         system.start_gateway();
+        if system.integrations_addr.is_some() {
+            system.start_integrations();
+        }
         system
+    }
+
+    /// Starts airlock-integrations as its user and waits until it listens.
+    pub fn start_integrations(&mut self) {
+        let addr = self.integrations_addr.expect("Options::integrations");
+        self.integrations =
+            Some(self.spawn_service("airlock-integrations", names::INTEGRATIONS_USER));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Some(Some(status)) = self.integrations.as_mut().map(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "airlock-integrations exited with {status}:\n{}",
+                    self.service_log("airlock-integrations")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "airlock-integrations does not listen on {addr}:\n{}",
+                self.service_log("airlock-integrations")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// airlock-integrations' process id.
+    pub fn integrations_pid(&self) -> u32 {
+        self.integrations
+            .as_ref()
+            .expect("no airlock-integrations")
+            .id()
+    }
+
+    /// The enforcer API's base URL.
+    pub fn integrations_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.integrations_addr.expect("Options::integrations")
+        )
     }
 
     /// The enforcer's bpffs pin directory for this system.
@@ -643,6 +707,7 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         for child in [
+            self.integrations.as_mut(),
             self.gateway.as_mut(),
             self.totp.as_mut(),
             self.enforcer.as_mut(),

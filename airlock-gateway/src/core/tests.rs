@@ -10,12 +10,12 @@ use super::*;
 use crate::store::Snapshot;
 
 /// A gateway's directories; `open` is a gateway (re)start.
-struct Dirs {
+pub(super) struct Dirs {
     root: tempfile::TempDir,
 }
 
 impl Dirs {
-    fn new() -> Dirs {
+    pub(super) fn new() -> Dirs {
         let root = tempfile::tempdir().unwrap();
         for dir in ["policies", "state", "audit"] {
             std::fs::create_dir(root.path().join(dir)).unwrap();
@@ -23,11 +23,11 @@ impl Dirs {
         Dirs { root }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
     }
 
-    fn open(&self) -> Core {
+    pub(super) fn open(&self) -> Core {
         let times = GatewayTimes {
             request_ttl: Duration::from_secs(600),
             default_grant_ttl: Duration::from_secs(3600),

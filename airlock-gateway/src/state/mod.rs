@@ -3,6 +3,7 @@
 //! an event and replaying it after a crash go through the same `apply`.
 
 pub mod grants;
+pub mod integrations;
 pub mod requests;
 pub mod sessions;
 
@@ -10,6 +11,7 @@ use airlock_common::event::Event;
 use airlock_common::grant::SignedGrant;
 
 use self::grants::Grants;
+use self::integrations::Integrations;
 use self::requests::{PendingRequest, Requests};
 use self::sessions::{Session, Sessions};
 
@@ -18,6 +20,8 @@ pub struct State {
     pub requests: Requests,
     pub grants: Grants,
     pub sessions: Sessions,
+    /// Third-party enforcers: apps, PATs, consent, pairings, exchanges.
+    pub integrations: Integrations,
     /// The Ed25519 public key grants must verify against, learned from
     /// airlock-totp on first contact.
     pub signing_key: Option<Vec<u8>>,
@@ -32,6 +36,7 @@ pub struct Parts {
     pub grants: Vec<SignedGrant>,
     pub sessions: Vec<Session>,
     pub next_session_index: u32,
+    pub integrations: Integrations,
 }
 
 impl State {
@@ -43,6 +48,7 @@ impl State {
             requests: Requests::from_snapshot(parts.requests),
             grants,
             sessions: Sessions::from_snapshot(parts.sessions, parts.next_session_index),
+            integrations: parts.integrations,
             signing_key: parts.signing_key,
             request_ttl_secs,
         };
@@ -57,6 +63,7 @@ impl State {
             grants: self.grants.snapshot(),
             sessions,
             next_session_index,
+            integrations: self.integrations.clone(),
         }
     }
 
@@ -81,7 +88,8 @@ impl State {
         let requests = self.requests.apply(event, ts, self.request_ttl_secs);
         let grants = self.grants.apply(event, self.signing_key.as_deref());
         let sessions = self.sessions.apply(event, ts);
-        requests || grants || sessions
+        let integrations = self.integrations.apply(event, ts);
+        requests || grants || sessions || integrations
     }
 }
 

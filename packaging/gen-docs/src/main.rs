@@ -23,6 +23,8 @@ mod ctl;
 mod enforcer;
 #[path = "../../../airlock-gateway/src/cli.rs"]
 mod gateway;
+#[path = "../../../airlock-integrations/src/cli.rs"]
+mod integrations;
 #[path = "../../../airlock-totp/src/cli.rs"]
 mod totp;
 
@@ -49,6 +51,10 @@ fn programs() -> Vec<Program> {
         Program {
             section: "8",
             command: enforcer::Args::command(),
+        },
+        Program {
+            section: "8",
+            command: integrations::Args::command(),
         },
     ]
 }
