@@ -47,6 +47,12 @@ fn main() -> anyhow::Result<()> {
     let acceptor = tls_listen
         .map(|_| tls::acceptor(&config.tls_cert, &config.tls_key))
         .transpose()?;
+    // Everything it reads was read above; it keeps no state of its own, so
+    // it may write nothing at all.
+    airlock_daemon::confine::apply(
+        "airlock-integrations",
+        &airlock_daemon::confine::Plan::default(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
