@@ -189,6 +189,29 @@ pub enum Event {
         errors: String,
     },
 
+    // ---- credentials (names only, never a value) -------------------------
+    /// An admin stored a value for `credential` (a service) and `field`.
+    CredentialStored {
+        credential: String,
+        field: String,
+        by_uid: u32,
+    },
+    /// An admin removed one field, or (none) all of a service's.
+    CredentialRemoved {
+        credential: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        fields: u32,
+        by_uid: u32,
+    },
+    /// An admin fetched a sealed value for `airlockctl credentials get`,
+    /// which has airlock-totp open it with their code.
+    CredentialFetched {
+        credential: String,
+        field: String,
+        by_uid: u32,
+    },
+
     // ---- TOTP ----------------------------------------------------------------
     /// airlock-totp verified a code for a request and signed a grant, as it
     /// reports it; `grant_issued` follows once the approver hands the grant

@@ -33,6 +33,8 @@ pub mod audit;
 #[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
+pub mod credential;
+#[cfg(feature = "std")]
 pub mod dbus;
 #[cfg(feature = "std")]
 pub mod enforcement;

@@ -5,6 +5,7 @@ mod audit;
 mod bus;
 mod code;
 mod confine;
+mod credentials;
 mod doctor;
 mod policy;
 mod printable;
@@ -45,12 +46,24 @@ enum Command {
     /// Enrol or inspect the approver's TOTP authenticator.
     #[command(subcommand)]
     Totp(TotpCommand),
+    /// Store, list or remove service credentials (held by the gateway,
+    /// opened only under a grant).
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
     /// Ask a human for approval (prints the request id). Inside a governed
     /// session the request is for that session.
     Request {
         /// `command:terraform plan` or `services:gmail,calendar`.
+        #[arg(
+            long,
+            required_unless_present = "services",
+            conflicts_with = "services"
+        )]
+        scope: Option<String>,
+        /// Services whose credentials the grant should open: `gmail,github`
+        /// (the same as `--scope services:gmail,github`).
         #[arg(long)]
-        scope: String,
+        services: Option<String>,
         #[arg(long)]
         reason: String,
         /// Lifetime to ask for, e.g. 30m (the approver may change it).
@@ -187,6 +200,38 @@ enum TotpCommand {
 }
 
 #[derive(Subcommand)]
+enum CredentialsCommand {
+    /// Store a value (typed twice without echo) as SERVICE's FIELD (default
+    /// `token`), replacing the old one (admins only).
+    Add {
+        service: String,
+        field: Option<String>,
+        /// Read the value from standard input instead (one final newline
+        /// is dropped).
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// List stored services and their fields, never values.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a field, or all of a service's (admins only).
+    Remove {
+        service: String,
+        field: Option<String>,
+    },
+    /// Print a stored value after a TOTP code (admins only).
+    Get {
+        service: String,
+        field: String,
+        /// Read the code from standard input instead of the terminal.
+        #[arg(long)]
+        code_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain and name the first edited, removed or reordered record.
     Verify,
@@ -205,12 +250,36 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Totp(TotpCommand::Setup { force, code_stdin }) => {
             totp::setup(force, code_stdin).await
         }
+        Command::Credentials(command) => match command {
+            CredentialsCommand::Add {
+                service,
+                field,
+                stdin,
+            } => credentials::add(&service, field.as_deref(), stdin).await,
+            CredentialsCommand::List { json } => credentials::list(json).await,
+            CredentialsCommand::Remove { service, field } => {
+                credentials::remove(&service, field.as_deref()).await
+            }
+            CredentialsCommand::Get {
+                service,
+                field,
+                code_stdin,
+            } => credentials::get(&service, &field, code_stdin).await,
+        },
         Command::Request {
             scope,
+            services,
             reason,
             ttl,
             session,
-        } => approvals::request(&scope, &reason, ttl, session.as_deref()).await,
+        } => {
+            let scope = match (scope, services) {
+                (Some(scope), _) => scope,
+                (None, Some(services)) => format!("services:{services}"),
+                (None, None) => unreachable!("clap requires --scope or --services"),
+            };
+            approvals::request(&scope, &reason, ttl, session.as_deref()).await
+        }
         Command::Run {
             role,
             unenforced,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_common::config::Config;
+use airlock_common::credential::bus::Keys1Proxy;
 use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
 use airlock_common::timefmt::now_unix;
@@ -24,6 +25,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
+use airlock_gateway::credentials::service::CredentialsService;
+use airlock_gateway::credentials::CredentialStore;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
 
 #[derive(Parser)]
@@ -66,14 +69,15 @@ fn main() -> anyhow::Result<()> {
         gw.max_pending_per_user,
         &gw.default_role,
     )?;
+    let credentials = CredentialStore::open(&state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(Arc::new(Mutex::new(core))))
+    runtime.block_on(serve(Arc::new(Mutex::new(core)), credentials))
 }
 
-async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
+async fn serve(core: Arc<Mutex<Core>>, credentials: CredentialStore) -> anyhow::Result<()> {
     let conn = bus::connect().await?;
     let totp = Totp1Proxy::new(&conn).await?;
     let enforcer = Enforcer1Proxy::new(&conn).await?;
@@ -92,6 +96,17 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
             e.message()
         );
     }
+    // Credentials1 beside Gateway1, before the name is owned.
+    let credentials = CredentialsService::new(
+        credentials,
+        core.clone(),
+        Keys1Proxy::new(&conn).await?,
+        dbus.clone(),
+        callers.clone(),
+    );
+    conn.object_server()
+        .at(names::GATEWAY_OBJECT_PATH, credentials)
+        .await?;
     bus::serve(
         &conn,
         Service {
