@@ -53,6 +53,8 @@ pub mod names;
 #[cfg(feature = "std")]
 pub mod policy;
 #[cfg(feature = "std")]
+pub mod services;
+#[cfg(feature = "std")]
 pub mod session;
 #[cfg(feature = "std")]
 pub mod timefmt;

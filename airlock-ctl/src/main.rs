@@ -9,6 +9,7 @@ mod credentials;
 mod doctor;
 mod policy;
 mod printable;
+mod services;
 mod sessions;
 mod totp;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use airlock_common::audit::Filter;
 use airlock_common::names;
+use airlock_common::services::DEFAULT_SERVICES_DIR;
 use airlock_common::timefmt::parse_duration;
 use clap::{Parser, Subcommand};
 
@@ -50,6 +52,9 @@ enum Command {
     /// opened only under a grant).
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Check or show the service definitions (services.d).
+    #[command(subcommand)]
+    Services(ServicesCommand),
     /// Ask a human for approval (prints the request id). Inside a governed
     /// session the request is for that session.
     Request {
@@ -200,6 +205,20 @@ enum TotpCommand {
 }
 
 #[derive(Subcommand)]
+enum ServicesCommand {
+    /// Report every error in a services directory with file:line:column.
+    Validate {
+        #[arg(default_value = DEFAULT_SERVICES_DIR)]
+        dir: PathBuf,
+    },
+    /// Show each service: its upstream, fields and read-only rules.
+    List {
+        #[arg(default_value = DEFAULT_SERVICES_DIR)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum CredentialsCommand {
     /// Store a value (typed twice without echo) as SERVICE's FIELD (default
     /// `token`), replacing the old one (admins only).
@@ -250,6 +269,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Totp(TotpCommand::Setup { force, code_stdin }) => {
             totp::setup(force, code_stdin).await
         }
+        Command::Services(ServicesCommand::Validate { dir }) => services::validate(&dir),
+        Command::Services(ServicesCommand::List { dir }) => services::list(&dir),
         Command::Credentials(command) => match command {
             CredentialsCommand::Add {
                 service,
