@@ -18,6 +18,28 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub totp: TotpConfig,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+}
+
+/// `airlock-proxy`: where agents reach services with credentials injected.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// The Unix socket (callers are identified by SO_PEERCRED).
+    pub socket: PathBuf,
+    /// The loopback address and port (callers are identified by the owner
+    /// of the connecting socket).
+    pub listen: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            socket: names::DEFAULT_PROXY_SOCKET.into(),
+            listen: names::DEFAULT_PROXY_LISTEN.into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -34,6 +56,8 @@ pub struct GatewayConfig {
     pub max_pending_per_user: usize,
     /// The role of governed sessions started without `--role`.
     pub default_role: String,
+    /// Service definitions (`*.toml`), for the credential proxy.
+    pub services_dir: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -47,6 +71,7 @@ impl Default for GatewayConfig {
             max_grant_ttl: DEFAULT_MAX_GRANT_TTL.into(),
             max_pending_per_user: 32,
             default_role: "default".into(),
+            services_dir: crate::services::DEFAULT_SERVICES_DIR.into(),
         }
     }
 }

@@ -212,6 +212,21 @@ pub enum Event {
         by_uid: u32,
     },
 
+    /// One request through the credential proxy, allowed or refused.
+    ServiceOperation {
+        credential: String,
+        /// `GET /repos/x/y/issues` (the path without its query).
+        op: String,
+        uid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
+        allowed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<String>,
+    },
+
     // ---- TOTP ----------------------------------------------------------------
     /// airlock-totp verified a code for a request and signed a grant, as it
     /// reports it; `grant_issued` follows once the approver hands the grant

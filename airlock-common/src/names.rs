@@ -27,6 +27,11 @@ pub const ERROR_PREFIX: &str = "org.airlock.Error";
 pub const GATEWAY_USER: &str = "airlock-gateway";
 pub const TOTP_USER: &str = "airlock-totp";
 pub const ADMIN_GROUP: &str = "airlock-admin";
+/// `airlock-proxy`, which serves agents' HTTP requests to services with the
+/// credential injected (the gateway authorizes each).
+pub const PROXY_USER: &str = "airlock-proxy";
+pub const DEFAULT_PROXY_SOCKET: &str = "/run/airlock-proxy/proxy.sock";
+pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7480";
 
 /// Default locations, overridable on each daemon's command line.
 pub const DEFAULT_CONFIG: &str = "/etc/airlock/airlock.toml";

@@ -729,5 +729,7 @@ fn no_session(id: &str) -> AirlockError {
     AirlockError::NotFound(format!("no session {id}"))
 }
 
+mod service_grants;
+
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use airlock_common::config::Config;
 use airlock_common::credential::bus::Keys1Proxy;
 use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
+use airlock_common::services::ServiceSet;
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::bus::{self, Service};
 use airlock_daemon::lock::MutexExt;
@@ -25,7 +26,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
-use airlock_gateway::credentials::service::CredentialsService;
+use airlock_gateway::credentials::service::{CredentialsService, Peers};
 use airlock_gateway::credentials::CredentialStore;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
 
@@ -70,14 +71,32 @@ fn main() -> anyhow::Result<()> {
         &gw.default_role,
     )?;
     let credentials = CredentialStore::open(&state_dir)?;
+    let services = match ServiceSet::load_dir(&gw.services_dir) {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                tracing::error!("{d}");
+            }
+            tracing::error!(
+                "{}: {} error(s); no service is served until they are fixed",
+                gw.services_dir.display(),
+                diagnostics.len()
+            );
+            ServiceSet::default()
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(Arc::new(Mutex::new(core)), credentials))
+    runtime.block_on(serve(Arc::new(Mutex::new(core)), credentials, services))
 }
 
-async fn serve(core: Arc<Mutex<Core>>, credentials: CredentialStore) -> anyhow::Result<()> {
+async fn serve(
+    core: Arc<Mutex<Core>>,
+    credentials: CredentialStore,
+    services: ServiceSet,
+) -> anyhow::Result<()> {
     let conn = bus::connect().await?;
     let totp = Totp1Proxy::new(&conn).await?;
     let enforcer = Enforcer1Proxy::new(&conn).await?;
@@ -100,9 +119,13 @@ async fn serve(core: Arc<Mutex<Core>>, credentials: CredentialStore) -> anyhow::
     let credentials = CredentialsService::new(
         credentials,
         core.clone(),
-        Keys1Proxy::new(&conn).await?,
-        dbus.clone(),
-        callers.clone(),
+        services,
+        Peers {
+            keys: Keys1Proxy::new(&conn).await?,
+            enforcer: enforcer.clone(),
+            dbus: dbus.clone(),
+            callers: callers.clone(),
+        },
     );
     conn.object_server()
         .at(names::GATEWAY_OBJECT_PATH, credentials)

@@ -28,6 +28,47 @@ pub struct SealedCredential {
     pub sealed_value: String,
 }
 
+/// What the proxy needs to forward one request: where to, and the header
+/// or query parameter that carries the credential (a secret: the proxy
+/// zeroizes it after use and never logs it). Empty strings for none.
+#[derive(Clone, Serialize, Deserialize, Type)]
+pub struct ProxyGrant {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host:port`.
+    pub authority: String,
+    /// Prefix of every upstream path ("" for the root).
+    pub base_path: String,
+    pub header_name: String,
+    pub header_value: String,
+    pub query_name: String,
+    pub query_value: String,
+    /// The grant that covers the request.
+    pub grant_id: String,
+    pub access: crate::grant::Access,
+}
+
+impl std::fmt::Debug for ProxyGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyGrant")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("base_path", &self.base_path)
+            .field("header_name", &self.header_name)
+            .field("query_name", &self.query_name)
+            .field("grant_id", &self.grant_id)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl zeroize::Zeroize for ProxyGrant {
+    fn zeroize(&mut self) {
+        self.header_value.zeroize();
+        self.query_value.zeroize();
+    }
+}
+
 /// Client side of `org.airlock.Credentials1` (the gateway). Storing,
 /// removing and fetching a sealed value are for root and group
 /// airlock-admin; listing names is for everyone.
@@ -46,6 +87,18 @@ pub trait Credentials1 {
     /// The sealed value, for `airlockctl credentials get` to have
     /// airlock-totp open with the admin's code.
     fn sealed(&self, service: &str, field: &str) -> zbus::Result<SealedCredential>;
+    /// airlock-proxy only: the credential for `method` on `path` (under the
+    /// service) for the caller it identified, if a live grant covers it.
+    /// `caller_pid` 0 when the proxy cannot tell the process (loopback
+    /// TCP): then only a grant for the whole uid covers it. Audited.
+    fn authorize(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        caller_uid: u32,
+        caller_pid: u32,
+    ) -> zbus::Result<ProxyGrant>;
 }
 
 /// Client side of `org.airlock.Keys1` (airlock-totp): it holds the
