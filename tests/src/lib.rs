@@ -14,8 +14,10 @@
 pub mod catalogue;
 pub mod forged_grants;
 pub mod outside;
+pub mod proxy;
 pub mod sockets;
 pub mod totp;
+pub mod upstream;
 pub mod users;
 
 use std::fs;
@@ -105,6 +107,8 @@ pub struct Options {
     pub gateway_config: Vec<(&'static str, &'static str)>,
     /// Replace the shipped policy directory with these files.
     pub policies: Option<Vec<(String, String)>>,
+    /// Replace the shipped service definitions (services/) with these files.
+    pub services: Option<Vec<(String, String)>>,
     /// A bus policy that lets everyone call everything, to prove the
     /// services' own uid checks (defence in depth).
     pub permissive_bus: bool,
@@ -227,10 +231,29 @@ impl System {
                 }
             }
         }
+        let services = dir.path().join("services");
+        fs::create_dir(&services).unwrap();
+        match &options.services {
+            Some(files) => {
+                for (name, text) in files {
+                    fs::write(services.join(name), text).unwrap();
+                }
+            }
+            None => {
+                for entry in fs::read_dir(repo_root().join("services")).unwrap() {
+                    let entry = entry.unwrap();
+                    fs::copy(entry.path(), services.join(entry.file_name())).unwrap();
+                }
+            }
+        }
         let mut config_text = format!(
             "[totp]\nstate_dir = {:?}\n[gateway]\nstate_dir = {:?}\naudit_dir = {:?}\npolicy_dir = {:?}\n",
             totp_state, gateway_state, audit, policies
         );
+        // Another build's gateway may not know the key.
+        if options.other_build.is_none() {
+            config_text.push_str(&format!("services_dir = {services:?}\n"));
+        }
         for (key, value) in &options.gateway_config {
             config_text.push_str(&format!("{key} = {value}\n"));
         }

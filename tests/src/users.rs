@@ -67,6 +67,7 @@ pub fn ensure_all() {
         ensure_group(names::ADMIN_GROUP);
         ensure_user(names::GATEWAY_USER, true);
         ensure_user(names::TOTP_USER, true);
+        ensure_user(names::PROXY_USER, true);
         ensure_user(AGENT.name, false);
         ensure_user(APPROVER.name, false);
         ensure_user(OUTSIDER.name, false);

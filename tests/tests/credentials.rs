@@ -10,7 +10,9 @@ use airlock_common::credential::bus::Keys1Proxy;
 use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN};
 use airlock_common::dbus::{AirlockError, SignedGrantWire};
 use airlock_common::names;
-use airlock_tests::{CtlOutput, System, TestUser, AGENT, APPROVER, OUTSIDER};
+use airlock_tests::proxy::Proxy;
+use airlock_tests::upstream::Upstream;
+use airlock_tests::{CtlOutput, Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
 
 const GITHUB_TOKEN: &str = "ghp_Zq8vK2mXr7TnW4yB1cD9eF3gH6jL0pS5uA";
 const GMAIL_PASSWORD: &str = "abcd efgh ijkl mnop";
@@ -361,4 +363,317 @@ async fn a_copy_of_the_gateways_state_directory_reads_nothing() {
     got.failure();
     assert!(!got.stdout.contains(GITHUB_TOKEN));
     assert_nowhere(&second, GITHUB_TOKEN);
+}
+
+// ---- the proxy ---------------------------------------------------------------
+
+const API_TOKEN: &str = "sk-live-7Hq2Lr9Zx4Vw1Mn8Kp3Tb6Yc5";
+
+fn api_service(upstream: &Upstream) -> Vec<(String, String)> {
+    vec![(
+        "api.toml".into(),
+        format!(
+            r#"
+[[service]]
+name = "api"
+description = "a loopback API with a bearer token"
+kind = "http"
+upstream = "http://{}/v1"
+fields = ["token"]
+inject = {{ style = "bearer", field = "token" }}
+read_only_post = ["/search"]
+
+[[service]]
+name = "keyed"
+kind = "http"
+upstream = "http://{}/k"
+fields = ["key"]
+inject = {{ style = "query", name = "api_key", field = "key" }}
+"#,
+            upstream.addr, upstream.addr
+        ),
+    )]
+}
+
+/// `curl` as `user` through the proxy's Unix socket (`unix`) or its
+/// loopback port; prints the status line and headers, then the body.
+fn curl(
+    system: &System,
+    proxy: &Proxy,
+    user: &TestUser,
+    unix: bool,
+    args: &[&str],
+    path: &str,
+) -> CtlOutput {
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let url = if unix {
+        format!("http://localhost{path}")
+    } else {
+        format!("{}{path}", proxy.tcp_base())
+    };
+    let mut all = vec!["-sS", "-i", "--max-time", "20"];
+    if unix {
+        all.extend(["--unix-socket", &socket]);
+    }
+    all.extend_from_slice(args);
+    all.push(&url);
+    system.run_as(user, std::path::Path::new("/usr/bin/curl"), &all, "")
+}
+
+fn status(out: &CtlOutput) -> u16 {
+    out.stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {out:?}"))
+}
+
+#[test]
+fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
+    let upstream = Upstream::start();
+    let system = System::start_with(Options {
+        services: Some(api_service(&upstream)),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, &APPROVER, "api", "token", API_TOKEN).success();
+    add(&system, &APPROVER, "keyed", "key", "key with spaces&=").success();
+    let proxy = Proxy::start(&system);
+
+    // No grant: refused with how to ask, and nothing reaches the upstream.
+    let refused = curl(&system, &proxy, &AGENT, true, &[], "/api/items");
+    assert_eq!(status(&refused), 403, "{refused:?}");
+    assert!(refused.stdout.contains("no live grant"), "{refused:?}");
+    assert!(refused.stdout.contains("airlockctl request --services api"));
+    assert!(upstream.seen().is_empty());
+
+    grant_for(&system, &mut app, "api,keyed", "30m");
+
+    // Over the socket and over the port, the agent's GET reaches the
+    // upstream with the token, and the agent sees the answer, not the token.
+    for unix in [true, false] {
+        let out = curl(
+            &system,
+            &proxy,
+            &AGENT,
+            unix,
+            &["-H", "Authorization: Bearer agent-made-this-up"],
+            "/api/items?page=2",
+        );
+        assert_eq!(status(&out), 200, "{out:?}");
+        assert!(
+            out.stdout.contains("upstream saw GET /v1/items\n"),
+            "{out:?}"
+        );
+        assert!(!out.stdout.contains(API_TOKEN) && !out.stderr.contains(API_TOKEN));
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(request.target, "/v1/items?page=2");
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {API_TOKEN}").as_str())
+        );
+        assert_eq!(
+            request.header("host"),
+            Some(upstream.addr.to_string().as_str())
+        );
+    }
+
+    // A query-parameter credential is encoded into the query.
+    let keyed = curl(&system, &proxy, &AGENT, true, &[], "/keyed/list?q=1");
+    assert_eq!(status(&keyed), 200, "{keyed:?}");
+    assert_eq!(
+        upstream.seen().last().unwrap().target,
+        "/k/list?q=1&api_key=key%20with%20spaces%26%3D"
+    );
+    assert!(!keyed.stdout.contains("key%20with"));
+
+    // Read-only: POST is refused with why and how to ask, except on a
+    // listed read-only path.
+    let before = upstream.seen().len();
+    let post = curl(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        &["-X", "POST", "--data", "{\"title\":\"x\"}"],
+        "/api/items",
+    );
+    assert_eq!(status(&post), 403, "{post:?}");
+    assert!(post.stdout.contains("read-only"), "{post:?}");
+    assert!(post.stdout.contains("--write"), "{post:?}");
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let out = curl(
+            &system,
+            &proxy,
+            &AGENT,
+            false,
+            &["-X", method],
+            "/api/items/1",
+        );
+        assert_eq!(status(&out), 403, "{method}: {out:?}");
+    }
+    assert_eq!(upstream.seen().len(), before);
+    let search = curl(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        &["-X", "POST", "--data", "q=airlock"],
+        "/api/search",
+    );
+    assert_eq!(status(&search), 200, "{search:?}");
+    assert_eq!(upstream.seen().last().unwrap().body, b"q=airlock");
+
+    // Streaming answers pass through, chunk by chunk.
+    let streamed = curl(&system, &proxy, &AGENT, false, &["-N"], "/api/stream");
+    assert_eq!(status(&streamed), 200, "{streamed:?}");
+    assert!(
+        streamed.stdout.contains("chunk 0\nchunk 1\nchunk 2\n"),
+        "{streamed:?}"
+    );
+
+    // An upstream that echoes the credential in a header does not hand it
+    // over.
+    let echoed = curl(&system, &proxy, &AGENT, true, &[], "/api/echo");
+    assert_eq!(status(&echoed), 200, "{echoed:?}");
+    assert!(!echoed.stdout.contains(API_TOKEN), "{echoed:?}");
+    assert!(!echoed.stdout.to_ascii_lowercase().contains("x-echo"));
+
+    // Another user's process, over the socket or the port, gets nothing.
+    let before = upstream.seen().len();
+    for unix in [true, false] {
+        let out = curl(&system, &proxy, &OUTSIDER, unix, &[], "/api/items");
+        assert_eq!(status(&out), 403, "{out:?}");
+        let outsider = airlock_tests::users::uid(OUTSIDER.name).as_raw();
+        assert!(
+            out.stdout.contains(&format!("uid {outsider}")),
+            "the caller was identified as another uid: {out:?}"
+        );
+    }
+    // A page the agent's browser loaded may not reach the port by name.
+    let rebound = curl(
+        &system,
+        &proxy,
+        &AGENT,
+        false,
+        &["-H", "Host: evil.example"],
+        "/api/items",
+    );
+    assert_eq!(status(&rebound), 421, "{rebound:?}");
+    // Paths an upstream could read another way are refused.
+    let dotted = curl(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        &["--path-as-is"],
+        "/api/a/../admin",
+    );
+    assert_eq!(status(&dotted), 404, "{dotted:?}");
+    let unknown = curl(&system, &proxy, &AGENT, true, &[], "/nope/x");
+    assert_eq!(status(&unknown), 404, "{unknown:?}");
+    assert_eq!(upstream.seen().len(), before);
+
+    // With write access the POST goes through.
+    grant_write(&system, &mut app, "api");
+    let post = curl(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        &["-X", "POST", "--data", "{\"title\":\"x\"}"],
+        "/api/items",
+    );
+    assert_eq!(status(&post), 200, "{post:?}");
+    assert_eq!(upstream.seen().last().unwrap().method, "POST");
+
+    // Every operation is audited, never with the credential.
+    let operations: Vec<_> = audit_records(&system)
+        .into_iter()
+        .filter(|r| r["event"] == "service_operation")
+        .collect();
+    assert!(operations
+        .iter()
+        .any(|r| r["op"] == "GET /items" && r["allowed"] == true && r["credential"] == "api"));
+    assert!(operations.iter().any(|r| r["op"] == "POST /items"
+        && r["allowed"] == false
+        && r["refusal"].as_str().unwrap().contains("read-only")));
+    assert!(operations
+        .iter()
+        .any(|r| r["op"] == "POST /items" && r["allowed"] == true));
+    let proxy_log = proxy.log_text();
+    assert!(!proxy_log.contains(API_TOKEN), "the proxy logged the token");
+    assert_nowhere(&system, API_TOKEN);
+    system.audit_verify().success();
+}
+
+/// A write grant for `services`, asked for by the agent.
+fn grant_write(system: &System, app: &mut airlock_tests::totp::Authenticator, services: &str) {
+    let out = system.ctl(
+        &AGENT,
+        &[
+            "request",
+            "--services",
+            services,
+            "--reason",
+            "file the issue",
+        ],
+        "",
+    );
+    let id = out.success().stdout.trim().to_string();
+    let approved = system.ctl(
+        &APPROVER,
+        &["approve", &id, "--write", "--code-stdin"],
+        &format!("{}\n", app.next_code()),
+    );
+    assert!(
+        approved.success().stdout.contains("(write)"),
+        "{approved:?}"
+    );
+}
+
+#[test]
+fn bad_service_files_are_refused_with_file_and_line() {
+    let system = System::start();
+    let dir = system.path("bad-services");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("mail.toml"),
+        "[[service]]\nname = \"mail\"\nkind = \"imap\"\nupstream = \"imap://imap.example.com\"\nfields = [\"user\"]\nlogin = { user_field = \"user\", password_field = \"password\" }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("ok.toml"), "[[service]]\nname = \"ok\"\nkind = \"http\"\nupstream = \"https://api.example.com\"\nfields = [\"token\"]\ninject = { style = \"bearer\", field = \"token\" }\n").unwrap();
+    let out = system.ctl(&AGENT, &["services", "validate", dir.to_str().unwrap()], "");
+    assert_eq!(out.code, 1, "{out:?}");
+    let mail = dir.join("mail.toml");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:4:12: `upstream`: imap sends the credential in the clear",
+            mail.display()
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{}:6:49: `password_field`", mail.display())),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("2 error(s)"), "{out:?}");
+    // The shipped examples are valid.
+    let shipped = system.ctl(
+        &AGENT,
+        &[
+            "services",
+            "validate",
+            system.path("services").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        shipped.success().stdout.contains("valid (4 services)"),
+        "{shipped:?}"
+    );
 }
