@@ -9,8 +9,10 @@
 
 use std::io::{IsTerminal, Read, Write};
 
-use airlock_common::credential::bus::{Credentials1Proxy, Keys1Proxy};
+use airlock_common::credential::bus::{CredentialInfo, Credentials1Proxy, Keys1Proxy};
 use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN};
+use airlock_common::grant::Scope;
+use airlock_common::names;
 use zbus::zvariant::Optional;
 use zeroize::Zeroizing;
 
@@ -153,4 +155,32 @@ pub async fn get(service: &str, field: &str, code_stdin: bool) -> anyhow::Result
     }
     out.flush()?;
     Ok(0)
+}
+
+/// The stored services and their fields, none if the gateway cannot say.
+pub async fn stored() -> Option<Vec<CredentialInfo>> {
+    store_proxy().await.ok()?.list().await.ok()
+}
+
+/// For a services grant: what it opens (each service's stored fields) and
+/// where the agent reaches it.
+pub fn print_opens(scope: &str, stored: Option<&[CredentialInfo]>) {
+    let Ok(Scope::Services { services }) = Scope::parse(scope) else {
+        return;
+    };
+    for service in &services {
+        let fields = match stored.map(|s| s.iter().find(|c| &c.service == service)) {
+            Some(Some(info)) => info.fields.join(", "),
+            Some(None) => "nothing stored yet".to_owned(),
+            None => "unknown (the gateway did not say)".to_owned(),
+        };
+        println!(
+            "  opens:   {} ({}) at http://{}/{}/… or {}",
+            text(service),
+            text(&fields),
+            names::DEFAULT_PROXY_LISTEN,
+            text(service),
+            names::DEFAULT_PROXY_SOCKET
+        );
+    }
 }

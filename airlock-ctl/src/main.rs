@@ -144,14 +144,17 @@ enum Command {
     Audit {
         #[command(subcommand)]
         verify: Option<AuditCommand>,
-        /// `1h`, `7d`, `today` or an RFC 3339 time.
-        #[arg(long)]
+        /// `1h`, `7d`, `today` or an RFC 3339 time (`--last 7d` says the
+        /// same).
+        #[arg(long, visible_alias = "last", global = true)]
         since: Option<String>,
-        #[arg(long)]
+        /// A daemon (`gateway`, `totp`, `enforcer`) or a credential
+        /// service (`gmail`): its records only.
+        #[arg(long, global = true)]
         service: Option<String>,
-        #[arg(long)]
+        #[arg(long, global = true)]
         session: Option<String>,
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         /// Directory holding audit.jsonl.
         #[arg(long, default_value = names::DEFAULT_AUDIT_DIR, global = true)]
@@ -254,6 +257,8 @@ enum CredentialsCommand {
 enum AuditCommand {
     /// Check the hash chain and name the first edited, removed or reordered record.
     Verify,
+    /// Today's records (the same as `--since today`).
+    Today,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -332,13 +337,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             ..
         } => audit::verify(&audit_dir).await,
         Command::Audit {
-            verify: None,
+            verify: verify @ (None | Some(AuditCommand::Today)),
             since,
             service,
             session,
             json,
             audit_dir,
         } => {
+            let since = match verify {
+                Some(AuditCommand::Today) => Some("today".to_owned()),
+                _ => since,
+            };
             let filter = Filter {
                 since: since.as_deref().map(audit::parse_since).transpose()?,
                 service,

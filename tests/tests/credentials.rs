@@ -448,6 +448,16 @@ fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
     assert!(upstream.seen().is_empty());
 
     grant_for(&system, &mut app, "api,keyed", "30m");
+    // `grants` says what the grant opens and where.
+    let grants = system.ctl(&AGENT, &["grants"], "");
+    assert!(
+        grants
+            .success()
+            .stdout
+            .contains("opens:   api (token) at http://127.0.0.1:7480/api/"),
+        "{grants:?}"
+    );
+    assert!(grants.stdout.contains("opens:   keyed (key)"), "{grants:?}");
 
     // Over the socket and over the port, the agent's GET reaches the
     // upstream with the token, and the agent sees the answer, not the token.
@@ -604,6 +614,41 @@ fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
     assert!(operations
         .iter()
         .any(|r| r["op"] == "POST /items" && r["allowed"] == true));
+    // The seed's audit queries: today's operations on one service.
+    let dir = system.audit_dir();
+    let dir = dir.to_str().unwrap();
+    for args in [
+        vec![
+            "audit",
+            "today",
+            "--service",
+            "api",
+            "--json",
+            "--audit-dir",
+            dir,
+        ],
+        vec![
+            "audit",
+            "--service",
+            "api",
+            "--last",
+            "7d",
+            "--json",
+            "--audit-dir",
+            dir,
+        ],
+    ] {
+        let out = system.ctl(&APPROVER, &args, "");
+        let records: Vec<serde_json::Value> = out
+            .success()
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(records.len() >= operations.len() - 1, "{out:?}");
+        assert!(records.iter().all(|r| r["credential"] == "api"), "{out:?}");
+        assert!(records.iter().any(|r| r["event"] == "service_operation"));
+    }
     let proxy_log = proxy.log_text();
     assert!(!proxy_log.contains(API_TOKEN), "the proxy logged the token");
     assert_nowhere(&system, API_TOKEN);
