@@ -99,6 +99,25 @@ fn bus_config(socket: &Path, policy: &Path, extra_policy: Option<&Path>) -> Stri
     out
 }
 
+/// Creates `dir` with `files`, or with a copy of the repository's
+/// `shipped` directory.
+fn fill_dir(dir: &Path, files: Option<&[(String, String)]>, shipped: &str) {
+    fs::create_dir(dir).unwrap();
+    match files {
+        Some(files) => {
+            for (name, text) in files {
+                fs::write(dir.join(name), text).unwrap();
+            }
+        }
+        None => {
+            for entry in fs::read_dir(repo_root().join(shipped)).unwrap() {
+                let entry = entry.unwrap();
+                fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+}
+
 /// Options for a [`System`].
 #[derive(Clone, Default)]
 pub struct Options {
@@ -217,35 +236,9 @@ impl System {
             .unwrap();
             fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
         }
-        fs::create_dir(&policies).unwrap();
-        match &options.policies {
-            Some(files) => {
-                for (name, text) in files {
-                    fs::write(policies.join(name), text).unwrap();
-                }
-            }
-            None => {
-                for entry in fs::read_dir(repo_root().join("policies")).unwrap() {
-                    let entry = entry.unwrap();
-                    fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
-                }
-            }
-        }
+        fill_dir(&policies, options.policies.as_deref(), "policies");
         let services = dir.path().join("services");
-        fs::create_dir(&services).unwrap();
-        match &options.services {
-            Some(files) => {
-                for (name, text) in files {
-                    fs::write(services.join(name), text).unwrap();
-                }
-            }
-            None => {
-                for entry in fs::read_dir(repo_root().join("services")).unwrap() {
-                    let entry = entry.unwrap();
-                    fs::copy(entry.path(), services.join(entry.file_name())).unwrap();
-                }
-            }
-        }
+        fill_dir(&services, options.services.as_deref(), "services");
         let mut config_text = format!(
             "[totp]\nstate_dir = {:?}\n[gateway]\nstate_dir = {:?}\naudit_dir = {:?}\npolicy_dir = {:?}\n",
             totp_state, gateway_state, audit, policies
@@ -410,6 +403,15 @@ impl System {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+    }
+
+    /// Every record of the audit log, as JSON.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.audit_log())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// `audit_countersigned` records in the log so far.

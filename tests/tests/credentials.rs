@@ -20,19 +20,20 @@ const GATEWAY: TestUser = TestUser {
     name: names::GATEWAY_USER,
 };
 
-fn audit_records(system: &System) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(system.audit_log())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn add(system: &System, user: &TestUser, service: &str, field: &str, value: &str) -> CtlOutput {
     system.ctl(
         user,
         &["credentials", "add", service, field, "--stdin"],
         &format!("{value}\n"),
+    )
+}
+
+/// `airlockctl credentials get github token` as `user`, with `code`.
+fn get_github_token(system: &System, user: &TestUser, code: &str) -> CtlOutput {
+    system.ctl(
+        user,
+        &["credentials", "get", "github", "token", "--code-stdin"],
+        &format!("{code}\n"),
     )
 }
 
@@ -46,12 +47,13 @@ fn field<'a>(file: &'a serde_json::Value, field: &str, part: &str) -> &'a str {
     file["fields"][field][part].as_str().unwrap()
 }
 
-/// Files a services request as the agent and approves it with a code.
-fn grant_for(
+/// Files a services request as the agent and approves it with a code
+/// (`--write` among `extra` for write access); returns the signed grant.
+fn approve_services(
     system: &System,
     app: &mut airlock_tests::totp::Authenticator,
     services: &str,
-    ttl: &str,
+    extra: &[&str],
 ) -> SignedGrantWire {
     let out = system.ctl(
         &AGENT,
@@ -65,19 +67,23 @@ fn grant_for(
         "",
     );
     let id = out.success().stdout.trim().to_string();
-    let approved = system.ctl(
-        &APPROVER,
-        &["approve", &id, "--ttl", ttl, "--code-stdin"],
-        &format!("{}\n", app.next_code()),
-    );
+    let mut args = vec!["approve", id.as_str(), "--code-stdin"];
+    args.extend_from_slice(extra);
+    let approved = system.ctl(&APPROVER, &args, &format!("{}\n", app.next_code()));
+    let access = if extra.contains(&"--write") {
+        "write"
+    } else {
+        "read"
+    };
     assert!(
         approved
             .success()
             .stdout
-            .contains(&format!("services:{services} (read)")),
+            .contains(&format!("services:{services} ({access})")),
         "{approved:?}"
     );
-    let record = audit_records(system)
+    let record = system
+        .audit_records()
         .into_iter()
         .find(|r| r["event"] == "grant_issued" && r["request_id"] == id.as_str())
         .expect("grant_issued");
@@ -85,6 +91,16 @@ fn grant_for(
         payload: record["signed"]["payload"].as_str().unwrap().to_owned(),
         signature: record["signed"]["signature"].as_str().unwrap().to_owned(),
     }
+}
+
+/// A read-only grant for `services` that lasts `ttl`.
+fn grant_for(
+    system: &System,
+    app: &mut airlock_tests::totp::Authenticator,
+    services: &str,
+    ttl: &str,
+) -> SignedGrantWire {
+    approve_services(system, app, services, &["--ttl", ttl])
 }
 
 /// Asserts that no log, audit record or state file holds `secret`.
@@ -182,29 +198,17 @@ fn admins_store_and_read_back_values_everyone_else_sees_names_only() {
     );
 
     // The agent cannot get a value, even with the approver's code.
-    let agent_get = system.ctl(
-        &AGENT,
-        &["credentials", "get", "github", "token", "--code-stdin"],
-        &format!("{}\n", app.next_code()),
-    );
+    let agent_get = get_github_token(&system, &AGENT, &app.next_code());
     agent_get.failure();
     assert!(!agent_get.stdout.contains(GITHUB_TOKEN));
 
     // A wrong code opens nothing and is audited as a failed code.
-    let wrong = system.ctl(
-        &APPROVER,
-        &["credentials", "get", "github", "token", "--code-stdin"],
-        &format!("{}\n", app.wrong_code()),
-    );
+    let wrong = get_github_token(&system, &APPROVER, &app.wrong_code());
     assert!(wrong.failure().stderr.contains("InvalidCode"), "{wrong:?}");
     assert!(!wrong.stdout.contains(GITHUB_TOKEN));
 
     // The admin's code opens it, to standard output only.
-    let got = system.ctl(
-        &APPROVER,
-        &["credentials", "get", "github", "token", "--code-stdin"],
-        &format!("{}\n", app.next_code()),
-    );
+    let got = get_github_token(&system, &APPROVER, &app.next_code());
     assert_eq!(got.success().stdout, GITHUB_TOKEN);
     assert!(!got.stderr.contains(GITHUB_TOKEN));
 
@@ -223,7 +227,7 @@ fn admins_store_and_read_back_values_everyone_else_sees_names_only() {
         serde_json::json!([{"service": "gmail", "fields": ["password"]}])
     );
 
-    let records = audit_records(&system);
+    let records = system.audit_records();
     let events: Vec<_> = records
         .iter()
         .filter(|r| r["event"].as_str().unwrap().starts_with("credential_"))
@@ -355,11 +359,7 @@ async fn a_copy_of_the_gateways_state_directory_reads_nothing() {
         "{refused:?}"
     );
     // And an admin's code there opens nothing either.
-    let got = second.ctl(
-        &APPROVER,
-        &["credentials", "get", "github", "token", "--code-stdin"],
-        &format!("{}\n", app.next_code()),
-    );
+    let got = get_github_token(&second, &APPROVER, &app.next_code());
     got.failure();
     assert!(!got.stdout.contains(GITHUB_TOKEN));
     assert_nowhere(&second, GITHUB_TOKEN);
@@ -588,7 +588,7 @@ fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
     assert_eq!(upstream.seen().len(), before);
 
     // With write access the POST goes through.
-    grant_write(&system, &mut app, "api");
+    approve_services(&system, &mut app, "api", &["--write"]);
     let post = curl(
         &system,
         &proxy,
@@ -601,7 +601,8 @@ fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
     assert_eq!(upstream.seen().last().unwrap().method, "POST");
 
     // Every operation is audited, never with the credential.
-    let operations: Vec<_> = audit_records(&system)
+    let operations: Vec<_> = system
+        .audit_records()
         .into_iter()
         .filter(|r| r["event"] == "service_operation")
         .collect();
@@ -653,31 +654,6 @@ fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
     assert!(!proxy_log.contains(API_TOKEN), "the proxy logged the token");
     assert_nowhere(&system, API_TOKEN);
     system.audit_verify().success();
-}
-
-/// A write grant for `services`, asked for by the agent.
-fn grant_write(system: &System, app: &mut airlock_tests::totp::Authenticator, services: &str) {
-    let out = system.ctl(
-        &AGENT,
-        &[
-            "request",
-            "--services",
-            services,
-            "--reason",
-            "file the issue",
-        ],
-        "",
-    );
-    let id = out.success().stdout.trim().to_string();
-    let approved = system.ctl(
-        &APPROVER,
-        &["approve", &id, "--write", "--code-stdin"],
-        &format!("{}\n", app.next_code()),
-    );
-    assert!(
-        approved.success().stdout.contains("(write)"),
-        "{approved:?}"
-    );
 }
 
 #[test]

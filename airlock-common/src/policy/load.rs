@@ -87,12 +87,7 @@ pub(crate) fn load(files: &[(PathBuf, String, Format)]) -> Result<Loaded, Vec<Di
         let root = match parsed {
             Ok(root) => root,
             Err(err) => {
-                diagnostics.push(Diagnostic {
-                    file: path.clone(),
-                    line: err.line,
-                    column: err.column,
-                    message: err.message,
-                });
+                diagnostics.push(err.in_file(path));
                 continue;
             }
         };

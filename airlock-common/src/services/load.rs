@@ -52,12 +52,7 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<ServiceSet, Vec<Diagn
         let root = match parse_toml(text) {
             Ok(root) => root,
             Err(err) => {
-                diagnostics.push(Diagnostic {
-                    file: path.clone(),
-                    line: err.line,
-                    column: err.column,
-                    message: err.message,
-                });
+                diagnostics.push(err.in_file(path));
                 continue;
             }
         };
