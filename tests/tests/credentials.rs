@@ -698,3 +698,99 @@ fn bad_service_files_are_refused_with_file_and_line() {
         "{shipped:?}"
     );
 }
+
+/// A grant asked for from inside a governed session opens the service in
+/// that session only: not for the same user outside it, nor over the port
+/// (where no process, so no session, can be told; the session's network
+/// policy refuses the port too unless its role allows it).
+#[test]
+fn a_grant_from_a_session_serves_that_session_only() {
+    let upstream = Upstream::start();
+    let system = System::start_with(Options {
+        services: Some(api_service(&upstream)),
+        enforcer: true,
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, &APPROVER, "api", "token", API_TOKEN).success();
+    let proxy = Proxy::start(&system);
+    let ctl = system.bin("airlockctl");
+    let socket = proxy.socket.display().to_string();
+    let scratch = system.path("agent-scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let agent = airlock_tests::users::uid(AGENT.name).as_raw();
+    std::os::unix::fs::chown(&scratch, Some(agent), Some(agent)).unwrap();
+    let marker = scratch.join("done");
+    // Inside the session: ask, wait for the grant, then use it.
+    let script = format!(
+        "{ctl} request --services api --reason 'in the session' >/dev/null && \
+         while ! {ctl} grants | grep -q 'opens:   api'; do sleep 0.2; done && \
+         curl -sS -i --max-time 20 --unix-socket {socket} http://localhost/api/inside && \
+         {{ curl -sS -i --max-time 20 {base}/api/over-tcp; touch {marker}; }}",
+        ctl = ctl.display(),
+        base = proxy.tcp_base(),
+        marker = marker.display(),
+    );
+    let mut session = system.spawn_ctl(&AGENT, &["run", "--", "sh", "-c", &script]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let request = loop {
+        let pending = system.ctl(&APPROVER, &["requests", "--json"], "");
+        let pending: Vec<serde_json::Value> =
+            serde_json::from_str(&pending.success().stdout).unwrap();
+        if let Some(r) = pending.first() {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request from the session: {}",
+            system.service_log("airlock-gateway")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let session_id = request["session"]
+        .as_str()
+        .expect("a session-bound request")
+        .to_owned();
+    let id = request["id"].as_str().unwrap();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+    while !marker.exists() {
+        if let Some(status) = session.try_wait().unwrap() {
+            let out = session.wait_with_output().unwrap();
+            panic!(
+                "the session ended ({status}) before using the grant: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The same user outside the session gets nothing, over either path.
+    for unix in [true, false] {
+        let out = curl(&system, &proxy, &AGENT, unix, &[], "/api/outside");
+        assert_eq!(status(&out), 403, "{out:?}");
+    }
+    let output = session.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("upstream saw GET /v1/inside"), "{stdout}");
+    assert!(
+        !stdout.contains("upstream saw GET /v1/over-tcp"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(API_TOKEN));
+    let targets: Vec<String> = upstream.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(targets, ["/v1/inside"]);
+    let allowed: Vec<_> = system
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "service_operation" && r["allowed"] == true)
+        .collect();
+    assert_eq!(allowed.len(), 1, "{allowed:#?}");
+    assert_eq!(allowed[0]["session"], session_id.as_str());
+}
