@@ -31,6 +31,8 @@ pub struct ProxyConfig {
     /// The loopback address and port (callers are identified by the owner
     /// of the connecting socket).
     pub listen: String,
+    /// The certificate authorities HTTPS upstreams are checked against (PEM).
+    pub ca_file: PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -38,6 +40,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             socket: names::DEFAULT_PROXY_SOCKET.into(),
             listen: names::DEFAULT_PROXY_LISTEN.into(),
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
         }
     }
 }

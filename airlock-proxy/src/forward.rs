@@ -15,6 +15,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
 use zeroize::Zeroize;
 
 use crate::caller::Caller;
@@ -39,6 +41,37 @@ const HOP_BY_HOP: &[&str] = &[
 
 pub struct Forwarder {
     pub gateway: Credentials1Proxy<'static>,
+    /// TLS to HTTPS upstreams, against the configured authorities.
+    pub tls: TlsConnector,
+}
+
+/// A TLS client (ring, TLS 1.2 and 1.3, HTTP/1.1) that trusts the
+/// certificate authorities in the PEM file `ca_file`.
+pub fn tls_connector(ca_file: &std::path::Path) -> anyhow::Result<TlsConnector> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ca_file.display()))?;
+    for certificate in certificates {
+        let certificate = certificate.map_err(|e| anyhow::anyhow!("{}: {e}", ca_file.display()))?;
+        // One authority the library cannot use does not stop the rest.
+        let _ = roots.add(certificate);
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "{} holds no usable certificate authority",
+        ca_file.display()
+    );
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// How the caller reached the proxy.
@@ -173,7 +206,7 @@ async fn forward(
             let error = AirlockError::from_remote(e);
             text(refusal_status(&error), &error.message())
         })?;
-    let result = send(&grant, tail, request).await;
+    let result = send(&forwarder.tls, &grant, tail, request).await;
     let needles = secrets(&grant);
     grant.zeroize();
     let mut response = result?;
@@ -209,18 +242,20 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The host of `host:port` or `[v6]:port`.
+fn host_of(authority: &str) -> &str {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 async fn send(
+    tls: &TlsConnector,
     grant: &ProxyGrant,
     tail: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Response<Body>> {
-    if grant.scheme != "http" {
-        return Err(text(
-            StatusCode::NOT_IMPLEMENTED,
-            "this build of airlock-proxy reaches plain-HTTP upstreams on loopback only; \
-             TLS upstreams are not supported yet",
-        ));
-    }
     let (mut parts, body) = request.into_parts();
     let mut target = format!("{}{}", grant.base_path, tail);
     let query = parts.uri.query().map(str::to_owned);
@@ -282,6 +317,33 @@ async fn send(
             &format!("cannot reach the upstream: {e}"),
         )
     })?;
+    let response = match grant.scheme.as_str() {
+        "https" => {
+            let name = rustls_pki_types::ServerName::try_from(host_of(&grant.authority).to_owned())
+                .map_err(|_| text(StatusCode::BAD_GATEWAY, "bad upstream host name"))?;
+            let stream = tls.connect(name, stream).await.map_err(|e| {
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("TLS with the upstream failed: {e}"),
+                )
+            })?;
+            exchange(stream, upstream).await?
+        }
+        _ => exchange(stream, upstream).await?,
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// One request on a fresh upstream connection.
+async fn exchange<S>(
+    stream: S,
+    request: Request<Incoming>,
+) -> Result<Response<Incoming>, Response<Body>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")))?;
@@ -290,13 +352,10 @@ async fn send(
             tracing::debug!("upstream connection: {e}");
         }
     });
-    let response = sender
-        .send_request(upstream)
+    sender
+        .send_request(request)
         .await
-        .map_err(|e| text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")))?;
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+        .map_err(|e| text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")))
 }
 
 #[cfg(test)]
@@ -340,6 +399,20 @@ mod tests {
         assert!(!with("evil.example:7480"));
         assert!(!with("127.0.0.1.evil.example"));
         assert!(!loopback_host(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn hosts_of_authorities() {
+        assert_eq!(host_of("api.github.com:443"), "api.github.com");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn the_systems_authorities_load_and_an_empty_file_is_an_error() {
+        assert!(tls_connector(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")).is_ok());
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        assert!(tls_connector(empty.path()).is_err());
     }
 
     #[test]

@@ -54,6 +54,10 @@ struct Args {
     /// Loopback address and port (overrides proxy.listen).
     #[arg(long)]
     listen: Option<String>,
+    /// Certificate authorities for HTTPS upstreams, PEM (overrides
+    /// proxy.ca_file).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .proxy;
     let socket = args.socket.unwrap_or(config.socket);
+    let tls = forward::tls_connector(&args.ca_file.unwrap_or(config.ca_file))?;
     let listen: SocketAddr = args
         .listen
         .unwrap_or(config.listen)
@@ -76,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(&socket, listen))
+    runtime.block_on(serve(&socket, listen, tls))
 }
 
 /// Binds the Unix socket, replacing a stale one (never another kind of
@@ -93,13 +98,17 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-async fn serve(socket: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    socket: &Path,
+    listen: SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+) -> anyhow::Result<()> {
     let conn = airlock_daemon::bus::connect().await?;
     let gateway = Credentials1Proxy::builder(&conn)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
-    let forwarder = Arc::new(Forwarder { gateway });
+    let forwarder = Arc::new(Forwarder { gateway, tls });
     let unix = bind_unix(socket)?;
     let tcp = TcpListener::bind(listen)
         .await

@@ -21,8 +21,15 @@ pub struct Proxy {
 impl Proxy {
     /// Starts airlock-proxy as `airlock-proxy` and waits for its socket.
     pub fn start(system: &System) -> Proxy {
+        Self::start_trusting(system, None)
+    }
+
+    /// The same, trusting the certificate authority `ca_pem` (PEM) for
+    /// HTTPS upstreams instead of the system's.
+    pub fn start_trusting(system: &System, ca_pem: Option<&str>) -> Proxy {
         let dir = system.path("proxy");
-        fs::create_dir(&dir).unwrap();
+        // A second proxy of the system (a restart) reuses the directory.
+        fs::create_dir_all(&dir).unwrap();
         let user = users::uid(names::PROXY_USER).as_raw();
         chown(&dir, Some(user), Some(user)).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -35,14 +42,21 @@ impl Proxy {
             .port();
         let log = system.path("airlock-proxy.log");
         let out = fs::File::create(&log).unwrap();
-        let child = users::setpriv_as(names::PROXY_USER)
+        let mut command = users::setpriv_as(names::PROXY_USER);
+        command
             .arg(system.bin("airlock-proxy"))
             .arg("--config")
             .arg(system.path("airlock.toml"))
             .arg("--socket")
             .arg(&socket)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{port}"));
+        if let Some(pem) = ca_pem {
+            let ca = dir.join("ca.pem");
+            fs::write(&ca, pem).unwrap();
+            command.arg("--ca-file").arg(ca);
+        }
+        let child = command
             .env_clear()
             .env("DBUS_SYSTEM_BUS_ADDRESS", &system.bus_address)
             .env("RUST_LOG", "info")

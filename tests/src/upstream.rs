@@ -36,6 +36,8 @@ impl Seen {
 
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// For a TLS upstream, its self-signed certificate (PEM), for 127.0.0.1.
+    pub certificate_pem: Option<String>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -113,6 +115,31 @@ fn tokio_stream_from(
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Self::start_with(None)
+    }
+
+    /// An HTTPS upstream with a fresh self-signed certificate for 127.0.0.1.
+    pub fn start_tls() -> Upstream {
+        use tokio_rustls::rustls;
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(
+            rustls_pki_types::PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+        let mut upstream =
+            Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))));
+        upstream.certificate_pem = Some(certified.cert.pem());
+        upstream
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -130,11 +157,20 @@ impl Upstream {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let seen = recorded.clone();
+                            let tls = tls.clone();
                             tokio::spawn(async move {
                                 let service = hyper::service::service_fn(move |r| answer(seen.clone(), r));
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
+                                let http = hyper::server::conn::http1::Builder::new();
+                                match tls {
+                                    Some(tls) => {
+                                        if let Ok(stream) = tls.accept(stream).await {
+                                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                        }
+                                    }
+                                    None => {
+                                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                    }
+                                }
                             });
                         }
                         _ = &mut stopped => break,
@@ -144,6 +180,7 @@ impl Upstream {
         });
         Upstream {
             addr: addr_rx.recv().unwrap(),
+            certificate_pem: None,
             seen,
             stop: Some(stop),
             thread: Some(thread),

@@ -794,3 +794,45 @@ fn a_grant_from_a_session_serves_that_session_only() {
     assert_eq!(allowed.len(), 1, "{allowed:#?}");
     assert_eq!(allowed[0]["session"], session_id.as_str());
 }
+
+/// An HTTPS upstream gets the credential over TLS checked against the
+/// proxy's authorities; one whose certificate they do not vouch for gets
+/// nothing.
+#[test]
+fn https_upstreams_are_reached_over_verified_tls() {
+    let upstream = Upstream::start_tls();
+    let services = vec![(
+        "tls.toml".to_owned(),
+        format!(
+            "[[service]]\nname = \"tls\"\nkind = \"http\"\nupstream = \"https://{}/v2\"\n\
+             fields = [\"token\"]\ninject = {{ style = \"header\", name = \"X-Api-Key\", field = \"token\" }}\n",
+            upstream.addr
+        ),
+    )];
+    let system = System::start_with(Options {
+        services: Some(services),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, &APPROVER, "tls", "token", API_TOKEN).success();
+    grant_for(&system, &mut app, "tls", "30m");
+
+    // The system's authorities do not vouch for the test certificate.
+    let untrusting = Proxy::start(&system);
+    let out = curl(&system, &untrusting, &AGENT, true, &[], "/tls/items");
+    assert_eq!(status(&out), 502, "{out:?}");
+    assert!(
+        out.stdout.contains("TLS with the upstream failed"),
+        "{out:?}"
+    );
+    assert!(upstream.seen().is_empty());
+    drop(untrusting);
+
+    let proxy = Proxy::start_trusting(&system, upstream.certificate_pem.as_deref());
+    let out = curl(&system, &proxy, &AGENT, false, &[], "/tls/items");
+    assert_eq!(status(&out), 200, "{out:?}");
+    assert!(out.stdout.contains("upstream saw GET /v2/items"), "{out:?}");
+    assert!(!out.stdout.contains(API_TOKEN));
+    assert_eq!(upstream.seen()[0].header("x-api-key"), Some(API_TOKEN));
+    assert_nowhere(&system, API_TOKEN);
+}
