@@ -171,6 +171,27 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_file_with_every_key_set_gives_the_defaults() {
+        let shipped = include_str!("../../packaging/airlock.toml");
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&uncommented).unwrap();
+        assert_eq!(c.proxy.listen, names::DEFAULT_PROXY_LISTEN);
+        assert_eq!(c.proxy.socket, Path::new(names::DEFAULT_PROXY_SOCKET));
+        assert_eq!(c.proxy.ca_file, ProxyConfig::default().ca_file);
+        assert_eq!(
+            c.gateway.services_dir,
+            Path::new(crate::services::DEFAULT_SERVICES_DIR)
+        );
+    }
+
+    #[test]
     fn typos_and_bad_values_are_errors() {
         assert!(Config::parse("[gateway]\nmax_grant_tll = \"1h\"").is_err());
         assert!(Config::parse("[gateway]\ndefault_grant_ttl = \"9h\"").is_err());
