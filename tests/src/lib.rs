@@ -405,6 +405,13 @@ impl System {
         .unwrap()
     }
 
+    /// Whether `user` can read the file at `path`.
+    pub fn can_read(&self, user: &TestUser, path: &Path) -> bool {
+        self.run_as(user, Path::new("/bin/cat"), &[path.to_str().unwrap()], "")
+            .code
+            == 0
+    }
+
     /// Every record of the audit log, as JSON.
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
         fs::read_to_string(self.audit_log())

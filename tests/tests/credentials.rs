@@ -836,3 +836,32 @@ fn https_upstreams_are_reached_over_verified_tls() {
     assert_eq!(upstream.seen()[0].header("x-api-key"), Some(API_TOKEN));
     assert_nowhere(&system, API_TOKEN);
 }
+
+/// Who can read the key-encryption key and the sealed store: their owners
+/// (and root) only; the proxy neither.
+#[test]
+fn only_their_owners_read_the_key_and_the_store() {
+    let system = System::start();
+    system.enrol();
+    add(&system, &APPROVER, "github", "token", GITHUB_TOKEN).success();
+    let kek = system.path("totp/credential-kek.bin");
+    let sealed = system.path("gateway/credentials/github.json");
+    let proxy = TestUser {
+        name: names::PROXY_USER,
+    };
+    let totp = TestUser {
+        name: names::TOTP_USER,
+    };
+    for user in [&AGENT, &OUTSIDER, &APPROVER, &proxy] {
+        assert!(!system.can_read(user, &kek), "{} reads the key", user.name);
+        assert!(
+            !system.can_read(user, &sealed),
+            "{} reads the store",
+            user.name
+        );
+    }
+    assert!(!system.can_read(&GATEWAY, &kek));
+    assert!(system.can_read(&GATEWAY, &sealed));
+    assert!(system.can_read(&totp, &kek));
+    assert!(!system.can_read(&totp, &sealed));
+}
