@@ -14,7 +14,6 @@ use airlock_common::config::Config;
 use airlock_common::credential::bus::Keys1Proxy;
 use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
-use airlock_common::services::ServiceSet;
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::bus::{self, Service};
 use airlock_daemon::lock::MutexExt;
@@ -27,6 +26,7 @@ use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
 use airlock_gateway::credentials::service::{CredentialsService, Peers};
+use airlock_gateway::credentials::services::Services;
 use airlock_gateway::credentials::CredentialStore;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
 
@@ -71,20 +71,7 @@ fn main() -> anyhow::Result<()> {
         &gw.default_role,
     )?;
     let credentials = CredentialStore::open(&state_dir)?;
-    let services = match ServiceSet::load_dir(&gw.services_dir) {
-        Ok(set) => set,
-        Err(diagnostics) => {
-            for d in &diagnostics {
-                tracing::error!("{d}");
-            }
-            tracing::error!(
-                "{}: {} error(s); no service is served until they are fixed",
-                gw.services_dir.display(),
-                diagnostics.len()
-            );
-            ServiceSet::default()
-        }
-    };
+    let services = Arc::new(Services::load(gw.services_dir.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,7 +82,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(
     core: Arc<Mutex<Core>>,
     credentials: CredentialStore,
-    services: ServiceSet,
+    services: Arc<Services>,
 ) -> anyhow::Result<()> {
     let conn = bus::connect().await?;
     let totp = Totp1Proxy::new(&conn).await?;
@@ -119,7 +106,7 @@ async fn serve(
     let credentials = CredentialsService::new(
         credentials,
         core.clone(),
-        services,
+        services.clone(),
         Peers {
             keys: Keys1Proxy::new(&conn).await?,
             enforcer: enforcer.clone(),
@@ -193,6 +180,7 @@ async fn serve(
                 }
             }
             _ = hangup.recv() => {
+                services.reload();
                 let reloaded = core.locked().reload_policy();
                 match reloaded {
                     Ok(message) => {

@@ -600,6 +600,28 @@ fn the_proxy_injects_the_credential_only_for_a_granted_caller() {
     assert_eq!(status(&post), 200, "{post:?}");
     assert_eq!(upstream.seen().last().unwrap().method, "POST");
 
+    // A service added to services.d is served after SIGHUP (an invalid
+    // file would leave the previous set in force).
+    let late = curl(&system, &proxy, &AGENT, true, &[], "/late/x");
+    assert_eq!(status(&late), 404, "{late:?}");
+    std::fs::write(
+        system.path("services/late.toml"),
+        "[[service]]\nname = \"late\"\nkind = \"http\"\nupstream = \"http://127.0.0.1:9/\"\n\
+         fields = [\"token\"]\ninject = { style = \"bearer\", field = \"token\" }\n",
+    )
+    .unwrap();
+    system.signal_gateway(nix::sys::signal::Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let late = curl(&system, &proxy, &AGENT, true, &[], "/late/x");
+        if status(&late) == 403 {
+            assert!(late.stdout.contains("no live grant"), "{late:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{late:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     // Every operation is audited, never with the credential.
     let operations: Vec<_> = system
         .audit_records()

@@ -8,6 +8,7 @@
 //! Nothing here ever holds a plaintext value.
 
 pub mod service;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -14,7 +14,7 @@ use airlock_common::dbus::{AirlockError, Enforcer1Proxy};
 use airlock_common::event::Event;
 use airlock_common::grant::Access;
 use airlock_common::names;
-use airlock_common::services::{HttpService, Injection, ServiceKind, ServiceSet};
+use airlock_common::services::{HttpService, Injection, ServiceKind};
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
@@ -22,6 +22,7 @@ use zbus::message::Header;
 use zbus::zvariant::Optional;
 use zeroize::Zeroizing;
 
+use super::services::Services;
 use super::{CredentialStore, Entry, StoreError};
 use crate::caller::{require_admin, Callers};
 use crate::core::Core;
@@ -29,7 +30,7 @@ use crate::core::Core;
 pub struct CredentialsService {
     store: Mutex<CredentialStore>,
     core: Arc<Mutex<Core>>,
-    services: ServiceSet,
+    services: Arc<Services>,
     keys: Keys1Proxy<'static>,
     enforcer: Enforcer1Proxy<'static>,
     dbus: DBusProxy<'static>,
@@ -55,7 +56,7 @@ impl CredentialsService {
     pub fn new(
         store: CredentialStore,
         core: Arc<Mutex<Core>>,
-        services: ServiceSet,
+        services: Arc<Services>,
         peers: Peers,
     ) -> Self {
         CredentialsService {
