@@ -20,6 +20,7 @@ pub struct Config {
     pub totp: TotpConfig,
     #[serde(default)]
     pub integrations: IntegrationsConfig,
+    pub proxy: ProxyConfig,
 }
 
 /// `airlock-integrations`, the HTTP API third-party enforcers speak.
@@ -59,6 +60,29 @@ impl Default for IntegrationsConfig {
     }
 }
 
+/// `airlock-proxy`: where agents reach services with credentials injected.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// The Unix socket (callers are identified by SO_PEERCRED).
+    pub socket: PathBuf,
+    /// The loopback address and port (callers are identified by the owner
+    /// of the connecting socket).
+    pub listen: String,
+    /// The certificate authorities HTTPS upstreams are checked against (PEM).
+    pub ca_file: PathBuf,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            socket: names::DEFAULT_PROXY_SOCKET.into(),
+            listen: names::DEFAULT_PROXY_LISTEN.into(),
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
@@ -73,6 +97,8 @@ pub struct GatewayConfig {
     pub max_pending_per_user: usize,
     /// The role of governed sessions started without `--role`.
     pub default_role: String,
+    /// Service definitions (`*.toml`), for the credential proxy.
+    pub services_dir: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -86,6 +112,7 @@ impl Default for GatewayConfig {
             max_grant_ttl: DEFAULT_MAX_GRANT_TTL.into(),
             max_pending_per_user: 32,
             default_role: "default".into(),
+            services_dir: crate::services::DEFAULT_SERVICES_DIR.into(),
         }
     }
 }
@@ -200,6 +227,27 @@ mod tests {
         assert_eq!(t.max_grant_ttl, Duration::from_secs(480 * 60));
         assert_eq!(t.request_ttl, Duration::from_secs(600));
         assert_eq!(c.totp.period_secs, 30);
+    }
+
+    #[test]
+    fn the_shipped_file_with_every_key_set_gives_the_defaults() {
+        let shipped = include_str!("../../packaging/airlock.toml");
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&uncommented).unwrap();
+        assert_eq!(c.proxy.listen, names::DEFAULT_PROXY_LISTEN);
+        assert_eq!(c.proxy.socket, Path::new(names::DEFAULT_PROXY_SOCKET));
+        assert_eq!(c.proxy.ca_file, ProxyConfig::default().ca_file);
+        assert_eq!(
+            c.gateway.services_dir,
+            Path::new(crate::services::DEFAULT_SERVICES_DIR)
+        );
     }
 
     #[test]

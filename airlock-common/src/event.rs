@@ -190,6 +190,44 @@ pub enum Event {
         errors: String,
     },
 
+    // ---- credentials (names only, never a value) -------------------------
+    /// An admin stored a value for `credential` (a service) and `field`.
+    CredentialStored {
+        credential: String,
+        field: String,
+        by_uid: u32,
+    },
+    /// An admin removed one field, or (none) all of a service's.
+    CredentialRemoved {
+        credential: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        fields: u32,
+        by_uid: u32,
+    },
+    /// An admin fetched a sealed value for `airlockctl credentials get`,
+    /// which has airlock-totp open it with their code.
+    CredentialFetched {
+        credential: String,
+        field: String,
+        by_uid: u32,
+    },
+
+    /// One request through the credential proxy, allowed or refused.
+    ServiceOperation {
+        credential: String,
+        /// `GET /repos/x/y/issues` (the path without its query).
+        op: String,
+        uid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
+        allowed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<String>,
+    },
+
     // ---- TOTP ----------------------------------------------------------------
     /// airlock-totp verified a code for a request and signed a grant, as it
     /// reports it; `grant_issued` follows once the approver hands the grant

@@ -77,7 +77,9 @@ impl Scope {
     }
 }
 
-fn is_service_name(name: &str) -> bool {
+/// 1-64 characters of a-z, 0-9, `-` and `_`: a service's name in a scope,
+/// a service definition and the credential store.
+pub fn is_service_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

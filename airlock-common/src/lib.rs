@@ -33,6 +33,8 @@ pub mod audit;
 #[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
+pub mod credential;
+#[cfg(feature = "std")]
 pub mod dbus;
 #[cfg(feature = "std")]
 pub mod enforcement;
@@ -52,6 +54,8 @@ pub mod limits;
 pub mod names;
 #[cfg(feature = "std")]
 pub mod policy;
+#[cfg(feature = "std")]
+pub mod services;
 #[cfg(feature = "std")]
 pub mod session;
 #[cfg(feature = "std")]

@@ -29,6 +29,11 @@ pub const TOTP_USER: &str = "airlock-totp";
 /// The user of `airlock-integrations`, the HTTP API for third-party enforcers.
 pub const INTEGRATIONS_USER: &str = "airlock-integrations";
 pub const ADMIN_GROUP: &str = "airlock-admin";
+/// `airlock-proxy`, which serves agents' HTTP requests to services with the
+/// credential injected (the gateway authorizes each).
+pub const PROXY_USER: &str = "airlock-proxy";
+pub const DEFAULT_PROXY_SOCKET: &str = "/run/airlock-proxy/proxy.sock";
+pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7480";
 
 /// Default locations, overridable on each daemon's command line.
 pub const DEFAULT_CONFIG: &str = "/etc/airlock/airlock.toml";

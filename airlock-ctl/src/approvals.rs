@@ -254,7 +254,11 @@ pub async fn list_grants(json: bool) -> anyhow::Result<i32> {
     } else if grants.is_empty() {
         println!("no live grants");
     } else {
-        grants.iter().for_each(print_grant);
+        let stored = crate::credentials::stored().await;
+        for grant in &grants {
+            print_grant(grant);
+            crate::credentials::print_opens(&grant.scope, stored.as_deref());
+        }
     }
     Ok(0)
 }

@@ -3,7 +3,7 @@
 use airlock_common::dbus::{AirlockError, Gateway1Proxy, Totp1Proxy};
 use anyhow::anyhow;
 
-async fn system_bus() -> anyhow::Result<zbus::Connection> {
+pub async fn system_bus() -> anyhow::Result<zbus::Connection> {
     zbus::Connection::system().await.map_err(|e| {
         anyhow!(
             "cannot reach the D-Bus system bus ({e}); is dbus-daemon running? \

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use airlock_common::names;
+use airlock_common::services::DEFAULT_SERVICES_DIR;
 use airlock_common::timefmt::parse_duration;
 use clap::{Parser, Subcommand};
 
@@ -34,12 +35,27 @@ pub enum Command {
     /// Enrol or inspect the approver's TOTP authenticator.
     #[command(subcommand)]
     Totp(TotpCommand),
+    /// Store, list or remove service credentials (held by the gateway,
+    /// opened only under a grant).
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// Check or show the service definitions (services.d).
+    #[command(subcommand)]
+    Services(ServicesCommand),
     /// Ask a human for approval (prints the request id). Inside a governed
     /// session the request is for that session.
     Request {
         /// `command:terraform plan` or `services:gmail,calendar`.
+        #[arg(
+            long,
+            required_unless_present = "services",
+            conflicts_with = "services"
+        )]
+        scope: Option<String>,
+        /// Services whose credentials the grant should open: `gmail,github`
+        /// (the same as `--scope services:gmail,github`).
         #[arg(long)]
-        scope: String,
+        services: Option<String>,
         #[arg(long)]
         reason: String,
         /// Lifetime to ask for, e.g. 30m (the approver may change it).
@@ -144,14 +160,17 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         verify: Option<AuditCommand>,
-        /// `1h`, `7d`, `today` or an RFC 3339 time.
-        #[arg(long)]
+        /// `1h`, `7d`, `today` or an RFC 3339 time (`--last 7d` says the
+        /// same).
+        #[arg(long, visible_alias = "last", global = true)]
         since: Option<String>,
-        #[arg(long)]
+        /// A daemon (`gateway`, `totp`, `enforcer`) or a credential
+        /// service (`gmail`): its records only.
+        #[arg(long, global = true)]
         service: Option<String>,
-        #[arg(long)]
+        #[arg(long, global = true)]
         session: Option<String>,
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         /// Directory holding audit.jsonl.
         #[arg(long, default_value = names::DEFAULT_AUDIT_DIR, global = true)]
@@ -248,4 +267,52 @@ pub enum TotpCommand {
 pub enum AuditCommand {
     /// Check the hash chain and name the first edited, removed or reordered record.
     Verify,
+    /// Today's records (the same as `--since today`).
+    Today,
+}
+
+#[derive(Subcommand)]
+pub enum ServicesCommand {
+    /// Report every error in a services directory with file:line:column.
+    Validate {
+        #[arg(default_value = DEFAULT_SERVICES_DIR)]
+        dir: PathBuf,
+    },
+    /// Show each service: its upstream, fields and read-only rules.
+    List {
+        #[arg(default_value = DEFAULT_SERVICES_DIR)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CredentialsCommand {
+    /// Store a value (typed twice without echo) as SERVICE's FIELD (default
+    /// `token`), replacing the old one (admins only).
+    Add {
+        service: String,
+        field: Option<String>,
+        /// Read the value from standard input instead (one final newline
+        /// is dropped).
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// List stored services and their fields, never values.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a field, or all of a service's (admins only).
+    Remove {
+        service: String,
+        field: Option<String>,
+    },
+    /// Print a stored value after a TOTP code (admins only).
+    Get {
+        service: String,
+        field: String,
+        /// Read the code from standard input instead of the terminal.
+        #[arg(long)]
+        code_stdin: bool,
+    },
 }

@@ -6,10 +6,12 @@ mod bus;
 mod cli;
 mod code;
 mod confine;
+mod credentials;
 mod doctor;
 mod enforcers;
 mod policy;
 mod printable;
+mod services;
 mod sessions;
 mod totp;
 
@@ -20,8 +22,8 @@ use airlock_common::integrations::Verdict;
 use clap::Parser;
 
 use crate::cli::{
-    AppsCommand, AuditCommand, Cli, Command, PatCommand, PolicyCommand, SessionsCommand,
-    TotpCommand,
+    AppsCommand, AuditCommand, Cli, Command, CredentialsCommand, PatCommand, PolicyCommand,
+    ServicesCommand, SessionsCommand, TotpCommand,
 };
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -37,12 +39,38 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Totp(TotpCommand::Setup { force, code_stdin }) => {
             totp::setup(force, code_stdin).await
         }
+        Command::Services(ServicesCommand::Validate { dir }) => services::validate(&dir),
+        Command::Services(ServicesCommand::List { dir }) => services::list(&dir),
+        Command::Credentials(command) => match command {
+            CredentialsCommand::Add {
+                service,
+                field,
+                stdin,
+            } => credentials::add(&service, field.as_deref(), stdin).await,
+            CredentialsCommand::List { json } => credentials::list(json).await,
+            CredentialsCommand::Remove { service, field } => {
+                credentials::remove(&service, field.as_deref()).await
+            }
+            CredentialsCommand::Get {
+                service,
+                field,
+                code_stdin,
+            } => credentials::get(&service, &field, code_stdin).await,
+        },
         Command::Request {
             scope,
+            services,
             reason,
             ttl,
             session,
-        } => approvals::request(&scope, &reason, ttl, session.as_deref()).await,
+        } => {
+            let scope = match (scope, services) {
+                (Some(scope), _) => scope,
+                (None, Some(services)) => format!("services:{services}"),
+                (None, None) => unreachable!("clap requires --scope or --services"),
+            };
+            approvals::request(&scope, &reason, ttl, session.as_deref()).await
+        }
         Command::Run {
             role,
             unenforced,
@@ -102,13 +130,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             ..
         } => audit::verify(&audit_dir).await,
         Command::Audit {
-            verify: None,
+            verify: verify @ (None | Some(AuditCommand::Today)),
             since,
             service,
             session,
             json,
             audit_dir,
         } => {
+            let since = match verify {
+                Some(AuditCommand::Today) => Some("today".to_owned()),
+                _ => since,
+            };
             let filter = Filter {
                 since: since.as_deref().map(audit::parse_since).transpose()?,
                 service,

@@ -7,12 +7,15 @@
 //! also uses `policy`, `specs` (what the enforcer is told) and
 //! `enforcement` (kernel events) and `fold` (their repeats). `caller` and `ratelimit` serve `service`;
 //! `countersign` has airlock-totp countersign the audit head on the tick.
+//! `credentials` is the credential store and `org.airlock.Credentials1`,
+//! beside `service`; it records through `core`.
 
 #![forbid(unsafe_code)]
 
 pub mod caller;
 pub mod core;
 pub mod countersign;
+pub mod credentials;
 pub mod e2e;
 pub mod enforcement;
 pub mod fold;

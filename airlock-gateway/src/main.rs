@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_common::config::Config;
+use airlock_common::credential::bus::Keys1Proxy;
 use airlock_common::dbus::{Enforcer1Proxy, Totp1Proxy};
 use airlock_common::names;
 use airlock_common::timefmt::now_unix;
@@ -28,6 +29,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
+use airlock_gateway::credentials::service::{CredentialsService, Peers};
+use airlock_gateway::credentials::services::Services;
+use airlock_gateway::credentials::CredentialStore;
 use airlock_gateway::service::{push_session, sync_enforcer, Gateway};
 
 fn main() -> anyhow::Result<()> {
@@ -60,14 +64,20 @@ fn main() -> anyhow::Result<()> {
         gw.max_pending_per_user,
         &gw.default_role,
     )?;
+    let credentials = CredentialStore::open(&state_dir)?;
+    let services = Arc::new(Services::load(gw.services_dir.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(Arc::new(Mutex::new(core))))
+    runtime.block_on(serve(Arc::new(Mutex::new(core)), credentials, services))
 }
 
-async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
+async fn serve(
+    core: Arc<Mutex<Core>>,
+    credentials: CredentialStore,
+    services: Arc<Services>,
+) -> anyhow::Result<()> {
     let conn = bus::connect().await?;
     let totp = Totp1Proxy::new(&conn).await?;
     let enforcer = Enforcer1Proxy::new(&conn).await?;
@@ -86,6 +96,21 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
             e.message()
         );
     }
+    // Credentials1 beside Gateway1, before the name is owned.
+    let credentials = CredentialsService::new(
+        credentials,
+        core.clone(),
+        services.clone(),
+        Peers {
+            keys: Keys1Proxy::new(&conn).await?,
+            enforcer: enforcer.clone(),
+            dbus: dbus.clone(),
+            callers: callers.clone(),
+        },
+    );
+    conn.object_server()
+        .at(names::GATEWAY_OBJECT_PATH, credentials)
+        .await?;
     bus::serve(
         &conn,
         Service {
@@ -149,6 +174,7 @@ async fn serve(core: Arc<Mutex<Core>>) -> anyhow::Result<()> {
                 }
             }
             _ = hangup.recv() => {
+                services.reload();
                 let reloaded = core.locked().reload_policy();
                 match reloaded {
                     Ok(message) => {

@@ -19,6 +19,7 @@ use airlock_daemon::state_dir::{self, Sharing};
 use airlock_totp::audit_head::AuditHeads;
 use airlock_totp::authenticator::{Authenticator, TotpConfig};
 use airlock_totp::decision::DecisionSigner;
+use airlock_totp::keys::{Kek, KeyService};
 use airlock_totp::service::{Signers, TotpService};
 use airlock_totp::signer::GrantSigner;
 use anyhow::Context;
@@ -61,6 +62,8 @@ fn main() -> anyhow::Result<()> {
     let signer = GrantSigner::open_or_create(&state_dir)?;
     let decisions = DecisionSigner::open_or_create(&state_dir)?;
     let audit_heads = AuditHeads::open(&state_dir)?;
+    let kek = Kek::open_or_create(&state_dir)?;
+    let public_key = signer.public_key().to_vec();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -78,9 +81,21 @@ fn main() -> anyhow::Result<()> {
             },
             max_ttl.as_secs(),
             gateway_uid,
-            dbus,
+            dbus.clone(),
+            gateway.clone(),
+        );
+        // Keys1 beside Totp1, before the name is owned: callers see both.
+        let keys = KeyService::new(
+            kek,
+            public_key,
+            service.authenticator_handle(),
+            gateway_uid,
+            dbus.clone(),
             gateway,
         );
+        conn.object_server()
+            .at(names::TOTP_OBJECT_PATH, keys)
+            .await?;
         bus::serve(
             &conn,
             Service {

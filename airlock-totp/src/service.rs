@@ -91,37 +91,18 @@ impl TotpService {
 
     /// Tells the gateway, for the audit log; never fails the caller.
     async fn report(&self, report: TotpReport) {
-        let outcome = report.outcome;
-        match tokio::time::timeout(REPORT_TIMEOUT, self.gateway.report_totp(report)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(
-                "cannot report {outcome:?} to the gateway for the audit log: {}",
-                AirlockError::from_remote(e).message()
-            ),
-            Err(_) => tracing::warn!(
-                "the gateway did not take the report of {outcome:?} within {REPORT_TIMEOUT:?}; \
-                 it is not in the audit log"
-            ),
-        }
+        report_to(&self.gateway, report).await;
     }
 
     /// Reports a refused code (wrong, reused, or locked out); other errors
     /// spent no code and are not reported.
     async fn report_refusal(&self, by_uid: u32, request_id: Option<&str>, error: &AirlockError) {
-        let outcome = match error {
-            AirlockError::Locked(_) => TotpOutcome::Locked,
-            AirlockError::InvalidCode(_) | AirlockError::CodeReused(_) => TotpOutcome::Failed,
-            _ => return,
-        };
-        self.report(TotpReport {
-            outcome,
-            by_uid,
-            request_id: request_id.map(str::to_owned).into(),
-            grant_id: None.into(),
-            error: Some(error.short_name().to_owned()).into(),
-            message: error.message(),
-        })
-        .await;
+        report_refusal_to(&self.gateway, by_uid, request_id, error).await;
+    }
+
+    /// The verifier, for `Keys1`'s admin unwrap, which spends codes too.
+    pub fn authenticator_handle(&self) -> Arc<Mutex<Authenticator>> {
+        self.authenticator.clone()
     }
 
     async fn report_enrolment(&self, outcome: TotpOutcome, by_uid: u32) {
@@ -137,7 +118,50 @@ impl TotpService {
     }
 }
 
-fn to_dbus(error: TotpError) -> AirlockError {
+/// Tells the gateway, for the audit log; never fails the caller.
+pub(crate) async fn report_to(gateway: &Gateway1Proxy<'static>, report: TotpReport) {
+    let outcome = report.outcome;
+    match tokio::time::timeout(REPORT_TIMEOUT, gateway.report_totp(report)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            "cannot report {outcome:?} to the gateway for the audit log: {}",
+            AirlockError::from_remote(e).message()
+        ),
+        Err(_) => tracing::warn!(
+            "the gateway did not take the report of {outcome:?} within {REPORT_TIMEOUT:?}; \
+             it is not in the audit log"
+        ),
+    }
+}
+
+/// Reports a refused code (wrong, reused, or locked out); other errors
+/// spent no code and are not reported.
+pub(crate) async fn report_refusal_to(
+    gateway: &Gateway1Proxy<'static>,
+    by_uid: u32,
+    request_id: Option<&str>,
+    error: &AirlockError,
+) {
+    let outcome = match error {
+        AirlockError::Locked(_) => TotpOutcome::Locked,
+        AirlockError::InvalidCode(_) | AirlockError::CodeReused(_) => TotpOutcome::Failed,
+        _ => return,
+    };
+    report_to(
+        gateway,
+        TotpReport {
+            outcome,
+            by_uid,
+            request_id: request_id.map(str::to_owned).into(),
+            grant_id: None.into(),
+            error: Some(error.short_name().to_owned()).into(),
+            message: error.message(),
+        },
+    )
+    .await;
+}
+
+pub(crate) fn to_dbus(error: TotpError) -> AirlockError {
     let message = error.to_string();
     match error {
         TotpError::NotEnrolled | TotpError::NoPendingEnrolment => {

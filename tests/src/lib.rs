@@ -15,8 +15,10 @@ pub mod catalogue;
 pub mod enforcer;
 pub mod forged_grants;
 pub mod outside;
+pub mod proxy;
 pub mod sockets;
 pub mod totp;
+pub mod upstream;
 pub mod users;
 
 use std::fs;
@@ -98,6 +100,25 @@ fn bus_config(socket: &Path, policy: &Path, extra_policy: Option<&Path>) -> Stri
     out
 }
 
+/// Creates `dir` with `files`, or with a copy of the repository's
+/// `shipped` directory.
+fn fill_dir(dir: &Path, files: Option<&[(String, String)]>, shipped: &str) {
+    fs::create_dir(dir).unwrap();
+    match files {
+        Some(files) => {
+            for (name, text) in files {
+                fs::write(dir.join(name), text).unwrap();
+            }
+        }
+        None => {
+            for entry in fs::read_dir(repo_root().join(shipped)).unwrap() {
+                let entry = entry.unwrap();
+                fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+}
+
 /// Options for a [`System`].
 #[derive(Clone, Default)]
 pub struct Options {
@@ -106,6 +127,8 @@ pub struct Options {
     pub gateway_config: Vec<(&'static str, &'static str)>,
     /// Replace the shipped policy directory with these files.
     pub policies: Option<Vec<(String, String)>>,
+    /// Replace the shipped service definitions (services/) with these files.
+    pub services: Option<Vec<(String, String)>>,
     /// A bus policy that lets everyone call everything, to prove the
     /// services' own uid checks (defence in depth).
     pub permissive_bus: bool,
@@ -220,24 +243,17 @@ impl System {
             .unwrap();
             fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
         }
-        fs::create_dir(&policies).unwrap();
-        match &options.policies {
-            Some(files) => {
-                for (name, text) in files {
-                    fs::write(policies.join(name), text).unwrap();
-                }
-            }
-            None => {
-                for entry in fs::read_dir(repo_root().join("policies")).unwrap() {
-                    let entry = entry.unwrap();
-                    fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
-                }
-            }
-        }
+        fill_dir(&policies, options.policies.as_deref(), "policies");
+        let services = dir.path().join("services");
+        fill_dir(&services, options.services.as_deref(), "services");
         let mut config_text = format!(
             "[totp]\nstate_dir = {:?}\n[gateway]\nstate_dir = {:?}\naudit_dir = {:?}\npolicy_dir = {:?}\n",
             totp_state, gateway_state, audit, policies
         );
+        // Another build's gateway may not know the key.
+        if options.other_build.is_none() {
+            config_text.push_str(&format!("services_dir = {services:?}\n"));
+        }
         for (key, value) in &options.gateway_config {
             config_text.push_str(&format!("{key} = {value}\n"));
         }
@@ -451,6 +467,22 @@ impl System {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+    }
+
+    /// Whether `user` can read the file at `path`.
+    pub fn can_read(&self, user: &TestUser, path: &Path) -> bool {
+        self.run_as(user, Path::new("/bin/cat"), &[path.to_str().unwrap()], "")
+            .code
+            == 0
+    }
+
+    /// Every record of the audit log, as JSON.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.audit_log())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// `audit_countersigned` records in the log so far.

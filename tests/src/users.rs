@@ -68,6 +68,7 @@ pub fn ensure_all() {
         ensure_user(names::GATEWAY_USER, true);
         ensure_user(names::TOTP_USER, true);
         ensure_user(names::INTEGRATIONS_USER, true);
+        ensure_user(names::PROXY_USER, true);
         ensure_user(AGENT.name, false);
         ensure_user(APPROVER.name, false);
         ensure_user(OUTSIDER.name, false);

@@ -19,11 +19,7 @@ fn request(system: &System, scope: &str, reason: &str) -> String {
 }
 
 fn audit_events(system: &System) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(system.audit_log())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    system.audit_records()
 }
 
 fn has_event(system: &System, event: &str, key: &str, value: &str) -> bool {

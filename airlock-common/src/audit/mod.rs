@@ -349,7 +349,9 @@ pub fn records_after(
 pub struct Filter {
     /// Records at or after this Unix time.
     pub since: Option<i64>,
-    /// Records whose `service` field is exactly this.
+    /// Records whose `service` field (the daemon: `gateway`, `totp`,
+    /// `enforcer`) or `credential` field (a credential service: `gmail`) is
+    /// exactly this.
     pub service: Option<String>,
     /// Records whose `session` field is exactly this.
     pub session: Option<String>,
@@ -358,10 +360,9 @@ pub struct Filter {
 impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         self.since.is_none_or(|since| r.ts >= since)
-            && self
-                .service
-                .as_deref()
-                .is_none_or(|s| r.field_str("service") == Some(s))
+            && self.service.as_deref().is_none_or(|s| {
+                r.field_str("service") == Some(s) || r.field_str("credential") == Some(s)
+            })
             && self
                 .session
                 .as_deref()

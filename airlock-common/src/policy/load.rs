@@ -87,12 +87,7 @@ pub(crate) fn load(files: &[(PathBuf, String, Format)]) -> Result<Loaded, Vec<Di
         let root = match parsed {
             Ok(root) => root,
             Err(err) => {
-                diagnostics.push(Diagnostic {
-                    file: path.clone(),
-                    line: err.line,
-                    column: err.column,
-                    message: err.message,
-                });
+                diagnostics.push(err.in_file(path));
                 continue;
             }
         };
@@ -238,25 +233,42 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// The entries of a table whose keys have been checked.
-struct Table<'n> {
-    span: &'n Range<usize>,
-    entries: &'n [Entry],
+pub(crate) struct Table<'n> {
+    pub span: &'n Range<usize>,
+    pub entries: &'n [Entry],
 }
 
 impl<'n> Table<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    pub fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries.iter().find(|e| e.key == key).map(|e| &e.node)
     }
 }
 
-/// Validation state for one file.
-struct FileCx<'a> {
+/// Validation state for one file (the service definitions' loader uses it
+/// too, so that both report alike).
+pub(crate) struct FileCx<'a> {
     path: &'a Path,
     lines: LineIndex<'a>,
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
+impl<'a> FileCx<'a> {
+    pub fn new(path: &'a Path, text: &'a str, diagnostics: &'a mut Vec<Diagnostic>) -> Self {
+        FileCx {
+            path,
+            lines: LineIndex::new(text),
+            diagnostics,
+        }
+    }
+}
+
 impl FileCx<'_> {
+    /// `file:line:column` of `span`, for "first defined at" notes.
+    pub fn place(&self, span: &Range<usize>) -> String {
+        let loc = self.loc(span);
+        format!("{}:{}:{}", loc.file.display(), loc.line, loc.column)
+    }
+
     fn loc(&self, span: &Range<usize>) -> Loc {
         let (line, column) = self.lines.position(span.start);
         Loc {
@@ -266,7 +278,7 @@ impl FileCx<'_> {
         }
     }
 
-    fn error(&mut self, span: &Range<usize>, message: String) {
+    pub fn error(&mut self, span: &Range<usize>, message: String) {
         let diagnostic = self.loc(span).error(message);
         self.diagnostics.push(diagnostic);
     }
@@ -280,7 +292,7 @@ impl FileCx<'_> {
     }
 
     /// `node` as a table, reporting unknown and repeated keys.
-    fn table<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Table<'n>> {
+    pub fn table<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Table<'n>> {
         let Kind::Table(entries) = &node.kind else {
             self.expected(node, what, "a table");
             return None;
@@ -305,7 +317,7 @@ impl FileCx<'_> {
         })
     }
 
-    fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
+    pub fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
         match &node.kind {
             Kind::String(s) => Some(s),
             _ => {
@@ -315,7 +327,7 @@ impl FileCx<'_> {
         }
     }
 
-    fn array<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
+    pub fn array<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
         match &node.kind {
             Kind::Array(items) => Some(items),
             _ => {
@@ -325,14 +337,14 @@ impl FileCx<'_> {
         }
     }
 
-    fn optional_string<'n>(&mut self, table: &Table<'n>, key: &str) -> Option<&'n str> {
+    pub fn optional_string<'n>(&mut self, table: &Table<'n>, key: &str) -> Option<&'n str> {
         table
             .get(key)
             .and_then(|node| self.string(node, &format!("`{key}`")))
     }
 
     /// A required string; a missing one is reported at the table itself.
-    fn required_string<'n>(
+    pub fn required_string<'n>(
         &mut self,
         table: &Table<'n>,
         key: &str,

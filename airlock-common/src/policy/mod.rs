@@ -11,12 +11,12 @@
 
 mod aware;
 mod grammar;
-mod load;
+pub(crate) mod load;
 mod matcher;
 mod model;
 pub mod protect;
 mod set;
-mod tree;
+pub(crate) mod tree;
 
 #[cfg(test)]
 pub(crate) mod tests;

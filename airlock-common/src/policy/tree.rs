@@ -61,6 +61,18 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
+impl SyntaxError {
+    /// The diagnostic for `file`.
+    pub fn in_file(self, file: &std::path::Path) -> super::Diagnostic {
+        super::Diagnostic {
+            file: file.to_path_buf(),
+            line: self.line,
+            column: self.column,
+            message: self.message,
+        }
+    }
+}
+
 /// Maps byte offsets to 1-based line and column (in characters).
 pub(crate) struct LineIndex<'a> {
     text: &'a str,

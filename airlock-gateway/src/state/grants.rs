@@ -96,6 +96,14 @@ impl Grants {
         self.live.len()
     }
 
+    /// Grants live at `now`, each as signed and as read.
+    pub fn live(&self, now: i64) -> impl Iterator<Item = (&SignedGrant, &GrantBody)> {
+        self.live
+            .values()
+            .filter(move |(_, b)| b.is_live(now))
+            .map(|(signed, body)| (signed, body))
+    }
+
     /// Live grants whose subject is `session`, each as signed and as read.
     pub fn of_session(&self, session: &str, now: i64) -> Vec<(&SignedGrant, &GrantBody)> {
         self.live

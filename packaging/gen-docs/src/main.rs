@@ -25,6 +25,8 @@ mod enforcer;
 mod gateway;
 #[path = "../../../airlock-integrations/src/cli.rs"]
 mod integrations;
+#[path = "../../../airlock-proxy/src/cli.rs"]
+mod proxy;
 #[path = "../../../airlock-totp/src/cli.rs"]
 mod totp;
 
@@ -55,6 +57,10 @@ fn programs() -> Vec<Program> {
         Program {
             section: "8",
             command: integrations::Args::command(),
+        },
+        Program {
+            section: "8",
+            command: proxy::Args::command(),
         },
     ]
 }

@@ -1,0 +1,132 @@
+//! The credential store's D-Bus interfaces: `org.airlock.Credentials1`, which
+//! the gateway serves beside `Gateway1`, and `org.airlock.Keys1`, which
+//! airlock-totp serves beside `Totp1`. Keys and sealed blobs travel as
+//! standard base64; no plaintext value ever leaves the gateway except to an
+//! admin who typed a TOTP code.
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::{Optional, Type};
+
+use crate::dbus::SignedGrantWire;
+
+/// Interface names and where they are served.
+pub const CREDENTIALS_INTERFACE: &str = "org.airlock.Credentials1";
+pub const KEYS_INTERFACE: &str = "org.airlock.Keys1";
+
+/// A service in the store and the names of its fields, never values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct CredentialInfo {
+    pub service: String,
+    pub fields: Vec<String>,
+}
+
+/// One stored value as the gateway keeps it: its data key wrapped by
+/// airlock-totp, and the value sealed under that key (both base64).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SealedCredential {
+    pub wrapped_key: String,
+    pub sealed_value: String,
+}
+
+/// What the proxy needs to forward one request: where to, and the header
+/// or query parameter that carries the credential (a secret: the proxy
+/// zeroizes it after use and never logs it). Empty strings for none.
+#[derive(Clone, Serialize, Deserialize, Type)]
+pub struct ProxyGrant {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host:port`.
+    pub authority: String,
+    /// Prefix of every upstream path ("" for the root).
+    pub base_path: String,
+    pub header_name: String,
+    pub header_value: String,
+    pub query_name: String,
+    pub query_value: String,
+    /// The grant that covers the request.
+    pub grant_id: String,
+    pub access: crate::grant::Access,
+}
+
+impl std::fmt::Debug for ProxyGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyGrant")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("base_path", &self.base_path)
+            .field("header_name", &self.header_name)
+            .field("query_name", &self.query_name)
+            .field("grant_id", &self.grant_id)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl zeroize::Zeroize for ProxyGrant {
+    fn zeroize(&mut self) {
+        self.header_value.zeroize();
+        self.query_value.zeroize();
+    }
+}
+
+/// Client side of `org.airlock.Credentials1` (the gateway). Storing,
+/// removing and fetching a sealed value are for root and group
+/// airlock-admin; listing names is for everyone.
+#[zbus::proxy(
+    interface = "org.airlock.Credentials1",
+    default_service = "org.airlock.Gateway1",
+    default_path = "/org/airlock/Gateway1"
+)]
+pub trait Credentials1 {
+    /// Stores `value` as `service`'s `field`, replacing what was there.
+    fn store(&self, service: &str, field: &str, value: &str) -> zbus::Result<()>;
+    fn list(&self) -> zbus::Result<Vec<CredentialInfo>>;
+    /// Removes one field, or (none) the whole service; returns how many
+    /// fields went.
+    fn remove(&self, service: &str, field: Optional<&str>) -> zbus::Result<u32>;
+    /// The sealed value, for `airlockctl credentials get` to have
+    /// airlock-totp open with the admin's code.
+    fn sealed(&self, service: &str, field: &str) -> zbus::Result<SealedCredential>;
+    /// airlock-proxy only: the credential for `method` on `path` (under the
+    /// service) for the caller it identified, if a live grant covers it.
+    /// `caller_pid` 0 when the proxy cannot tell the process (loopback
+    /// TCP): then only a grant for the whole uid covers it. Audited.
+    fn authorize(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        caller_uid: u32,
+        caller_pid: u32,
+    ) -> zbus::Result<ProxyGrant>;
+}
+
+/// Client side of `org.airlock.Keys1` (airlock-totp): it holds the
+/// key-encryption key and unwraps a data key only for a live grant it signed
+/// that names the service, or for a person with a valid TOTP code.
+#[zbus::proxy(
+    interface = "org.airlock.Keys1",
+    default_service = "org.airlock.Totp1",
+    default_path = "/org/airlock/Totp1"
+)]
+pub trait Keys1 {
+    /// The gateway: wraps a fresh data key (base64) for `service`/`field`.
+    fn wrap_key(&self, service: &str, field: &str, key: &str) -> zbus::Result<String>;
+    /// The gateway: unwraps a data key for a live grant airlock-totp signed
+    /// whose scope names `service`.
+    fn unwrap_for_grant(
+        &self,
+        service: &str,
+        field: &str,
+        wrapped_key: &str,
+        grant: SignedGrantWire,
+    ) -> zbus::Result<String>;
+    /// Root and group airlock-admin: unwraps a data key after a TOTP code.
+    fn unwrap_for_admin(
+        &self,
+        service: &str,
+        field: &str,
+        wrapped_key: &str,
+        code: &str,
+    ) -> zbus::Result<String>;
+}

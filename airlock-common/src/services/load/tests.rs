@@ -1,0 +1,186 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn load(files: &[(&str, &str)]) -> Result<ServiceSet, Vec<String>> {
+    let files: Vec<_> = files
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    load_sources(&files).map_err(|ds| ds.iter().map(|d| d.to_string()).collect())
+}
+
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    load(files).expect_err("should be refused")
+}
+
+const API: &str = r#"
+[[service]]
+name = "api"
+kind = "http"
+upstream = "http://127.0.0.1:8080/v1/"
+fields = ["user", "token"]
+inject = { style = "basic", username_field = "user", password_field = "token" }
+read_only_post = ["/search", "/query/*"]
+"#;
+
+#[test]
+fn the_shipped_examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services");
+    let set = ServiceSet::load_dir(&dir).unwrap();
+    let names: Vec<_> = set.services().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["github", "gmail", "icloud", "openrouter"]);
+    let github = set.get("github").unwrap();
+    let ServiceKind::Http(http) = &github.kind else {
+        panic!("github is http");
+    };
+    assert_eq!(http.upstream.authority(), "api.github.com:443");
+    assert_eq!(
+        http.inject,
+        Injection::Bearer {
+            field: "token".into()
+        }
+    );
+    assert!(http.is_read_only("GET", "/repos/x/y/issues"));
+    assert!(http.is_read_only("POST", "/markdown"));
+    assert!(!http.is_read_only("POST", "/repos/x/y/issues"));
+    assert!(!http.is_read_only("DELETE", "/markdown"));
+    let ServiceKind::Imap(gmail) = &set.get("gmail").unwrap().kind else {
+        panic!("gmail is imap");
+    };
+    assert!(gmail.upstream.tls);
+    assert_eq!(gmail.upstream.port, 993);
+    assert!(
+        github.source.ends_with("github.toml:7:8"),
+        "{}",
+        github.source
+    );
+}
+
+#[test]
+fn a_loopback_service_with_basic_auth_and_read_only_posts() {
+    let set = load(&[("api.toml", API)]).unwrap();
+    let api = set.get("api").unwrap();
+    assert_eq!(api.fields, ["user", "token"]);
+    let ServiceKind::Http(http) = &api.kind else {
+        panic!()
+    };
+    assert_eq!(
+        http.upstream,
+        Upstream {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 8080,
+            base_path: "/v1".into()
+        }
+    );
+    assert!(http.is_read_only("POST", "/search"));
+    assert!(!http.is_read_only("POST", "/search/more"));
+    assert!(http.is_read_only("POST", "/query/anything"));
+    assert!(!http.is_read_only("PUT", "/query/anything"));
+    assert!(http.is_read_only("HEAD", "/x"));
+    assert!(http.is_read_only("OPTIONS", "/x"));
+}
+
+#[test]
+fn every_problem_is_reported_at_its_place() {
+    let text = r#"
+[[service]]
+name = "Bad Name"
+kind = "http"
+upstream = "http://example.com"
+fields = ["token", "token"]
+inject = { style = "bearer", field = "secret" }
+read_only_post = ["search", "/a/../b", "/x*y"]
+colour = "blue"
+
+[[service]]
+name = "mail"
+kind = "imap"
+upstream = "imaps://imap.example.com/INBOX"
+fields = ["user"]
+login = { user_field = "user", password_field = "password" }
+
+[[service]]
+name = "hdr"
+kind = "http"
+upstream = "https://example.com"
+fields = ["token"]
+inject = { style = "header", name = "Host", field = "token" }
+
+[[service]]
+name = "wat"
+kind = "ftp"
+"#;
+    let errors = errors(&[("bad.toml", text)]);
+    let expected = [
+        "bad.toml:3:8: `name`: \"Bad Name\" must be 1-64 characters of a-z, 0-9, - and _",
+        "bad.toml:5:12: `upstream`: http sends the credential in the clear: only to a loopback address (use https for example.com)",
+        // With a bad `fields`, references to fields are not checked.
+        "bad.toml:6:20: field \"token\" is listed twice",
+        "bad.toml:8:19: read-only POST path \"search\": must start with /",
+        "bad.toml:8:29: read-only POST path \"/a/../b\": may hold no empty, `.` or `..` segment",
+        "bad.toml:8:40: read-only POST path \"/x*y\": `*` may only end the path (a prefix)",
+        "bad.toml:9:1: unknown key `colour` in an http [[service]] (expected one of: name, description, kind, upstream, fields, inject, read_only_post)",
+        "bad.toml:14:12: `upstream`: an IMAP upstream has no path",
+        "bad.toml:16:49: `password_field`: \"password\" is not one of the service's `fields` (user)",
+        "bad.toml:23:37: `name`: Host frames the request itself and cannot carry a credential",
+        "bad.toml:27:8: `kind`: unknown kind \"ftp\" (expected \"http\" or \"imap\")",
+    ];
+    assert_eq!(errors, expected, "{errors:#?}");
+}
+
+#[test]
+fn duplicates_missing_keys_and_syntax_errors() {
+    let errors = errors(&[
+        ("a.toml", API),
+        ("b.toml", API),
+        ("c.toml", "[[service]]\nname = \"x\"\n"),
+        ("d.toml", "[[service]\nname = 1\n"),
+        ("e.toml", "service = 3\n"),
+        ("f.toml", "# nothing\n"),
+    ]);
+    assert!(
+        errors[0].starts_with("b.toml:3:8: service \"api\" is defined twice (first at a.toml:3:8)"),
+        "{errors:#?}"
+    );
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("c.toml:") && e.contains("missing required key `kind`")));
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("c.toml:") && e.contains("missing required key `fields`")));
+    assert!(errors.iter().any(|e| e.starts_with("d.toml:1:")));
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("e.toml:1:11: `service` must be an array of tables")));
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("f.toml:1:1: no [[service]] table")));
+}
+
+#[test]
+fn upstreams() {
+    let ok = |text, http| parse_upstream(text, http).unwrap();
+    assert_eq!(
+        ok("https://api.example.com", true).authority(),
+        "api.example.com:443"
+    );
+    assert_eq!(ok("http://localhost:3000", true).port, 3000);
+    assert_eq!(ok("http://[::1]:81/x", true).authority(), "[::1]:81");
+    assert_eq!(ok("imap://127.0.0.1", false).port, 143);
+    for (bad, http) in [
+        ("ftp://x", true),
+        ("https://user@x", true),
+        ("https://x?q=1", true),
+        ("https://x:0", true),
+        ("https://x:99999", true),
+        ("https://", true),
+        ("imap://imap.example.com", false),
+        ("https://x/a/../b", true),
+        ("api.example.com", true),
+        ("https://[::1", true),
+    ] {
+        assert!(parse_upstream(bad, http).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,203 @@
+//! Service definitions: what a credential is for and how Airlock may use it.
+//!
+//! `/etc/airlock/services.d/*.toml` holds `[[service]]` tables. Each names
+//! a service (the name grants and the credential store use), its kind
+//! (`http` or `imap`), its upstream, the credential fields it needs, how
+//! they reach the upstream, and for HTTP what read-only means beyond GET,
+//! HEAD and OPTIONS: POST paths that only read (a search or embeddings
+//! endpoint). The directory is validated like the policy directory: every
+//! problem is reported with `file:line:column`, and an invalid set is never
+//! used.
+
+mod load;
+
+use std::path::Path;
+
+use crate::policy::Diagnostic;
+
+pub use load::load_sources;
+
+/// Where the service definitions live.
+pub const DEFAULT_SERVICES_DIR: &str = "/etc/airlock/services.d";
+
+/// One service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceDef {
+    pub name: String,
+    pub description: String,
+    /// The credential fields it needs, in the order written.
+    pub fields: Vec<String>,
+    pub kind: ServiceKind,
+    /// `file:line:column` of its `name`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    Http(HttpService),
+    Imap(ImapService),
+}
+
+impl ServiceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ServiceKind::Http(_) => "http",
+            ServiceKind::Imap(_) => "imap",
+        }
+    }
+}
+
+/// Where a service is reached. Plain text (`http`, `imap`) only on
+/// loopback, so a credential never crosses a network in the clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub tls: bool,
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// The path every request is under, without a trailing `/` ("" for
+    /// the root).
+    pub base_path: String,
+}
+
+impl Upstream {
+    /// `host:port`, with brackets around an IPv6 address.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpService {
+    pub upstream: Upstream,
+    pub inject: Injection,
+    /// POST paths (under the service) that only read.
+    pub read_only_post: Vec<PathRule>,
+}
+
+/// Methods that never change anything upstream.
+pub const READ_ONLY_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS"];
+
+impl HttpService {
+    /// Whether `method` on `path` (under the service, starting with `/`)
+    /// only reads: GET, HEAD and OPTIONS always, POST on a listed path.
+    pub fn is_read_only(&self, method: &str, path: &str) -> bool {
+        READ_ONLY_METHODS.contains(&method)
+            || (method == "POST" && self.read_only_post.iter().any(|rule| rule.matches(path)))
+    }
+}
+
+/// How an HTTP service's credential reaches the upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// `Authorization: Bearer <field>`.
+    Bearer { field: String },
+    /// `<name>: <field>`.
+    Header { name: String, field: String },
+    /// `Authorization: Basic base64(<username_field>:<password_field>)`.
+    Basic {
+        username_field: String,
+        password_field: String,
+    },
+    /// `?<name>=<field>` added to the query.
+    Query { name: String, field: String },
+}
+
+impl Injection {
+    /// The fields it reads.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Injection::Bearer { field }
+            | Injection::Header { field, .. }
+            | Injection::Query { field, .. } => vec![field],
+            Injection::Basic {
+                username_field,
+                password_field,
+            } => vec![username_field, password_field],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImapService {
+    pub upstream: Upstream,
+    pub user_field: String,
+    pub password_field: String,
+}
+
+/// A path, or with a final `*` every path it is a prefix of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRule {
+    pub pattern: String,
+}
+
+impl PathRule {
+    pub fn matches(&self, path: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == self.pattern,
+        }
+    }
+}
+
+/// A valid set of services.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceSet {
+    services: Vec<ServiceDef>,
+}
+
+impl ServiceSet {
+    pub fn services(&self) -> &[ServiceDef] {
+        &self.services
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ServiceDef> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Reads the `.toml` files of `dir` in name order. A missing directory
+    /// is the empty set (no services defined); every problem is reported.
+    pub fn load_dir(dir: &Path) -> Result<ServiceSet, Vec<Diagnostic>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ServiceSet::default()),
+            Err(e) => {
+                return Err(vec![Diagnostic {
+                    file: dir.to_path_buf(),
+                    line: 1,
+                    column: 1,
+                    message: format!("cannot read the services directory: {e}"),
+                }])
+            }
+        };
+        let mut files = Vec::new();
+        let mut diagnostics = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "toml") || path.is_dir() {
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((path, text)),
+                Err(e) => diagnostics.push(Diagnostic {
+                    file: path,
+                    line: 1,
+                    column: 1,
+                    message: format!("cannot read file: {e}"),
+                }),
+            }
+        }
+        match load_sources(&files) {
+            Ok(set) if diagnostics.is_empty() => Ok(set),
+            Ok(_) => Err(diagnostics),
+            Err(more) => {
+                diagnostics.extend(more);
+                Err(diagnostics)
+            }
+        }
+    }
+}

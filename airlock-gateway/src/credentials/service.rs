@@ -1,0 +1,458 @@
+//! `org.airlock.Credentials1`, served beside `Gateway1` on its object path.
+//!
+//! Storing, removing and fetching a sealed value are for root and group
+//! airlock-admin; anyone may list service and field names. Values are sealed
+//! here under a fresh data key that airlock-totp wraps at once; the
+//! plaintext is zeroized as soon as it is sealed, and no value is ever
+//! logged or audited (records carry names and uids only).
+
+use std::sync::{Arc, Mutex};
+
+use airlock_common::credential::bus::{CredentialInfo, Keys1Proxy, ProxyGrant, SealedCredential};
+use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN};
+use airlock_common::dbus::{AirlockError, Enforcer1Proxy};
+use airlock_common::event::Event;
+use airlock_common::grant::Access;
+use airlock_common::names;
+use airlock_common::services::{HttpService, Injection, ServiceKind};
+use airlock_common::timefmt::now_unix;
+use airlock_daemon::lock::MutexExt;
+use zbus::fdo::DBusProxy;
+use zbus::message::Header;
+use zbus::zvariant::Optional;
+use zeroize::Zeroizing;
+
+use super::services::Services;
+use super::{CredentialStore, Entry, StoreError};
+use crate::caller::{require_admin, Callers};
+use crate::core::Core;
+
+pub struct CredentialsService {
+    store: Mutex<CredentialStore>,
+    core: Arc<Mutex<Core>>,
+    services: Arc<Services>,
+    keys: Keys1Proxy<'static>,
+    enforcer: Enforcer1Proxy<'static>,
+    dbus: DBusProxy<'static>,
+    callers: Arc<Callers>,
+    /// airlock-proxy's uid, the only caller of `Authorize` but root.
+    proxy_uid: Option<u32>,
+}
+
+/// What the gateway talks to on the bus.
+pub struct Peers {
+    pub keys: Keys1Proxy<'static>,
+    pub enforcer: Enforcer1Proxy<'static>,
+    pub dbus: DBusProxy<'static>,
+    pub callers: Arc<Callers>,
+}
+
+/// The longest path the audit log keeps of an operation.
+const MAX_AUDITED_PATH: usize = 256;
+/// The longest path the proxy may ask about.
+const MAX_PATH: usize = 4096;
+
+impl CredentialsService {
+    pub fn new(
+        store: CredentialStore,
+        core: Arc<Mutex<Core>>,
+        services: Arc<Services>,
+        peers: Peers,
+    ) -> Self {
+        CredentialsService {
+            store: Mutex::new(store),
+            core,
+            services,
+            keys: peers.keys,
+            enforcer: peers.enforcer,
+            dbus: peers.dbus,
+            callers: peers.callers,
+            proxy_uid: nix::unistd::User::from_name(names::PROXY_USER)
+                .ok()
+                .flatten()
+                .map(|user| user.uid.as_raw()),
+        }
+    }
+
+    /// The caller's governed session, asked of the enforcer only when a
+    /// session-bound grant could cover it; none if it cannot be told.
+    async fn session_of(&self, service: &str, uid: u32, pid: u32) -> Option<String> {
+        let worth_asking = pid != 0
+            && self
+                .core
+                .locked()
+                .has_session_bound_service_grant(service, uid, now_unix());
+        if !worth_asking {
+            return None;
+        }
+        match self.enforcer.session_of_pid(pid).await {
+            Ok(session) => session.into(),
+            Err(e) => {
+                tracing::warn!("cannot tell process {pid}'s session: {e}");
+                None
+            }
+        }
+    }
+
+    /// Opens `field` of `service` with the data key airlock-totp unwraps
+    /// for `grant`.
+    async fn open_field(
+        &self,
+        service: &str,
+        field: &str,
+        grant: &airlock_common::grant::SignedGrant,
+    ) -> Result<Zeroizing<Vec<u8>>, AirlockError> {
+        let slot = Slot { service, field };
+        let entry = self.store.locked().get(slot).map_err(|e| match e {
+            StoreError::NoService(_) | StoreError::NoField { .. } => {
+                AirlockError::NotFound(format!(
+                    "{e}: an admin stores it with `airlockctl credentials add {service} {field}`"
+                ))
+            }
+            other => store_error(other),
+        })?;
+        let key = self
+            .keys
+            .unwrap_for_grant(service, field, &entry.wrapped_key, grant.clone().into())
+            .await
+            .map_err(keys_error)?;
+        let key = Zeroizing::new(key);
+        let key = credential::decode(&key, KEY_LEN).map_err(AirlockError::Internal)?;
+        let sealed = credential::decode(&entry.sealed_value, MAX_SEALED_LEN)
+            .map_err(AirlockError::Internal)?;
+        credential::open(&key, slot, Purpose::Value, &sealed)
+            .map_err(|e| AirlockError::Internal(format!("{service}/{field}: {e}")))
+    }
+
+    /// The header or query parameter that carries the credential.
+    async fn injection(
+        &self,
+        service: &str,
+        http: &HttpService,
+        grant: &airlock_common::grant::SignedGrant,
+    ) -> Result<(String, Zeroizing<String>, String, Zeroizing<String>), AirlockError> {
+        let text = |bytes: Zeroizing<Vec<u8>>| -> Result<Zeroizing<String>, AirlockError> {
+            match std::str::from_utf8(&bytes) {
+                Ok(s) if !s.bytes().any(|b| b.is_ascii_control()) => {
+                    Ok(Zeroizing::new(s.to_owned()))
+                }
+                _ => Err(AirlockError::Internal(format!(
+                    "a stored value of {service} holds control characters and cannot be sent"
+                ))),
+            }
+        };
+        let none = || Zeroizing::new(String::new());
+        Ok(match &http.inject {
+            Injection::Bearer { field } => {
+                let value = text(self.open_field(service, field, grant).await?)?;
+                let header = Zeroizing::new(format!("Bearer {}", value.as_str()));
+                ("Authorization".into(), header, String::new(), none())
+            }
+            Injection::Header { name, field } => {
+                let value = text(self.open_field(service, field, grant).await?)?;
+                (name.clone(), value, String::new(), none())
+            }
+            Injection::Basic {
+                username_field,
+                password_field,
+            } => {
+                let user = text(self.open_field(service, username_field, grant).await?)?;
+                let password = text(self.open_field(service, password_field, grant).await?)?;
+                let pair = Zeroizing::new(format!("{}:{}", user.as_str(), password.as_str()));
+                let header =
+                    Zeroizing::new(format!("Basic {}", credential::encode(pair.as_bytes())));
+                ("Authorization".into(), header, String::new(), none())
+            }
+            Injection::Query { name, field } => {
+                let value = text(self.open_field(service, field, grant).await?)?;
+                let encoded = Zeroizing::new(percent_encode(&value));
+                (String::new(), none(), name.clone(), encoded)
+            }
+        })
+    }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn check_request(method: &str, path: &str) -> Result<(), AirlockError> {
+    if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(AirlockError::InvalidArgument(
+            "malformed HTTP method".into(),
+        ));
+    }
+    if !path.starts_with('/')
+        || path.len() > MAX_PATH
+        || path.bytes().any(|b| b.is_ascii_control() || b == b' ')
+    {
+        return Err(AirlockError::InvalidArgument("malformed path".into()));
+    }
+    Ok(())
+}
+
+impl CredentialsService {
+    async fn admin(&self, header: &Header<'_>, action: &str) -> Result<u32, AirlockError> {
+        let uid = self.callers.uid(&self.dbus, header).await?;
+        require_admin(uid, action)?;
+        Ok(uid)
+    }
+
+    fn record(&self, event: Event) -> Result<(), AirlockError> {
+        self.core.locked().record(event, now_unix())
+    }
+}
+
+fn slot<'a>(service: &'a str, field: &'a str) -> Result<Slot<'a>, AirlockError> {
+    let slot = Slot { service, field };
+    slot.check().map_err(AirlockError::InvalidArgument)?;
+    Ok(slot)
+}
+
+fn store_error(error: StoreError) -> AirlockError {
+    let message = error.to_string();
+    match error {
+        StoreError::NoService(_) | StoreError::NoField { .. } => AirlockError::NotFound(message),
+        StoreError::Full(_) => AirlockError::LimitExceeded(message),
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+            tracing::error!("{message}");
+            AirlockError::Internal(message)
+        }
+    }
+}
+
+/// airlock-totp did not answer, or refused.
+fn keys_error(e: zbus::Error) -> AirlockError {
+    match AirlockError::from_remote(e) {
+        AirlockError::ZBus(e) => AirlockError::Unavailable(format!(
+            "airlock-totp did not answer ({e}); it holds the key that protects credentials: \
+             is the airlock-totp service running?"
+        )),
+        other => other,
+    }
+}
+
+#[zbus::interface(name = "org.airlock.Credentials1")]
+impl CredentialsService {
+    /// Seals `value` for `service`/`field` under a fresh data key, has
+    /// airlock-totp wrap the key, and stores both (replacing an older value).
+    async fn store(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(), AirlockError> {
+        let uid = self.admin(&header, "store credentials").await?;
+        let slot = slot(service, field)?;
+        let value = Zeroizing::new(value.as_bytes().to_vec());
+        if value.is_empty() || value.len() > MAX_VALUE_LEN {
+            return Err(AirlockError::InvalidArgument(format!(
+                "a credential value is 1 to {MAX_VALUE_LEN} bytes"
+            )));
+        }
+        let data_key = credential::new_key().map_err(|e| AirlockError::Internal(e.to_string()))?;
+        let sealed = credential::seal(data_key.as_ref(), slot, Purpose::Value, &value)
+            .map_err(|e| AirlockError::Internal(e.to_string()))?;
+        drop(value);
+        let encoded_key = Zeroizing::new(credential::encode(data_key.as_ref()));
+        drop(data_key);
+        let wrapped_key = self
+            .keys
+            .wrap_key(service, field, &encoded_key)
+            .await
+            .map_err(keys_error)?;
+        drop(encoded_key);
+        let entry = Entry {
+            wrapped_key,
+            sealed_value: credential::encode(&sealed),
+            stored_at: now_unix(),
+            stored_by: uid,
+        };
+        let store = self.store.locked();
+        let previous = store.put(slot, entry).map_err(store_error)?;
+        let recorded = self.record(Event::CredentialStored {
+            credential: service.to_owned(),
+            field: field.to_owned(),
+            by_uid: uid,
+        });
+        if let Err(e) = recorded {
+            // Not on the record, so not stored.
+            if let Err(undo) = store.restore(slot, previous) {
+                tracing::error!("cannot undo an unaudited store of {service}/{field}: {undo}");
+            }
+            return Err(e);
+        }
+        tracing::info!("uid {uid} stored credential {service}/{field}");
+        Ok(())
+    }
+
+    /// Service and field names, never values.
+    async fn list(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<CredentialInfo>, AirlockError> {
+        self.callers.uid(&self.dbus, &header).await?;
+        self.store.locked().list().map_err(store_error)
+    }
+
+    /// Removes one field, or every field of `service`; returns how many.
+    async fn remove(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+        field: Optional<&str>,
+    ) -> Result<u32, AirlockError> {
+        let uid = self.admin(&header, "remove credentials").await?;
+        slot(service, field.unwrap_or(credential::DEFAULT_FIELD))?;
+        let store = self.store.locked();
+        let removed = store.remove(service, *field).map_err(store_error)?;
+        let count = removed.len() as u32;
+        let recorded = self.record(Event::CredentialRemoved {
+            credential: service.to_owned(),
+            field: field.map(str::to_owned),
+            fields: count,
+            by_uid: uid,
+        });
+        if let Err(e) = recorded {
+            if let Err(undo) = store.unremove(service, removed) {
+                tracing::error!("cannot undo an unaudited removal from {service}: {undo}");
+            }
+            return Err(e);
+        }
+        tracing::info!("uid {uid} removed {count} field(s) of credential {service}");
+        Ok(count)
+    }
+
+    /// airlock-proxy asks for the credential of one request: `method` on
+    /// `path` under `service`, for the caller it identified (`caller_pid` 0
+    /// when it cannot tell the process: loopback TCP). Refused without a
+    /// live grant for the caller (and, for a session-bound grant, its
+    /// session), and for a method that writes under a read-only grant;
+    /// every answer is audited, never with a value.
+    async fn authorize(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+        method: &str,
+        path: &str,
+        caller_uid: u32,
+        caller_pid: u32,
+    ) -> Result<ProxyGrant, AirlockError> {
+        let uid = self.callers.uid(&self.dbus, &header).await?;
+        if uid != 0 && Some(uid) != self.proxy_uid {
+            return Err(AirlockError::AccessDenied(format!(
+                "only airlock-proxy (user {}) asks for credentials to inject",
+                names::PROXY_USER
+            )));
+        }
+        slot(service, credential::DEFAULT_FIELD)?;
+        check_request(method, path)?;
+        let def = self.services.get(service).ok_or_else(|| {
+            AirlockError::NotFound(format!(
+                "no service {service:?} is defined (see `airlockctl services list`)"
+            ))
+        })?;
+        let ServiceKind::Http(http) = &def.kind else {
+            return Err(AirlockError::InvalidArgument(format!(
+                "service {service} is {}, not reached over HTTP",
+                def.kind.as_str()
+            )));
+        };
+        let session = self.session_of(service, caller_uid, caller_pid).await;
+        let mut audited: String = path.chars().take(MAX_AUDITED_PATH).collect();
+        if audited.len() < path.len() {
+            audited.push('…');
+        }
+        let op = format!("{method} {audited}");
+        let grants =
+            self.core
+                .locked()
+                .service_grants(service, caller_uid, session.as_deref(), now_unix());
+        let read_only = http.is_read_only(method, path);
+        let refusal = match grants.first() {
+            None => Some(format!(
+                "no live grant lets uid {caller_uid} use {service}{}; ask for one: \
+                 `airlockctl request --services {service} --reason \"…\"`, then an admin \
+                 approves it with a TOTP code",
+                session
+                    .as_deref()
+                    .map(|s| format!(" in session {s}"))
+                    .unwrap_or_default()
+            )),
+            Some(grant) if !read_only && grant.body.access == Access::Read => Some(format!(
+                "grant {} for {service} is read-only, and {method} {audited} may change \
+                 something (read-only is GET, HEAD, OPTIONS and the service's read-only POST \
+                 paths); ask for write access: `airlockctl request --services {service} \
+                 --reason \"…\"`, approved with `airlockctl approve --write`",
+                grant.body.grant_id
+            )),
+            Some(_) => None,
+        };
+        let grant = grants.into_iter().next();
+        let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
+        let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
+            credential: service.to_owned(),
+            op: op.clone(),
+            uid: caller_uid,
+            session: session.clone(),
+            grant_id: grant_id.clone(),
+            allowed,
+            refusal,
+        };
+        if let Some(why) = refusal {
+            self.record(record(false, Some(why.clone())))?;
+            return Err(AirlockError::AccessDenied(why));
+        }
+        let grant = grant.expect("a grant when nothing refused");
+        let injected = match self.injection(service, http, &grant.signed).await {
+            Ok(injected) => injected,
+            Err(e) => {
+                self.record(record(false, Some(e.message())))?;
+                return Err(e);
+            }
+        };
+        self.record(record(true, None))?;
+        let (header_name, header_value, query_name, query_value) = injected;
+        Ok(ProxyGrant {
+            scheme: if http.upstream.tls { "https" } else { "http" }.into(),
+            authority: http.upstream.authority(),
+            base_path: http.upstream.base_path.clone(),
+            header_name,
+            header_value: header_value.as_str().to_owned(),
+            query_name,
+            query_value: query_value.as_str().to_owned(),
+            grant_id: grant.body.grant_id,
+            access: grant.body.access,
+        })
+    }
+
+    /// The sealed value, for an admin's `airlockctl credentials get`, which
+    /// has airlock-totp unwrap its key with the admin's code. Audited here,
+    /// before the code is typed.
+    async fn sealed(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+        field: &str,
+    ) -> Result<SealedCredential, AirlockError> {
+        let uid = self.admin(&header, "read credentials").await?;
+        let slot = slot(service, field)?;
+        let entry = self.store.locked().get(slot).map_err(store_error)?;
+        self.record(Event::CredentialFetched {
+            credential: service.to_owned(),
+            field: field.to_owned(),
+            by_uid: uid,
+        })?;
+        Ok(entry.sealed())
+    }
+}
