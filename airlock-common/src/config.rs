@@ -20,6 +20,7 @@ pub struct Config {
     pub totp: TotpConfig,
     #[serde(default)]
     pub integrations: IntegrationsConfig,
+    #[serde(default)]
     pub proxy: ProxyConfig,
 }
 
