@@ -45,9 +45,14 @@ fn main() -> anyhow::Result<()> {
     let audit_dir = args.audit_dir.unwrap_or(gw.audit_dir);
     state_dir::ensure(&state_dir, Sharing::OwnerOnly)?;
     state_dir::ensure(&audit_dir, Sharing::GroupReadable)?;
-    // Policy and configuration to read, state and the audit log to write.
+    // Configuration, policies and service definitions to read (again on
+    // SIGHUP); state and the audit log to write.
     let plan = confine::Plan {
-        read: vec![args.config.clone(), policy_dir.clone()],
+        read: vec![
+            args.config.clone(),
+            policy_dir.clone(),
+            gw.services_dir.clone(),
+        ],
         write: vec![state_dir.clone(), audit_dir.clone()],
     };
     if let Some(outside) = &args.confinement_selftest {
