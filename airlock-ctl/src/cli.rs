@@ -213,6 +213,7 @@ pub enum PatCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a token: enforcers using it are refused from then on.
     Revoke {
         id: String,
     },
