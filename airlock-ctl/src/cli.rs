@@ -214,9 +214,7 @@ pub enum PatCommand {
         json: bool,
     },
     /// Revoke a token: enforcers using it are refused from then on.
-    Revoke {
-        id: String,
-    },
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
