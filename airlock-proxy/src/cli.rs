@@ -26,4 +26,9 @@ pub struct Args {
     /// proxy.ca_file).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Apply the confinement this daemon runs under when no service manager
+    /// confines it (Landlock), show that it can write its socket's directory
+    /// but not DIR, and exit: 0 if the confinement held.
+    #[arg(long, value_name = "DIR")]
+    pub confinement_selftest: Option<PathBuf>,
 }

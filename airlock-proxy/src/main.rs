@@ -20,6 +20,7 @@ mod caller;
 mod cli;
 mod forward;
 
+use airlock_daemon::confine;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -61,6 +62,17 @@ fn main() -> anyhow::Result<()> {
         listen.ip().is_loopback(),
         "proxy.listen must be a loopback address: the proxy serves this machine only"
     );
+    // The authorities were read above; it writes only its socket (and may
+    // replace a stale one) in that socket's directory.
+    let plan = confine::Plan {
+        read: Vec::new(),
+        write: socket.parent().map(Path::to_path_buf).into_iter().collect(),
+    };
+    if let Some(outside) = &args.confinement_selftest {
+        let held = confine::selftest("airlock-proxy", &plan, outside)?;
+        std::process::exit(if held { 0 } else { 1 });
+    }
+    confine::apply("airlock-proxy", &plan)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -502,14 +502,22 @@ fn a_user_cannot_flood_the_audit_log() {
     }
 }
 
-/// Started without a service manager, as here, airlock-gateway and
-/// airlock-totp confine themselves with Landlock to the paths they need: a
-/// directory their own user may write is out of the daemon's reach.
+/// Started without a service manager, as here, airlock-gateway,
+/// airlock-totp and airlock-proxy confine themselves with Landlock to the
+/// paths they need: a directory their own user may write is out of the
+/// daemon's reach.
 #[test]
 fn daemons_confine_themselves_without_systemd() {
     let system = System::start();
     let config = system.path("airlock.toml");
-    for (daemon, user) in [("airlock-gateway", &GATEWAY), ("airlock-totp", &TOTP)] {
+    let proxy = TestUser {
+        name: "airlock-proxy",
+    };
+    for (daemon, user) in [
+        ("airlock-gateway", &GATEWAY),
+        ("airlock-totp", &TOTP),
+        ("airlock-proxy", &proxy),
+    ] {
         let outside = system.path(&format!("outside-{daemon}"));
         std::fs::create_dir(&outside).unwrap();
         std::os::unix::fs::chown(
