@@ -107,12 +107,23 @@ fn list(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// What each daemon does at start-up: with `--confinement-selftest DIR`
+/// ([`selftest`]) it shows its confinement and exits, 0 if it held;
+/// otherwise it applies `plan` ([`apply`]) and goes on.
+pub fn enter(daemon: &str, plan: &Plan, selftest_outside: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(outside) = selftest_outside {
+        let held = selftest(daemon, plan, outside)?;
+        std::process::exit(if held { 0 } else { 1 });
+    }
+    apply(daemon, plan).map(drop)
+}
+
 /// The daemons' `--confinement-selftest DIR`: after [`apply`], tries to
 /// create a file in each of `plan.write` (which must work) and in `outside`
 /// (which must not), prints one line for each, and says whether the
 /// confinement held. Lets an administrator, and the tests, see the
 /// confinement of the very code path the daemon runs.
-pub fn selftest(daemon: &str, plan: &Plan, outside: &Path) -> anyhow::Result<bool> {
+fn selftest(daemon: &str, plan: &Plan, outside: &Path) -> anyhow::Result<bool> {
     let outcome = apply(daemon, plan)?;
     println!("{daemon}: {outcome:?}");
     let try_create = |dir: &Path| {

@@ -55,11 +55,11 @@ fn main() -> anyhow::Result<()> {
         ],
         write: vec![state_dir.clone(), audit_dir.clone()],
     };
-    if let Some(outside) = &args.confinement_selftest {
-        let held = confine::selftest("airlock-gateway", &plan, outside)?;
-        std::process::exit(if held { 0 } else { 1 });
-    }
-    confine::apply("airlock-gateway", &plan)?;
+    confine::enter(
+        "airlock-gateway",
+        &plan,
+        args.confinement_selftest.as_deref(),
+    )?;
 
     let core = Core::open(
         &policy_dir,

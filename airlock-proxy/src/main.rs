@@ -68,11 +68,7 @@ fn main() -> anyhow::Result<()> {
         read: Vec::new(),
         write: socket.parent().map(Path::to_path_buf).into_iter().collect(),
     };
-    if let Some(outside) = &args.confinement_selftest {
-        let held = confine::selftest("airlock-proxy", &plan, outside)?;
-        std::process::exit(if held { 0 } else { 1 });
-    }
-    confine::apply("airlock-proxy", &plan)?;
+    confine::enter("airlock-proxy", &plan, args.confinement_selftest.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -41,11 +41,7 @@ fn main() -> anyhow::Result<()> {
         read: vec![args.config.clone()],
         write: vec![state_dir.clone()],
     };
-    if let Some(outside) = &args.confinement_selftest {
-        let held = confine::selftest("airlock-totp", &plan, outside)?;
-        std::process::exit(if held { 0 } else { 1 });
-    }
-    confine::apply("airlock-totp", &plan)?;
+    confine::enter("airlock-totp", &plan, args.confinement_selftest.as_deref())?;
     let gateway_uid = nix::unistd::User::from_name(&config.gateway_user)?
         .map(|u| u.uid.as_raw())
         .with_context(|| format!("no user {:?} (totp.gateway_user)", config.gateway_user))?;
