@@ -542,17 +542,31 @@ fn daemons_confine_themselves_without_systemd() {
         );
         assert!(proof.exists());
 
-        let test = system.run_as(
-            user,
-            &airlock_tests::bin(daemon),
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "--confinement-selftest",
-                outside.to_str().unwrap(),
-            ],
-            "",
-        );
+        let mut args = vec![
+            "--config".to_owned(),
+            config.to_str().unwrap().to_owned(),
+            "--confinement-selftest".to_owned(),
+            outside.to_str().unwrap().to_owned(),
+        ];
+        if daemon == "airlock-proxy" {
+            // Its socket's directory in the system's, as airlock-proxy's
+            // own: the default (/run/airlock-proxy) exists only where the
+            // package or airlock-up made it.
+            let dir = system.path("proxy-confined");
+            std::fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::chown(
+                &dir,
+                Some(airlock_tests::users::uid(user.name).as_raw()),
+                None,
+            )
+            .unwrap();
+            args.extend([
+                "--socket".to_owned(),
+                dir.join("proxy.sock").to_str().unwrap().to_owned(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let test = system.run_as(user, &airlock_tests::bin(daemon), &args, "");
         assert_eq!(
             test.code, 0,
             "{daemon}'s confinement did not hold: {test:?}"
