@@ -474,10 +474,10 @@ impl CredentialsService {
         };
         let pid = caller_pid(&self.dbus, &header).await?;
         let session = self.session_of(service, uid, pid).await;
-        let grants = self
-            .core
-            .locked()
-            .service_grants(service, uid, session.as_deref(), now_unix());
+        let grants =
+            self.core
+                .locked()
+                .service_grants(service, uid, session.as_deref(), now_unix());
         let grant = grants.into_iter().next();
         let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
         let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
@@ -538,7 +538,10 @@ impl CredentialsService {
             }
         }
         self.record(record(true, None))?;
-        tracing::info!("released {service} to uid {uid} (pid {pid}) under {}", released.grant_id);
+        tracing::info!(
+            "released {service} to uid {uid} (pid {pid}) under {}",
+            released.grant_id
+        );
         Ok(released)
     }
 
