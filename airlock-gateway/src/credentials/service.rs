@@ -509,13 +509,20 @@ impl CredentialsService {
             expires_at: grant.body.expires_at,
             grant_id: grant.body.grant_id.clone(),
         };
-        for field in &def.fields {
+        // Each field's key is unwrapped by airlock-totp: ask for all at once.
+        let opened = futures_util::future::join_all(
+            def.fields
+                .iter()
+                .map(|field| self.open_field(service, field, &grant.signed)),
+        )
+        .await;
+        for (field, opened) in def.fields.iter().zip(opened) {
             let optional = !tool
                 .tool
                 .required_fields()
                 .iter()
                 .any(|group| group.contains(&field.as_str()));
-            let value = match self.open_field(service, field, &grant.signed).await {
+            let value = match opened {
                 Ok(value) => value,
                 Err(AirlockError::NotFound(_)) if optional => continue,
                 Err(e) => {
