@@ -444,3 +444,79 @@ fn a_session_grant_releases_to_that_session_only() {
         "{ops:#?}"
     );
 }
+
+/// `airlockctl run` points a session's tools at what wire-up wrote, with
+/// variables that hold paths, and git in the session follows them.
+#[test]
+fn run_exports_the_wired_configuration_to_the_session() {
+    let system = System::start_with(Options {
+        services: Some(services()),
+        enforcer: true,
+        ..Options::default()
+    });
+    let home = agent_dir(&system, "agent-home");
+    let home_env = format!("HOME={}", home.display());
+    let ctl = system.bin("airlockctl").display().to_string();
+    let services_arg = system.path("services").display().to_string();
+    let as_agent = |args: &[&str]| {
+        let mut all = vec![home_env.as_str(), ctl.as_str()];
+        all.extend_from_slice(args);
+        system.run_as(&AGENT, Path::new("/usr/bin/env"), &all, "")
+    };
+    // Nothing wired: nothing exported.
+    let script =
+        "printf '[%s][%s][%s]\\n' \"$AWS_CONFIG_FILE\" \"$KUBECONFIG\" \"$GIT_CONFIG_COUNT\"; \
+                  git config --get-all credential.https://git.test.example.helper || true";
+    let out = as_agent(&["run", "--", "sh", "-c", script]);
+    assert!(out.success().stdout.starts_with("[][][]"), "{out:?}");
+    for (tool, service) in [("aws", "aws-dev"), ("kube", "kube"), ("git", "gh")] {
+        as_agent(&[
+            "credentials",
+            "wire-up",
+            tool,
+            service,
+            "--services-dir",
+            &services_arg,
+        ])
+        .success();
+    }
+    // A wire-up for the wrong kind is refused and writes nothing.
+    let out = as_agent(&[
+        "credentials",
+        "wire-up",
+        "docker",
+        "gh",
+        "--services-dir",
+        &services_arg,
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("service gh is git, not docker"),
+        "{out:?}"
+    );
+    assert!(!home.join(".config/airlock/tools/docker").exists());
+    let tools = home.join(".config/airlock/tools");
+    let out = as_agent(&["run", "--", "sh", "-c", script]);
+    let stdout = &out.success().stdout;
+    assert!(
+        stdout.starts_with(&format!(
+            "[{}][{}][1]",
+            tools.join("aws/config").display(),
+            tools.join("kube/config").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("'{ctl}' credential-helper git gh")),
+        "git in the session follows the include: {stdout}"
+    );
+    let aws = std::fs::read_to_string(tools.join("aws/config")).unwrap();
+    assert!(
+        aws.contains("[profile aws-dev]") && aws.contains("credential_process = "),
+        "{aws}"
+    );
+    let kube: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tools.join("kube/config")).unwrap()).unwrap();
+    assert_eq!(kube["clusters"][0]["cluster"]["server"], KUBE_SERVER);
+    assert_eq!(kube["users"][0]["user"]["exec"]["args"][2], "kube");
+}
