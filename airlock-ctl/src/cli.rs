@@ -21,6 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The tools whose credential helpers airlockctl serves.
+pub const TOOLS: [&str; 4] = ["aws", "kube", "git", "docker"];
+
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
@@ -39,6 +42,18 @@ pub enum Command {
     /// opened only under a grant).
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Serve a tool's credential-helper protocol (what `credentials
+    /// wire-up` configures the tools to run): `aws SERVICE`, `kube
+    /// SERVICE`, `git SERVICE get|store|erase`, `docker [SERVICE]
+    /// get|store|erase|list` (also run as docker-credential-airlock). The
+    /// credential comes only under a live grant for this process.
+    CredentialHelper {
+        #[arg(value_parser = TOOLS)]
+        tool: String,
+        /// The service, then the action the tool passes (git, docker).
+        #[arg(num_args = 0..=2)]
+        args: Vec<String>,
+    },
     /// Check or show the service definitions (services.d).
     #[command(subcommand)]
     Services(ServicesCommand),
@@ -305,6 +320,18 @@ pub enum CredentialsCommand {
     Remove {
         service: String,
         field: Option<String>,
+    },
+    /// Configure a tool (aws, kube, git, docker) to ask Airlock for
+    /// SERVICE's credential: writes its configuration under
+    /// ~/.config/airlock/tools/TOOL, which `airlockctl run` points the
+    /// session at (no secret is written).
+    WireUp {
+        #[arg(value_parser = TOOLS)]
+        tool: String,
+        service: String,
+        /// The service definitions to read SERVICE from.
+        #[arg(long, default_value = DEFAULT_SERVICES_DIR)]
+        services_dir: PathBuf,
     },
     /// Print a stored value after a TOTP code (admins only).
     Get {

@@ -9,11 +9,13 @@ mod confine;
 mod credentials;
 mod doctor;
 mod enforcers;
+mod helper;
 mod policy;
 mod printable;
 mod services;
 mod sessions;
 mod totp;
+mod wireup;
 
 use std::process::ExitCode;
 
@@ -56,7 +58,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 field,
                 code_stdin,
             } => credentials::get(&service, &field, code_stdin).await,
+            CredentialsCommand::WireUp {
+                tool,
+                service,
+                services_dir,
+            } => wireup::wire_up(&tool, &service, &services_dir),
         },
+        Command::CredentialHelper { tool, args } => Ok(credential_helper(&tool, &args).await),
         Command::Request {
             scope,
             services,
@@ -151,13 +159,45 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// `credential-helper TOOL ARGS`: the service first, then the action the
+/// tool passes; Docker passes only the action.
+async fn credential_helper(tool: &str, args: &[String]) -> i32 {
+    let tool = match tool {
+        "aws" => helper::HelperTool::Aws,
+        "kube" => helper::HelperTool::Kube,
+        "git" => helper::HelperTool::Git,
+        _ => helper::HelperTool::Docker,
+    };
+    let (service, action) = match (tool, args) {
+        (helper::HelperTool::Docker, [action]) => (None, Some(action.as_str())),
+        (_, [service]) => (Some(service.as_str()), None),
+        (_, [service, action]) => (Some(service.as_str()), Some(action.as_str())),
+        _ => (None, None),
+    };
+    helper::run(tool, service, action).await
+}
+
 fn main() -> ExitCode {
     // The session's first process: before a runtime (or anything else) runs.
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new(confine::SUBCOMMAND)) {
         return confine::main(args.collect());
     }
-    let cli = Cli::parse();
+    // Docker runs `docker-credential-airlock ACTION`: a symlink to us.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let cli = if std::path::Path::new(&argv0).file_name()
+        == Some(std::ffi::OsStr::new(helper::DOCKER_HELPER_NAME))
+    {
+        let mut argv = vec![
+            std::ffi::OsString::from("airlockctl"),
+            "credential-helper".into(),
+            "docker".into(),
+        ];
+        argv.extend(std::env::args_os().skip(1));
+        Cli::parse_from(argv)
+    } else {
+        Cli::parse()
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

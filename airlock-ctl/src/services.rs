@@ -74,6 +74,14 @@ pub fn list(dir: &Path) -> anyhow::Result<i32> {
                 let scheme = if imap.upstream.tls { "imaps" } else { "imap" };
                 format!("{scheme}://{}", imap.upstream.authority())
             }
+            ServiceKind::Tool(tool) => format!(
+                "{} credential helper{}",
+                tool.tool.as_str(),
+                tool.server
+                    .as_deref()
+                    .map(|s| format!(" for {s}"))
+                    .unwrap_or_default()
+            ),
         };
         println!(
             "{} ({}): {}",

@@ -215,6 +215,12 @@ pub async fn run(role: Option<&str>, unenforced: bool, command: &[String]) -> an
         .first()
         .ok_or_else(|| anyhow!("no command to run"))?;
     let program = resolve_executable(name).ok_or_else(|| anyhow!("{name}: command not found"))?;
+    // Tools wired to Airlock's credential helpers find their configuration
+    // (paths only). Set before anything else runs: this process is still
+    // single-threaded here, and the session inherits its environment.
+    for (key, value) in crate::wireup::session_env() {
+        std::env::set_var(key, value);
+    }
     let (control, child_end) = Control::pair()?;
     // The held child becomes `airlockctl session-init --control FD PROGRAM
     // ARGV...`, which confines itself and then execs the command.

@@ -26,6 +26,10 @@ pub struct Args {
     /// a connection of that user may give.
     #[arg(long, default_value = names::TOTP_USER)]
     pub totp_user: String,
+    /// Airlock's configuration: its `proxy.socket` is a socket sessions
+    /// may reach.
+    #[arg(long, default_value = names::DEFAULT_CONFIG)]
+    pub config: PathBuf,
     /// Report what enforcement this machine supports and exit.
     #[arg(long)]
     pub check: bool,

@@ -139,19 +139,26 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Sessions also reach the credential proxy's socket (`proxy.socket`).
+    let proxy_socket = airlock_common::config::Config::load(&args.config)
+        .map(|c| c.proxy.socket)
+        .unwrap_or_else(|e| {
+            tracing::warn!("{e}; assuming the proxy's default socket");
+            names::DEFAULT_PROXY_SOCKET.into()
+        });
     runtime.block_on(serve(
         Sessions::new(kernel, cgroups),
         mode,
-        gateway_uid,
-        totp_uid,
+        (gateway_uid, totp_uid),
+        proxy_socket,
     ))
 }
 
 async fn serve(
     mut sessions: Sessions,
     mode: Mode,
-    gateway_uid: Option<u32>,
-    totp_uid: Option<u32>,
+    (gateway_uid, totp_uid): (Option<u32>, Option<u32>),
+    proxy_socket: std::path::PathBuf,
 ) -> anyhow::Result<()> {
     let ring = sessions
         .kernel
@@ -169,7 +176,18 @@ async fn serve(
             "the system bus address names no socket file: under BPF LSM, sessions cannot reach it"
         );
     }
-    let mut bus = system_bus::BusListeners::new(bus_paths);
+    let allowed = bus_paths
+        .into_iter()
+        .map(|path| system_bus::AllowedSocket {
+            what: "system bus",
+            path,
+        })
+        .chain(std::iter::once(system_bus::AllowedSocket {
+            what: "credential proxy",
+            path: proxy_socket,
+        }))
+        .collect();
+    let mut bus = system_bus::AllowedSockets::new(allowed);
     if let Some(listeners) = bus.refresh() {
         sessions.kernel.set_bus_sockets(&listeners)?;
     }

@@ -1,6 +1,9 @@
 //! The system bus stays reachable from sessions (`airlockctl` inside one
-//! talks to the gateway over it): its listening socket is registered, by
-//! the socket's inode number, in the map the Unix socket hooks read.
+//! talks to the gateway over it), and so does the credential proxy's socket
+//! (an agent's MCP server or `curl --unix-socket` reach services through
+//! it): their listening sockets are registered, by the socket's inode
+//! number, in the map the Unix socket hooks read. Nothing else a session
+//! connects to by path is allowed under BPF LSM.
 //!
 //! The listener is found through the process serving it, not by a path
 //! string a session could imitate: connecting to the bus's socket file
@@ -69,18 +72,26 @@ fn unescape(value: &str) -> String {
 /// `__SO_ACCEPTCON` in `/proc/net/unix`'s flags: a listening socket.
 const LISTENING: u64 = 0x0001_0000;
 
-/// The bus's listening sockets and what they were found from.
+/// A socket sessions may reach: what it is (for messages) and its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedSocket {
+    pub what: &'static str,
+    pub path: PathBuf,
+}
+
+/// The listening sockets of the allowed services and what they were found
+/// from.
 #[derive(Default)]
-pub struct BusListeners {
-    paths: Vec<PathBuf>,
+pub struct AllowedSockets {
+    sockets: Vec<AllowedSocket>,
     /// (device, inode, change time) of each socket file when last found.
     files: Vec<Option<(u64, u64, i64)>>,
 }
 
-impl BusListeners {
-    pub fn new(paths: Vec<PathBuf>) -> BusListeners {
-        BusListeners {
-            paths,
+impl AllowedSockets {
+    pub fn new(sockets: Vec<AllowedSocket>) -> AllowedSockets {
+        AllowedSockets {
+            sockets,
             files: Vec::new(),
         }
     }
@@ -89,10 +100,10 @@ impl BusListeners {
     /// this is the first); `None` when nothing changed.
     pub fn refresh(&mut self) -> Option<BTreeSet<ListenerKey>> {
         let files: Vec<_> = self
-            .paths
+            .sockets
             .iter()
-            .map(|p| {
-                std::fs::metadata(p)
+            .map(|s| {
+                std::fs::metadata(&s.path)
                     .ok()
                     .map(|m| (m.dev(), m.ino(), m.ctime()))
             })
@@ -102,12 +113,19 @@ impl BusListeners {
         }
         self.files = files;
         let mut found = BTreeSet::new();
-        for path in &self.paths {
-            match listeners_of(path) {
+        for (socket, file) in self.sockets.iter().zip(&self.files) {
+            match listeners_of(&socket.path) {
                 Ok(keys) => found.extend(keys),
+                // Not running (yet): found on a later heartbeat.
+                Err(_) if file.is_none() => tracing::info!(
+                    "no {} socket at {} yet: sessions reach it once it listens",
+                    socket.what,
+                    socket.path.display()
+                ),
                 Err(e) => tracing::warn!(
-                    "the system bus at {}: {e:#}; sessions cannot reach it under BPF LSM",
-                    path.display()
+                    "the {} at {}: {e:#}; sessions cannot reach it under BPF LSM",
+                    socket.what,
+                    socket.path.display()
                 ),
             }
         }
@@ -219,11 +237,39 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(keys, BTreeSet::from([ListenerKey { ino }]));
-        let mut bus = BusListeners::new(vec![path.clone()]);
+        let mut bus = AllowedSockets::new(vec![AllowedSocket {
+            what: "system bus",
+            path: path.clone(),
+        }]);
         assert_eq!(bus.refresh(), Some(keys));
         assert_eq!(bus.refresh(), None, "unchanged");
         drop(listener);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(bus.refresh(), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn every_allowed_socket_is_registered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bus, proxy) = (dir.path().join("bus"), dir.path().join("proxy.sock"));
+        let _bus = std::os::unix::net::UnixListener::bind(&bus).unwrap();
+        let mut allowed = AllowedSockets::new(vec![
+            AllowedSocket {
+                what: "system bus",
+                path: bus.clone(),
+            },
+            AllowedSocket {
+                what: "credential proxy",
+                path: proxy.clone(),
+            },
+        ]);
+        let only_bus = listeners_of(&bus).unwrap();
+        assert_eq!(allowed.refresh(), Some(only_bus.clone()));
+        // The proxy starts later: its listener joins on the next refresh.
+        let _proxy = std::os::unix::net::UnixListener::bind(&proxy).unwrap();
+        let both = allowed.refresh().expect("the proxy's socket appeared");
+        assert_eq!(both.len(), 2);
+        assert!(both.is_superset(&only_bus));
+        assert!(both.is_superset(&listeners_of(&proxy).unwrap()));
     }
 }

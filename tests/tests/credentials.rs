@@ -716,7 +716,7 @@ fn bad_service_files_are_refused_with_file_and_line() {
         "",
     );
     assert!(
-        shipped.success().stdout.contains("valid (4 services)"),
+        shipped.success().stdout.contains("valid (8 services)"),
         "{shipped:?}"
     );
 }

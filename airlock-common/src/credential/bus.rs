@@ -69,6 +69,62 @@ impl zeroize::Zeroize for ProxyGrant {
     }
 }
 
+/// A tool's credential as `Release` hands it to the granted caller itself
+/// (a secret: the helper zeroizes it once written to the tool, and it is
+/// never logged).
+#[derive(Clone, Serialize, Deserialize, Type)]
+pub struct ReleasedCredential {
+    /// `aws`, `kubernetes`, `git` or `docker`.
+    pub tool: String,
+    /// Where it is used (git's host, Docker's registry, the Kubernetes API
+    /// server); "" for AWS.
+    pub server: String,
+    /// Field name and value, for the fields stored (an optional one, such
+    /// as AWS's `session_token`, may be absent).
+    pub fields: Vec<(String, String)>,
+    /// When the grant that released it expires (Unix seconds): the tools
+    /// are told to ask again then.
+    pub expires_at: i64,
+    pub grant_id: String,
+}
+
+impl ReleasedCredential {
+    /// The value of `field`, if released.
+    pub fn field(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl std::fmt::Debug for ReleasedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.fields.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ReleasedCredential")
+            .field("tool", &self.tool)
+            .field("server", &self.server)
+            .field("fields", &names)
+            .field("expires_at", &self.expires_at)
+            .field("grant_id", &self.grant_id)
+            .finish()
+    }
+}
+
+impl zeroize::Zeroize for ReleasedCredential {
+    fn zeroize(&mut self) {
+        for (_, value) in &mut self.fields {
+            value.zeroize();
+        }
+    }
+}
+
+impl Drop for ReleasedCredential {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self);
+    }
+}
+
 /// Client side of `org.airlock.Credentials1` (the gateway). Storing,
 /// removing and fetching a sealed value are for root and group
 /// airlock-admin; listing names is for everyone.
@@ -99,6 +155,11 @@ pub trait Credentials1 {
         caller_uid: u32,
         caller_pid: u32,
     ) -> zbus::Result<ProxyGrant>;
+    /// A tool service's credential, for the calling process itself (its
+    /// uid and, through its cgroup, its session come from the bus): only
+    /// under a live grant that covers `service` for that uid and session.
+    /// Audited, never with a value.
+    fn release(&self, service: &str) -> zbus::Result<ReleasedCredential>;
 }
 
 /// Client side of `org.airlock.Keys1` (airlock-totp): it holds the

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::{
-    HttpService, ImapService, Injection, PathRule, ServiceDef, ServiceKind, ServiceSet, Upstream,
+    HttpService, ImapService, Injection, PathRule, ServiceDef, ServiceKind, ServiceSet, Tool,
+    Upstream,
 };
 use crate::credential::{is_field_name, is_service_name};
 use crate::policy::load::{FileCx, Table};
@@ -126,10 +127,17 @@ impl FileCx<'_> {
             }
             Some(node) => match self.string(node, "`kind`")? {
                 kind @ ("http" | "imap") => kind,
+                // A tool's credential (additive: see tool.rs).
+                tool if Tool::from_kind(tool).is_some() => {
+                    return self.tool_service(item, Tool::from_kind(tool)?);
+                }
                 other => {
                     self.error(
                         &node.span,
-                        format!("`kind`: unknown kind {other:?} (expected \"http\" or \"imap\")"),
+                        format!(
+                            "`kind`: unknown kind {other:?} (expected \"http\", \"imap\", \
+                             \"aws\", \"kubernetes\", \"git\" or \"docker\")"
+                        ),
                     );
                     return None;
                 }
@@ -514,6 +522,8 @@ fn check_path_rule(path: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+mod tool;
 
 #[cfg(test)]
 mod tests;

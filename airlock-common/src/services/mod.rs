@@ -2,7 +2,8 @@
 //!
 //! `/etc/airlock/services.d/*.toml` holds `[[service]]` tables. Each names
 //! a service (the name grants and the credential store use), its kind
-//! (`http` or `imap`), its upstream, the credential fields it needs, how
+//! (`http`, `imap`, or a tool: `aws`, `kubernetes`, `git`, `docker`), its
+//! upstream, the credential fields it needs, how
 //! they reach the upstream, and for HTTP what read-only means beyond GET,
 //! HEAD and OPTIONS: POST paths that only read (a search or embeddings
 //! endpoint). The directory is validated like the policy directory: every
@@ -36,6 +37,9 @@ pub struct ServiceDef {
 pub enum ServiceKind {
     Http(HttpService),
     Imap(ImapService),
+    /// A command-line tool's own credential (AWS, Kubernetes, git, Docker),
+    /// released to the granted caller through that tool's helper protocol.
+    Tool(ToolService),
 }
 
 impl ServiceKind {
@@ -43,8 +47,82 @@ impl ServiceKind {
         match self {
             ServiceKind::Http(_) => "http",
             ServiceKind::Imap(_) => "imap",
+            ServiceKind::Tool(tool) => tool.tool.as_str(),
         }
     }
+}
+
+/// The tools whose credential-helper protocols Airlock speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// `credential_process` in an AWS config file.
+    Aws,
+    /// The kubectl exec credential plugin.
+    Kubernetes,
+    /// A git credential helper.
+    Git,
+    /// A Docker credential helper (`docker-credential-airlock`).
+    Docker,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 4] = [Tool::Aws, Tool::Kubernetes, Tool::Git, Tool::Docker];
+
+    /// Its `kind` in a service file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Aws => "aws",
+            Tool::Kubernetes => "kubernetes",
+            Tool::Git => "git",
+            Tool::Docker => "docker",
+        }
+    }
+
+    pub fn from_kind(kind: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.as_str() == kind)
+    }
+
+    /// Fields the service must list: each is one of the alternatives
+    /// (git takes a password or a token).
+    pub fn required_fields(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Tool::Aws => &[&["access_key_id"], &["secret_access_key"]],
+            Tool::Kubernetes => &[&["token"]],
+            Tool::Git => &[&["username"], &["password", "token"]],
+            Tool::Docker => &[&["username"], &["secret"]],
+        }
+    }
+
+    /// Every field the tool's protocol can carry.
+    pub fn known_fields(self) -> &'static [&'static str] {
+        match self {
+            Tool::Aws => &["access_key_id", "secret_access_key", "session_token"],
+            Tool::Kubernetes => &["token"],
+            Tool::Git => &["username", "password", "token"],
+            Tool::Docker => &["username", "secret"],
+        }
+    }
+
+    /// The extra key naming where the credential is used, if the tool has
+    /// one: git's host, Docker's registry, the Kubernetes API server.
+    pub fn server_key(self) -> Option<&'static str> {
+        match self {
+            Tool::Aws => None,
+            Tool::Kubernetes => Some("server"),
+            Tool::Git => Some("host"),
+            Tool::Docker => Some("registry"),
+        }
+    }
+}
+
+/// A tool's credential: which tool, and (for all but AWS) where it is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolService {
+    pub tool: Tool,
+    /// git: the host (`github.com`); docker: the registry server
+    /// (`ghcr.io`, `https://index.docker.io/v1/`); kubernetes: the API
+    /// server's https URL.
+    pub server: Option<String>,
 }
 
 /// Where a service is reached. Plain text (`http`, `imap`) only on

@@ -8,13 +8,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use airlock_common::credential::bus::{CredentialInfo, Keys1Proxy, ProxyGrant, SealedCredential};
+use airlock_common::credential::bus::{
+    CredentialInfo, Keys1Proxy, ProxyGrant, ReleasedCredential, SealedCredential,
+};
 use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN};
 use airlock_common::dbus::{AirlockError, Enforcer1Proxy};
 use airlock_common::event::Event;
 use airlock_common::grant::Access;
 use airlock_common::names;
-use airlock_common::services::{HttpService, Injection, ServiceKind};
+use airlock_common::services::{HttpService, Injection, ServiceKind, Tool};
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
@@ -24,7 +26,7 @@ use zeroize::Zeroizing;
 
 use super::services::Services;
 use super::{CredentialStore, Entry, StoreError};
-use crate::caller::{require_admin, Callers};
+use crate::caller::{caller_pid, require_admin, Callers};
 use crate::core::Core;
 
 pub struct CredentialsService {
@@ -183,6 +185,16 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// The operation a release is audited as: the protocol it serves.
+fn release_op(tool: Tool) -> &'static str {
+    match tool {
+        Tool::Aws => "credential_process",
+        Tool::Kubernetes => "exec_credential",
+        Tool::Git => "git_credential",
+        Tool::Docker => "docker_credential",
+    }
 }
 
 fn check_request(method: &str, path: &str) -> Result<(), AirlockError> {
@@ -434,6 +446,110 @@ impl CredentialsService {
             grant_id: grant.body.grant_id,
             access: grant.body.access,
         })
+    }
+
+    /// A tool service's credential for the calling process itself: its uid
+    /// from the bus, its session from its pid's cgroup (as the enforcer
+    /// tells it). Released only under a live grant covering `service` for
+    /// that uid and session; every answer is audited as an operation
+    /// (`op` names the tool's protocol), never with a value.
+    async fn release(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+    ) -> Result<ReleasedCredential, AirlockError> {
+        let uid = self.callers.uid(&self.dbus, &header).await?;
+        slot(service, credential::DEFAULT_FIELD)?;
+        let def = self.services.get(service).ok_or_else(|| {
+            AirlockError::NotFound(format!(
+                "no service {service:?} is defined (see `airlockctl services list`)"
+            ))
+        })?;
+        let ServiceKind::Tool(tool) = &def.kind else {
+            return Err(AirlockError::InvalidArgument(format!(
+                "service {service} is {}: its credential is never released, Airlock uses it \
+                 for you (the proxy or `airlockctl access`)",
+                def.kind.as_str()
+            )));
+        };
+        let pid = caller_pid(&self.dbus, &header).await?;
+        let session = self.session_of(service, uid, pid).await;
+        let grants =
+            self.core
+                .locked()
+                .service_grants(service, uid, session.as_deref(), now_unix());
+        let grant = grants.into_iter().next();
+        let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
+        let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
+            credential: service.to_owned(),
+            op: release_op(tool.tool).to_owned(),
+            uid,
+            session: session.clone(),
+            grant_id: grant_id.clone(),
+            allowed,
+            refusal,
+        };
+        let Some(grant) = grant else {
+            let why = format!(
+                "no live grant lets uid {uid} use {service}{}; ask for one: `airlockctl \
+                 request --services {service} --reason \"…\"`, then an admin approves it with \
+                 a TOTP code (`airlockctl approve`)",
+                session
+                    .as_deref()
+                    .map(|s| format!(" in session {s}"))
+                    .unwrap_or_default()
+            );
+            self.record(record(false, Some(why.clone())))?;
+            return Err(AirlockError::AccessDenied(why));
+        };
+        let mut released = ReleasedCredential {
+            tool: tool.tool.as_str().to_owned(),
+            server: tool.server.clone().unwrap_or_default(),
+            fields: Vec::with_capacity(def.fields.len()),
+            expires_at: grant.body.expires_at,
+            grant_id: grant.body.grant_id.clone(),
+        };
+        // Each field's key is unwrapped by airlock-totp: ask for all at once.
+        let opened = futures_util::future::join_all(
+            def.fields
+                .iter()
+                .map(|field| self.open_field(service, field, &grant.signed)),
+        )
+        .await;
+        for (field, opened) in def.fields.iter().zip(opened) {
+            let optional = !tool
+                .tool
+                .required_fields()
+                .iter()
+                .any(|group| group.contains(&field.as_str()));
+            let value = match opened {
+                Ok(value) => value,
+                Err(AirlockError::NotFound(_)) if optional => continue,
+                Err(e) => {
+                    self.record(record(false, Some(e.message())))?;
+                    return Err(e);
+                }
+            };
+            match std::str::from_utf8(&value) {
+                Ok(text) if !text.bytes().any(|b| b.is_ascii_control()) => {
+                    released.fields.push((field.clone(), text.to_owned()));
+                }
+                _ => {
+                    let e = AirlockError::Internal(format!(
+                        "the stored {service}/{field} holds control characters: a tool's \
+                         protocol cannot carry it (store it again)"
+                    ));
+                    self.record(record(false, Some(e.message())))?;
+                    return Err(e);
+                }
+            }
+        }
+        self.record(record(true, None))?;
+        tracing::info!(
+            "released {service} to uid {uid} (pid {pid}) under {}",
+            released.grant_id
+        );
+        Ok(released)
     }
 
     /// The sealed value, for an admin's `airlockctl credentials get`, which

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::services::ToolService;
 
 fn load(files: &[(&str, &str)]) -> Result<ServiceSet, Vec<String>> {
     let files: Vec<_> = files
@@ -29,7 +30,19 @@ fn the_shipped_examples_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services");
     let set = ServiceSet::load_dir(&dir).unwrap();
     let names: Vec<_> = set.services().iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["github", "gmail", "icloud", "openrouter"]);
+    assert_eq!(
+        names,
+        [
+            "aws-dev",
+            "ghcr",
+            "github-git",
+            "github",
+            "gmail",
+            "icloud",
+            "kube-staging",
+            "openrouter"
+        ]
+    );
     let github = set.get("github").unwrap();
     let ServiceKind::Http(http) = &github.kind else {
         panic!("github is http");
@@ -125,7 +138,7 @@ kind = "ftp"
         "bad.toml:14:12: `upstream`: an IMAP upstream has no path",
         "bad.toml:16:49: `password_field`: \"password\" is not one of the service's `fields` (user)",
         "bad.toml:23:37: `name`: Host frames the request itself and cannot carry a credential",
-        "bad.toml:27:8: `kind`: unknown kind \"ftp\" (expected \"http\" or \"imap\")",
+        "bad.toml:27:8: `kind`: unknown kind \"ftp\" (expected \"http\", \"imap\", \"aws\", \"kubernetes\", \"git\" or \"docker\")",
     ];
     assert_eq!(errors, expected, "{errors:#?}");
 }
@@ -183,4 +196,77 @@ fn upstreams() {
     ] {
         assert!(parse_upstream(bad, http).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn tool_services_load_with_their_fields_and_servers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services");
+    let set = ServiceSet::load_dir(&dir).unwrap();
+    for (name, tool, server) in [
+        ("aws-dev", Tool::Aws, None),
+        (
+            "kube-staging",
+            Tool::Kubernetes,
+            Some("https://k8s.staging.example:6443"),
+        ),
+        ("github-git", Tool::Git, Some("github.com")),
+        ("ghcr", Tool::Docker, Some("ghcr.io")),
+    ] {
+        let def = set.get(name).unwrap_or_else(|| panic!("{name} is shipped"));
+        assert_eq!(
+            def.kind,
+            ServiceKind::Tool(ToolService {
+                tool,
+                server: server.map(str::to_owned)
+            }),
+            "{name}"
+        );
+    }
+    let git = set.get("github-git").unwrap();
+    assert_eq!(git.fields, ["username", "token"]);
+    assert_eq!(git.kind.as_str(), "git");
+}
+
+#[test]
+fn tool_services_refuse_fields_and_servers_the_tool_cannot_use() {
+    let aws_missing = "[[service]]\nname = \"a\"\nkind = \"aws\"\nfields = [\"access_key_id\"]\n";
+    assert_eq!(
+        errors(&[("a.toml", aws_missing)]),
+        ["a.toml:4:10: a aws service needs the field secret_access_key"]
+    );
+    let git_both = "[[service]]\nname = \"g\"\nkind = \"git\"\nhost = \"github.com\"\nfields = [\"username\", \"password\", \"token\", \"pin\"]\n";
+    assert_eq!(
+        errors(&[("g.toml", git_both)]),
+        [
+            "g.toml:5:10: field \"pin\" means nothing to git (its fields: username, password, token)",
+            "g.toml:5:10: list one of password and token, not both",
+        ]
+    );
+    let no_host = "[[service]]\nname = \"g\"\nkind = \"git\"\nfields = [\"username\", \"token\"]\nupstream = \"https://x\"\n";
+    let e = errors(&[("g.toml", no_host)]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("g.toml:1:1: missing required key `host`"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("g.toml:5:1: unknown key `upstream` in a git [[service]]"),
+        "{e:?}"
+    );
+    let kube_plain = "[[service]]\nname = \"k\"\nkind = \"kubernetes\"\nserver = \"http://k8s.example\"\nfields = [\"token\"]\n";
+    let e = errors(&[("k.toml", kube_plain)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("k.toml:4:10: `server`: http sends the credential in the clear"),
+        "{e:?}"
+    );
+    let docker_bad = "[[service]]\nname = \"d\"\nkind = \"docker\"\nregistry = \"ghcr io\"\nfields = [\"username\", \"secret\"]\n";
+    let e = errors(&[("d.toml", docker_bad)]);
+    assert!(
+        e[0].starts_with("d.toml:4:12: `registry`: must be"),
+        "{e:?}"
+    );
+    let unknown = "[[service]]\nname = \"x\"\nkind = \"ssh\"\nfields = [\"key\"]\n";
+    let e = errors(&[("x.toml", unknown)]);
+    assert!(e[0].contains("unknown kind \"ssh\""), "{e:?}");
 }
