@@ -69,6 +69,37 @@ impl zeroize::Zeroize for ProxyGrant {
     }
 }
 
+/// What the proxy needs for one mail operation: where the IMAP server is,
+/// and the login (a secret: zeroized after `LOGIN`, never logged).
+#[derive(Clone, Serialize, Deserialize, Type)]
+pub struct MailLogin {
+    /// TLS from the first byte (`imaps`); plain only on loopback.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub grant_id: String,
+}
+
+impl std::fmt::Debug for MailLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailLogin")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl zeroize::Zeroize for MailLogin {
+    fn zeroize(&mut self) {
+        self.user.zeroize();
+        self.password.zeroize();
+    }
+}
+
 /// Client side of `org.airlock.Credentials1` (the gateway). Storing,
 /// removing and fetching a sealed value are for root and group
 /// airlock-admin; listing names is for everyone.
@@ -99,6 +130,31 @@ pub trait Credentials1 {
         caller_uid: u32,
         caller_pid: u32,
     ) -> zbus::Result<ProxyGrant>;
+    /// airlock-proxy only: `http` or `imap`, so that it knows how to serve
+    /// `/SERVICE/…`. NotFound for an undefined service.
+    fn service_kind(&self, service: &str) -> zbus::Result<String>;
+    /// airlock-proxy only: the login for mail operation `op` (one of
+    /// [`MailOp`](crate::mail::MailOp)'s names) on `service` for the caller
+    /// it identified, if a live grant covers it. Audited.
+    fn authorize_mail(
+        &self,
+        service: &str,
+        op: &str,
+        caller_uid: u32,
+        caller_pid: u32,
+    ) -> zbus::Result<MailLogin>;
+    /// airlock-proxy only: how the operation `authorize_mail` let through
+    /// ended: `count` items, or (non-empty) `error`. Audited as the seed's
+    /// `operation` record.
+    fn mail_done(
+        &self,
+        service: &str,
+        op: &str,
+        caller_uid: u32,
+        grant_id: &str,
+        count: u32,
+        error: &str,
+    ) -> zbus::Result<()>;
 }
 
 /// Client side of `org.airlock.Keys1` (airlock-totp): it holds the
