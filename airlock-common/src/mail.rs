@@ -41,11 +41,7 @@ impl MailOp {
 
     /// Why `name` is refused: mail is read-only, and these are the reads.
     pub fn refusal(name: &str) -> String {
-        let shown: String = name
-            .chars()
-            .take(64)
-            .filter(|c| !c.is_control())
-            .collect();
+        let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
         format!(
             "{shown:?} is not a mail operation Airlock performs: mail is read-only through \
              Airlock (nothing is sent, moved, deleted or marked read); the operations are {}",
@@ -63,7 +59,9 @@ mod tests {
         for op in MailOp::ALL {
             assert_eq!(MailOp::parse(op.as_str()), Some(op));
         }
-        for write in ["store", "expunge", "append", "move", "copy", "delete", "STORE", ""] {
+        for write in [
+            "store", "expunge", "append", "move", "copy", "delete", "STORE", "",
+        ] {
             assert_eq!(MailOp::parse(write), None);
         }
         assert!(MailOp::refusal("move\n").contains("read-only"));

@@ -250,9 +250,10 @@ async fn forward(
     };
     let path = request.uri().path().to_owned();
     let (service, tail) = split_target(&path).map_err(|m| text(StatusCode::NOT_FOUND, &m))?;
-    let kind = forwarder.kind(service).await.map_err(|error| {
-        text(refusal_status(&error), &error.message())
-    })?;
+    let kind = forwarder
+        .kind(service)
+        .await
+        .map_err(|error| text(refusal_status(&error), &error.message()))?;
     if kind == Kind::Imap {
         return Ok(crate::mail::serve(forwarder, caller, service, tail, request).await);
     }

@@ -53,7 +53,11 @@ impl Dovecot {
         for (i, mail) in mails.iter().enumerate() {
             let flags = if mail.seen { "S" } else { "" };
             let name = format!("{}.M{i}P1.airlock-test:2,{flags}", 1_700_000_000 + i);
-            fs::write(maildir.join("cur").join(name), mail.raw.replace('\n', "\r\n")).unwrap();
+            fs::write(
+                maildir.join("cur").join(name),
+                mail.raw.replace('\n', "\r\n"),
+            )
+            .unwrap();
         }
         chown_tree(&root.join("mail"), owner, group);
         fs::write(
@@ -137,8 +141,7 @@ service stats {{
                     .set_read_timeout(Some(Duration::from_secs(5)))
                     .unwrap();
                 let mut line = String::new();
-                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("* OK")
-                {
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("* OK") {
                     return;
                 }
             }

@@ -131,7 +131,10 @@ fn error_of(value: &Value) -> &str {
 fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
     let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
     let system = System::start_with(Options {
-        services: Some(vec![("mail.toml".into(), imap_service("mail", dovecot.port))]),
+        services: Some(vec![(
+            "mail.toml".into(),
+            imap_service("mail", dovecot.port),
+        )]),
         ..Options::default()
     });
     let mut app = system.enrol();
@@ -146,7 +149,11 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
         error_of(&refused).contains("airlockctl request --services mail"),
         "{refused}"
     );
-    assert!(!dovecot.logs().contains("Login: user=<"), "{}", dovecot.logs());
+    assert!(
+        !dovecot.logs().contains("Login: user=<"),
+        "{}",
+        dovecot.logs()
+    );
 
     grant(&system, &mut app, "mail");
     let (status, unread) = op(&system, &proxy, &AGENT, true, "/mail/count_unread", "");
@@ -231,9 +238,17 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
     );
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["message"]["message_id"], "q1@example.test");
-    assert_eq!(dovecot.seen_on_disk(), seen_before, "{:?}", dovecot.inbox_files());
+    assert_eq!(
+        dovecot.seen_on_disk(),
+        seen_before,
+        "{:?}",
+        dovecot.inbox_files()
+    );
     let (_, unread) = op(&system, &proxy, &AGENT, true, "/mail/count_unread", "{}");
-    assert_eq!(unread["unread"], 2, "get_message marked a message read: {unread}");
+    assert_eq!(
+        unread["unread"], 2,
+        "get_message marked a message read: {unread}"
+    );
 
     // A missing message, bad parameters, another method: clear errors.
     let (status, missing) = op(
@@ -249,7 +264,10 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
     for (params, why) in [
         (r#"{}"#, "uid"),
         (r#"{"uid":"one"}"#, "get_message takes"),
-        (r#"{"uid":1,"mailbox":"INBOX\r\nA1 STORE 1 +FLAGS (\\Seen)"}"#, "mailbox"),
+        (
+            r#"{"uid":1,"mailbox":"INBOX\r\nA1 STORE 1 +FLAGS (\\Seen)"}"#,
+            "mailbox",
+        ),
     ] {
         let (status, bad) = op(&system, &proxy, &AGENT, true, "/mail/get_message", params);
         assert_eq!(status, 400, "{params}: {bad}");
@@ -305,7 +323,10 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
             "{}",
         );
         assert_eq!(status, 403, "{refused}");
-        assert!(error_of(&refused).contains(&format!("uid {outsider}")), "{refused}");
+        assert!(
+            error_of(&refused).contains(&format!("uid {outsider}")),
+            "{refused}"
+        );
     }
 
     // Nothing was ever changed on disk, and nothing but reads was sent.
@@ -327,9 +348,9 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
     assert!(done("get_message")
         .iter()
         .any(|r| r["error"].as_str().is_some_and(|e| e.contains("UID 999"))));
-    assert!(records.iter().any(|r| r["event"] == "service_operation"
-        && r["op"] == "store"
-        && r["allowed"] == false));
+    assert!(records
+        .iter()
+        .any(|r| r["event"] == "service_operation" && r["op"] == "store" && r["allowed"] == false));
     assert!(records.iter().any(|r| r["event"] == "service_operation"
         && r["op"] == "count_unread"
         && r["allowed"] == false
@@ -337,7 +358,9 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
     let audit = std::fs::read_to_string(system.audit_log()).unwrap();
     assert!(!audit.contains(MAIL_PASSWORD));
     assert!(!proxy.log_text().contains(MAIL_PASSWORD));
-    assert!(!system.service_log("airlock-gateway").contains(MAIL_PASSWORD));
+    assert!(!system
+        .service_log("airlock-gateway")
+        .contains(MAIL_PASSWORD));
     system.audit_verify().success();
 }
 
@@ -442,7 +465,10 @@ fn hostile_mail_servers_get_a_clear_error_and_bounded_memory() {
                 error.contains(why) || (op_name == "count_unread" && error.contains("STATUS")),
                 "{service} {op_name}: {answer}"
             );
-            assert!(error.len() < 1000, "{service}: an error quotes too much: {error}");
+            assert!(
+                error.len() < 1000,
+                "{service}: an error quotes too much: {error}"
+            );
         }
     }
     let after = high_water_kib(proxy.pid());
@@ -458,4 +484,154 @@ fn hostile_mail_servers_get_a_clear_error_and_bounded_memory() {
     assert!(records.iter().any(|r| r["event"] == "operation"
         && r["credential"] == "huge"
         && r["error"].as_str().is_some_and(|e| e.contains("literal"))));
+}
+
+/// `airlockctl access SERVICE OP ARGS…` as `user` against `proxy`, with
+/// `stdin` (a TOTP code, or nothing).
+fn access(
+    system: &System,
+    proxy: &Proxy,
+    user: &TestUser,
+    args: &[&str],
+    stdin: &str,
+) -> CtlOutput {
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let services = system.path("services");
+    let mut all = vec!["access"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--socket",
+        &socket,
+        "--services-dir",
+        services.to_str().unwrap(),
+        "--code-stdin",
+    ]);
+    system.ctl(user, &all, stdin)
+}
+
+#[test]
+fn airlockctl_access_asks_for_a_grant_at_the_terminal_then_performs_the_operation() {
+    let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
+    let upstream = airlock_tests::upstream::Upstream::start();
+    let api = format!(
+        "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
+         fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
+        upstream.addr
+    );
+    let system = System::start_with(Options {
+        services: Some(vec![
+            ("mail.toml".into(), imap_service("mail", dovecot.port)),
+            ("api.toml".into(), api),
+        ]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, "mail", "user", MAIL_USER);
+    add(&system, "mail", "password", MAIL_PASSWORD);
+    add(&system, "api", "token", "sk-access-test-9Zx4Vw1Mn8Kp3");
+    let proxy = Proxy::start(&system);
+
+    // Someone who may not approve gets a request filed and told who must
+    // approve it; nothing is read.
+    let agent = access(
+        &system,
+        &proxy,
+        &AGENT,
+        &["mail", "count_unread"],
+        "123456\n",
+    );
+    assert_ne!(agent.code, 0, "{agent:?}");
+    assert!(agent.stderr.contains("waits for an approver"), "{agent:?}");
+    assert!(agent.stdout.is_empty(), "{agent:?}");
+
+    // A wrong code approves nothing and performs nothing.
+    let wrong = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "count_unread"],
+        "000000\n",
+    );
+    assert_ne!(wrong.code, 0, "{wrong:?}");
+    assert!(wrong.stdout.is_empty(), "{wrong:?}");
+    assert!(!system
+        .audit_records()
+        .iter()
+        .any(|r| r["event"] == "operation"));
+
+    // The approver at the terminal: asked, approved with a code, served;
+    // stdout holds the answer alone.
+    let first = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "count_unread"],
+        &format!("{}\n", app.next_code()),
+    );
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stderr.contains("no live grant covers mail"),
+        "{first:?}"
+    );
+    assert!(
+        first.stderr.contains("approving signs this grant"),
+        "{first:?}"
+    );
+    let answer: Value = serde_json::from_str(&first.stdout).expect("JSON on stdout");
+    assert_eq!(answer["unread"], 2, "{first:?}");
+
+    // Under the grant, no question; parameters with -p.
+    let listed = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "list_messages", "-p", r#"{"limit":1}"#],
+        "",
+    );
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(!listed.stderr.contains("request"), "{listed:?}");
+    let answer: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(
+        answer["messages"].as_array().unwrap().len(),
+        1,
+        "{listed:?}"
+    );
+    assert_eq!(answer["messages"][0]["subject"], "Invoice 42 — due");
+
+    // Refusals and bad input: a clear message, exit 1.
+    let write = access(&system, &proxy, &APPROVER, &["mail", "expunge"], "");
+    assert_eq!(write.code, 1, "{write:?}");
+    assert!(write.stderr.contains("read-only"), "{write:?}");
+    let bad = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "list_messages", "-p", "[not json"],
+        "",
+    );
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("JSON object"), "{bad:?}");
+    let unknown = access(&system, &proxy, &APPROVER, &["nope", "x"], "");
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("no service \"nope\""),
+        "{unknown:?}"
+    );
+
+    // An HTTP service: OP is a path, fetched with GET, after its own grant.
+    let got = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["api", "/items"],
+        &format!("{}\n", app.next_code()),
+    );
+    assert_eq!(got.code, 0, "{got:?}");
+    assert!(got.stdout.contains("upstream saw GET /v1/items"), "{got:?}");
+    assert_eq!(
+        upstream.seen().last().unwrap().header("authorization"),
+        Some("Bearer sk-access-test-9Zx4Vw1Mn8Kp3")
+    );
+    assert!(!got.stdout.contains("sk-access-test"));
+    assert_eq!(dovecot.seen_on_disk(), 1);
 }

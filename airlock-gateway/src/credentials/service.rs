@@ -237,7 +237,10 @@ impl CredentialsService {
             }
         };
         let user = text(self.open_field(service, &imap.user_field, grant).await?)?;
-        let password = text(self.open_field(service, &imap.password_field, grant).await?)?;
+        let password = text(
+            self.open_field(service, &imap.password_field, grant)
+                .await?,
+        )?;
         Ok((user, password))
     }
 
@@ -582,8 +585,8 @@ impl CredentialsService {
     ) -> Result<(), AirlockError> {
         self.require_proxy(&header).await?;
         slot(service, credential::DEFAULT_FIELD)?;
-        let op = MailOp::parse(op)
-            .ok_or_else(|| AirlockError::InvalidArgument(MailOp::refusal(op)))?;
+        let op =
+            MailOp::parse(op).ok_or_else(|| AirlockError::InvalidArgument(MailOp::refusal(op)))?;
         if grant_id.len() > 128 || grant_id.bytes().any(|b| b.is_ascii_control()) {
             return Err(AirlockError::InvalidArgument("malformed grant id".into()));
         }

@@ -154,7 +154,10 @@ mod tests {
             .unwrap();
         scanner.feed(b"* 2 FETCH (BODY[] {9999").unwrap();
         let error = scanner.feed(b"99999}\r\n").unwrap_err();
-        assert!(error.to_string().contains("999999999-byte literal"), "{error}");
+        assert!(
+            error.to_string().contains("999999999-byte literal"),
+            "{error}"
+        );
         let mut plus = LiteralScanner::new();
         assert!(plus.feed(b"{99999999999999999999999+}\r\n").is_err());
         // Braces that are not an announcement are text.

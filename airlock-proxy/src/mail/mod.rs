@@ -94,10 +94,22 @@ struct MailboxParams {
 
 /// One operation, its parameters checked.
 enum Operation {
-    List { mailbox: String, limit: u32 },
-    Search { mailbox: String, query: String, limit: u32 },
-    Get { mailbox: String, uid: u32 },
-    CountUnread { mailbox: String },
+    List {
+        mailbox: String,
+        limit: u32,
+    },
+    Search {
+        mailbox: String,
+        query: String,
+        limit: u32,
+    },
+    Get {
+        mailbox: String,
+        uid: u32,
+    },
+    CountUnread {
+        mailbox: String,
+    },
 }
 
 fn mailbox(name: Option<String>) -> Result<String, String> {
@@ -196,7 +208,10 @@ pub async fn serve(
         );
     }
     let name = tail.trim_start_matches('/');
-    let body = match Limited::new(request.into_body(), MAX_PARAMS).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_PARAMS)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return error(
@@ -397,7 +412,9 @@ where
                 })
                 .await?;
             let message = message.ok_or_else(|| {
-                Failure::NotFound(format!("{mailbox} of {service} has no message with UID {uid}"))
+                Failure::NotFound(format!(
+                    "{mailbox} of {service} has no message with UID {uid}"
+                ))
             })?;
             Ok((
                 json!({ "service": service, "mailbox": mailbox, "message": message }),
@@ -423,10 +440,7 @@ fn newest(uids: &[u32], limit: u32) -> Vec<u32> {
 }
 
 /// Summaries of `uids`, in that order.
-async fn summaries<S>(
-    session: &mut ReadOnlySession<S>,
-    uids: &[u32],
-) -> Result<Vec<Value>, Failure>
+async fn summaries<S>(session: &mut ReadOnlySession<S>, uids: &[u32]) -> Result<Vec<Value>, Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
