@@ -100,6 +100,19 @@ impl zeroize::Zeroize for MailLogin {
     }
 }
 
+/// How a mail operation ended, as airlock-proxy reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct MailOutcome {
+    pub service: String,
+    pub op: String,
+    pub caller_uid: u32,
+    pub grant_id: String,
+    /// Messages listed or found, 1 for a message read, the unread count.
+    pub count: u32,
+    /// Why it failed; empty if it did not.
+    pub error: String,
+}
+
 /// Client side of `org.airlock.Credentials1` (the gateway). Storing,
 /// removing and fetching a sealed value are for root and group
 /// airlock-admin; listing names is for everyone.
@@ -143,18 +156,9 @@ pub trait Credentials1 {
         caller_uid: u32,
         caller_pid: u32,
     ) -> zbus::Result<MailLogin>;
-    /// airlock-proxy only: how the operation `authorize_mail` let through
-    /// ended: `count` items, or (non-empty) `error`. Audited as the seed's
-    /// `operation` record.
-    fn mail_done(
-        &self,
-        service: &str,
-        op: &str,
-        caller_uid: u32,
-        grant_id: &str,
-        count: u32,
-        error: &str,
-    ) -> zbus::Result<()>;
+    /// airlock-proxy only: how an operation `authorize_mail` let through
+    /// ended. Audited as the seed's `operation` record.
+    fn mail_done(&self, outcome: MailOutcome) -> zbus::Result<()>;
 }
 
 /// Client side of `org.airlock.Keys1` (airlock-totp): it holds the

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use airlock_common::credential::bus::{
-    CredentialInfo, Keys1Proxy, MailLogin, ProxyGrant, SealedCredential,
+    CredentialInfo, Keys1Proxy, MailLogin, MailOutcome, ProxyGrant, SealedCredential,
 };
 use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN};
 use airlock_common::dbus::{AirlockError, Enforcer1Proxy};
@@ -576,35 +576,35 @@ impl CredentialsService {
     async fn mail_done(
         &self,
         #[zbus(header)] header: Header<'_>,
-        service: &str,
-        op: &str,
-        caller_uid: u32,
-        grant_id: &str,
-        count: u32,
-        error: &str,
+        outcome: MailOutcome,
     ) -> Result<(), AirlockError> {
         self.require_proxy(&header).await?;
-        slot(service, credential::DEFAULT_FIELD)?;
-        let op =
-            MailOp::parse(op).ok_or_else(|| AirlockError::InvalidArgument(MailOp::refusal(op)))?;
+        let MailOutcome {
+            service,
+            op,
+            caller_uid,
+            grant_id,
+            count,
+            error,
+        } = outcome;
+        slot(&service, credential::DEFAULT_FIELD)?;
+        let op = MailOp::parse(&op)
+            .ok_or_else(|| AirlockError::InvalidArgument(MailOp::refusal(&op)))?;
         if grant_id.len() > 128 || grant_id.bytes().any(|b| b.is_ascii_control()) {
             return Err(AirlockError::InvalidArgument("malformed grant id".into()));
         }
-        let mut error: String = error
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_AUDITED_ERROR)
-            .collect();
-        if error.len() == MAX_AUDITED_ERROR {
-            error.push('…');
+        let printable: Vec<char> = error.chars().filter(|c| !c.is_control()).collect();
+        let mut kept: String = printable.iter().take(MAX_AUDITED_ERROR).collect();
+        if printable.len() > MAX_AUDITED_ERROR {
+            kept.push('…');
         }
         self.record(Event::Operation {
-            credential: service.to_owned(),
+            credential: service,
             op: op.as_str().to_owned(),
             uid: caller_uid,
-            grant_id: grant_id.to_owned(),
-            count: error.is_empty().then_some(count),
-            error: (!error.is_empty()).then_some(error),
+            grant_id,
+            count: kept.is_empty().then_some(count),
+            error: (!kept.is_empty()).then_some(kept),
         })
     }
 

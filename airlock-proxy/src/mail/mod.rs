@@ -15,7 +15,7 @@ mod render;
 
 use std::time::Duration;
 
-use airlock_common::credential::bus::MailLogin;
+use airlock_common::credential::bus::{MailLogin, MailOutcome};
 use airlock_common::dbus::AirlockError;
 use airlock_common::mail::MailOp;
 use bytes::Bytes;
@@ -259,7 +259,14 @@ pub async fn serve(
     };
     if let Err(e) = forwarder
         .gateway
-        .mail_done(service, op.as_str(), caller.uid, &grant_id, count, &failure)
+        .mail_done(MailOutcome {
+            service: service.to_owned(),
+            op: op.as_str().to_owned(),
+            caller_uid: caller.uid,
+            grant_id,
+            count,
+            error: failure,
+        })
         .await
     {
         tracing::warn!("cannot record how {service} {} ended: {e}", op.as_str());
