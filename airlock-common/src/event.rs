@@ -227,6 +227,21 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refusal: Option<String>,
     },
+    /// How a mail operation the proxy was let through ended (the seed's
+    /// `{"event":"operation","op":"list_messages","count":10}`, with the
+    /// service as `credential` since `service` names the writer).
+    Operation {
+        credential: String,
+        op: String,
+        uid: u32,
+        grant_id: String,
+        /// Messages listed or found, 1 for a message read, the unread
+        /// count; absent when it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 
     // ---- TOTP ----------------------------------------------------------------
     /// airlock-totp verified a code for a request and signed a grant, as it

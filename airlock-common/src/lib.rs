@@ -51,6 +51,8 @@ pub mod integrations;
 #[cfg(feature = "std")]
 pub mod limits;
 #[cfg(feature = "std")]
+pub mod mail;
+#[cfg(feature = "std")]
 pub mod names;
 #[cfg(feature = "std")]
 pub mod policy;

@@ -1,6 +1,7 @@
 //! Requests, approvals and grants.
 
 use std::borrow::Cow;
+use std::io::Write;
 use std::time::Duration;
 
 use airlock_common::dbus::{GrantInfo, GrantRequest, RequestInfo};
@@ -23,33 +24,35 @@ fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-fn print_request(r: &RequestInfo) {
-    println!("request {}", text(&r.id));
-    println!("  scope:     {}", text(&r.scope));
-    println!("  reason:    {}", text(&r.reason));
-    println!("  requester: {}", user_name(r.requester_uid));
+fn print_request(out: &mut dyn Write, r: &RequestInfo) {
+    let _ = writeln!(out, "request {}", text(&r.id));
+    let _ = writeln!(out, "  scope:     {}", text(&r.scope));
+    let _ = writeln!(out, "  reason:    {}", text(&r.reason));
+    let _ = writeln!(out, "  requester: {}", user_name(r.requester_uid));
     if let Some(session) = r.session.as_deref() {
-        println!("  session:   {}", text(session));
+        let _ = writeln!(out, "  session:   {}", text(session));
     }
     if r.requested_ttl_secs > 0 {
-        println!("  asks for:  {}", format_secs(r.requested_ttl_secs));
+        let _ = writeln!(out, "  asks for:  {}", format_secs(r.requested_ttl_secs));
     }
-    println!(
+    let _ = writeln!(
+        out,
         "  expires:   in {} ({})",
         remaining(r.expires_at),
         rfc3339(r.expires_at)
     );
 }
 
-fn print_grant(g: &GrantInfo) {
-    println!("grant {}", text(&g.id));
-    println!("  scope:   {} ({})", text(&g.scope), g.access.as_str());
-    println!("  for:     {}", user_name(g.subject_uid));
+fn print_grant(out: &mut dyn Write, g: &GrantInfo) {
+    let _ = writeln!(out, "grant {}", text(&g.id));
+    let _ = writeln!(out, "  scope:   {} ({})", text(&g.scope), g.access.as_str());
+    let _ = writeln!(out, "  for:     {}", user_name(g.subject_uid));
     if let Some(session) = g.session.as_deref() {
-        println!("  session: {}", text(session));
+        let _ = writeln!(out, "  session: {}", text(session));
     }
-    println!("  request: {}", text(&g.request_id));
-    println!(
+    let _ = writeln!(out, "  request: {}", text(&g.request_id));
+    let _ = writeln!(
+        out,
         "  expires: in {} ({})",
         remaining(g.expires_at),
         rfc3339(g.expires_at)
@@ -94,7 +97,9 @@ pub async fn list_requests(json: bool) -> anyhow::Result<i32> {
     } else if requests.is_empty() && artifacts.is_empty() {
         println!("no pending requests");
     } else {
-        requests.iter().for_each(print_request);
+        requests
+            .iter()
+            .for_each(|r| print_request(&mut std::io::stdout(), r));
         for artifact in &artifacts {
             // Only an approver (admin) may read the content.
             let content = crate::enforcers::content(&gateway, &artifact.id).await;
@@ -109,6 +114,17 @@ pub async fn list_requests(json: bool) -> anyhow::Result<i32> {
 /// gateway) and hands the signed grant to the gateway, which records it and
 /// gives it to the kernel.
 pub async fn approve(
+    id: Option<&str>,
+    ttl: Option<Duration>,
+    write: bool,
+    code_stdin: bool,
+) -> anyhow::Result<i32> {
+    approve_showing(&mut std::io::stdout(), id, ttl, write, code_stdin).await
+}
+
+/// [`approve`], showing the request and the grant on `out`.
+pub async fn approve_showing(
+    out: &mut dyn Write,
     id: Option<&str>,
     ttl: Option<Duration>,
     write: bool,
@@ -160,8 +176,9 @@ pub async fn approve(
         .await
         .map_err(|e| bus::explain("approve", e))?;
     check_proposal(&request, &asked, ttl_secs, write)?;
-    print_request(&request);
-    print_grant_request(&asked);
+    print_request(out, &request);
+    print_grant_request(out, &asked);
+    out.flush()?;
     let totp = bus::totp().await?;
     let code = read_code(code_stdin, "TOTP code: ")?;
     // What is signed is what was just printed, byte for byte.
@@ -173,7 +190,7 @@ pub async fn approve(
         .approve(signed)
         .await
         .map_err(|e| bus::explain("approve", e))?;
-    print_grant(&grant);
+    print_grant(out, &grant);
     Ok(0)
 }
 
@@ -212,25 +229,27 @@ fn check_proposal(
 }
 
 /// Everything airlock-totp will sign.
-fn print_grant_request(asked: &GrantRequest) {
-    println!("approving signs this grant:");
-    println!("  scope:     {}", text(&asked.scope));
-    println!("  for:       {}", user_name(asked.subject_uid));
-    println!(
+fn print_grant_request(out: &mut dyn Write, asked: &GrantRequest) {
+    let _ = writeln!(out, "approving signs this grant:");
+    let _ = writeln!(out, "  scope:     {}", text(&asked.scope));
+    let _ = writeln!(out, "  for:       {}", user_name(asked.subject_uid));
+    let _ = writeln!(
+        out,
         "  session:   {}",
         asked
             .session
             .as_deref()
             .map_or(Cow::Borrowed("(none: every process of the user)"), text)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  access:    {}",
         match asked.access {
             Access::Write => "read-write (--write)",
             Access::Read => "read-only",
         }
     );
-    println!("  lifetime:  {}", format_secs(asked.ttl_secs));
+    let _ = writeln!(out, "  lifetime:  {}", format_secs(asked.ttl_secs));
 }
 
 pub async fn deny(id: &str, reason: &str) -> anyhow::Result<i32> {
@@ -256,7 +275,7 @@ pub async fn list_grants(json: bool) -> anyhow::Result<i32> {
     } else {
         let stored = crate::credentials::stored().await;
         for grant in &grants {
-            print_grant(grant);
+            print_grant(&mut std::io::stdout(), grant);
             crate::credentials::print_opens(&grant.scope, stored.as_deref());
         }
     }

@@ -160,6 +160,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One operation on a service through airlock-proxy, its answer on
+    /// stdout: a mail operation (list_messages, search, get_message,
+    /// count_unread) with JSON parameters, or an HTTP service's path (GET).
+    /// Without a live grant for the service it asks for one and approves it
+    /// here with a TOTP code.
+    Access {
+        service: String,
+        /// A mail operation, or a path under an HTTP service.
+        op: String,
+        /// The mail operation's parameters, a JSON object: '{"limit":5}'.
+        #[arg(short = 'p', long = "params", value_name = "JSON")]
+        params: Option<String>,
+        /// airlock-proxy's Unix socket.
+        #[arg(long, default_value = names::DEFAULT_PROXY_SOCKET)]
+        socket: PathBuf,
+        /// The service definitions.
+        #[arg(long, default_value = DEFAULT_SERVICES_DIR)]
+        services_dir: PathBuf,
+        /// Read the TOTP code (if one is asked for) from standard input.
+        #[arg(long)]
+        code_stdin: bool,
+    },
     /// List live grants.
     Grants {
         #[arg(long)]

@@ -1,5 +1,6 @@
 //! airlockctl: the command-line front end of Airlock.
 
+mod access;
 mod approvals;
 mod audit;
 mod bus;
@@ -130,6 +131,24 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Pat(PatCommand::Revoke { id }) => enforcers::pat_revoke(&id).await,
         Command::Pair { code, generate } => enforcers::pair(code.as_deref(), generate).await,
         Command::Enforcers { unpair, json } => enforcers::enforcers(unpair.as_deref(), json).await,
+        Command::Access {
+            service,
+            op,
+            params,
+            socket,
+            services_dir,
+            code_stdin,
+        } => {
+            access::run(&access::Access {
+                service: &service,
+                op: &op,
+                params: params.as_deref(),
+                socket: &socket,
+                services_dir: &services_dir,
+                code_stdin,
+            })
+            .await
+        }
         Command::Grants { json } => approvals::list_grants(json).await,
         Command::Revoke { grant, all } => approvals::revoke(grant.as_deref(), all).await,
         Command::Audit {

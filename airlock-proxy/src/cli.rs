@@ -10,7 +10,7 @@ use clap::Parser;
 #[command(
     name = "airlock-proxy",
     version,
-    about = "Airlock credential proxy for HTTP services"
+    about = "Airlock credential proxy for HTTP services and mailboxes"
 )]
 pub struct Args {
     /// Configuration file.

@@ -43,11 +43,64 @@ pub struct Forwarder {
     pub gateway: Credentials1Proxy<'static>,
     /// TLS to HTTPS upstreams, against the configured authorities.
     pub tls: TlsConnector,
+    /// The same for IMAP servers (no HTTP ALPN).
+    pub imap_tls: TlsConnector,
+    /// Services' kinds as the gateway said them lately.
+    pub kinds: KindCache,
 }
 
-/// A TLS client (ring, TLS 1.2 and 1.3, HTTP/1.1) that trusts the
+/// How long the proxy trusts what the gateway said a service's kind is
+/// (services.d is re-read on SIGHUP); asking per request would add a bus
+/// round trip to every HTTP request.
+const KIND_TTL: Duration = Duration::from_secs(5);
+/// Names remembered at most (a caller may try any number of names).
+const KIND_CACHE_SIZE: usize = 256;
+
+#[derive(Default)]
+pub struct KindCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Kind, std::time::Instant)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Http,
+    Imap,
+}
+
+impl Forwarder {
+    /// The kind of `service`, from the cache or the gateway.
+    async fn kind(&self, service: &str) -> Result<Kind, AirlockError> {
+        let now = std::time::Instant::now();
+        {
+            let entries = self.kinds.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((kind, at)) = entries.get(service) {
+                if now.duration_since(*at) < KIND_TTL {
+                    return Ok(*kind);
+                }
+            }
+        }
+        let kind = match self
+            .gateway
+            .service_kind(service)
+            .await
+            .map_err(AirlockError::from_remote)?
+            .as_str()
+        {
+            "imap" => Kind::Imap,
+            _ => Kind::Http,
+        };
+        let mut entries = self.kinds.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KIND_CACHE_SIZE {
+            entries.clear();
+        }
+        entries.insert(service.to_owned(), (kind, now));
+        Ok(kind)
+    }
+}
+
+/// A TLS client (ring, TLS 1.2 and 1.3, offering `alpn`) that trusts the
 /// certificate authorities in the PEM file `ca_file`.
-pub fn tls_connector(ca_file: &std::path::Path) -> anyhow::Result<TlsConnector> {
+pub fn tls_connector(ca_file: &std::path::Path, alpn: &[&[u8]]) -> anyhow::Result<TlsConnector> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     use tokio_rustls::rustls;
@@ -70,7 +123,7 @@ pub fn tls_connector(ca_file: &std::path::Path) -> anyhow::Result<TlsConnector> 
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
@@ -81,7 +134,7 @@ pub enum Via {
     Tcp,
 }
 
-fn text(status: StatusCode, message: &str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, message: &str) -> Response<Body> {
     let body = format!("airlock: {message}\n");
     let mut response = Response::new(
         Full::new(Bytes::from(body))
@@ -138,7 +191,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
     matches!(name, "127.0.0.1" | "localhost" | "::1")
 }
 
-fn refusal_status(error: &AirlockError) -> StatusCode {
+pub(crate) fn refusal_status(error: &AirlockError) -> StatusCode {
     match error {
         AirlockError::AccessDenied(_) => StatusCode::FORBIDDEN,
         AirlockError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -197,6 +250,13 @@ async fn forward(
     };
     let path = request.uri().path().to_owned();
     let (service, tail) = split_target(&path).map_err(|m| text(StatusCode::NOT_FOUND, &m))?;
+    let kind = forwarder
+        .kind(service)
+        .await
+        .map_err(|error| text(refusal_status(&error), &error.message()))?;
+    if kind == Kind::Imap {
+        return Ok(crate::mail::serve(forwarder, caller, service, tail, request).await);
+    }
     let method = request.method().as_str().to_owned();
     let mut grant = forwarder
         .gateway
@@ -410,9 +470,13 @@ mod tests {
 
     #[test]
     fn the_systems_authorities_load_and_an_empty_file_is_an_error() {
-        assert!(tls_connector(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")).is_ok());
+        assert!(tls_connector(
+            std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"),
+            &[b"http/1.1"]
+        )
+        .is_ok());
         let empty = tempfile::NamedTempFile::new().unwrap();
-        assert!(tls_connector(empty.path()).is_err());
+        assert!(tls_connector(empty.path(), &[]).is_err());
     }
 
     #[test]

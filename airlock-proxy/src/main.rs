@@ -1,5 +1,7 @@
-//! airlock-proxy: agents reach HTTP services through it, with the
-//! credential injected, and never see the credential.
+//! airlock-proxy: agents reach HTTP services and mailboxes through it,
+//! with the credential injected (or the login made), and never see the
+//! credential. Mail services are served as `POST /SERVICE/OP` with JSON
+//! (see the `mail` module).
 //!
 //! It runs as its own user (`airlock-proxy`), holds no credential and no
 //! key: for each request it identifies the caller (the Unix socket by
@@ -19,6 +21,7 @@
 mod caller;
 mod cli;
 mod forward;
+mod mail;
 
 use airlock_daemon::confine;
 use std::net::SocketAddr;
@@ -52,7 +55,9 @@ fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .proxy;
     let socket = args.socket.unwrap_or(config.socket);
-    let tls = forward::tls_connector(&args.ca_file.unwrap_or(config.ca_file))?;
+    let ca_file = args.ca_file.unwrap_or(config.ca_file);
+    let tls = forward::tls_connector(&ca_file, &[b"http/1.1"])?;
+    let imap_tls = forward::tls_connector(&ca_file, &[b"imap"])?;
     let listen: SocketAddr = args
         .listen
         .unwrap_or(config.listen)
@@ -73,7 +78,7 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(&socket, listen, tls))
+    runtime.block_on(serve(&socket, listen, tls, imap_tls))
 }
 
 /// Binds the Unix socket, replacing a stale one (never another kind of
@@ -94,13 +99,19 @@ async fn serve(
     socket: &Path,
     listen: SocketAddr,
     tls: tokio_rustls::TlsConnector,
+    imap_tls: tokio_rustls::TlsConnector,
 ) -> anyhow::Result<()> {
     let conn = airlock_daemon::bus::connect().await?;
     let gateway = Credentials1Proxy::builder(&conn)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
-    let forwarder = Arc::new(Forwarder { gateway, tls });
+    let forwarder = Arc::new(Forwarder {
+        gateway,
+        tls,
+        imap_tls,
+        kinds: forward::KindCache::default(),
+    });
     let unix = bind_unix(socket)?;
     let tcp = TcpListener::bind(listen)
         .await

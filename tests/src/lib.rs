@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod dovecot;
 pub mod enforcer;
 pub mod forged_grants;
 pub mod outside;

@@ -93,6 +93,11 @@ impl Proxy {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The proxy's process id (setpriv executes it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn tcp_base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

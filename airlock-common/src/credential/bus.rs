@@ -125,6 +125,50 @@ impl Drop for ReleasedCredential {
     }
 }
 
+/// What the proxy needs for one mail operation: where the IMAP server is,
+/// and the login (a secret: zeroized after `LOGIN`, never logged).
+#[derive(Clone, Serialize, Deserialize, Type)]
+pub struct MailLogin {
+    /// TLS from the first byte (`imaps`); plain only on loopback.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub grant_id: String,
+}
+
+impl std::fmt::Debug for MailLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailLogin")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl zeroize::Zeroize for MailLogin {
+    fn zeroize(&mut self) {
+        self.user.zeroize();
+        self.password.zeroize();
+    }
+}
+
+/// How a mail operation ended, as airlock-proxy reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct MailOutcome {
+    pub service: String,
+    pub op: String,
+    pub caller_uid: u32,
+    pub grant_id: String,
+    /// Messages listed or found, 1 for a message read, the unread count.
+    pub count: u32,
+    /// Why it failed; empty if it did not.
+    pub error: String,
+}
+
 /// Client side of `org.airlock.Credentials1` (the gateway). Storing,
 /// removing and fetching a sealed value are for root and group
 /// airlock-admin; listing names is for everyone.
@@ -155,6 +199,22 @@ pub trait Credentials1 {
         caller_uid: u32,
         caller_pid: u32,
     ) -> zbus::Result<ProxyGrant>;
+    /// airlock-proxy only: `http` or `imap`, so that it knows how to serve
+    /// `/SERVICE/…`. NotFound for an undefined service.
+    fn service_kind(&self, service: &str) -> zbus::Result<String>;
+    /// airlock-proxy only: the login for mail operation `op` (one of
+    /// [`MailOp`](crate::mail::MailOp)'s names) on `service` for the caller
+    /// it identified, if a live grant covers it. Audited.
+    fn authorize_mail(
+        &self,
+        service: &str,
+        op: &str,
+        caller_uid: u32,
+        caller_pid: u32,
+    ) -> zbus::Result<MailLogin>;
+    /// airlock-proxy only: how an operation `authorize_mail` let through
+    /// ended. Audited as the seed's `operation` record.
+    fn mail_done(&self, outcome: MailOutcome) -> zbus::Result<()>;
     /// A tool service's credential, for the calling process itself (its
     /// uid and, through its cgroup, its session come from the bus): only
     /// under a live grant that covers `service` for that uid and session.

@@ -9,14 +9,16 @@
 use std::sync::{Arc, Mutex};
 
 use airlock_common::credential::bus::{
-    CredentialInfo, Keys1Proxy, ProxyGrant, ReleasedCredential, SealedCredential,
+    CredentialInfo, Keys1Proxy, MailLogin, MailOutcome, ProxyGrant, ReleasedCredential,
+    SealedCredential,
 };
 use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN};
 use airlock_common::dbus::{AirlockError, Enforcer1Proxy};
 use airlock_common::event::Event;
 use airlock_common::grant::Access;
+use airlock_common::mail::MailOp;
 use airlock_common::names;
-use airlock_common::services::{HttpService, Injection, ServiceKind, Tool};
+use airlock_common::services::{HttpService, ImapService, Injection, ServiceKind, Tool};
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
@@ -212,7 +214,47 @@ fn check_request(method: &str, path: &str) -> Result<(), AirlockError> {
     Ok(())
 }
 
+/// How a mail operation's error is kept in the audit log, at most.
+const MAX_AUDITED_ERROR: usize = 512;
+
 impl CredentialsService {
+    /// Only airlock-proxy (or root) asks for what a caller's grant opens.
+    async fn require_proxy(&self, header: &Header<'_>) -> Result<(), AirlockError> {
+        let uid = self.callers.uid(&self.dbus, header).await?;
+        if uid != 0 && Some(uid) != self.proxy_uid {
+            return Err(AirlockError::AccessDenied(format!(
+                "only airlock-proxy (user {}) asks for credentials to inject",
+                names::PROXY_USER
+            )));
+        }
+        Ok(())
+    }
+
+    /// The user and password of an IMAP service, as text.
+    async fn mail_login(
+        &self,
+        service: &str,
+        imap: &ImapService,
+        grant: &airlock_common::grant::SignedGrant,
+    ) -> Result<(Zeroizing<String>, Zeroizing<String>), AirlockError> {
+        let text = |bytes: Zeroizing<Vec<u8>>| -> Result<Zeroizing<String>, AirlockError> {
+            match std::str::from_utf8(&bytes) {
+                Ok(s) if !s.bytes().any(|b| b.is_ascii_control()) => {
+                    Ok(Zeroizing::new(s.to_owned()))
+                }
+                _ => Err(AirlockError::Internal(format!(
+                    "a stored value of {service} holds control characters and cannot be sent"
+                ))),
+            }
+        };
+        let user = text(self.open_field(service, &imap.user_field, grant).await?)?;
+        let password = text(
+            self.open_field(service, &imap.password_field, grant)
+                .await?,
+        )?;
+        Ok((user, password))
+    }
+
     async fn admin(&self, header: &Header<'_>, action: &str) -> Result<u32, AirlockError> {
         let uid = self.callers.uid(&self.dbus, header).await?;
         require_admin(uid, action)?;
@@ -360,13 +402,7 @@ impl CredentialsService {
         caller_uid: u32,
         caller_pid: u32,
     ) -> Result<ProxyGrant, AirlockError> {
-        let uid = self.callers.uid(&self.dbus, &header).await?;
-        if uid != 0 && Some(uid) != self.proxy_uid {
-            return Err(AirlockError::AccessDenied(format!(
-                "only airlock-proxy (user {}) asks for credentials to inject",
-                names::PROXY_USER
-            )));
-        }
+        self.require_proxy(&header).await?;
         slot(service, credential::DEFAULT_FIELD)?;
         check_request(method, path)?;
         let def = self.services.get(service).ok_or_else(|| {
@@ -550,6 +586,141 @@ impl CredentialsService {
             released.grant_id
         );
         Ok(released)
+    }
+
+    /// airlock-proxy asks how `/SERVICE/…` is served: `http` or `imap`.
+    async fn service_kind(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+    ) -> Result<String, AirlockError> {
+        self.require_proxy(&header).await?;
+        slot(service, credential::DEFAULT_FIELD)?;
+        let def = self.services.get(service).ok_or_else(|| {
+            AirlockError::NotFound(format!(
+                "no service {service:?} is defined (see `airlockctl services list`)"
+            ))
+        })?;
+        Ok(def.kind.as_str().to_owned())
+    }
+
+    /// airlock-proxy asks for the login of one mail operation `op` on
+    /// `service` for the caller it identified. Refused for a name that is
+    /// not one of the read operations, and without a live grant for the
+    /// caller (and its session); every answer is audited, never with a
+    /// value. All mail operations read, so a read-only grant suffices.
+    async fn authorize_mail(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        service: &str,
+        op: &str,
+        caller_uid: u32,
+        caller_pid: u32,
+    ) -> Result<MailLogin, AirlockError> {
+        self.require_proxy(&header).await?;
+        slot(service, credential::DEFAULT_FIELD)?;
+        let def = self.services.get(service).ok_or_else(|| {
+            AirlockError::NotFound(format!(
+                "no service {service:?} is defined (see `airlockctl services list`)"
+            ))
+        })?;
+        let ServiceKind::Imap(imap) = &def.kind else {
+            return Err(AirlockError::InvalidArgument(format!(
+                "service {service} is {}, not a mailbox",
+                def.kind.as_str()
+            )));
+        };
+        let audited_op: String = op.chars().take(64).filter(|c| !c.is_control()).collect();
+        let session = self.session_of(service, caller_uid, caller_pid).await;
+        let grants =
+            self.core
+                .locked()
+                .service_grants(service, caller_uid, session.as_deref(), now_unix());
+        let grant = grants.into_iter().next();
+        let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
+        let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
+            credential: service.to_owned(),
+            op: audited_op.clone(),
+            uid: caller_uid,
+            session: session.clone(),
+            grant_id: grant_id.clone(),
+            allowed,
+            refusal,
+        };
+        let refusal = if MailOp::parse(op).is_none() {
+            Some(MailOp::refusal(op))
+        } else if grant.is_none() {
+            Some(format!(
+                "no live grant lets uid {caller_uid} use {service}{}; ask for one: \
+                 `airlockctl request --services {service} --reason \"…\"`, then an admin \
+                 approves it with a TOTP code (or run `airlockctl access {service} {op}`, \
+                 which asks and approves at the terminal)",
+                session
+                    .as_deref()
+                    .map(|s| format!(" in session {s}"))
+                    .unwrap_or_default()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            self.record(record(false, Some(why.clone())))?;
+            return Err(AirlockError::AccessDenied(why));
+        }
+        let grant = grant.expect("a grant when nothing refused");
+        let (user, password) = match self.mail_login(service, imap, &grant.signed).await {
+            Ok(login) => login,
+            Err(e) => {
+                self.record(record(false, Some(e.message())))?;
+                return Err(e);
+            }
+        };
+        self.record(record(true, None))?;
+        Ok(MailLogin {
+            tls: imap.upstream.tls,
+            host: imap.upstream.host.clone(),
+            port: imap.upstream.port,
+            user: user.as_str().to_owned(),
+            password: password.as_str().to_owned(),
+            grant_id: grant.body.grant_id,
+        })
+    }
+
+    /// airlock-proxy reports how a mail operation it was let through
+    /// ended; recorded as the seed's `operation` record.
+    async fn mail_done(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        outcome: MailOutcome,
+    ) -> Result<(), AirlockError> {
+        self.require_proxy(&header).await?;
+        let MailOutcome {
+            service,
+            op,
+            caller_uid,
+            grant_id,
+            count,
+            error,
+        } = outcome;
+        slot(&service, credential::DEFAULT_FIELD)?;
+        let op = MailOp::parse(&op)
+            .ok_or_else(|| AirlockError::InvalidArgument(MailOp::refusal(&op)))?;
+        if grant_id.len() > 128 || grant_id.bytes().any(|b| b.is_ascii_control()) {
+            return Err(AirlockError::InvalidArgument("malformed grant id".into()));
+        }
+        let printable: Vec<char> = error.chars().filter(|c| !c.is_control()).collect();
+        let mut kept: String = printable.iter().take(MAX_AUDITED_ERROR).collect();
+        if printable.len() > MAX_AUDITED_ERROR {
+            kept.push('…');
+        }
+        self.record(Event::Operation {
+            credential: service,
+            op: op.as_str().to_owned(),
+            uid: caller_uid,
+            grant_id,
+            count: kept.is_empty().then_some(count),
+            error: (!kept.is_empty()).then_some(kept),
+        })
     }
 
     /// The sealed value, for an admin's `airlockctl credentials get`, which

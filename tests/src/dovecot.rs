@@ -1,0 +1,206 @@
+//! A real Debian dovecot-imapd (2.3) for the mail tests: `dovecot -F -c
+//! test.conf` with a passwd-file and a maildir in a temporary directory,
+//! plain IMAP on a free loopback port (loopback counts as secure, so plain
+//! LOGIN works).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::users;
+
+/// The mail user dovecot runs mailbox access as (the package's own).
+const MAIL_USER: &str = "dovecot";
+
+pub struct Dovecot {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    user: String,
+    child: Child,
+}
+
+/// One message for the test mailbox: its raw RFC 5322 text and whether it
+/// starts out seen.
+pub struct Mail {
+    pub raw: String,
+    pub seen: bool,
+}
+
+impl Dovecot {
+    /// Starts dovecot with one user (`user`, `password`) whose INBOX holds
+    /// `mails` in order, and waits for its greeting.
+    pub fn start(user: &str, password: &str, mails: &[Mail]) -> Dovecot {
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-dovecot")
+            .tempdir()
+            .unwrap();
+        // Login processes (dovenull) chroot under base_dir.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.path();
+        let owner = users::uid(MAIL_USER).as_raw();
+        let group = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+            .unwrap()
+            .unwrap()
+            .gid
+            .as_raw();
+        let maildir = root.join("mail").join(user);
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        for (i, mail) in mails.iter().enumerate() {
+            let flags = if mail.seen { "S" } else { "" };
+            let name = format!("{}.M{i}P1.airlock-test:2,{flags}", 1_700_000_000 + i);
+            fs::write(
+                maildir.join("cur").join(name),
+                mail.raw.replace('\n', "\r\n"),
+            )
+            .unwrap();
+        }
+        chown_tree(&root.join("mail"), owner, group);
+        fs::write(
+            root.join("passwd"),
+            format!("{user}:{{PLAIN}}{password}::::::\n"),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = root.display();
+        let conf = format!(
+            r#"protocols = imap
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+mail_location = maildir:{d}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={owner} gid={group} home={d}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0600
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+"#
+        );
+        fs::write(root.join("test.conf"), conf).unwrap();
+        let child = Command::new("dovecot")
+            .args(["-F", "-c"])
+            .arg(root.join("test.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(root.join("dovecot.stderr")).unwrap())
+            .spawn()
+            .expect("dovecot (apt-get install dovecot-imapd)");
+        let mut server = Dovecot {
+            port,
+            dir,
+            user: user.to_owned(),
+            child,
+        };
+        server.wait_for_greeting();
+        server
+    }
+
+    fn wait_for_greeting(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("dovecot exited with {status}: {}", self.logs());
+            }
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut line = String::new();
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("* OK") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not greet: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("dovecot.log"), read("dovecot.stderr"))
+    }
+
+    /// The INBOX's message files (their names carry the flags: `:2,S` is
+    /// seen), read from the disk, not through IMAP.
+    pub fn inbox_files(&self) -> Vec<PathBuf> {
+        let maildir = self.dir.path().join("mail").join(&self.user);
+        let mut files = Vec::new();
+        for sub in ["cur", "new"] {
+            for entry in fs::read_dir(maildir.join(sub)).unwrap() {
+                files.push(entry.unwrap().path());
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// How many INBOX messages are flagged seen on disk.
+    pub fn seen_on_disk(&self) -> usize {
+        self.inbox_files()
+            .iter()
+            .filter(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                name.rsplit_once(":2,")
+                    .is_some_and(|(_, flags)| flags.contains('S'))
+            })
+            .count()
+    }
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    chown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,637 @@
+//! Mail through airlock-proxy against a real dovecot-imapd: each read
+//! operation answers with the mailbox's data, nothing is marked read, a
+//! write is refused, and only a caller a live grant covers is served. A
+//! hostile IMAP server (garbage, a huge literal, a cut-off reply) gets a
+//! clear error and bounded memory, and the proxy keeps serving.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use airlock_tests::dovecot::{Dovecot, Mail};
+use airlock_tests::proxy::Proxy;
+use airlock_tests::{CtlOutput, Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
+use serde_json::{json, Value};
+
+const MAIL_USER: &str = "agent@example.test";
+const MAIL_PASSWORD: &str = "dovecot-Pw-7Hq2Lr9Zx4Vw1Mn8";
+
+fn mails() -> Vec<Mail> {
+    vec![
+        Mail {
+            raw: "From: Alice Example <alice@example.test>\nTo: agent@example.test\n\
+                  Subject: Quarterly report\nDate: Mon, 02 Nov 2026 09:00:00 +0000\n\
+                  Message-ID: <q1@example.test>\n\nThe numbers are up.\n"
+                .into(),
+            seen: false,
+        },
+        Mail {
+            raw: "From: bob@example.test\nTo: agent@example.test\nSubject: Lunch?\n\
+                  Date: Tue, 03 Nov 2026 12:00:00 +0000\n\nNoon at the usual place.\n"
+                .into(),
+            seen: true,
+        },
+        Mail {
+            raw: "From: Billing <billing@example.test>\nTo: agent@example.test\n\
+                  Subject: =?UTF-8?Q?Invoice_42_=E2=80=94_due?=\n\
+                  Date: Wed, 04 Nov 2026 08:30:00 +0000\nMIME-Version: 1.0\n\
+                  Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n\
+                  Content-Type: text/plain; charset=utf-8\n\nPlease pay invoice 42.\n--b1\n\
+                  Content-Type: application/pdf; name=\"invoice-42.pdf\"\n\
+                  Content-Disposition: attachment; filename=\"invoice-42.pdf\"\n\
+                  Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b1--\n"
+                .into(),
+            seen: false,
+        },
+    ]
+}
+
+fn imap_service(name: &str, port: u16) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nkind = \"imap\"\nupstream = \"imap://127.0.0.1:{port}\"\n\
+         fields = [\"user\", \"password\"]\n\
+         login = {{ user_field = \"user\", password_field = \"password\" }}\n\n"
+    )
+}
+
+fn add(system: &System, service: &str, field: &str, value: &str) {
+    system
+        .ctl(
+            &APPROVER,
+            &["credentials", "add", service, field, "--stdin"],
+            &format!("{value}\n"),
+        )
+        .success();
+}
+
+/// A read-only grant for `services`, requested by the agent and approved.
+fn grant(system: &System, app: &mut airlock_tests::totp::Authenticator, services: &str) {
+    let out = system.ctl(
+        &AGENT,
+        &["request", "--services", services, "--reason", "read mail"],
+        "",
+    );
+    let id = out.success().stdout.trim().to_string();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", &id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+}
+
+/// `POST /service/op` with `params` through the proxy as `user`; the
+/// status and the JSON answer.
+fn op(
+    system: &System,
+    proxy: &Proxy,
+    user: &TestUser,
+    unix: bool,
+    path: &str,
+    params: &str,
+) -> (u16, Value) {
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let url = if unix {
+        format!("http://localhost{path}")
+    } else {
+        format!("{}{path}", proxy.tcp_base())
+    };
+    let mut args = vec!["-sS", "-i", "--max-time", "90", "--data-binary", params];
+    if unix {
+        args.extend(["--unix-socket", &socket]);
+    }
+    args.push(&url);
+    let out = system.run_as(user, std::path::Path::new("/usr/bin/curl"), &args, "");
+    parse_response(&out)
+}
+
+fn parse_response(out: &CtlOutput) -> (u16, Value) {
+    let status = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {out:?}"));
+    let body = out
+        .stdout
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_else(|| panic!("no body: {out:?}"));
+    let value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+    (status, value)
+}
+
+fn error_of(value: &Value) -> &str {
+    value["error"].as_str().unwrap_or_else(|| panic!("{value}"))
+}
+
+#[test]
+fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
+    let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
+    let system = System::start_with(Options {
+        services: Some(vec![(
+            "mail.toml".into(),
+            imap_service("mail", dovecot.port),
+        )]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, "mail", "user", MAIL_USER);
+    add(&system, "mail", "password", MAIL_PASSWORD);
+    let proxy = Proxy::start(&system);
+
+    // No grant: refused, saying how to ask, and dovecot sees no login.
+    let (status, refused) = op(&system, &proxy, &AGENT, true, "/mail/count_unread", "{}");
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        error_of(&refused).contains("airlockctl request --services mail"),
+        "{refused}"
+    );
+    assert!(
+        !dovecot.logs().contains("Login: user=<"),
+        "{}",
+        dovecot.logs()
+    );
+
+    grant(&system, &mut app, "mail");
+    let (status, unread) = op(&system, &proxy, &AGENT, true, "/mail/count_unread", "");
+    assert_eq!(status, 200, "{unread}");
+    assert_eq!(unread["unread"], 2, "{unread}");
+    assert_eq!(unread["messages"], 3, "{unread}");
+    assert_eq!(unread["mailbox"], "INBOX");
+
+    // The newest first, as many as asked, decoded.
+    let (status, listed) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        false,
+        "/mail/list_messages",
+        r#"{"limit":2}"#,
+    );
+    assert_eq!(status, 200, "{listed}");
+    let messages = listed["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{listed}");
+    assert_eq!(messages[0]["subject"], "Invoice 42 — due", "{listed}");
+    assert_eq!(messages[0]["from"], "Billing <billing@example.test>");
+    assert_eq!(messages[0]["seen"], false);
+    assert_eq!(messages[1]["subject"], "Lunch?");
+    assert_eq!(messages[1]["seen"], true);
+    assert_eq!(messages[1]["date"], "2026-11-03T12:00:00Z", "{listed}");
+
+    let (status, found) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/mail/search",
+        r#"{"query":"numbers are up"}"#,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["messages"][0]["subject"], "Quarterly report");
+    let report_uid = found["messages"][0]["uid"].as_u64().unwrap();
+    let (_, none) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/mail/search",
+        r#"{"query":"no such words anywhere"}"#,
+    );
+    assert_eq!(none["total"], 0, "{none}");
+
+    // Reading whole messages marks none of them read: not in IMAP, not on
+    // disk.
+    let seen_before = dovecot.seen_on_disk();
+    assert_eq!(seen_before, 1);
+    let invoice_uid = messages[0]["uid"].as_u64().unwrap();
+    let (status, got) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/mail/get_message",
+        &json!({ "uid": invoice_uid }).to_string(),
+    );
+    assert_eq!(status, 200, "{got}");
+    let message = &got["message"];
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .contains("Please pay invoice 42."),
+        "{got}"
+    );
+    assert_eq!(message["attachments"][0]["name"], "invoice-42.pdf", "{got}");
+    assert_eq!(message["attachments"][0]["content_type"], "application/pdf");
+    assert_eq!(message["seen"], false);
+    let (status, report) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        false,
+        "/mail/get_message",
+        &json!({ "uid": report_uid, "mailbox": "INBOX" }).to_string(),
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["message"]["message_id"], "q1@example.test");
+    assert_eq!(
+        dovecot.seen_on_disk(),
+        seen_before,
+        "{:?}",
+        dovecot.inbox_files()
+    );
+    let (_, unread) = op(&system, &proxy, &AGENT, true, "/mail/count_unread", "{}");
+    assert_eq!(
+        unread["unread"], 2,
+        "get_message marked a message read: {unread}"
+    );
+
+    // A missing message, bad parameters, another method: clear errors.
+    let (status, missing) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/mail/get_message",
+        r#"{"uid":999}"#,
+    );
+    assert_eq!(status, 404, "{missing}");
+    assert!(error_of(&missing).contains("no message with UID 999"));
+    for (params, why) in [
+        (r#"{}"#, "uid"),
+        (r#"{"uid":"one"}"#, "get_message takes"),
+        (
+            r#"{"uid":1,"mailbox":"INBOX\r\nA1 STORE 1 +FLAGS (\\Seen)"}"#,
+            "mailbox",
+        ),
+    ] {
+        let (status, bad) = op(&system, &proxy, &AGENT, true, "/mail/get_message", params);
+        assert_eq!(status, 400, "{params}: {bad}");
+        assert!(error_of(&bad).contains(why), "{params}: {bad}");
+    }
+    let (status, injected) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/mail/search",
+        r#"{"query":"x\"\r\nA9 UID STORE 1:* +FLAGS (\\Deleted)"}"#,
+    );
+    assert_eq!(status, 400, "{injected}");
+    let get = system.run_as(
+        &AGENT,
+        std::path::Path::new("/usr/bin/curl"),
+        &[
+            "-sS",
+            "-i",
+            "--unix-socket",
+            proxy.socket.to_str().unwrap(),
+            "http://localhost/mail/count_unread",
+        ],
+        "",
+    );
+    let (status, wrong_method) = parse_response(&get);
+    assert_eq!(status, 405, "{wrong_method}");
+
+    // A write is not an operation, whatever its name, grant or not.
+    for write in ["store", "expunge", "append", "move", "copy", "mark_read"] {
+        let (status, refused) = op(
+            &system,
+            &proxy,
+            &AGENT,
+            true,
+            &format!("/mail/{write}"),
+            r#"{"uid":1}"#,
+        );
+        assert_eq!(status, 403, "{write}: {refused}");
+        assert!(error_of(&refused).contains("read-only"), "{refused}");
+    }
+
+    // Another user's process, over the socket or the port, is refused.
+    let outsider = airlock_tests::users::uid(OUTSIDER.name).as_raw();
+    for unix in [true, false] {
+        let (status, refused) = op(
+            &system,
+            &proxy,
+            &OUTSIDER,
+            unix,
+            "/mail/list_messages",
+            "{}",
+        );
+        assert_eq!(status, 403, "{refused}");
+        assert!(
+            error_of(&refused).contains(&format!("uid {outsider}")),
+            "{refused}"
+        );
+    }
+
+    // Nothing was ever changed on disk, and nothing but reads was sent.
+    assert_eq!(dovecot.inbox_files().len(), 3);
+    assert_eq!(dovecot.seen_on_disk(), 1);
+
+    // Every operation is on the record with its count, never the login.
+    let records = system.audit_records();
+    let done = |op: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["event"] == "operation" && r["op"] == op && r["credential"] == "mail")
+            .collect()
+    };
+    assert_eq!(done("count_unread")[0]["count"], 2, "{records:?}");
+    assert_eq!(done("list_messages")[0]["count"], 2);
+    assert_eq!(done("search")[0]["count"], 1);
+    assert!(done("get_message").iter().any(|r| r["count"] == 1));
+    assert!(done("get_message")
+        .iter()
+        .any(|r| r["error"].as_str().is_some_and(|e| e.contains("UID 999"))));
+    assert!(records
+        .iter()
+        .any(|r| r["event"] == "service_operation" && r["op"] == "store" && r["allowed"] == false));
+    assert!(records.iter().any(|r| r["event"] == "service_operation"
+        && r["op"] == "count_unread"
+        && r["allowed"] == false
+        && r["refusal"].as_str().unwrap().contains("no live grant")));
+    let audit = std::fs::read_to_string(system.audit_log()).unwrap();
+    assert!(!audit.contains(MAIL_PASSWORD));
+    assert!(!proxy.log_text().contains(MAIL_PASSWORD));
+    assert!(!system
+        .service_log("airlock-gateway")
+        .contains(MAIL_PASSWORD));
+    system.audit_verify().success();
+}
+
+/// A fake IMAP server on a loopback port: it greets with `greeting`,
+/// accepts any LOGIN, and answers every other command with `reply`.
+fn hostile_server(greeting: &'static [u8], reply: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                if stream.write_all(greeting).is_err() {
+                    return;
+                }
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let tag = line.split_whitespace().next().unwrap_or("*").to_owned();
+                    let answer: Vec<u8> = if line.to_ascii_uppercase().contains(" LOGIN ") {
+                        format!("{tag} OK logged in\r\n").into_bytes()
+                    } else {
+                        reply.to_vec()
+                    };
+                    if stream.write_all(&answer).is_err() {
+                        return;
+                    }
+                    if answer.ends_with(b"CLOSE") {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+fn high_water_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn hostile_mail_servers_get_a_clear_error_and_bounded_memory() {
+    let garbage = hostile_server(b"\x00\xff\xfe garbage \x01\r\n", b"");
+    let huge = hostile_server(
+        b"* OK ready\r\n",
+        b"* 1 FETCH (UID 1 BODY[] {999999999}\r\nxxxxxxxxxxxxxxxx",
+    );
+    let large = hostile_server(
+        b"* OK ready\r\n",
+        b"* 1 FETCH (UID 1 BODY[] {400000000}\r\nxxxxxxxxxxxxxxxx",
+    );
+    let cut = hostile_server(b"* OK ready\r\n", b"* 1 EXIS CLOSE");
+    let system = System::start_with(Options {
+        services: Some(vec![(
+            "hostile.toml".into(),
+            [
+                imap_service("garbage", garbage),
+                imap_service("huge", huge),
+                imap_service("large", large),
+                imap_service("cut", cut),
+            ]
+            .concat(),
+        )]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    for service in ["garbage", "huge", "large", "cut"] {
+        add(&system, service, "user", "u");
+        add(&system, service, "password", "p");
+    }
+    let proxy = Proxy::start(&system);
+    grant(&system, &mut app, "garbage,huge,large,cut");
+    let before = high_water_kib(proxy.pid());
+
+    for (service, why) in [
+        ("garbage", "greeting"),
+        ("huge", "999999999-byte literal"),
+        ("large", "400000000-byte literal"),
+        ("cut", "EXAMINE"),
+    ] {
+        for op_name in ["list_messages", "count_unread"] {
+            let (status, answer) = op(
+                &system,
+                &proxy,
+                &AGENT,
+                true,
+                &format!("/{service}/{op_name}"),
+                "{}",
+            );
+            assert_eq!(status, 502, "{service}: {answer}");
+            let error = error_of(&answer);
+            assert!(
+                error.contains(why) || (op_name == "count_unread" && error.contains("STATUS")),
+                "{service} {op_name}: {answer}"
+            );
+            assert!(
+                error.len() < 1000,
+                "{service}: an error quotes too much: {error}"
+            );
+        }
+    }
+    let after = high_water_kib(proxy.pid());
+    println!("proxy peak RSS: {before} KiB before, {after} KiB after the hostile servers");
+    assert!(
+        after < before + 16 * 1024,
+        "the proxy's memory grew from {before} to {after} KiB"
+    );
+    // Still serving, and each failure is on the record.
+    let (status, _) = op(&system, &proxy, &AGENT, true, "/huge/count_unread", "{}");
+    assert_eq!(status, 502);
+    let records = system.audit_records();
+    assert!(records.iter().any(|r| r["event"] == "operation"
+        && r["credential"] == "huge"
+        && r["error"].as_str().is_some_and(|e| e.contains("literal"))));
+}
+
+/// `airlockctl access SERVICE OP ARGS…` as `user` against `proxy`, with
+/// `stdin` (a TOTP code, or nothing).
+fn access(
+    system: &System,
+    proxy: &Proxy,
+    user: &TestUser,
+    args: &[&str],
+    stdin: &str,
+) -> CtlOutput {
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let services = system.path("services");
+    let mut all = vec!["access"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--socket",
+        &socket,
+        "--services-dir",
+        services.to_str().unwrap(),
+        "--code-stdin",
+    ]);
+    system.ctl(user, &all, stdin)
+}
+
+#[test]
+fn airlockctl_access_asks_for_a_grant_at_the_terminal_then_performs_the_operation() {
+    let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
+    let upstream = airlock_tests::upstream::Upstream::start();
+    let api = format!(
+        "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
+         fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
+        upstream.addr
+    );
+    let system = System::start_with(Options {
+        services: Some(vec![
+            ("mail.toml".into(), imap_service("mail", dovecot.port)),
+            ("api.toml".into(), api),
+        ]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, "mail", "user", MAIL_USER);
+    add(&system, "mail", "password", MAIL_PASSWORD);
+    add(&system, "api", "token", "sk-access-test-9Zx4Vw1Mn8Kp3");
+    let proxy = Proxy::start(&system);
+
+    // Someone who may not approve gets a request filed and told who must
+    // approve it; nothing is read.
+    let agent = access(
+        &system,
+        &proxy,
+        &AGENT,
+        &["mail", "count_unread"],
+        "123456\n",
+    );
+    assert_ne!(agent.code, 0, "{agent:?}");
+    assert!(agent.stderr.contains("waits for an approver"), "{agent:?}");
+    assert!(agent.stdout.is_empty(), "{agent:?}");
+
+    // A wrong code approves nothing and performs nothing.
+    let wrong = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "count_unread"],
+        "000000\n",
+    );
+    assert_ne!(wrong.code, 0, "{wrong:?}");
+    assert!(wrong.stdout.is_empty(), "{wrong:?}");
+    assert!(!system
+        .audit_records()
+        .iter()
+        .any(|r| r["event"] == "operation"));
+
+    // The approver at the terminal: asked, approved with a code, served;
+    // stdout holds the answer alone.
+    let first = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "count_unread"],
+        &format!("{}\n", app.next_code()),
+    );
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stderr.contains("no live grant covers mail"),
+        "{first:?}"
+    );
+    assert!(
+        first.stderr.contains("approving signs this grant"),
+        "{first:?}"
+    );
+    let answer: Value = serde_json::from_str(&first.stdout).expect("JSON on stdout");
+    assert_eq!(answer["unread"], 2, "{first:?}");
+
+    // Under the grant, no question; parameters with -p.
+    let listed = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "list_messages", "-p", r#"{"limit":1}"#],
+        "",
+    );
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(!listed.stderr.contains("request"), "{listed:?}");
+    let answer: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(
+        answer["messages"].as_array().unwrap().len(),
+        1,
+        "{listed:?}"
+    );
+    assert_eq!(answer["messages"][0]["subject"], "Invoice 42 — due");
+
+    // Refusals and bad input: a clear message, exit 1.
+    let write = access(&system, &proxy, &APPROVER, &["mail", "expunge"], "");
+    assert_eq!(write.code, 1, "{write:?}");
+    assert!(write.stderr.contains("read-only"), "{write:?}");
+    let bad = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["mail", "list_messages", "-p", "[not json"],
+        "",
+    );
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("JSON object"), "{bad:?}");
+    let unknown = access(&system, &proxy, &APPROVER, &["nope", "x"], "");
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("no service \"nope\""),
+        "{unknown:?}"
+    );
+
+    // An HTTP service: OP is a path, fetched with GET, after its own grant.
+    let got = access(
+        &system,
+        &proxy,
+        &APPROVER,
+        &["api", "/items"],
+        &format!("{}\n", app.next_code()),
+    );
+    assert_eq!(got.code, 0, "{got:?}");
+    assert!(got.stdout.contains("upstream saw GET /v1/items"), "{got:?}");
+    assert_eq!(
+        upstream.seen().last().unwrap().header("authorization"),
+        Some("Bearer sk-access-test-9Zx4Vw1Mn8Kp3")
+    );
+    assert!(!got.stdout.contains("sk-access-test"));
+    assert_eq!(dovecot.seen_on_disk(), 1);
+}
