@@ -49,6 +49,18 @@ pub async fn run(access: &Access<'_>) -> anyhow::Result<i32> {
         )
     })?;
     let request = match &def.kind {
+        ServiceKind::Tool(tool) => anyhow::bail!(
+            "{} is a {} credential for the tool itself: the tool asks for it through \
+             `airlockctl credential-helper` (set up with `airlockctl credentials wire-up {} {}`), \
+             not through `airlockctl access`",
+            access.service,
+            tool.tool.as_str(),
+            match tool.tool {
+                airlock_common::services::Tool::Kubernetes => "kube",
+                other => other.as_str(),
+            },
+            access.service
+        ),
         ServiceKind::Imap(_) => {
             let params = access.params.unwrap_or("{}");
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(params).context(
