@@ -6,6 +6,7 @@
 //!                                 the VM will see through the shared root)
 //!   airlock-vm-suite [--bench]   (in the VM, as root)
 //!   airlock-vm-suite --bench-only   (the exec and exec-storm benchmarks alone, any kernel)
+//!   airlock-vm-suite --exec-only    (the exec benchmark alone, any kernel)
 //!   airlock-vm-suite --storm-only   (the exec-storm benchmark alone, any kernel)
 
 #![forbid(unsafe_code)]
@@ -300,6 +301,11 @@ fn main() -> ExitCode {
     if args.iter().any(|a| a == "--storm-only") {
         users::ensure_all();
         bench_storm::run();
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--exec-only") {
+        users::ensure_all();
+        bench_exec::run();
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--bench-only") {
