@@ -7,7 +7,7 @@ use std::time::Duration;
 use airlock_common::dbus::{AirlockError, Gateway1Proxy, GrantInfo};
 use airlock_common::timefmt::now_unix;
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
-use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -463,7 +463,8 @@ impl Airlock {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Airlock {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("airlock-mcp", env!("CARGO_PKG_VERSION"))).with_instructions(
             "Airlock guards this machine. Services (mail, APIs) open only under a grant a human \
              approves with a second factor: call airlock_request_access, tell the human the \
              command it prints, then airlock_wait_for_decision.",
