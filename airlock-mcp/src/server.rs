@@ -6,9 +6,14 @@ use std::time::Duration;
 
 use airlock_common::dbus::{AirlockError, Gateway1Proxy, GrantInfo};
 use airlock_common::timefmt::now_unix;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,6 +24,10 @@ use crate::proxy::ProxyClient;
 
 /// Longest wait a single `airlock_wait_for_decision` call may ask for.
 const MAX_WAIT_SECS: u64 = 300;
+/// Longest line a client may send: every tool's arguments fit many times
+/// over, and a hostile client cannot make this process buffer the SDK's
+/// default of 16 MiB per line (such a line is dropped, the session goes on).
+pub const MAX_LINE: usize = 1 << 20;
 /// How often a wait looks at the request again.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -462,6 +471,27 @@ impl Airlock {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Airlock {
+    /// The router's own answer to an unknown tool is a bare "tool not
+    /// found"; an agent (or its human) is better served by the name it sent
+    /// and where the real names are.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !self.tool_router.has_route(&request.name) {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool {:?}: tools/list shows the tools airlock-mcp has",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("airlock-mcp", env!("CARGO_PKG_VERSION"))).with_instructions(
@@ -485,7 +515,10 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         proxy: std::sync::Arc::new(ProxyClient::new(&args.proxy_socket)),
         tool_router: Airlock::tool_router(),
     };
-    let running = server.serve(rmcp::transport::stdio()).await?;
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let transport =
+        AsyncRwTransport::<RoleServer, _, _>::new(stdin, stdout).with_max_line_length(MAX_LINE);
+    let running = server.serve(transport).await?;
     running.waiting().await?;
     Ok(())
 }
