@@ -411,3 +411,93 @@ fn a_hostile_client_gets_clear_errors_and_the_session_goes_on() {
         "airlock-mcp exited"
     );
 }
+
+/// The same road with the official SDK's client (rmcp, as agents' hosts
+/// use it) spawning airlock-mcp as the agent: its handshake, tool list,
+/// refusal and, after approval, the served call.
+#[tokio::test(flavor = "current_thread")]
+async fn the_sdk_client_is_refused_then_served_after_approval() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+    use rmcp::ServiceExt;
+
+    let upstream = Upstream::start();
+    let (system, proxy) = api_system(&upstream);
+    let mut app = system.enrol();
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let command = system.as_user(
+        &AGENT,
+        &system.bin("airlock-mcp"),
+        &["--proxy-socket", &socket],
+        "/usr/bin:/bin",
+    );
+    let transport = TokioChildProcess::new(tokio::process::Command::from(command)).unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let info = client.peer_info().expect("initialized");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("airlock-mcp")
+    );
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, TOOLS);
+
+    let call = |name: &'static str, arguments: Value| {
+        let Value::Object(arguments) = arguments else {
+            unreachable!()
+        };
+        CallToolRequestParams::new(name).with_arguments(arguments)
+    };
+    let text = |result: &rmcp::model::CallToolResult| {
+        serde_json::to_value(&result.content).unwrap()[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let get = json!({"service": "api", "method": "GET", "path": "/sdk"});
+    let refused = client
+        .call_tool(call("airlock_http_request", get.clone()))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    assert!(text(&refused).contains("airlock_request_access"));
+    assert!(upstream.seen().is_empty());
+
+    let asked = client
+        .call_tool(call(
+            "airlock_request_access",
+            json!({"services": ["api"], "reason": "the SDK asks"}),
+        ))
+        .await
+        .unwrap();
+    let asked = text(&asked);
+    assert!(asked.contains("not approved yet"), "{asked}");
+    let id = asked["request ".len()..].split(':').next().unwrap();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+
+    let served = client
+        .call_tool(call("airlock_http_request", get))
+        .await
+        .unwrap();
+    assert_ne!(served.is_error, Some(true), "{served:?}");
+    let body = text(&served);
+    assert!(body.contains("upstream saw GET /v1/sdk"), "{body}");
+    assert!(!body.contains(API_TOKEN));
+    assert_eq!(
+        upstream.seen()[0].header("authorization"),
+        Some(format!("Bearer {API_TOKEN}").as_str())
+    );
+    client.cancel().await.unwrap();
+}
