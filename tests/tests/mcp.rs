@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use airlock_tests::proxy::Proxy;
 use airlock_tests::upstream::Upstream;
-use airlock_tests::{Options, System, AGENT, APPROVER};
+use airlock_tests::{Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
 use serde_json::{json, Value};
 
 const API_TOKEN: &str = "sk-live-Mc9Pq2Rz7Lx4Wv1Nb8Kt3Yd6";
@@ -46,10 +46,15 @@ impl McpClient {
     /// Starts airlock-mcp as the agent against `system`'s bus and `proxy`,
     /// and completes the MCP handshake; returns the server's initialize result.
     fn start(system: &System, proxy: &Proxy) -> (McpClient, Value) {
+        Self::start_as(system, proxy, &AGENT)
+    }
+
+    /// The same, as `user`.
+    fn start_as(system: &System, proxy: &Proxy, user: &TestUser) -> (McpClient, Value) {
         let socket = proxy.socket.to_str().unwrap().to_owned();
         let mut child = system
             .as_user(
-                &AGENT,
+                user,
                 &system.bin("airlock-mcp"),
                 &["--proxy-socket", &socket],
                 "/usr/bin:/bin",
@@ -297,6 +302,15 @@ fn an_http_call_is_refused_until_a_human_approves_then_served_without_the_secret
         seen[0].header("authorization"),
         Some(format!("Bearer {API_TOKEN}").as_str())
     );
+
+    // Another user's airlock-mcp does not ride on the agent's grant.
+    let (mut outsider, _) = McpClient::start_as(&system, &proxy, &OUTSIDER);
+    let (error, text) = outsider.tool(
+        "airlock_http_request",
+        json!({"service": "api", "method": "GET", "path": "/items"}),
+    );
+    assert!(error && text.contains("no grant covers"), "{text}");
+    assert_eq!(upstream.seen().len(), 1);
 
     // A write under the read-only grant: refused by the proxy, clearly.
     let (error, text) = mcp.tool(
