@@ -249,6 +249,22 @@ fn an_http_call_is_refused_until_a_human_approves_then_served_without_the_secret
         "{text}"
     );
     assert!(upstream.seen().is_empty());
+    // So does every mail tool.
+    for (tool, arguments) in [
+        ("airlock_list_emails", json!({"service": "mail"})),
+        (
+            "airlock_search_emails",
+            json!({"service": "mail", "query": "x"}),
+        ),
+        ("airlock_get_email", json!({"service": "mail", "uid": 1})),
+        ("airlock_count_unread", json!({"service": "mail"})),
+    ] {
+        let (error, text) = mcp.tool(tool, arguments);
+        assert!(
+            error && text.contains("no grant covers service \"mail\""),
+            "{tool}: {text}"
+        );
+    }
 
     let (error, text) = mcp.tool(
         "airlock_request_access",
