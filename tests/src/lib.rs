@@ -600,8 +600,8 @@ impl System {
     }
 
     /// `program` as `user` (with their groups), against this system's bus,
-    /// with a clean environment.
-    fn as_user(&self, user: &TestUser, program: &Path, args: &[&str], path: &str) -> Command {
+    /// with a clean environment; the caller chooses its stdio.
+    pub fn as_user(&self, user: &TestUser, program: &Path, args: &[&str], path: &str) -> Command {
         let mut command = Command::new("setpriv");
         command
             .args([

@@ -25,6 +25,8 @@ mod enforcer;
 mod gateway;
 #[path = "../../../airlock-integrations/src/cli.rs"]
 mod integrations;
+#[path = "../../../airlock-mcp/src/cli.rs"]
+mod mcp;
 #[path = "../../../airlock-proxy/src/cli.rs"]
 mod proxy;
 #[path = "../../../airlock-totp/src/cli.rs"]
@@ -61,6 +63,11 @@ fn programs() -> Vec<Program> {
         Program {
             section: "8",
             command: proxy::Args::command(),
+        },
+        // Run by the user's agent, not a service: section 1.
+        Program {
+            section: "1",
+            command: mcp::Args::command(),
         },
     ]
 }

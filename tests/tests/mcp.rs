@@ -1,0 +1,533 @@
+//! airlock-mcp against the real daemons, driven by an MCP client speaking
+//! the stdio wire protocol (newline-delimited JSON-RPC 2.0) to the server
+//! started as the agent's user: it lists its tools, refuses a service call
+//! without a grant and says how to ask, files a request a human approves
+//! with a TOTP code, then serves the same call through airlock-proxy
+//! without the secret ever reaching the client. A hostile client's garbage
+//! gets a clear answer or is dropped, and the session goes on.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use airlock_tests::proxy::Proxy;
+use airlock_tests::upstream::Upstream;
+use airlock_tests::{Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
+use serde_json::{json, Value};
+
+const API_TOKEN: &str = "sk-live-Mc9Pq2Rz7Lx4Wv1Nb8Kt3Yd6";
+/// How long any single answer may take.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(20);
+
+const TOOLS: [&str; 9] = [
+    "airlock_check_command",
+    "airlock_count_unread",
+    "airlock_get_email",
+    "airlock_http_request",
+    "airlock_list_emails",
+    "airlock_request_access",
+    "airlock_search_emails",
+    "airlock_status",
+    "airlock_wait_for_decision",
+];
+
+/// airlock-mcp as a child process of the test, as an agent runs it.
+struct McpClient {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    next_id: u64,
+}
+
+impl McpClient {
+    /// Starts airlock-mcp as the agent against `system`'s bus and `proxy`,
+    /// and completes the MCP handshake; returns the server's initialize result.
+    fn start(system: &System, proxy: &Proxy) -> (McpClient, Value) {
+        Self::start_as(system, proxy, &AGENT)
+    }
+
+    /// The same, as `user`.
+    fn start_as(system: &System, proxy: &Proxy, user: &TestUser) -> (McpClient, Value) {
+        let socket = proxy.socket.to_str().unwrap().to_owned();
+        let mut child = system
+            .as_user(
+                user,
+                &system.bin("airlock-mcp"),
+                &["--proxy-socket", &socket],
+                "/usr/bin:/bin",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // A reader thread, so every wait for an answer has a deadline.
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut client = McpClient {
+            child,
+            stdin,
+            lines,
+            next_id: 1,
+        };
+        let init = client.request(
+            "initialize",
+            json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "airlock-tests", "version": "1"},
+            }),
+        );
+        client.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        (client, init)
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn send(&mut self, message: &Value) {
+        let mut line = serde_json::to_vec(message).unwrap();
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
+    /// The next message from the server.
+    fn recv(&mut self) -> Value {
+        match self.lines.recv_timeout(ANSWER_DEADLINE) {
+            Ok(line) => serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the server wrote a non-JSON line ({e}): {line}")),
+            Err(RecvTimeoutError::Timeout) => panic!("no answer from airlock-mcp in time"),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("airlock-mcp closed stdout: {:?}", self.child.try_wait())
+            }
+        }
+    }
+
+    /// The answer to request `id`, skipping notifications.
+    fn answer_to(&mut self, id: &Value) -> Value {
+        let deadline = Instant::now() + ANSWER_DEADLINE;
+        loop {
+            assert!(Instant::now() < deadline, "no answer to request {id}");
+            let message = self.recv();
+            assert_eq!(message["jsonrpc"], "2.0", "{message}");
+            if &message["id"] == id {
+                return message;
+            }
+            // Notifications, and errors about lines that held no id.
+            assert!(
+                message["id"].is_null(),
+                "an answer to another request: {message}"
+            );
+        }
+    }
+
+    /// A request's full answer (result or error).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = json!(self.next_id);
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.answer_to(&id)
+    }
+
+    /// A request's result; an error answer fails the test.
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let answer = self.call(method, params);
+        assert!(answer.get("error").is_none(), "{method}: {answer}");
+        answer["result"].clone()
+    }
+
+    /// tools/call `name`: whether it is an error, and its text.
+    fn tool(&mut self, name: &str, arguments: Value) -> (bool, String) {
+        let result = self.request("tools/call", json!({"name": name, "arguments": arguments}));
+        let text = result["content"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no content: {result}"))
+            .iter()
+            .map(|c| c["text"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        (result["isError"] == true, text)
+    }
+
+    fn tool_names(&mut self) -> Vec<String> {
+        let listed = self.request("tools/list", json!({}));
+        let mut names: Vec<String> = listed["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for McpClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text of a refused call: a JSON-RPC error or a tool error.
+fn refusal(answer: &Value) -> String {
+    if let Some(message) = answer["error"]["message"].as_str() {
+        return message.to_owned();
+    }
+    assert_eq!(answer["result"]["isError"], true, "not refused: {answer}");
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn api_service(upstream: &Upstream) -> Vec<(String, String)> {
+    vec![(
+        "api.toml".into(),
+        format!(
+            r#"
+[[service]]
+name = "api"
+kind = "http"
+upstream = "http://{}/v1"
+fields = ["token"]
+inject = {{ style = "bearer", field = "token" }}
+"#,
+            upstream.addr
+        ),
+    )]
+}
+
+/// A system with the `api` service, its token stored, and a proxy.
+fn api_system(upstream: &Upstream) -> (System, Proxy) {
+    let system = System::start_with(Options {
+        services: Some(api_service(upstream)),
+        ..Options::default()
+    });
+    system
+        .ctl(
+            &APPROVER,
+            &["credentials", "add", "api", "token", "--stdin"],
+            &format!("{API_TOKEN}\n"),
+        )
+        .success();
+    let proxy = Proxy::start(&system);
+    (system, proxy)
+}
+
+#[test]
+fn an_http_call_is_refused_until_a_human_approves_then_served_without_the_secret() {
+    let upstream = Upstream::start();
+    let (system, proxy) = api_system(&upstream);
+    let mut app = system.enrol();
+    let (mut mcp, init) = McpClient::start(&system, &proxy);
+    assert_eq!(init["serverInfo"]["name"], "airlock-mcp", "{init}");
+    assert!(init["capabilities"]["tools"].is_object(), "{init}");
+    assert_eq!(mcp.tool_names(), TOOLS);
+
+    let get = json!({"service": "api", "method": "GET", "path": "/items?page=2"});
+    let (error, text) = mcp.tool("airlock_http_request", get.clone());
+    assert!(error, "served without a grant: {text}");
+    assert!(
+        text.contains("no grant covers service \"api\"")
+            && text.contains("airlock_request_access")
+            && text.contains("airlockctl approve"),
+        "{text}"
+    );
+    assert!(upstream.seen().is_empty());
+    // So does every mail tool.
+    for (tool, arguments) in [
+        ("airlock_list_emails", json!({"service": "mail"})),
+        (
+            "airlock_search_emails",
+            json!({"service": "mail", "query": "x"}),
+        ),
+        ("airlock_get_email", json!({"service": "mail", "uid": 1})),
+        ("airlock_count_unread", json!({"service": "mail"})),
+    ] {
+        let (error, text) = mcp.tool(tool, arguments);
+        assert!(
+            error && text.contains("no grant covers service \"mail\""),
+            "{tool}: {text}"
+        );
+    }
+
+    let (error, text) = mcp.tool(
+        "airlock_request_access",
+        json!({"services": ["api"], "reason": "read the items"}),
+    );
+    assert!(!error, "{text}");
+    assert!(text.contains("not approved yet"), "{text}");
+    let id = text
+        .strip_prefix("request ")
+        .and_then(|t| t.split(':').next())
+        .unwrap_or_else(|| panic!("no request id: {text}"))
+        .to_owned();
+    // Filed, not granted: a short wait says so and the call is still refused.
+    let (error, text) = mcp.tool(
+        "airlock_wait_for_decision",
+        json!({"request_id": id, "timeout_s": 0}),
+    );
+    assert!(!error && text.contains("not approved yet"), "{text}");
+    let (error, _) = mcp.tool("airlock_http_request", get.clone());
+    assert!(error);
+    assert!(upstream.seen().is_empty());
+
+    let approved = system.ctl(
+        &APPROVER,
+        &["approve", &id, "--code-stdin"],
+        &format!("{}\n", app.next_code()),
+    );
+    assert!(
+        approved.success().stdout.contains("services:api (read)"),
+        "{approved:?}"
+    );
+    let (error, text) = mcp.tool(
+        "airlock_wait_for_decision",
+        json!({"request_id": id, "timeout_s": 10}),
+    );
+    assert!(!error && text.starts_with("approved: grant"), "{text}");
+    let (error, text) = mcp.tool("airlock_status", json!({}));
+    assert!(!error && text.contains("services:api"), "{text}");
+
+    let (error, text) = mcp.tool("airlock_http_request", get);
+    assert!(!error, "{text}");
+    assert!(
+        text.starts_with("HTTP 200") && text.contains("upstream saw GET /v1/items"),
+        "{text}"
+    );
+    assert!(!text.contains(API_TOKEN), "the agent saw the token");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/v1/items?page=2");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {API_TOKEN}").as_str())
+    );
+
+    // Another user's airlock-mcp does not ride on the agent's grant.
+    let (mut outsider, _) = McpClient::start_as(&system, &proxy, &OUTSIDER);
+    let (error, text) = outsider.tool(
+        "airlock_http_request",
+        json!({"service": "api", "method": "GET", "path": "/items"}),
+    );
+    assert!(error && text.contains("no grant covers"), "{text}");
+    assert_eq!(upstream.seen().len(), 1);
+
+    // A write under the read-only grant: refused by the proxy, clearly.
+    let (error, text) = mcp.tool(
+        "airlock_http_request",
+        json!({"service": "api", "method": "DELETE", "path": "/items/1"}),
+    );
+    assert!(error && text.contains("403"), "{text}");
+    assert_eq!(upstream.seen().len(), 1);
+}
+
+#[test]
+fn check_command_answers_with_the_policy_decision() {
+    let upstream = Upstream::start();
+    let (system, proxy) = api_system(&upstream);
+    let (mut mcp, _) = McpClient::start(&system, &proxy);
+
+    let (error, text) = mcp.tool(
+        "airlock_check_command",
+        json!({"argv": ["terraform", "apply", "-auto-approve"], "role": "default"}),
+    );
+    assert!(!error, "{text}");
+    let decision: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(decision["decision"], "block", "{decision}");
+    assert_eq!(decision["policy"], "infra-mutation-block", "{decision}");
+
+    let (error, text) = mcp.tool(
+        "airlock_check_command",
+        json!({"argv": ["ls", "-l"], "role": "default"}),
+    );
+    assert!(!error, "{text}");
+    let decision: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(decision["decision"], "allow", "{decision}");
+
+    // Outside a governed session and with no role: told what to give.
+    let (error, text) = mcp.tool("airlock_check_command", json!({"argv": ["ls"]}));
+    assert!(error && text.contains("give the role"), "{text}");
+    let (error, text) = mcp.tool(
+        "airlock_check_command",
+        json!({"argv": ["ls"], "role": "no-such-role"}),
+    );
+    assert!(error && text.contains("no-such-role"), "{text}");
+    let (error, text) = mcp.tool("airlock_check_command", json!({"argv": []}));
+    assert!(error && text.contains("argv is empty"), "{text}");
+}
+
+#[test]
+fn a_hostile_client_gets_clear_errors_and_the_session_goes_on() {
+    let upstream = Upstream::start();
+    let (system, proxy) = api_system(&upstream);
+    let (mut mcp, _) = McpClient::start(&system, &proxy);
+
+    // An unknown tool: a JSON-RPC error naming it.
+    let answer = mcp.call(
+        "tools/call",
+        json!({"name": "airlock_delete_everything", "arguments": {}}),
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("airlock_delete_everything")),
+        "{answer}"
+    );
+    // Wrong argument types and missing arguments: refused, saying which.
+    let answer = mcp.call(
+        "tools/call",
+        json!({"name": "airlock_http_request",
+               "arguments": {"service": ["api"], "method": 7, "path": "/x"}}),
+    );
+    assert!(refusal(&answer).contains("invalid type"), "{answer}");
+    let answer = mcp.call(
+        "tools/call",
+        json!({"name": "airlock_request_access", "arguments": {"services": ["api"]}}),
+    );
+    assert!(
+        refusal(&answer).contains("missing field `reason`"),
+        "{answer}"
+    );
+    let answer = mcp.call("tools/call", json!({"name": 12}));
+    assert!(!refusal(&answer).is_empty(), "{answer}");
+    // Arguments that parse but are bad: a tool error, nothing reaches anyone.
+    let (error, text) = mcp.tool(
+        "airlock_http_request",
+        json!({"service": "../etc", "method": "GET", "path": "/x"}),
+    );
+    assert!(error && text.contains("invalid service name"), "{text}");
+    let (error, text) = mcp.tool(
+        "airlock_http_request",
+        json!({"service": "api", "method": "GET", "path": "x y"}),
+    );
+    assert!(error && text.contains("invalid path"), "{text}");
+    let (error, text) = mcp.tool(
+        "airlock_request_access",
+        json!({"services": ["api"], "reason": "r", "minutes": 100000}),
+    );
+    assert!(error && text.contains("at most 480"), "{text}");
+
+    // Malformed JSON, a JSON value that is no message, a huge line: each
+    // is answered with a parse error or dropped, never the end of the session.
+    mcp.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 99, \"method\": \n");
+    mcp.send_raw(b"[1, 2, 3]\n");
+    mcp.send_raw(b"\xff\xfe not utf-8\n");
+    let mut huge =
+        b"{\"jsonrpc\":\"2.0\",\"id\":98,\"method\":\"tools/list\",\"params\":{\"pad\":\"".to_vec();
+    // Longer than airlock-mcp's 1 MiB limit, shorter than the SDK's 16 MiB.
+    huge.resize(huge.len() + 2 * 1024 * 1024, b'a');
+    huge.extend_from_slice(b"\"}}\n");
+    mcp.send_raw(&huge);
+    assert_eq!(mcp.tool_names(), TOOLS);
+    assert!(upstream.seen().is_empty());
+    assert!(
+        mcp.child.try_wait().unwrap().is_none(),
+        "airlock-mcp exited"
+    );
+}
+
+/// The same road with the official SDK's client (rmcp, as agents' hosts
+/// use it) spawning airlock-mcp as the agent: its handshake, tool list,
+/// refusal and, after approval, the served call.
+#[tokio::test(flavor = "current_thread")]
+async fn the_sdk_client_is_refused_then_served_after_approval() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+    use rmcp::ServiceExt;
+
+    let upstream = Upstream::start();
+    let (system, proxy) = api_system(&upstream);
+    let mut app = system.enrol();
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let command = system.as_user(
+        &AGENT,
+        &system.bin("airlock-mcp"),
+        &["--proxy-socket", &socket],
+        "/usr/bin:/bin",
+    );
+    let transport = TokioChildProcess::new(tokio::process::Command::from(command)).unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let info = client.peer_info().expect("initialized");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("airlock-mcp")
+    );
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, TOOLS);
+
+    let call = |name: &'static str, arguments: Value| {
+        let Value::Object(arguments) = arguments else {
+            unreachable!()
+        };
+        CallToolRequestParams::new(name).with_arguments(arguments)
+    };
+    let text = |result: &rmcp::model::CallToolResult| {
+        serde_json::to_value(&result.content).unwrap()[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let get = json!({"service": "api", "method": "GET", "path": "/sdk"});
+    let refused = client
+        .call_tool(call("airlock_http_request", get.clone()))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    assert!(text(&refused).contains("airlock_request_access"));
+    assert!(upstream.seen().is_empty());
+
+    let asked = client
+        .call_tool(call(
+            "airlock_request_access",
+            json!({"services": ["api"], "reason": "the SDK asks"}),
+        ))
+        .await
+        .unwrap();
+    let asked = text(&asked);
+    assert!(asked.contains("not approved yet"), "{asked}");
+    let id = asked["request ".len()..].split(':').next().unwrap();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+
+    let served = client
+        .call_tool(call("airlock_http_request", get))
+        .await
+        .unwrap();
+    assert_ne!(served.is_error, Some(true), "{served:?}");
+    let body = text(&served);
+    assert!(body.contains("upstream saw GET /v1/sdk"), "{body}");
+    assert!(!body.contains(API_TOKEN));
+    assert_eq!(
+        upstream.seen()[0].header("authorization"),
+        Some(format!("Bearer {API_TOKEN}").as_str())
+    );
+    client.cancel().await.unwrap();
+}
