@@ -128,6 +128,18 @@ impl Core {
         Ok(())
     }
 
+    /// Records an event whose fsync the caller waits for after releasing
+    /// the lock (group commit): see `Journal::record_deferred`.
+    pub fn record_deferred(&mut self, event: Event, now: i64) -> Result<(), AirlockError> {
+        self.journal.record_deferred(event, now).map(drop)
+    }
+
+    /// What to wait on, and for which `seq`, before answering a caller
+    /// whose records were written with [`record_deferred`](Self::record_deferred).
+    pub fn durability_ticket(&self) -> (airlock_common::audit::GroupCommit, u64) {
+        (self.journal.group_commit(), self.journal.written_seq())
+    }
+
     /// The audit log's newest record (`seq`, `hash`), to be countersigned.
     pub fn audit_head(&self) -> airlock_common::audit::Head {
         self.journal.audit_head()

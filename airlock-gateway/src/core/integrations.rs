@@ -604,7 +604,8 @@ impl Core {
             return Err(ApiCode::QuotaExceeded.error("too many exchanges are open"));
         }
         let artifact_id = ids::new_id("art");
-        self.record(
+        // The service waits for the sync after releasing the lock.
+        self.record_deferred(
             Event::ArtifactSubmitted {
                 artifact_id: artifact_id.clone(),
                 request_id: artifact.request_id,
