@@ -635,6 +635,57 @@ fn pairings_and_pending_artifacts_survive_a_gateway_crash() {
     system.audit_verify().success();
 }
 
+/// Group commit: concurrent submissions share fsyncs, yet each 202 comes
+/// only after its own record is in the log, in one unbroken chain.
+#[test]
+fn concurrent_submissions_are_all_in_the_log_when_acknowledged_and_survive_a_crash() {
+    const CLIENTS: usize = 16;
+    const EACH: usize = 12;
+    let mut system = start("100000");
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Batch");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (routing, _) = pair(&system, &enforcer, &app_id);
+    let accepted: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let enforcer = enforcer.with(&pat);
+                let routing = routing.clone();
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|_| {
+                            let id = format!("req-{}", hex32());
+                            enforcer
+                                .post("/v1/artifacts", &artifact(&id, &routing, HASH))
+                                .expect(202);
+                            id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(accepted.len(), CLIENTS * EACH);
+    // Each acknowledged submission's record is in the log already.
+    let text = audit_text(&system);
+    for id in &accepted {
+        assert!(text.contains(id.as_str()), "{id} acknowledged but not in the log");
+    }
+    assert_eq!(count(&system, "artifact_submitted"), CLIENTS * EACH);
+
+    system.kill_gateway();
+    system.start_gateway();
+    for id in &accepted {
+        let status = enforcer.get(&format!("/v1/exchanges/{id}")).expect(200);
+        assert_eq!(status["body"]["state"], "PendingApproval", "{id}");
+    }
+    system.audit_verify().success();
+}
+
 #[test]
 fn the_api_is_also_served_over_tls_on_a_second_address() {
     use std::os::unix::fs::PermissionsExt;
