@@ -673,7 +673,10 @@ fn concurrent_submissions_are_all_in_the_log_when_acknowledged_and_survive_a_cra
     // Each acknowledged submission's record is in the log already.
     let text = audit_text(&system);
     for id in &accepted {
-        assert!(text.contains(id.as_str()), "{id} acknowledged but not in the log");
+        assert!(
+            text.contains(id.as_str()),
+            "{id} acknowledged but not in the log"
+        );
     }
     assert_eq!(count(&system, "artifact_submitted"), CLIENTS * EACH);
 
