@@ -45,6 +45,8 @@ pub struct Core {
     folds: Folds,
     times: GatewayTimes,
     max_pending_per_user: usize,
+    /// `gateway.max_open_exchanges_per_user`.
+    pub max_open_exchanges_per_user: usize,
 }
 
 /// What the caller of `request_approval` gets back, for the signal.
@@ -97,6 +99,8 @@ impl Core {
             folds: Folds::default(),
             times,
             max_pending_per_user,
+            max_open_exchanges_per_user:
+                airlock_common::config::DEFAULT_MAX_OPEN_EXCHANGES_PER_USER,
         };
         let now = timefmt::now_unix();
         core.record(loaded, now)?;
