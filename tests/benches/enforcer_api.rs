@@ -137,6 +137,8 @@ fn decide(
 fn main() {
     let system = System::start_with(Options {
         integrations: Some(vec![("requests_per_minute", "10000000")]),
+        // One user submits all SUBMISSIONS, none decided.
+        gateway_config: vec![("max_open_exchanges_per_user", "4096")],
         ..Options::default()
     });
     std::thread::sleep(Duration::from_secs(1));
