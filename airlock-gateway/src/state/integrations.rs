@@ -553,3 +553,59 @@ impl Integrations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(artifact_id: &str, request_id: &str, uid: u32) -> Exchange {
+        Exchange {
+            artifact_id: artifact_id.into(),
+            request_id: request_id.into(),
+            msg_id: String::new(),
+            pairing: String::new(),
+            uid,
+            app_id: String::new(),
+            enforcer_id: String::new(),
+            workspace: String::new(),
+            label: String::new(),
+            artifact_type: String::new(),
+            artifact_hash: String::new(),
+            ciphertext: Ciphertext::default(),
+            created_at: 0,
+            expires_at: 0,
+            state: ExchangeState::Pending,
+            decision: None,
+            decided_at: 0,
+        }
+    }
+
+    /// The request-id index and the open counts follow every change, and
+    /// are rebuilt from the stored map alone.
+    #[test]
+    fn the_index_and_open_counts_follow_changes_and_survive_a_reload() {
+        let mut exchanges = Exchanges::default();
+        exchanges.insert(exchange("art-1", "req-1", 1000));
+        exchanges.insert(exchange("art-2", "req-2", 1000));
+        exchanges.insert(exchange("art-3", "req-3", 1001));
+        assert_eq!(exchanges.open_for(1000), 2);
+        assert_eq!(exchanges.by_request("req-2").unwrap().artifact_id, "art-2");
+        assert!(exchanges.update("art-1", |e| e.state = ExchangeState::Decided));
+        assert!(!exchanges.update("art-9", |e| e.state = ExchangeState::Decided));
+        assert_eq!(exchanges.open_for(1000), 1);
+
+        let stored = serde_json::to_string(&exchanges).unwrap();
+        let mut loaded: Exchanges = serde_json::from_str(&stored).unwrap();
+        assert_eq!(loaded.open_for(1000), 1);
+        assert_eq!(loaded.open_for(1001), 1);
+        assert_eq!(
+            loaded.by_request("req-1").unwrap().state,
+            ExchangeState::Decided
+        );
+
+        loaded.remove("art-2");
+        assert!(loaded.by_request("req-2").is_none());
+        assert_eq!(loaded.open_for(1000), 0);
+        assert_eq!(loaded.len(), 2);
+    }
+}
