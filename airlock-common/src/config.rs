@@ -24,6 +24,10 @@ pub struct Config {
     pub proxy: ProxyConfig,
 }
 
+/// The default of `gateway.max_open_exchanges_per_user`: far more than a
+/// person reviews, well under the gateway's global bound on exchanges.
+pub const DEFAULT_MAX_OPEN_EXCHANGES_PER_USER: usize = 256;
+
 /// `airlock-integrations`, the HTTP API third-party enforcers speak.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +43,9 @@ pub struct IntegrationsConfig {
     pub requests_per_minute: u32,
     /// The OIDC realm discovery names (`idp.baseUrl`); empty for none.
     pub idp_base_url: String,
+    /// How enforcers reach this service, for the links it hands out (a
+    /// consent refusal's `consentUrl`); empty: `http://` + `listen`.
+    pub public_url: String,
     /// A second address served over TLS (empty: none), with its PEM
     /// certificate chain and private key.
     pub tls_listen: String,
@@ -54,6 +61,7 @@ impl Default for IntegrationsConfig {
             max_body_bytes: 64 * 1024,
             requests_per_minute: 60,
             idp_base_url: String::new(),
+            public_url: String::new(),
             tls_listen: String::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
@@ -96,6 +104,10 @@ pub struct GatewayConfig {
     pub max_grant_ttl: String,
     /// Most pending requests one Unix user may have at once.
     pub max_pending_per_user: usize,
+    /// Most exchanges (third-party enforcers' artifacts) one Unix user may
+    /// have waiting for a decision at once; more are refused with
+    /// `quota_exceeded` until some are decided, withdrawn or expire.
+    pub max_open_exchanges_per_user: usize,
     /// The role of governed sessions started without `--role`.
     pub default_role: String,
     /// Service definitions (`*.toml`), for the credential proxy.
@@ -112,6 +124,7 @@ impl Default for GatewayConfig {
             default_grant_ttl: "60m".into(),
             max_grant_ttl: DEFAULT_MAX_GRANT_TTL.into(),
             max_pending_per_user: 32,
+            max_open_exchanges_per_user: DEFAULT_MAX_OPEN_EXCHANGES_PER_USER,
             default_role: "default".into(),
             services_dir: crate::services::DEFAULT_SERVICES_DIR.into(),
         }

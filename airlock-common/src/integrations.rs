@@ -247,6 +247,40 @@ impl ApiCode {
     }
 }
 
+/// A consent refusal: besides its message, the app the user must consent
+/// to, which the enforcer shows (the flat body's `appId`, `appName`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRefusal {
+    pub message: String,
+    pub app_id: String,
+    pub app_name: String,
+}
+
+/// Separates a [`ConsentRefusal`]'s parts in the bus error's text.
+const UNIT_SEPARATOR: char = '\u{1f}';
+
+impl ConsentRefusal {
+    /// The bus error carrying it with `code`.
+    pub fn error(&self, code: ApiCode) -> AirlockError {
+        code.error(format!(
+            "{}{UNIT_SEPARATOR}{}{UNIT_SEPARATOR}{}",
+            self.message.replace(UNIT_SEPARATOR, " "),
+            self.app_id.replace(UNIT_SEPARATOR, " "),
+            self.app_name
+        ))
+    }
+
+    /// Reads one back from the error's text; `None` for plain text.
+    pub fn parse(text: &str) -> Option<ConsentRefusal> {
+        let mut parts = text.splitn(3, UNIT_SEPARATOR);
+        Some(ConsentRefusal {
+            message: parts.next()?.to_owned(),
+            app_id: parts.next()?.to_owned(),
+            app_name: parts.next()?.to_owned(),
+        })
+    }
+}
+
 /// An enforcer's side of a pairing: from `POST /v1/pairing/initiate` or a
 /// claim. Empty strings are absent fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]

@@ -45,6 +45,8 @@ pub struct Core {
     folds: Folds,
     times: GatewayTimes,
     max_pending_per_user: usize,
+    /// `gateway.max_open_exchanges_per_user`.
+    pub max_open_exchanges_per_user: usize,
 }
 
 /// What the caller of `request_approval` gets back, for the signal.
@@ -97,6 +99,8 @@ impl Core {
             folds: Folds::default(),
             times,
             max_pending_per_user,
+            max_open_exchanges_per_user:
+                airlock_common::config::DEFAULT_MAX_OPEN_EXCHANGES_PER_USER,
         };
         let now = timefmt::now_unix();
         core.record(loaded, now)?;
@@ -126,6 +130,18 @@ impl Core {
         self.journal.record(event, now)?;
         self.journal.save(durability);
         Ok(())
+    }
+
+    /// Records an event whose fsync the caller waits for after releasing
+    /// the lock (group commit): see `Journal::record_deferred`.
+    pub fn record_deferred(&mut self, event: Event, now: i64) -> Result<(), AirlockError> {
+        self.journal.record_deferred(event, now).map(drop)
+    }
+
+    /// What to wait on, and for which `seq`, before answering a caller
+    /// whose records were written with [`record_deferred`](Self::record_deferred).
+    pub fn durability_ticket(&self) -> (airlock_common::audit::GroupCommit, u64) {
+        (self.journal.group_commit(), self.journal.written_seq())
     }
 
     /// The audit log's newest record (`seq`, `hash`), to be countersigned.

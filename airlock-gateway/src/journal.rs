@@ -2,10 +2,18 @@
 //! to the audit log (fsync'd), then applied to the state. The state file is
 //! only a checkpoint; on start the records after its mark are replayed
 //! through the same `apply`, so a crash between the two loses nothing.
+//!
+//! [`Journal::record_deferred`] is the group-commit form: the record is
+//! written and applied under the caller's lock, and the caller waits for its
+//! fsync after releasing the lock, before answering anyone (see
+//! `airlock_common::audit::GroupCommit`). Until then the change is visible
+//! only inside the gateway; everything the gateway tells the outside after
+//! it (a decision, a grant, a state file, a countersigned head) follows a
+//! sync that covers it, since the log is synced in order.
 
 use std::path::Path;
 
-use airlock_common::audit::{self, AuditError, AuditLog, Resumed};
+use airlock_common::audit::{self, AuditError, AuditLog, GroupCommit, Resumed};
 use airlock_common::dbus::AirlockError;
 use airlock_common::event::Event;
 use airlock_common::fsutil::Durability;
@@ -112,9 +120,26 @@ impl Journal {
         &self.state
     }
 
-    /// The newest record's `seq` and `hash`.
+    /// The newest record's `seq` and `hash`, synced first so that it may
+    /// be countersigned.
     pub fn audit_head(&self) -> audit::Head {
-        self.audit.head()
+        match self.audit.group_commit().sync_all_written() {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::error!("cannot sync the audit log: {e}");
+                self.audit.head()
+            }
+        }
+    }
+
+    /// The newest record written (synced or not).
+    pub fn written_seq(&self) -> u64 {
+        self.audit.head().seq
+    }
+
+    /// What callers of [`record_deferred`](Self::record_deferred) wait on.
+    pub fn group_commit(&self) -> GroupCommit {
+        self.audit.group_commit()
     }
 
     /// Sessions not yet started change without an event (see
@@ -137,30 +162,41 @@ impl Journal {
         &mut self.state.integrations
     }
 
-    /// Appends `event` to the audit log and, once it is on disk, applies it
-    /// at time `now`. If the record cannot be written nothing changed and the
-    /// call can be repeated.
+    /// Appends `event` to the audit log, applies it at time `now` and
+    /// returns once the record is on disk. If the record cannot be written
+    /// nothing changed and the call can be repeated; if it was written but
+    /// its sync failed, the change stands in memory, the caller gets an
+    /// error and the log refuses further records.
     pub fn record(&mut self, event: Event, now: i64) -> Result<(), AirlockError> {
+        let seq = self.record_deferred(event, now)?;
+        match self.audit.group_commit().wait_durable(seq) {
+            Ok(()) => Ok(()),
+            Err(e) => durability_failed(e),
+        }
+    }
+
+    /// [`record`](Self::record) without waiting for the fsync: returns the
+    /// record's `seq`, which the caller must see durable
+    /// ([`GroupCommit::wait_durable`], outside its lock) before it answers.
+    pub fn record_deferred(&mut self, event: Event, now: i64) -> Result<u64, AirlockError> {
         let Some((name, fields)) = event.to_record() else {
             return Err(AirlockError::Internal(
                 "an unknown event cannot be recorded".into(),
             ));
         };
         let ids = LoggedIds::of(&fields);
-        match self.audit.append(&name, fields) {
-            Ok(_) => ids.log(&name),
-            // The record is synced, so the event stands and the caller must
-            // go on as if it succeeded; a lagging anchor is harmless.
-            Err(e @ AuditError::Anchor { .. }) => tracing::error!("{e}"),
+        let record = match self.audit.write(&name, fields) {
+            Ok(record) => record,
             Err(e) => {
                 tracing::error!("cannot write the audit log: {e}");
                 return Err(AirlockError::Internal(format!(
                     "cannot write the audit log: {e}"
                 )));
             }
-        }
+        };
+        ids.log(&name);
         self.dirty |= self.state.apply(&event, now);
-        Ok(())
+        Ok(record.seq)
     }
 
     /// Writes the state file if it lags. A failure loses nothing (the log
@@ -170,12 +206,39 @@ impl Journal {
         if !self.dirty {
             return;
         }
-        let snapshot = Snapshot::new(self.state.parts(), self.audit.head());
+        // The state file must not name (or reflect) records a crash could
+        // still take from the log.
+        let mark = match self.audit.group_commit().sync_all_written() {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::error!("cannot sync the audit log ({e}); not saving the state");
+                return;
+            }
+        };
+        let snapshot = Snapshot::new(self.state.parts(), mark);
         match self.store.save(&snapshot, durability) {
             Ok(()) => self.dirty = false,
             Err(e) => tracing::error!(
                 "cannot save gateway state ({e}); the audit log holds the changes, saving again later"
             ),
+        }
+    }
+}
+
+/// What a caller of [`Journal::record_deferred`] makes of waiting for its
+/// record: a lagging anchor is harmless (the record is synced, so the event
+/// stands); a failed sync is an error, and the log refuses further records.
+pub fn durability_failed(error: AuditError) -> Result<(), AirlockError> {
+    match error {
+        AuditError::AnchorLags(_) | AuditError::Anchor { .. } => {
+            tracing::error!("{error}");
+            Ok(())
+        }
+        e => {
+            tracing::error!("cannot sync the audit log: {e}");
+            Err(AirlockError::Internal(format!(
+                "cannot sync the audit log: {e}"
+            )))
         }
     }
 }

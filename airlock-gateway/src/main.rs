@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         args.confinement_selftest.as_deref(),
     )?;
 
-    let core = Core::open(
+    let mut core = Core::open(
         &policy_dir,
         &state_dir,
         &audit_dir,
@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         gw.max_pending_per_user,
         &gw.default_role,
     )?;
+    core.max_open_exchanges_per_user = gw.max_open_exchanges_per_user;
     let credentials = CredentialStore::open(&state_dir)?;
     let services = Arc::new(Services::load(gw.services_dir.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()

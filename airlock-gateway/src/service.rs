@@ -186,6 +186,20 @@ pub async fn push_session(
 
 /// Sends every live session to the enforcer (after either side started);
 /// sessions it no longer has are marked exited.
+/// Waits, off the async workers, until the records a deferred call wrote are
+/// on disk; only then may it answer.
+async fn durable(
+    (commit, seq): (airlock_common::audit::GroupCommit, u64),
+) -> Result<(), AirlockError> {
+    match tokio::task::spawn_blocking(move || commit.wait_durable(seq)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => crate::journal::durability_failed(e),
+        Err(e) => Err(AirlockError::Internal(format!(
+            "waiting for the audit log: {e}"
+        ))),
+    }
+}
+
 pub async fn sync_enforcer(core: &Arc<Mutex<Core>>, enforcer: &Enforcer1Proxy<'static>) {
     let specs = core.locked().live_specs(now_unix());
     let count = specs.len();
@@ -839,8 +853,14 @@ impl Gateway {
     ) -> Result<(), AirlockError> {
         self.integrations_caller(&header).await?;
         let now = now_unix();
-        let id = self.core().api_submit(&creds, artifact, now)?;
-        let info = self.core().get_artifact(&id, 0, true, now)?;
+        let (id, info, ticket) = {
+            let mut core = self.core();
+            let id = core.api_submit(&creds, artifact, now)?;
+            let info = core.get_artifact(&id, 0, true, now)?;
+            (id, info, core.durability_ticket())
+        };
+        // Group commit: concurrent submissions share one fsync.
+        durable(ticket).await?;
         let scope = format!("enforcer:{}", info.enforcer_id);
         announce(&emitter, &id, &scope, &info.label, info.uid);
         Ok(())

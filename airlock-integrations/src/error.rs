@@ -1,14 +1,16 @@
 //! Refusals in the spec's two error shapes, with the status the SDKs expect.
 
 use airlock_common::dbus::AirlockError;
-use airlock_common::integrations::{ApiCode, Shape};
+use std::sync::OnceLock;
+
+use airlock_common::integrations::{ApiCode, ConsentRefusal, Shape};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 /// A refusal on its way to the client.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     /// The wire code (`error`, or `body.code`).
@@ -17,6 +19,18 @@ pub struct ApiError {
     pub message: String,
     /// The exchange it is about, for the envelope's `requestId`.
     pub request_id: String,
+    /// For consent refusals: the app the user must consent to.
+    pub consent: Option<ConsentRefusal>,
+}
+
+/// Where this daemon is reached (`integrations.public_url`), set once at
+/// start: consent refusals point the user at `BASE/consent/APP_ID`.
+pub static PUBLIC_URL: OnceLock<String> = OnceLock::new();
+
+/// The page telling the user how to consent to `app_id`.
+pub fn consent_url(app_id: &str) -> String {
+    let base = PUBLIC_URL.get().map_or("", String::as_str);
+    format!("{}/consent/{app_id}", base.trim_end_matches('/'))
 }
 
 impl ApiError {
@@ -27,6 +41,7 @@ impl ApiError {
             shape: code.shape(),
             message: message.into(),
             request_id: String::new(),
+            consent: None,
         }
     }
 
@@ -38,6 +53,7 @@ impl ApiError {
             shape: Shape::Flat,
             message: message.into(),
             request_id: String::new(),
+            consent: None,
         }
     }
 
@@ -54,7 +70,13 @@ impl ApiError {
     pub fn from_gateway(error: zbus::Error) -> ApiError {
         match AirlockError::from_remote(error) {
             AirlockError::Api(message) => match ApiCode::split(&message) {
-                Some((code, text)) => ApiError::new(code, text),
+                Some((code, text)) => match ConsentRefusal::parse(text) {
+                    Some(refusal) => ApiError {
+                        consent: Some(refusal.clone()),
+                        ..ApiError::new(code, refusal.message)
+                    },
+                    None => ApiError::new(code, text),
+                },
                 None => internal(&message),
             },
             AirlockError::InvalidArgument(m) => ApiError::bad_request(m),
@@ -81,6 +103,7 @@ fn unavailable() -> ApiError {
         shape: Shape::Envelope,
         message: "the approval gateway is not available; try again".into(),
         request_id: String::new(),
+        consent: None,
     }
 }
 
@@ -92,13 +115,22 @@ fn internal(message: &str) -> ApiError {
         shape: Shape::Envelope,
         message: "internal error".into(),
         request_id: String::new(),
+        consent: None,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.shape {
-            Shape::Flat => json!({"error": self.code, "message": self.message}),
+            Shape::Flat => {
+                let mut body = json!({"error": self.code, "message": self.message});
+                if let Some(refusal) = &self.consent {
+                    body["consentUrl"] = consent_url(&refusal.app_id).into();
+                    body["appName"] = refusal.app_name.clone().into();
+                    body["appId"] = refusal.app_id.clone().into();
+                }
+                body
+            }
             Shape::Envelope => json!({
                 "msgType": "error",
                 "body": {"code": self.code, "message": self.message, "requestId": self.request_id},

@@ -148,6 +148,28 @@ mod tests {
     }
 
     #[test]
+    fn random_client_ids_cannot_grow_the_table_nor_free_a_limited_app() {
+        let limit = RateLimit::new(60);
+        let start = Instant::now();
+        for _ in 0..60 {
+            limit.charge("app", start).unwrap();
+        }
+        // A flood of made-up client ids, each sent once.
+        let refused = (0..3 * MAX_TRACKED)
+            .filter(|i| limit.charge(&format!("random-{i}"), start).is_err())
+            .count();
+        let tracked = limit.windows.lock().unwrap().len();
+        assert!(tracked <= MAX_TRACKED, "{tracked} windows kept");
+        assert_eq!(refused, 3 * MAX_TRACKED - (MAX_TRACKED - 1));
+        // The limited app stays limited: the flood did not reset its window.
+        let still = limit.charge("app", start).unwrap_err();
+        assert_eq!(still.status, StatusCode::TOO_MANY_REQUESTS);
+        // Once the flood's windows end, new apps get in again.
+        limit.charge("new-app", start + WINDOW).unwrap();
+        assert!(limit.windows.lock().unwrap().len() <= MAX_TRACKED);
+    }
+
+    #[test]
     fn only_this_gateways_hosts_pass() {
         let hosts = Hosts::new(&["127.0.0.1:8470".parse().unwrap()], &[]);
         let mut headers = HeaderMap::new();

@@ -12,6 +12,7 @@
 
 mod cli;
 mod error;
+mod fetches;
 mod guard;
 mod routes;
 mod tls;
@@ -43,6 +44,12 @@ fn main() -> anyhow::Result<()> {
         .then(|| config.tls_listen.parse())
         .transpose()
         .context("integrations.tls_listen")?;
+    let public_url = if config.public_url.is_empty() {
+        format!("http://{listen}")
+    } else {
+        config.public_url.clone()
+    };
+    let _ = error::PUBLIC_URL.set(public_url);
     // Read before serving: a bad certificate stops the start, not a request.
     let acceptor = tls_listen
         .map(|_| tls::acceptor(&config.tls_cert, &config.tls_key))
@@ -80,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             shutdown,
             idp_base_url: config.idp_base_url.clone(),
             calls: tokio::sync::Semaphore::new(routes::MAX_CALLS),
+            fetches: Default::default(),
         });
         // Decisions wake the long-polls waiting for them.
         let mut signals = gateway.receive_exchange_decided().await?;

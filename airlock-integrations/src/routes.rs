@@ -42,6 +42,8 @@ pub struct Api {
     /// connection more than 128 pending replies (`max_replies_per_connection`
     /// in Debian's system.conf), and 1,000 long-polls would ask at once.
     pub calls: tokio::sync::Semaphore,
+    /// Long-polls on one exchange share one gateway fetch.
+    pub fetches: crate::fetches::Fetches,
 }
 
 /// Gateway calls in flight at most (well under the bus's 128).
@@ -65,6 +67,7 @@ pub fn router(api: Arc<Api>, max_body: usize) -> Router {
         .route("/v1/integrations/discovery", get(discovery))
         .route("/echo", get(echo))
         .route("/v1/consent/status", get(consent))
+        .route("/consent/{app_id}", get(consent_page))
         .route("/v1/pairing/initiate", post(initiate))
         .route("/v1/pairing/claim", post(claim))
         .route("/v1/pairing/revoke", post(revoke))
@@ -158,6 +161,25 @@ async fn consent(State(api): Shared, headers: HeaderMap) -> ApiResult {
     let _turn = api.turn().await;
     let status = api.gateway.api_consent_status(&creds).await.map_err(gw)?;
     ok(StatusCode::OK, json!({ "status": status }))
+}
+
+/// What a consent refusal's `consentUrl` shows: consent is given on the
+/// approver's machine with airlockctl, not on a web page.
+async fn consent_page(Path(app_id): Path<String>) -> Result<Response, ApiError> {
+    airlock_common::validate::check_id(&app_id)
+        .map_err(|_| ApiError::bad_request("not an app id"))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        format!(
+            "Airlock asks the user before an app may act for them.\n\
+             To allow app {app_id}, run as that user:\n\n    airlockctl apps consent {app_id}\n\n\
+             To refuse it:\n\n    airlockctl apps consent {app_id} --deny\n"
+        ),
+    )
+        .into_response())
 }
 
 async fn initiate(
@@ -320,16 +342,23 @@ async fn wait(
     }
     .clamp(1, MAX_WAIT_SECS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    // Subscribed before the first look, so a decision in between is seen.
-    let mut decided = api.decided.subscribe();
     let mut shutdown = api.shutdown.clone();
+    // Subscribed before each look, so a decision in between is seen; the
+    // look is a fetch begun after that.
+    let mut decided = api.decided.subscribe();
+    let mut subscribed = Instant::now();
     loop {
-        // The turn ends with the call, not with the wait.
-        let view = {
-            let _turn = api.turn().await;
-            api.gateway.api_exchange(&creds, &request_id).await
-        }
-        .map_err(|e| gw(e).about(&request_id))?;
+        let view = api
+            .fetches
+            .exchange(&request_id, &creds, subscribed, || async {
+                // The turn ends with the call, not with the wait.
+                let _turn = api.turn().await;
+                api.gateway
+                    .api_exchange(&creds, &request_id)
+                    .await
+                    .map_err(|e| gw(e).about(&request_id))
+            })
+            .await?;
         if let Some(decision) = (*view.decision).as_ref() {
             return ok(StatusCode::OK, wire::decision_deliver(&view, decision));
         }
@@ -347,6 +376,8 @@ async fn wait(
                 _ = shutdown.changed() => return Ok(StatusCode::NO_CONTENT.into_response()),
             }
         }
+        // Signals after this instant are still queued on `decided`.
+        subscribed = Instant::now();
     }
 }
 

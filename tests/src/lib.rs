@@ -328,6 +328,15 @@ impl System {
         }
     }
 
+    /// SIGKILL for airlock-integrations: it keeps no state, so nothing of a
+    /// pairing may be lost with it.
+    pub fn kill_integrations(&mut self) {
+        if let Some(mut child) = self.integrations.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     /// airlock-integrations' process id.
     pub fn integrations_pid(&self) -> u32 {
         self.integrations

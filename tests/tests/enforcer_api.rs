@@ -303,9 +303,23 @@ fn bad_credentials_and_hostile_input_get_a_clear_4xx_and_change_nothing() {
     // Another user's PAT works for them, but their consent is their own.
     let outsider_pat = create_pat(&system, &OUTSIDER);
     let outsider = enforcer.with(&outsider_pat);
-    outsider
-        .get("/v1/consent/status")
-        .flat(403, "app_consent_required");
+    let refused = outsider.get("/v1/consent/status");
+    assert_eq!(refused.body["appId"], app_id, "{refused:?}");
+    assert!(refused.body["appName"].is_string(), "{refused:?}");
+    let consent_url = refused.body["consentUrl"].as_str().unwrap().to_owned();
+    assert_eq!(
+        consent_url,
+        format!("{}/consent/{app_id}", system.integrations_url())
+    );
+    refused.flat(403, "app_consent_required");
+    // The page it points at says how to consent.
+    let page = Client::new().get(&consent_url).send().unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let text = page.text().unwrap();
+    assert!(
+        text.contains(&format!("airlockctl apps consent {app_id}")),
+        "{text}"
+    );
     system
         .ctl(&OUTSIDER, &["apps", "consent", &app_id, "--deny"], "")
         .success();
@@ -635,6 +649,60 @@ fn pairings_and_pending_artifacts_survive_a_gateway_crash() {
     system.audit_verify().success();
 }
 
+/// Group commit: concurrent submissions share fsyncs, yet each 202 comes
+/// only after its own record is in the log, in one unbroken chain.
+#[test]
+fn concurrent_submissions_are_all_in_the_log_when_acknowledged_and_survive_a_crash() {
+    const CLIENTS: usize = 16;
+    const EACH: usize = 12;
+    let mut system = start("100000");
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Batch");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (routing, _) = pair(&system, &enforcer, &app_id);
+    let accepted: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let enforcer = enforcer.with(&pat);
+                let routing = routing.clone();
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|_| {
+                            let id = format!("req-{}", hex32());
+                            enforcer
+                                .post("/v1/artifacts", &artifact(&id, &routing, HASH))
+                                .expect(202);
+                            id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(accepted.len(), CLIENTS * EACH);
+    // Each acknowledged submission's record is in the log already.
+    let text = audit_text(&system);
+    for id in &accepted {
+        assert!(
+            text.contains(id.as_str()),
+            "{id} acknowledged but not in the log"
+        );
+    }
+    assert_eq!(count(&system, "artifact_submitted"), CLIENTS * EACH);
+
+    system.kill_gateway();
+    system.start_gateway();
+    for id in &accepted {
+        let status = enforcer.get(&format!("/v1/exchanges/{id}")).expect(200);
+        assert_eq!(status["body"]["state"], "PendingApproval", "{id}");
+    }
+    system.audit_verify().success();
+}
+
 #[test]
 fn the_api_is_also_served_over_tls_on_a_second_address() {
     use std::os::unix::fs::PermissionsExt;
@@ -721,4 +789,90 @@ fn the_api_is_also_served_over_tls_on_a_second_address() {
         .get(format!("http://127.0.0.1:{port}/echo"))
         .send()
         .is_err());
+}
+
+/// airlock-integrations keeps nothing: killed and restarted, the same
+/// routing token still submits, and the exchange is still there.
+#[test]
+fn pairings_survive_an_integrations_restart() {
+    let mut system = start("1000");
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Restart");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (routing, _) = pair(&system, &enforcer, &app_id);
+    let first = format!("req-{}", hex32());
+    enforcer
+        .post("/v1/artifacts", &artifact(&first, &routing, HASH))
+        .expect(202);
+
+    system.kill_integrations();
+    assert!(
+        Client::new()
+            .get(format!("{}/echo", system.integrations_url()))
+            .send()
+            .is_err(),
+        "airlock-integrations still answers after SIGKILL"
+    );
+    system.start_integrations();
+
+    let second = format!("req-{}", hex32());
+    enforcer
+        .post("/v1/artifacts", &artifact(&second, &routing, HASH))
+        .expect(202);
+    for request_id in [&first, &second] {
+        let status = enforcer
+            .get(&format!("/v1/exchanges/{request_id}"))
+            .expect(200);
+        assert_eq!(status["body"]["state"], "PendingApproval");
+    }
+    enforcer
+        .post("/v1/pairing/revoke", &json!({"routingToken": routing}))
+        .expect(200);
+    enforcer
+        .post(
+            "/v1/artifacts",
+            &artifact(&format!("req-{}", hex32()), &routing, HASH),
+        )
+        .envelope(403, "pairing_revoked");
+}
+
+/// Each user may have `gateway.max_open_exchanges_per_user` exchanges
+/// waiting; the next is refused with a message saying why, and nothing is
+/// kept of it; once one is withdrawn there is room again.
+#[test]
+fn a_user_with_too_many_open_exchanges_is_refused_until_one_closes() {
+    let system = System::start_with(Options {
+        integrations: Some(vec![("requests_per_minute", "1000")]),
+        gateway_config: vec![("max_open_exchanges_per_user", "2")],
+        ..Options::default()
+    });
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Busy");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (routing, _) = pair(&system, &enforcer, &app_id);
+    let open: Vec<String> = (0..2).map(|_| format!("req-{}", hex32())).collect();
+    for request_id in &open {
+        enforcer
+            .post("/v1/artifacts", &artifact(request_id, &routing, HASH))
+            .expect(202);
+    }
+    let third = format!("req-{}", hex32());
+    let refused = enforcer.post("/v1/artifacts", &artifact(&third, &routing, HASH));
+    let message = refused.body["body"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("2 requests waiting") && message.contains("max_open_exchanges_per_user"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.body["body"]["requestId"], third.as_str());
+    refused.envelope(429, "quota_exceeded");
+    enforcer
+        .get(&format!("/v1/exchanges/{third}"))
+        .flat(404, "NotFound");
+
+    enforcer
+        .post_empty(&format!("/v1/exchanges/{}/withdraw", open[0]))
+        .expect(200);
+    enforcer
+        .post("/v1/artifacts", &artifact(&third, &routing, HASH))
+        .expect(202);
 }

@@ -10,13 +10,17 @@
 //! separate head file; `verify` compares the log against it.
 //!
 //! Records are fsynced before `append` returns, so an event the gateway acted
-//! on is on disk. The head is written afterwards without fsync: after a crash
-//! it may lag the log, which is harmless, but never lead it.
+//! on is on disk. [`AuditLog::write`] appends without waiting, for callers
+//! that wait on [`GroupCommit`] outside their lock, so that one fsync covers
+//! every record written meanwhile (see [`commit`]). The head is written after
+//! the sync without fsync: after a crash it may lag the log, which is
+//! harmless, but never lead it.
 //!
 //! The gateway is the only writer; `airlockctl` only reads. Since the gateway
 //! user could therefore rewrite the whole chain consistently, airlock-totp
 //! countersigns its head from time to time (see [`countersign`]).
 
+mod commit;
 pub mod countersign;
 mod head;
 mod record;
@@ -33,6 +37,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::timefmt::now_unix;
+pub use commit::GroupCommit;
 use head::HeadWriter;
 pub use head::{read_head, Head};
 pub use record::Record;
@@ -65,13 +70,18 @@ pub enum AuditError {
         record: Box<Record>,
         error: io::Error,
     },
+    /// As [`Anchor`](Self::Anchor), for a group commit: the records this
+    /// caller waited for are durable, the anchor lags.
+    #[error("audit records were synced, but the head anchor could not be updated: {0}")]
+    AnchorLags(io::Error),
 }
 
 /// The log, open for appending.
 #[derive(Debug)]
 pub struct AuditLog {
     file: File,
-    head_file: HeadWriter,
+    /// Syncs the file and then stores the head anchor.
+    commit: GroupCommit,
     /// `seq` and `hash` of the newest record (0 and the genesis hash if none).
     seq: u64,
     hash: String,
@@ -100,13 +110,13 @@ impl AuditLog {
         if let Some(finding) = walk(&lines, Start::latest(&lines), head.as_ref()) {
             return Err(AuditError::Corrupt(finding.problem.to_string()));
         }
-        let mut log = AuditLog::continuing(file, head_path, &lines, false);
+        let log = AuditLog::continuing(file, head_path, &lines, false)?;
         let current = log.head();
         if head.as_ref() == Some(&current) {
-            log.head_file.stored(current.seq);
+            log.commit.head_stored(current.seq);
         } else if log.seq > 0 {
             // The head lagged (a crash after the log's fsync): catch it up.
-            log.head_file.store(&current)?;
+            log.commit.store_head(&current)?;
         }
         Ok(log)
     }
@@ -135,7 +145,7 @@ impl AuditLog {
             return AuditLog::open(path, head_path);
         }
         let ends_in_fragment = !content.is_empty() && !content.ends_with(b"\n");
-        let mut log = AuditLog::continuing(file, head_path, &lines, ends_in_fragment);
+        let mut log = AuditLog::continuing(file, head_path, &lines, ends_in_fragment)?;
         let broken_at_seq = finding.map_or(log.seq + 1, |f| f.broken_at_seq);
         let mut fields = Map::new();
         fields.insert("reason".into(), reason.into());
@@ -154,17 +164,32 @@ impl AuditLog {
         head_path: &Path,
         lines: &[record::Line],
         terminate_fragment: bool,
-    ) -> AuditLog {
+    ) -> io::Result<AuditLog> {
         let last = last_entry(lines);
-        AuditLog {
+        let seq = last.map_or(0, |e| e.record.seq);
+        let hash = last.map_or_else(|| GENESIS.to_owned(), |e| e.record.hash.clone());
+        let commit = GroupCommit::new(
+            file.try_clone()?,
+            Head {
+                seq,
+                hash: hash.clone(),
+            },
+            HeadWriter::new(head_path),
+        );
+        Ok(AuditLog {
             file,
-            head_file: HeadWriter::new(head_path),
-            seq: last.map_or(0, |e| e.record.seq),
-            hash: last.map_or_else(|| GENESIS.to_owned(), |e| e.record.hash.clone()),
+            commit,
+            seq,
+            hash,
             lines: lines.len(),
             terminate_fragment,
             failed: false,
-        }
+        })
+    }
+
+    /// The handle to wait on for records [`write`](Self::write) appended.
+    pub fn group_commit(&self) -> GroupCommit {
+        self.commit.clone()
     }
 
     /// Appends one record and fsyncs it before returning it. Rejected
@@ -176,7 +201,22 @@ impl AuditLog {
         event: &str,
         fields: Map<String, Value>,
     ) -> Result<Record, AuditError> {
-        if self.failed {
+        let record = self.write(event, fields)?;
+        match self.commit.wait_durable(record.seq) {
+            Ok(()) => Ok(record),
+            Err(AuditError::AnchorLags(error)) => Err(AuditError::Anchor {
+                record: Box::new(record),
+                error,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends one record to the file without syncing it: the caller must
+    /// [`GroupCommit::wait_durable`] for its `seq` before acting on it
+    /// anywhere outside this process. Rejected events write nothing.
+    pub fn write(&mut self, event: &str, fields: Map<String, Value>) -> Result<Record, AuditError> {
+        if self.failed || self.commit.has_failed() {
             return Err(AuditError::Io(io::Error::other(
                 "an earlier write to the audit log failed; reopen the log to re-check it",
             )));
@@ -191,11 +231,7 @@ impl AuditLog {
         bytes.extend_from_slice(raw.as_bytes());
         bytes.push(b'\n');
         // One write_all on an O_APPEND file: the line lands whole at the end.
-        if let Err(e) = self
-            .file
-            .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-        {
+        if let Err(e) = self.file.write_all(&bytes) {
             self.failed = true;
             return Err(e.into());
         }
@@ -203,14 +239,8 @@ impl AuditLog {
         self.lines = line;
         self.seq = entry.record.seq;
         self.hash.clone_from(&entry.record.hash);
-        let head = self.head();
-        match self.head_file.store(&head) {
-            Ok(()) => Ok(entry.record),
-            Err(error) => Err(AuditError::Anchor {
-                record: Box::new(entry.record),
-                error,
-            }),
-        }
+        self.commit.written(&self.head())?;
+        Ok(entry.record)
     }
 
     /// The newest record's `seq` and `hash` (0 and 64 zeros when empty).

@@ -880,3 +880,61 @@ fn nix_free_mkfifo(path: &std::path::Path) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn one_sync_makes_a_batch_durable_and_the_head_follows_it() {
+    let fx = Fixture::with_records(1);
+    let mut log = fx.open().unwrap();
+    let commit = log.group_commit();
+    let before = commit.syncs();
+    for i in 2..=50 {
+        log.write("access_requested", sample_fields(i)).unwrap();
+    }
+    // Written, not yet synced: the anchor must not lead the durable log.
+    assert_eq!(read_head(&fx.head).unwrap().unwrap().seq, 1);
+    assert_eq!(commit.durable_seq(), 1);
+    commit.wait_durable(50).unwrap();
+    assert_eq!(commit.syncs(), before + 1, "one fsync for the batch");
+    // An earlier record of the batch is already durable: no further sync.
+    commit.wait_durable(20).unwrap();
+    assert_eq!(commit.syncs(), before + 1);
+    assert_eq!(read_head(&fx.head).unwrap().unwrap(), log.head());
+    let report = verify(&fx.log, read_head(&fx.head).unwrap().as_ref()).unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+    assert_eq!(report.records, 50);
+}
+
+#[test]
+fn concurrent_writers_each_wait_for_their_own_record_and_the_chain_holds() {
+    use std::sync::{Arc, Mutex};
+    const THREADS: u64 = 8;
+    const EACH: u64 = 40;
+    let fx = Fixture::new();
+    let log = Arc::new(Mutex::new(fx.open().unwrap()));
+    let commit = log.lock().unwrap().group_commit();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (log, commit) = (log.clone(), commit.clone());
+            scope.spawn(move || {
+                for i in 0..EACH {
+                    // Written under the lock (the chain's order), synced
+                    // outside it.
+                    let seq = log
+                        .lock()
+                        .unwrap()
+                        .write("access_requested", sample_fields(t * EACH + i))
+                        .unwrap()
+                        .seq;
+                    commit.wait_durable(seq).unwrap();
+                    assert!(commit.durable_seq() >= seq);
+                }
+            });
+        }
+    });
+    assert_eq!(commit.durable_seq(), THREADS * EACH);
+    assert!(commit.syncs() <= THREADS * EACH);
+    let report = verify(&fx.log, read_head(&fx.head).unwrap().as_ref()).unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+    assert_eq!(report.records, THREADS * EACH);
+    assert_eq!(read_head(&fx.head).unwrap().unwrap().seq, THREADS * EACH);
+}

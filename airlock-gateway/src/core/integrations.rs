@@ -13,10 +13,10 @@ use airlock_common::fsutil::Durability;
 use airlock_common::ids;
 use airlock_common::integrations::{
     normalize_code, pairing_code, random_token, sha256_hex, ApiCode, ApiCredentials, AppInfo,
-    AppKind, ArtifactInfo, ArtifactSubmission, DecisionKey, EnforcerHello, EnforcerInfo,
-    ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision, ARTIFACT_TTL_SECS,
-    MAX_APPS, MAX_CIPHERTEXT_LEN, MAX_EXCHANGES, MAX_FIELD_LEN, MAX_PAIRINGS, MAX_PATS,
-    MAX_PAT_TTL_SECS, ONLINE_SECS, PAIRING_TTL_SECS, PAT_PREFIX, PREGENERATED_TTL_SECS,
+    AppKind, ArtifactInfo, ArtifactSubmission, ConsentRefusal, DecisionKey, EnforcerHello,
+    EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision,
+    ARTIFACT_TTL_SECS, MAX_APPS, MAX_CIPHERTEXT_LEN, MAX_EXCHANGES, MAX_FIELD_LEN, MAX_PAIRINGS,
+    MAX_PATS, MAX_PAT_TTL_SECS, ONLINE_SECS, PAIRING_TTL_SECS, PAT_PREFIX, PREGENERATED_TTL_SECS,
 };
 use airlock_common::validate::check_text;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -198,10 +198,15 @@ impl Core {
                 )
             }
         };
-        Err(code.error(format!(
-            "{text}: `airlockctl apps consent {}` ({})",
-            app.app_id, app.name
-        )))
+        Err(ConsentRefusal {
+            message: format!(
+                "{text}: `airlockctl apps consent {}` ({})",
+                app.app_id, app.name
+            ),
+            app_id: app.app_id.clone(),
+            app_name: app.name.clone(),
+        }
+        .error(code))
     }
 
     /// An authenticated, consented caller.
@@ -600,11 +605,19 @@ impl Core {
         {
             return Err(ApiCode::AlreadyExists.error("an exchange with this requestId exists"));
         }
+        let open = integrations.exchanges.open_for(caller.uid);
+        if open >= self.max_open_exchanges_per_user {
+            return Err(ApiCode::QuotaExceeded.error(format!(
+                "you have {open} requests waiting for a decision, the most allowed \
+                 (gateway.max_open_exchanges_per_user); approve, deny or withdraw some first"
+            )));
+        }
         if integrations.exchanges.len() >= MAX_EXCHANGES {
             return Err(ApiCode::QuotaExceeded.error("too many exchanges are open"));
         }
         let artifact_id = ids::new_id("art");
-        self.record(
+        // The service waits for the sync after releasing the lock.
+        self.record_deferred(
             Event::ArtifactSubmitted {
                 artifact_id: artifact_id.clone(),
                 request_id: artifact.request_id,

@@ -7,7 +7,8 @@
 //! enforcer through the pairing status; the clear token is held in memory
 //! only, until the enforcer has fetched it or the gateway restarts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
 
 use airlock_common::event::Event;
 use airlock_common::integrations::{
@@ -203,7 +204,105 @@ pub struct Integrations {
     #[serde(default)]
     pub pairings: BTreeMap<String, Pairing>,
     #[serde(default)]
-    pub exchanges: BTreeMap<String, Exchange>,
+    pub exchanges: Exchanges,
+}
+
+/// The exchanges by artifact id, with an index by the enforcer's request id
+/// and a count of each user's open ones, so a submission or a poll finds its
+/// exchange without scanning them all. Stored as the plain map; the index is
+/// rebuilt on load, and kept by the only ways in (insert, update, remove).
+#[derive(Clone, Debug, Default)]
+pub struct Exchanges {
+    by_artifact: BTreeMap<String, Exchange>,
+    /// request id → artifact id.
+    by_request: HashMap<String, String>,
+    /// uid → exchanges still waiting for a decision.
+    open: HashMap<u32, usize>,
+}
+
+impl Deref for Exchanges {
+    type Target = BTreeMap<String, Exchange>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_artifact
+    }
+}
+
+impl Serialize for Exchanges {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.by_artifact.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Exchanges {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, Exchange>::deserialize(deserializer)?;
+        let mut exchanges = Exchanges::default();
+        for (_, exchange) in map {
+            exchanges.insert(exchange);
+        }
+        Ok(exchanges)
+    }
+}
+
+impl Exchanges {
+    fn count(&mut self, exchange: &Exchange, up: bool) {
+        if exchange.state != ExchangeState::Pending {
+            return;
+        }
+        let open = self.open.entry(exchange.uid).or_default();
+        if up {
+            *open += 1;
+        } else {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                self.open.remove(&exchange.uid);
+            }
+        }
+    }
+
+    pub fn insert(&mut self, exchange: Exchange) {
+        self.remove(&exchange.artifact_id.clone());
+        self.count(&exchange, true);
+        self.by_request
+            .insert(exchange.request_id.clone(), exchange.artifact_id.clone());
+        self.by_artifact
+            .insert(exchange.artifact_id.clone(), exchange);
+    }
+
+    pub fn remove(&mut self, artifact_id: &str) -> Option<Exchange> {
+        let exchange = self.by_artifact.remove(artifact_id)?;
+        self.count(&exchange, false);
+        if self
+            .by_request
+            .get(&exchange.request_id)
+            .map(String::as_str)
+            == Some(artifact_id)
+        {
+            self.by_request.remove(&exchange.request_id);
+        }
+        Some(exchange)
+    }
+
+    /// Changes one exchange (not its ids); false if there is none.
+    pub fn update(&mut self, artifact_id: &str, change: impl FnOnce(&mut Exchange)) -> bool {
+        let Some(mut exchange) = self.by_artifact.remove(artifact_id) else {
+            return false;
+        };
+        self.count(&exchange, false);
+        change(&mut exchange);
+        self.count(&exchange, true);
+        self.by_artifact.insert(artifact_id.to_owned(), exchange);
+        true
+    }
+
+    pub fn by_request(&self, request_id: &str) -> Option<&Exchange> {
+        self.by_artifact.get(self.by_request.get(request_id)?)
+    }
+
+    /// How many of `uid`'s exchanges wait for a decision.
+    pub fn open_for(&self, uid: u32) -> usize {
+        self.open.get(&uid).copied().unwrap_or(0)
+    }
 }
 
 pub fn consent_key(app_id: &str, uid: u32) -> String {
@@ -232,7 +331,7 @@ impl Integrations {
     }
 
     pub fn exchange_by_request(&self, request_id: &str) -> Option<&Exchange> {
-        self.exchanges.values().find(|e| e.request_id == request_id)
+        self.exchanges.by_request(request_id)
     }
 
     pub fn consent(&self, app_id: &str, uid: u32) -> Option<Consent> {
@@ -424,41 +523,89 @@ impl Integrations {
                     decision: None,
                     decided_at: 0,
                 };
-                self.exchanges.insert(artifact_id.clone(), exchange);
+                self.exchanges.insert(exchange);
                 true
             }
             Event::ArtifactDecided {
                 artifact_id,
                 decision,
                 ..
-            } => {
-                let Some(exchange) = self.exchanges.get_mut(artifact_id) else {
-                    return false;
-                };
+            } => self.exchanges.update(artifact_id, |exchange| {
                 exchange.state = ExchangeState::Decided;
                 exchange.decision = Some(decision.clone());
                 exchange.decided_at = ts;
-                true
-            }
+            }),
             Event::DecisionAcked { artifact_id, .. } => {
-                let Some(exchange) = self.exchanges.get_mut(artifact_id) else {
-                    return false;
-                };
-                exchange.state = ExchangeState::Acknowledged;
-                true
+                self.exchanges.update(artifact_id, |exchange| {
+                    exchange.state = ExchangeState::Acknowledged;
+                })
             }
             Event::ArtifactExpired { artifact_id } => {
-                let Some(exchange) = self.exchanges.get_mut(artifact_id) else {
-                    return false;
-                };
-                exchange.state = ExchangeState::Expired;
-                exchange.decided_at = ts;
-                true
+                self.exchanges.update(artifact_id, |exchange| {
+                    exchange.state = ExchangeState::Expired;
+                    exchange.decided_at = ts;
+                })
             }
             Event::ArtifactWithdrawn { artifact_id } | Event::ExchangeForgotten { artifact_id } => {
                 self.exchanges.remove(artifact_id).is_some()
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(artifact_id: &str, request_id: &str, uid: u32) -> Exchange {
+        Exchange {
+            artifact_id: artifact_id.into(),
+            request_id: request_id.into(),
+            msg_id: String::new(),
+            pairing: String::new(),
+            uid,
+            app_id: String::new(),
+            enforcer_id: String::new(),
+            workspace: String::new(),
+            label: String::new(),
+            artifact_type: String::new(),
+            artifact_hash: String::new(),
+            ciphertext: Ciphertext::default(),
+            created_at: 0,
+            expires_at: 0,
+            state: ExchangeState::Pending,
+            decision: None,
+            decided_at: 0,
+        }
+    }
+
+    /// The request-id index and the open counts follow every change, and
+    /// are rebuilt from the stored map alone.
+    #[test]
+    fn the_index_and_open_counts_follow_changes_and_survive_a_reload() {
+        let mut exchanges = Exchanges::default();
+        exchanges.insert(exchange("art-1", "req-1", 1000));
+        exchanges.insert(exchange("art-2", "req-2", 1000));
+        exchanges.insert(exchange("art-3", "req-3", 1001));
+        assert_eq!(exchanges.open_for(1000), 2);
+        assert_eq!(exchanges.by_request("req-2").unwrap().artifact_id, "art-2");
+        assert!(exchanges.update("art-1", |e| e.state = ExchangeState::Decided));
+        assert!(!exchanges.update("art-9", |e| e.state = ExchangeState::Decided));
+        assert_eq!(exchanges.open_for(1000), 1);
+
+        let stored = serde_json::to_string(&exchanges).unwrap();
+        let mut loaded: Exchanges = serde_json::from_str(&stored).unwrap();
+        assert_eq!(loaded.open_for(1000), 1);
+        assert_eq!(loaded.open_for(1001), 1);
+        assert_eq!(
+            loaded.by_request("req-1").unwrap().state,
+            ExchangeState::Decided
+        );
+
+        loaded.remove("art-2");
+        assert!(loaded.by_request("req-2").is_none());
+        assert_eq!(loaded.open_for(1000), 0);
+        assert_eq!(loaded.len(), 2);
     }
 }

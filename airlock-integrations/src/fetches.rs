@@ -1,0 +1,201 @@
+//! One gateway fetch of an exchange serves every long-poll waiting on it
+//! with the same credentials.
+//!
+//! When a decision is announced, every poll on that exchange wakes at once;
+//! asking the gateway once each (1,000 D-Bus calls, at most `MAX_CALLS` in
+//! flight) made the last poll's answer late. Here concurrent looks at one
+//! exchange by one caller share one call. The key is the request id *and*
+//! a digest of the caller's credentials, which are all the gateway decides
+//! entitlement from: a poll only ever joins a fetch made with exactly its
+//! own credentials, so one caller's answer never reaches another.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use airlock_common::integrations::{sha256_hex, ApiCredentials, ExchangeView};
+use tokio::sync::OnceCell;
+
+use crate::error::ApiError;
+
+type Key = (String, String);
+
+/// One fetch in flight, and its answer once there is one.
+struct Flight {
+    started: Instant,
+    answer: OnceCell<Result<ExchangeView, ApiError>>,
+}
+
+#[derive(Default)]
+pub struct Fetches {
+    flights: Mutex<HashMap<Key, Arc<Flight>>>,
+}
+
+/// The credentials as a key: digests only, no secret in the clear.
+fn fingerprint(creds: &ApiCredentials) -> String {
+    [
+        &creds.client_id,
+        &creds.client_secret,
+        &creds.origin,
+        &creds.pat,
+        &creds.bearer,
+    ]
+    .map(|field| sha256_hex(field.as_bytes()))
+    .join(":")
+}
+
+impl Fetches {
+    /// The exchange `request_id` as the gateway answers `creds`, from a
+    /// fetch begun after `not_before` (so a poll that subscribed to
+    /// decisions at `not_before` never takes an answer read before it):
+    /// joins such a fetch in flight, or starts one with `fetch`.
+    pub async fn exchange<F, Fut>(
+        &self,
+        request_id: &str,
+        creds: &ApiCredentials,
+        not_before: Instant,
+        fetch: F,
+    ) -> Result<ExchangeView, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<ExchangeView, ApiError>>,
+    {
+        let key = (request_id.to_owned(), fingerprint(creds));
+        let flight = {
+            let mut flights = self.flights.lock().expect("not poisoned");
+            match flights.get(&key) {
+                Some(flight) if flight.started > not_before => flight.clone(),
+                _ => {
+                    let flight = Arc::new(Flight {
+                        started: Instant::now(),
+                        answer: OnceCell::new(),
+                    });
+                    flights.insert(key.clone(), flight.clone());
+                    flight
+                }
+            }
+        };
+        // If the poll running the fetch goes away, a joined one runs it.
+        let answer = flight.answer.get_or_init(fetch).await.clone();
+        // Answered: later looks fetch afresh.
+        let mut flights = self.flights.lock().expect("not poisoned");
+        if flights
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, &flight))
+        {
+            flights.remove(&key);
+        }
+        answer
+    }
+
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        self.flights.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::Semaphore;
+
+    /// Lets every held fetch finish (a permit stays once given).
+    fn open(gate: &Semaphore) {
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+
+    fn creds(pat: &str) -> ApiCredentials {
+        let mut creds = ApiCredentials::default();
+        creds.client_id = "cli".into();
+        creds.pat = pat.into();
+        creds
+    }
+
+    fn view(request_id: &str, state: &str) -> ExchangeView {
+        ExchangeView {
+            request_id: request_id.into(),
+            state: state.into(),
+            created_at: 0,
+            expires_at: 0,
+            artifact_hash: String::new(),
+            decision: None.into(),
+        }
+    }
+
+    /// Many concurrent looks by one caller: the gateway is asked once.
+    /// Another caller's looks at the same exchange get their own fetch
+    /// and their own answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_looks_share_one_fetch_per_caller() {
+        let fetches = Arc::new(Fetches::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Semaphore::new(0));
+        let before = Instant::now();
+        let mut polls = Vec::new();
+        for i in 0..200 {
+            let (fetches, calls, release) = (fetches.clone(), calls.clone(), release.clone());
+            let who = if i % 2 == 0 {
+                "airpat_alice"
+            } else {
+                "airpat_bob"
+            };
+            polls.push(tokio::spawn(async move {
+                fetches
+                    .exchange("req-1", &creds(who), before, || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        drop(release.acquire().await);
+                        Ok(view("req-1", who))
+                    })
+                    .await
+                    .map(|v| (who, v.state))
+            }));
+        }
+        // Wait until both callers' fetches are in flight, then answer them.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while calls.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "the fetches never started");
+            tokio::task::yield_now().await;
+        }
+        open(&release);
+        for poll in polls {
+            let (who, state) = poll.await.unwrap().unwrap();
+            assert_eq!(state, who, "a poll got another caller's answer");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one fetch per caller");
+        assert_eq!(fetches.in_flight(), 0, "answered flights are retired");
+    }
+
+    /// A poll that subscribed after a fetch began does not take its
+    /// (possibly older) answer: it fetches again.
+    #[tokio::test]
+    async fn a_fetch_begun_before_the_poll_subscribed_is_not_joined() {
+        let fetches = Arc::new(Fetches::default());
+        let release = Arc::new(Semaphore::new(0));
+        let early = {
+            let (fetches, release) = (fetches.clone(), release.clone());
+            tokio::spawn(async move {
+                fetches
+                    .exchange("req-2", &creds("airpat_a"), Instant::now(), || async move {
+                        drop(release.acquire().await);
+                        Ok(view("req-2", "PendingApproval"))
+                    })
+                    .await
+            })
+        };
+        while fetches.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let subscribed = Instant::now();
+        let late = fetches
+            .exchange("req-2", &creds("airpat_a"), subscribed, || async {
+                Ok(view("req-2", "Decided"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(late.state, "Decided");
+        open(&release);
+        assert_eq!(early.await.unwrap().unwrap().state, "PendingApproval");
+    }
+}
