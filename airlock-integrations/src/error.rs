@@ -20,7 +20,8 @@ pub struct ApiError {
     /// The exchange it is about, for the envelope's `requestId`.
     pub request_id: String,
     /// For consent refusals: the app the user must consent to.
-    pub consent: Option<ConsentRefusal>,
+    /// (Boxed: it is rare, and keeps every `Result<_, ApiError>` small.)
+    pub consent: Option<Box<ConsentRefusal>>,
 }
 
 /// Where this daemon is reached (`integrations.public_url`), set once at
@@ -72,7 +73,7 @@ impl ApiError {
             AirlockError::Api(message) => match ApiCode::split(&message) {
                 Some((code, text)) => match ConsentRefusal::parse(text) {
                     Some(refusal) => ApiError {
-                        consent: Some(refusal.clone()),
+                        consent: Some(Box::new(refusal.clone())),
                         ..ApiError::new(code, refusal.message)
                     },
                     None => ApiError::new(code, text),
