@@ -6,6 +6,10 @@
 //! about a session, and likewise `REQUEST_ID=` and `GRANT_ID=`. Elsewhere
 //! they are text on standard error. Either way filtered by `RUST_LOG`, at
 //! `info` when it is unset or invalid.
+//!
+//! Libraries that log the bytes they send are silenced whatever `RUST_LOG`
+//! says: async-imap logs each command at trace level, `LOGIN` with its
+//! password included.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -13,8 +17,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+/// Log targets whose output can hold a secret.
+const SILENCED: &[&str] = &["async_imap", "imap_proto"];
+
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    for target in SILENCED {
+        filter = filter.add_directive(format!("{target}=off").parse().expect("a valid directive"));
+    }
     if stderr_is_journal() {
         // Field names as they are (`session_id`, upcased by the layer), not
         // behind the layer's default `F_` prefix.

@@ -144,8 +144,9 @@ impl Core {
         (self.journal.group_commit(), self.journal.written_seq())
     }
 
-    /// The audit log's newest record (`seq`, `hash`), to be countersigned.
-    pub fn audit_head(&self) -> airlock_common::audit::Head {
+    /// The audit log's newest record (`seq`, `hash`), synced, to be
+    /// countersigned; `None` when it could not be synced.
+    pub fn audit_head(&self) -> Option<airlock_common::audit::Head> {
         self.journal.audit_head()
     }
 

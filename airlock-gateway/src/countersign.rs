@@ -53,7 +53,9 @@ impl Countersigner {
 
     /// Called on every tick: countersigns the head if it is due.
     pub async fn tick(&mut self, core: &Arc<Mutex<Core>>, totp: &Totp1Proxy<'static>) {
-        let head = core.lock().unwrap_or_else(|p| p.into_inner()).audit_head();
+        let Some(head) = core.lock().unwrap_or_else(|p| p.into_inner()).audit_head() else {
+            return;
+        };
         if head.seq <= self.record_seq.max(self.signed_seq) {
             return;
         }
@@ -92,7 +94,9 @@ impl Countersigner {
         match recorded {
             Ok(()) => {
                 self.signed_seq = head.seq;
-                self.record_seq = core.audit_head().seq;
+                // The countersignature's own record, so that it does not
+                // count as news on the next tick.
+                self.record_seq = core.audit_head().map_or(head.seq + 1, |h| h.seq);
             }
             Err(e) => tracing::error!("cannot record the countersignature: {}", e.message()),
         }

@@ -6,10 +6,13 @@
 //! [`Journal::record_deferred`] is the group-commit form: the record is
 //! written and applied under the caller's lock, and the caller waits for its
 //! fsync after releasing the lock, before answering anyone (see
-//! `airlock_common::audit::GroupCommit`). Until then the change is visible
-//! only inside the gateway; everything the gateway tells the outside after
-//! it (a decision, a grant, a state file, a countersigned head) follows a
-//! sync that covers it, since the log is synced in order.
+//! `airlock_common::audit::GroupCommit`). Until then other callers can see
+//! the change (a retried submission gets 409, a status call shows it
+//! pending) before it is durable: only artifact submissions take this path,
+//! and an enforcer that lost its 202 to a crash resubmits. Everything else
+//! ([`Journal::record`]) is synced before it is applied; a decision, a
+//! grant, a state file or a countersigned head always follows a sync that
+//! covers it, since the log is synced in order.
 
 use std::path::Path;
 
@@ -121,13 +124,14 @@ impl Journal {
     }
 
     /// The newest record's `seq` and `hash`, synced first so that it may
-    /// be countersigned.
-    pub fn audit_head(&self) -> audit::Head {
+    /// be countersigned; `None` when the sync failed (a head that may not
+    /// survive a crash is never countersigned).
+    pub fn audit_head(&self) -> Option<audit::Head> {
         match self.audit.group_commit().sync_all_written() {
-            Ok(head) => head,
+            Ok(head) => Some(head),
             Err(e) => {
                 tracing::error!("cannot sync the audit log: {e}");
-                self.audit.head()
+                None
             }
         }
     }
@@ -168,17 +172,27 @@ impl Journal {
     /// its sync failed, the change stands in memory, the caller gets an
     /// error and the log refuses further records.
     pub fn record(&mut self, event: Event, now: i64) -> Result<(), AirlockError> {
-        let seq = self.record_deferred(event, now)?;
-        match self.audit.group_commit().wait_durable(seq) {
-            Ok(()) => Ok(()),
-            Err(e) => durability_failed(e),
+        // Durable first, then applied: a record whose sync failed changes
+        // nothing (no grant lives on in memory without its record).
+        let seq = self.write(&event)?;
+        if let Err(e) = self.audit.group_commit().wait_durable(seq) {
+            return durability_failed(e);
         }
+        self.dirty |= self.state.apply(&event, now);
+        Ok(())
     }
 
     /// [`record`](Self::record) without waiting for the fsync: returns the
     /// record's `seq`, which the caller must see durable
     /// ([`GroupCommit::wait_durable`], outside its lock) before it answers.
     pub fn record_deferred(&mut self, event: Event, now: i64) -> Result<u64, AirlockError> {
+        let seq = self.write(&event)?;
+        self.dirty |= self.state.apply(&event, now);
+        Ok(seq)
+    }
+
+    /// Writes `event`'s record (not yet synced); its `seq`.
+    fn write(&mut self, event: &Event) -> Result<u64, AirlockError> {
         let Some((name, fields)) = event.to_record() else {
             return Err(AirlockError::Internal(
                 "an unknown event cannot be recorded".into(),
@@ -195,7 +209,6 @@ impl Journal {
             }
         };
         ids.log(&name);
-        self.dirty |= self.state.apply(&event, now);
         Ok(record.seq)
     }
 

@@ -288,6 +288,17 @@ fn each_helper_speaks_its_tools_protocol_only_under_a_grant() {
         "host=other.example\n\n",
     );
     assert_eq!(out.success().stdout, "");
+    // Over plain http (the right host, a live grant) git gets nothing: the
+    // token would cross the network in the clear.
+    let out = helper(
+        &system,
+        &AGENT,
+        &[],
+        &["git", "gh", "get"],
+        "protocol=http\nhost=git.test.example\n\n",
+    );
+    assert_eq!(out.success().stdout, "", "{out:?}");
+    assert!(out.stderr.contains("https only"), "{out:?}");
     let out = helper(
         &system,
         &AGENT,

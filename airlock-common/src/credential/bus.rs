@@ -69,6 +69,12 @@ impl zeroize::Zeroize for ProxyGrant {
     }
 }
 
+impl Drop for ProxyGrant {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self);
+    }
+}
+
 /// A tool's credential as `Release` hands it to the granted caller itself
 /// (a secret: the helper zeroizes it once written to the tool, and it is
 /// never logged).
@@ -153,6 +159,12 @@ impl zeroize::Zeroize for MailLogin {
     fn zeroize(&mut self) {
         self.user.zeroize();
         self.password.zeroize();
+    }
+}
+
+impl Drop for MailLogin {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self);
     }
 }
 

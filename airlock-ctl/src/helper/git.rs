@@ -34,6 +34,16 @@ pub async fn run(service: anyhow::Result<&str>, action: Option<&str>) -> anyhow:
     let input = read_input()?;
     let request = parse_request(&input);
     let name = service.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    // A credential never travels over a connection git would send in the
+    // clear: for any protocol but https, answer nothing (before asking, so
+    // nothing is released or audited for it).
+    if request.get("protocol").is_some_and(|p| *p != "https") {
+        eprintln!(
+            "airlock: {name}'s credential is given to git over https only, not {}",
+            request["protocol"]
+        );
+        return Ok(());
+    }
     let released = release(HelperTool::Git, service).await?;
     if request.get("host").copied() != Some(released.server.as_str()) {
         // Not ours: say nothing, and git asks its other helpers.
@@ -44,7 +54,7 @@ pub async fn run(service: anyhow::Result<&str>, action: Option<&str>) -> anyhow:
         .field("password")
         .or_else(|| released.field("token"))
         .ok_or_else(|| anyhow!("{name} has no password or token stored"))?;
-    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    let mut out = Zeroizing::new(Vec::with_capacity(16 * 1024));
     for (key, value) in [("username", username), ("password", password)] {
         if value.contains('\n') {
             return Err(anyhow!("{name}'s {key} holds a newline git cannot take"));

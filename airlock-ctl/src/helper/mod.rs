@@ -156,7 +156,7 @@ fn answer(bytes: Zeroizing<Vec<u8>>) -> anyhow::Result<()> {
 
 /// JSON of `value` into memory that is zeroized after use.
 fn json(value: &impl serde::Serialize) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(1024));
+    let mut bytes = Zeroizing::new(Vec::with_capacity(16 * 1024));
     serde_json::to_writer(&mut *bytes, value)?;
     bytes.push(b'\n');
     Ok(bytes)

@@ -18,8 +18,9 @@
 //!    is written into the task's stderr, and the call fails with EPERM (a
 //!    task outside the session gets EPERM alone).
 //!
-//! Each answer is given only if the notification is still valid (the task
-//! is still the one that asked). What changes between the check and the
+//! A refusal is given only if the notification is still valid (the task
+//! is still the one that asked); going on needs no such check, since the
+//! kernel refuses a stale id and judges nothing for it. What changes between the check and the
 //! kernel's own reading (another thread rewriting the path or argv) is
 //! judged again by the exec-commit program, which kills a forbidden image:
 //! the supervisor is the message, the kernel the guarantee. If the enforcer
