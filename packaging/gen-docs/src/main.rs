@@ -109,6 +109,13 @@ fn main() -> anyhow::Result<()> {
         command.build();
         write_pages(&man, program.section, &command)?;
     }
+    // Docker runs `docker-credential-airlock`, which is airlockctl's
+    // credential helper under another name: its page is that one's.
+    fs::write(
+        man.join("docker-credential-airlock.1"),
+        ".so man1/airlockctl-credential-helper.1\n",
+    )
+    .context("writing docker-credential-airlock.1")?;
     let mut ctl = ctl::Cli::command();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut ctl, "airlockctl", &completions)
