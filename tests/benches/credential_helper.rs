@@ -53,19 +53,7 @@ fn main() {
             )
             .success();
     }
-    let id = system.ctl(
-        &AGENT,
-        &["request", "--services", "aws-dev", "--reason", "bench"],
-        "",
-    );
-    let id = id.success().stdout.trim().to_owned();
-    system
-        .ctl(
-            &APPROVER,
-            &["approve", &id, "--code-stdin"],
-            &format!("{}\n", app.next_code()),
-        )
-        .success();
+    system.grant_services(&mut app, "aws-dev", "bench");
     let ctl = system.bin("airlockctl");
     let helper = |user| {
         let t = Instant::now();

@@ -684,6 +684,30 @@ impl System {
             .unwrap()
     }
 
+    /// Files a read-only request for `services` as the agent (outside any
+    /// session) and has the approver approve it with a code; returns the
+    /// request id.
+    pub fn grant_services(
+        &self,
+        app: &mut totp::Authenticator,
+        services: &str,
+        reason: &str,
+    ) -> String {
+        let out = self.ctl(
+            &AGENT,
+            &["request", "--services", services, "--reason", reason],
+            "",
+        );
+        let id = out.success().stdout.trim().to_owned();
+        self.ctl(
+            &APPROVER,
+            &["approve", &id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+        id
+    }
+
     /// Enrols a TOTP secret through `airlockctl totp setup --code-stdin` as
     /// the approver, reading the URI it prints like a phone scanning the QR
     /// code, and returns the matching authenticator.

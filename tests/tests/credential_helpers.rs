@@ -78,19 +78,7 @@ fn store_all(system: &System) {
 /// The agent asks for `services` (outside any session) and the approver
 /// approves with a code; returns the grant's expiry.
 fn grant(system: &System, app: &mut airlock_tests::totp::Authenticator, services: &str) -> i64 {
-    let out = system.ctl(
-        &AGENT,
-        &["request", "--services", services, "--reason", "deploy"],
-        "",
-    );
-    let id = out.success().stdout.trim().to_string();
-    system
-        .ctl(
-            &APPROVER,
-            &["approve", &id, "--code-stdin"],
-            &format!("{}\n", app.next_code()),
-        )
-        .success();
+    let id = system.grant_services(app, services, "deploy");
     let grants = system.ctl(&AGENT, &["grants", "--json"], "");
     let grants: Vec<serde_json::Value> = serde_json::from_str(&grants.success().stdout).unwrap();
     let grant = grants

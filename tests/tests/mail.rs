@@ -67,19 +67,7 @@ fn add(system: &System, service: &str, field: &str, value: &str) {
 
 /// A read-only grant for `services`, requested by the agent and approved.
 fn grant(system: &System, app: &mut airlock_tests::totp::Authenticator, services: &str) {
-    let out = system.ctl(
-        &AGENT,
-        &["request", "--services", services, "--reason", "read mail"],
-        "",
-    );
-    let id = out.success().stdout.trim().to_string();
-    system
-        .ctl(
-            &APPROVER,
-            &["approve", &id, "--code-stdin"],
-            &format!("{}\n", app.next_code()),
-        )
-        .success();
+    system.grant_services(app, services, "read mail");
 }
 
 /// `POST /service/op` with `params` through the proxy as `user`; the
