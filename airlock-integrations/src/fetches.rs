@@ -93,6 +93,14 @@ impl Fetches {
     fn in_flight(&self) -> usize {
         self.flights.lock().unwrap().len()
     }
+
+    /// How many looks hold a flight in the table (the table's own
+    /// reference aside): each has joined it and will take its answer.
+    #[cfg(test)]
+    fn joined(&self) -> usize {
+        let flights = self.flights.lock().unwrap();
+        flights.values().map(|f| Arc::strong_count(f) - 1).sum()
+    }
 }
 
 #[cfg(test)]
@@ -152,10 +160,13 @@ mod tests {
                     .map(|v| (who, v.state))
             }));
         }
-        // Wait until both callers' fetches are in flight, then answer them.
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        while calls.load(Ordering::SeqCst) < 2 {
-            assert!(Instant::now() < deadline, "the fetches never started");
+        // Wait until every poll has joined a flight and both callers'
+        // fetches are in flight, then answer them. (A poll that arrives
+        // after an answer fetches afresh, by design: so the test must not
+        // answer before all 200 are waiting.)
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while calls.load(Ordering::SeqCst) < 2 || fetches.joined() < polls.len() {
+            assert!(Instant::now() < deadline, "the polls never all joined");
             tokio::task::yield_now().await;
         }
         open(&release);
