@@ -635,14 +635,20 @@ impl PlanLoop {
         fs::create_dir(&work).unwrap();
         let agent = users::uid(AGENT.name).as_raw();
         chown(&work, Some(agent), Some(agent)).unwrap();
-        fifo(&work.join("go"));
+        // A fifo per step: with one fifo, a trigger's writer that has not
+        // yet closed it when the next step's `read` opens it ends that
+        // `read` with EOF, and the loop runs a plan nobody asked for (seen
+        // under load: the steps' outputs then belong to the wrong grants).
+        for n in 1..=Self::STEPS {
+            fifo(&work.join(format!("go{n}")));
+        }
         let earlier: Vec<String> = pending_requests(system)?
             .iter()
             .filter_map(|r| r["id"].as_str().map(str::to_owned))
             .collect();
         let script = format!(
             "cd {work} && {plan} > plan0.out 2>&1; echo > ready; {prelude} \
-             for n in $(seq 1 {steps}); do read l < go; {plan} > plan$n.out 2>&1; \
+             for n in $(seq 1 {steps}); do read l < go$n; {plan} > plan$n.out 2>&1; \
              echo rc=$? >> plan$n.out; echo > done$n; done",
             work = work.display(),
             prelude = if prelude.is_empty() {
@@ -690,7 +696,7 @@ impl PlanLoop {
         if self.step > Self::STEPS {
             return Err("the session's script has no steps left".into());
         }
-        trigger(&self.work.join("go"));
+        trigger(&self.work.join(format!("go{}", self.step)));
         wait_for(
             &self.work.join(format!("done{}", self.step)),
             Duration::from_secs(30),
