@@ -251,7 +251,11 @@ async fn serve(
                     // A restarted bus has a new socket file.
                     if let Some(listeners) = bus.refresh() {
                         match sessions.kernel.set_bus_sockets(&listeners) {
-                            Ok(true) => tracing::info!("the system bus socket changed"),
+                            Ok(true) => tracing::info!(
+                                "the listening sockets sessions may reach changed (system bus, \
+                                 credential proxy): {} registered",
+                                listeners.len()
+                            ),
                             Ok(false) => {}
                             Err(e) => tracing::error!("registering the system bus socket: {e:#}"),
                         }

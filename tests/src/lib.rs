@@ -258,6 +258,12 @@ impl System {
         for (key, value) in &options.gateway_config {
             config_text.push_str(&format!("{key} = {value}\n"));
         }
+        // The enforcer reads where the proxy listens (a test's proxy, see
+        // `proxy::Proxy`), to let sessions reach it under BPF LSM.
+        if options.other_build.is_none() {
+            let socket = dir.path().join("proxy").join("proxy.sock");
+            config_text.push_str(&format!("[proxy]\nsocket = {socket:?}\n"));
+        }
         let integrations_addr = options.integrations.as_ref().map(|extra| {
             // A free port: bound and released; nothing else here races for it.
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -369,11 +375,16 @@ impl System {
             .append(true)
             .open(self.path("airlock-enforcer.log"))
             .unwrap();
-        let child = Command::new(self.bin("airlock-enforcer"))
+        let mut command = Command::new(self.bin("airlock-enforcer"));
+        command
             .arg("--pin-dir")
             .arg(self.pin_dir())
             .arg("--cgroup-dir")
-            .arg(&self.tag)
+            .arg(&self.tag);
+        if self.options.other_build.is_none() {
+            command.arg("--config").arg(self.path("airlock.toml"));
+        }
+        let child = command
             .env_clear()
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
             .env("RUST_LOG", "info")

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use airlock_tests::catalogue::{self, Expect};
+use airlock_tests::proxy::Proxy;
 use airlock_tests::{bin, forged_grants, users, Options, System, AGENT, APPROVER, OUTSIDER};
 
 #[path = "../bench_exec.rs"]
@@ -291,6 +292,49 @@ fn fail_closed(system: &mut System, bench: &catalogue::Bench) -> Result<String, 
     Ok("refused while the enforcer was dead; restarted and enforcing".into())
 }
 
+/// Sessions reach the credential proxy under BPF LSM (the enforcer
+/// registers its listener as it does the system bus's), while the other
+/// path sockets stay refused (the catalogue's socket rows).
+fn proxy_reachable(system: &System, bench: &catalogue::Bench) -> Result<String, String> {
+    const REGISTERED: &str = "the listening sockets sessions may reach changed";
+    let registered = || {
+        system
+            .service_log("airlock-enforcer")
+            .matches(REGISTERED)
+            .count()
+    };
+    let before = registered();
+    let proxy = Proxy::start(system);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while registered() == before {
+        if Instant::now() > deadline {
+            return Err("the enforcer did not register the proxy's socket within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An unknown service: the proxy itself answers 404.
+    let script = format!(
+        "curl -s -o /dev/null -w 'status=%{{http_code}}' --unix-socket {} \
+         http://airlock/no-such-service/x",
+        proxy.socket.display()
+    );
+    let outside = catalogue::run_ungoverned(system, bench, &script);
+    if !outside.stdout.contains("status=404") {
+        return Err(format!(
+            "the proxy does not answer outside a session: {outside:?}"
+        ));
+    }
+    let inside = catalogue::run_in_session(system, bench, catalogue::ROLE, &script);
+    if inside.stdout.contains("status=404") {
+        Ok("the proxy answered a governed curl (404 for an unknown service)".into())
+    } else {
+        Err(format!(
+            "a governed curl did not reach the proxy: {inside:?}\nproxy log:\n{}",
+            proxy.log_text()
+        ))
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--prepare") {
@@ -399,6 +443,20 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => table.record("forged grants from the gateway user", false, "", &e),
+    }
+    match proxy_reachable(&system, &bench) {
+        Ok(note) => table.record(
+            "the credential proxy's socket is reachable from a session",
+            true,
+            "unix_stream_connect (registered listener)",
+            &note,
+        ),
+        Err(e) => table.record(
+            "the credential proxy's socket is reachable from a session",
+            false,
+            "",
+            &e,
+        ),
     }
     match revoke_kills_the_tree(&system, &bench) {
         Ok(note) => table.record("sessions revoke ends the tree", true, "cgroup.kill", &note),
