@@ -253,9 +253,18 @@ fn invalid_policy_is_reported_and_never_applied() {
 
     // SIGHUP takes the same path.
     system.signal_gateway(nix::sys::signal::Signal::SIGHUP);
-    std::thread::sleep(Duration::from_millis(500));
-    let log = fs::read_to_string(system.audit_log()).unwrap();
-    assert!(log.matches("policy_reload_failed").count() >= 2, "{log}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = fs::read_to_string(system.audit_log()).unwrap();
+        if log.matches("policy_reload_failed").count() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP recorded no failed reload: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Fix it: the new set applies.
     fs::write(

@@ -389,10 +389,42 @@ async fn hostile_dbus_arguments_get_named_errors_and_change_nothing() {
 
 #[test]
 fn only_admins_hear_of_other_users_requests() {
-    use std::process::{Command, Stdio};
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// A `dbus-monitor` as a user, and everything it printed so far.
+    struct Monitor {
+        child: Child,
+        heard: Arc<Mutex<String>>,
+    }
+    impl Monitor {
+        fn heard(&self) -> String {
+            self.heard.lock().unwrap().clone()
+        }
+        /// Waits until it printed `text` (or `limit` passed).
+        fn wait_for(&self, text: &str, limit: Duration) -> bool {
+            let deadline = Instant::now() + limit;
+            while !self.heard().contains(text) {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            true
+        }
+    }
+    impl Drop for Monitor {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
     let system = System::start();
     let monitor = |user: &TestUser| {
-        Command::new("setpriv")
+        let mut child = Command::new("setpriv")
             .args([
                 "--reuid",
                 user.name,
@@ -400,10 +432,6 @@ fn only_admins_hear_of_other_users_requests() {
                 user.name,
                 "--init-groups",
                 "--",
-            ])
-            .args([
-                "timeout",
-                "4",
                 "dbus-monitor",
                 "--address",
                 &system.bus_address,
@@ -412,10 +440,28 @@ fn only_admins_hear_of_other_users_requests() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        let heard = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = heard.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut heard = sink.lock().unwrap();
+                heard.push_str(&line);
+                heard.push('\n');
+            }
+        });
+        Monitor { child, heard }
     };
     let (agent, approver) = (monitor(&AGENT), monitor(&APPROVER));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Each is on the bus, its match rule in place, once the bus greeted it.
+    for (who, m) in [("agent", &agent), ("approver", &approver)] {
+        assert!(
+            m.wait_for("NameAcquired", Duration::from_secs(30)),
+            "the {who}'s monitor never connected: {}",
+            m.heard()
+        );
+    }
     system
         .ctl(
             &OUTSIDER,
@@ -429,21 +475,15 @@ fn only_admins_hear_of_other_users_requests() {
             "",
         )
         .success();
-    let output = |child: std::process::Child| {
-        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
-    };
-    let (agent, approver) = (output(agent), output(approver));
     assert!(
-        approver.contains("private reason"),
-        "an admin must see new requests"
+        approver.wait_for("private reason", Duration::from_secs(30)),
+        "an admin must see new requests: {}",
+        approver.heard()
     );
-    // The agent's monitor was on the bus (the bus greeted it) and heard nothing.
+    // The bus sent the signal to every listener entitled to it; the agent,
+    // greeted by the same bus before it, heard nothing of it.
     assert!(
-        agent.contains("NameAcquired"),
-        "the agent's monitor never connected: {agent}"
-    );
-    assert!(
-        !agent.contains("private reason"),
+        !agent.heard().contains("private reason"),
         "another user's request reached an agent"
     );
 }
