@@ -640,27 +640,37 @@ fn imaps_service(name: &str, host: &str, port: u16, ca_file: Option<&std::path::
 #[test]
 fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_verify() {
     use std::os::unix::fs::PermissionsExt;
-    // dovecot's certificate, for 127.0.0.1 only, and a stranger's.
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    // dovecot's certificate, for 127.0.0.1 only, and a stranger's (another
+    // name, so the stranger is another authority, not a forgery of this one).
+    let self_signed = |name: &str| {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    };
+    let (certified, key) = self_signed("home mail");
+    let (stranger, _) = self_signed("a stranger");
     let dovecot = Dovecot::start_tls(
         MAIL_USER,
         MAIL_PASSWORD,
         &mails(),
-        &certified.cert.pem(),
-        &certified.key_pair.serialize_pem(),
+        &certified.pem(),
+        &key.serialize_pem(),
     );
     // Where the gateway (which validates the service files) and the proxy
-    // (which trusts them) can read the CA files.
+    // (which trusts them) may read the CA files under their Landlock
+    // confinement: the system's directories (/etc in a real install).
     let cas = tempfile::Builder::new()
         .prefix("airlock-mail-ca")
-        .tempdir()
+        .tempdir_in("/run")
         .unwrap();
     std::fs::set_permissions(cas.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let ca = cas.path().join("home-ca.pem");
     let wrong_ca = cas.path().join("stranger-ca.pem");
-    std::fs::write(&ca, certified.cert.pem()).unwrap();
-    std::fs::write(&wrong_ca, stranger.cert.pem()).unwrap();
+    std::fs::write(&ca, certified.pem()).unwrap();
+    std::fs::write(&wrong_ca, stranger.pem()).unwrap();
     for file in [&ca, &wrong_ca] {
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
@@ -685,6 +695,11 @@ fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_veri
     }
     let proxy = Proxy::start(&system);
     grant(&system, &mut app, &all.join(","));
+    assert!(
+        !system.service_log("airlock-gateway").contains("ca_file"),
+        "{}",
+        system.service_log("airlock-gateway")
+    );
 
     // A certificate that does not verify: 502 naming the TLS failure, and
     // dovecot never saw a login (the handshake comes first).
