@@ -26,7 +26,8 @@ use crate::proxy::ProxyClient;
 const MAX_WAIT_SECS: u64 = 300;
 /// Longest line a client may send: every tool's arguments fit many times
 /// over, and a hostile client cannot make this process buffer the SDK's
-/// default of 16 MiB per line (such a line is dropped, the session goes on).
+/// default of 16 MiB per line (such a line is dropped and answered, the
+/// session goes on; see stdio.rs).
 pub const MAX_LINE: usize = 1 << 20;
 /// How often a wait looks at the request again.
 const POLL: Duration = Duration::from_millis(200);
@@ -515,10 +516,13 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         proxy: std::sync::Arc::new(ProxyClient::new(&args.proxy_socket)),
         tool_router: Airlock::tool_router(),
     };
-    let (stdin, stdout) = rmcp::transport::stdio();
-    let transport =
-        AsyncRwTransport::<RoleServer, _, _>::new(stdin, stdout).with_max_line_length(MAX_LINE);
+    let stdio = crate::stdio::start(MAX_LINE);
+    let transport = AsyncRwTransport::<RoleServer, _, _>::new(stdio.read, stdio.write)
+        .with_max_line_length(MAX_LINE);
     let running = server.serve(transport).await?;
     running.waiting().await?;
+    // The last answers are still on their way to stdout; rmcp has closed
+    // its end, so the writer ends once they are out (bounded all the same).
+    let _ = tokio::time::timeout(Duration::from_secs(5), stdio.writer).await;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! A real Debian dovecot-imapd (2.3) for the mail tests: `dovecot -F -c
 //! test.conf` with a passwd-file and a maildir in a temporary directory,
-//! plain IMAP on a free loopback port (loopback counts as secure, so plain
-//! LOGIN works).
+//! on a free loopback port: plain IMAP (loopback counts as secure, so plain
+//! LOGIN works), or implicit TLS only (`ssl = required`, no plain listener)
+//! with a certificate the test made.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -33,6 +34,27 @@ impl Dovecot {
     /// Starts dovecot with one user (`user`, `password`) whose INBOX holds
     /// `mails` in order, and waits for its greeting.
     pub fn start(user: &str, password: &str, mails: &[Mail]) -> Dovecot {
+        Self::start_with(user, password, mails, None)
+    }
+
+    /// The same, speaking only implicit TLS (an imaps listener, `ssl =
+    /// required`) with `certificate` and `key` (PEM).
+    pub fn start_tls(
+        user: &str,
+        password: &str,
+        mails: &[Mail],
+        certificate: &str,
+        key: &str,
+    ) -> Dovecot {
+        Self::start_with(user, password, mails, Some((certificate, key)))
+    }
+
+    fn start_with(
+        user: &str,
+        password: &str,
+        mails: &[Mail],
+        tls: Option<(&str, &str)>,
+    ) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("airlock-dovecot")
             .tempdir()
@@ -71,14 +93,30 @@ impl Dovecot {
             .unwrap()
             .port();
         let d = root.display();
+        let (ssl, plain_port, tls_port) = match tls {
+            None => ("ssl = no\ndisable_plaintext_auth = no".to_owned(), port, 0),
+            Some((certificate, key)) => {
+                fs::write(root.join("cert.pem"), certificate).unwrap();
+                fs::write(root.join("key.pem"), key).unwrap();
+                fs::set_permissions(root.join("key.pem"), fs::Permissions::from_mode(0o600))
+                    .unwrap();
+                (
+                    format!(
+                        "ssl = required\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n\
+                         disable_plaintext_auth = yes\nverbose_ssl = yes"
+                    ),
+                    0,
+                    port,
+                )
+            }
+        };
         let conf = format!(
             r#"protocols = imap
 listen = 127.0.0.1
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+{ssl}
 auth_mechanisms = plain login
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -95,10 +133,11 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {plain_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service stats {{
@@ -126,17 +165,22 @@ service stats {{
             user: user.to_owned(),
             child,
         };
-        server.wait_for_greeting();
+        server.wait_until_listening(tls.is_none());
         server
     }
 
-    fn wait_for_greeting(&mut self) {
+    /// Plain: until it greets. TLS: until it accepts a connection (the
+    /// greeting would come only after a handshake).
+    fn wait_until_listening(&mut self, plain: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("dovecot exited with {status}: {}", self.logs());
             }
             if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                if !plain {
+                    return;
+                }
                 stream
                     .set_read_timeout(Some(Duration::from_secs(5)))
                     .unwrap();

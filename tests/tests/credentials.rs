@@ -688,6 +688,12 @@ fn bad_service_files_are_refused_with_file_and_line() {
         "[[service]]\nname = \"mail\"\nkind = \"imap\"\nupstream = \"imap://imap.example.com\"\nfields = [\"user\"]\nlogin = { user_field = \"user\", password_field = \"password\" }\n",
     )
     .unwrap();
+    // A CA file that is not there, for a self-hosted imaps server.
+    std::fs::write(
+        dir.join("self-hosted.toml"),
+        "[[service]]\nname = \"home\"\nkind = \"imap\"\nupstream = \"imaps://mail.home.test\"\nfields = [\"user\", \"password\"]\nlogin = { user_field = \"user\", password_field = \"password\" }\nca_file = \"/etc/airlock/no-such-ca.pem\"\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("ok.toml"), "[[service]]\nname = \"ok\"\nkind = \"http\"\nupstream = \"https://api.example.com\"\nfields = [\"token\"]\ninject = { style = \"bearer\", field = \"token\" }\n").unwrap();
     let out = system.ctl(&AGENT, &["services", "validate", dir.to_str().unwrap()], "");
     assert_eq!(out.code, 1, "{out:?}");
@@ -704,7 +710,14 @@ fn bad_service_files_are_refused_with_file_and_line() {
             .contains(&format!("{}:6:49: `password_field`", mail.display())),
         "{out:?}"
     );
-    assert!(out.stderr.contains("2 error(s)"), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:7:11: `ca_file`: cannot read /etc/airlock/no-such-ca.pem",
+            dir.join("self-hosted.toml").display()
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("3 error(s)"), "{out:?}");
     // The shipped examples are valid.
     let shipped = system.ctl(
         &AGENT,

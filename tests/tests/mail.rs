@@ -623,3 +623,163 @@ fn airlockctl_access_asks_for_a_grant_at_the_terminal_then_performs_the_operatio
     assert!(!got.stdout.contains("sk-access-test"));
     assert_eq!(dovecot.seen_on_disk(), 1);
 }
+
+/// An imaps service on `host:port`, checked against `ca_file` (or, with
+/// none, the proxy's authorities: the system's).
+fn imaps_service(name: &str, host: &str, port: u16, ca_file: Option<&std::path::Path>) -> String {
+    let ca = ca_file
+        .map(|p| format!("ca_file = {:?}\n", p.display().to_string()))
+        .unwrap_or_default();
+    format!(
+        "[[service]]\nname = \"{name}\"\nkind = \"imap\"\nupstream = \"imaps://{host}:{port}\"\n\
+         fields = [\"user\", \"password\"]\n\
+         login = {{ user_field = \"user\", password_field = \"password\" }}\n{ca}\n"
+    )
+}
+
+#[test]
+fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_verify() {
+    use std::os::unix::fs::PermissionsExt;
+    // dovecot's certificate, for 127.0.0.1 only, and a stranger's (another
+    // name, so the stranger is another authority, not a forgery of this one).
+    let self_signed = |name: &str| {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    };
+    let (certified, key) = self_signed("home mail");
+    let (stranger, _) = self_signed("a stranger");
+    let dovecot = Dovecot::start_tls(
+        MAIL_USER,
+        MAIL_PASSWORD,
+        &mails(),
+        &certified.pem(),
+        &key.serialize_pem(),
+    );
+    // Where the gateway (which validates the service files) and the proxy
+    // (which trusts them) may read the CA files under their Landlock
+    // confinement: the system's directories (/etc in a real install).
+    let cas = tempfile::Builder::new()
+        .prefix("airlock-mail-ca")
+        .tempdir_in("/run")
+        .unwrap();
+    std::fs::set_permissions(cas.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ca = cas.path().join("home-ca.pem");
+    let wrong_ca = cas.path().join("stranger-ca.pem");
+    std::fs::write(&ca, certified.pem()).unwrap();
+    std::fs::write(&wrong_ca, stranger.pem()).unwrap();
+    for file in [&ca, &wrong_ca] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let port = dovecot.port;
+    let services = [
+        imaps_service("home", "127.0.0.1", port, Some(&ca)),
+        imaps_service("wrong-ca", "127.0.0.1", port, Some(&wrong_ca)),
+        // The certificate names 127.0.0.1, not localhost.
+        imaps_service("wrong-name", "localhost", port, Some(&ca)),
+        imaps_service("system-roots", "127.0.0.1", port, None),
+    ]
+    .concat();
+    let system = System::start_with(Options {
+        services: Some(vec![("home.toml".into(), services)]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    let all = ["home", "wrong-ca", "wrong-name", "system-roots"];
+    for service in all {
+        add(&system, service, "user", MAIL_USER);
+        add(&system, service, "password", MAIL_PASSWORD);
+    }
+    let proxy = Proxy::start(&system);
+    grant(&system, &mut app, &all.join(","));
+    assert!(
+        !system.service_log("airlock-gateway").contains("ca_file"),
+        "{}",
+        system.service_log("airlock-gateway")
+    );
+
+    // A certificate that does not verify: 502 naming the TLS failure, and
+    // dovecot never saw a login (the handshake comes first).
+    for (service, why) in [
+        ("wrong-ca", "UnknownIssuer"),
+        ("wrong-name", "not valid for name"),
+        ("system-roots", "UnknownIssuer"),
+    ] {
+        let (status, refused) = op(
+            &system,
+            &proxy,
+            &AGENT,
+            true,
+            &format!("/{service}/count_unread"),
+            "{}",
+        );
+        assert_eq!(status, 502, "{service}: {refused}");
+        let error = error_of(&refused);
+        assert!(
+            error.contains("TLS with the mail server") && error.contains("nothing was sent"),
+            "{service}: {refused}"
+        );
+        assert!(error.contains(why), "{service}: {refused}");
+    }
+    let logs = dovecot.logs();
+    assert!(!logs.contains("Login: user=<"), "{logs}");
+    assert!(
+        !logs.contains(MAIL_USER),
+        "dovecot heard of the user: {logs}"
+    );
+    assert!(
+        logs.matches("no auth attempts").count() >= 3,
+        "dovecot saw no refused handshakes: {logs}"
+    );
+    let records = system.audit_records();
+    assert!(records.iter().any(|r| r["event"] == "operation"
+        && r["credential"] == "wrong-ca"
+        && r["error"].as_str().is_some_and(|e| e.contains("TLS"))));
+
+    // The right CA: every operation over TLS, nothing marked read.
+    let (status, unread) = op(&system, &proxy, &AGENT, true, "/home/count_unread", "{}");
+    assert_eq!(status, 200, "{unread} {}", dovecot.logs());
+    assert_eq!(unread["unread"], 2, "{unread}");
+    let (status, listed) = op(&system, &proxy, &AGENT, false, "/home/list_messages", "{}");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["messages"].as_array().unwrap().len(), 3, "{listed}");
+    let (status, found) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/home/search",
+        r#"{"query":"invoice 42"}"#,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    let uid = found["messages"][0]["uid"].as_u64().unwrap();
+    let (status, got) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        true,
+        "/home/get_message",
+        &json!({ "uid": uid }).to_string(),
+    );
+    assert_eq!(status, 200, "{got}");
+    assert!(
+        got["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Please pay invoice 42."),
+        "{got}"
+    );
+    assert_eq!(dovecot.seen_on_disk(), 1);
+    // Those logins came over TLS (dovecot has no plain listener here).
+    let logs = dovecot.logs();
+    assert!(
+        logs.contains(&format!("Login: user=<{MAIL_USER}>")),
+        "{logs}"
+    );
+    assert!(logs.contains("TLS"), "{logs}");
+    assert!(!proxy.log_text().contains(MAIL_PASSWORD));
+}

@@ -3,8 +3,10 @@
 //! started as the agent's user: it lists its tools, refuses a service call
 //! without a grant and says how to ask, files a request a human approves
 //! with a TOTP code, then serves the same call through airlock-proxy
-//! without the secret ever reaching the client. A hostile client's garbage
-//! gets a clear answer or is dropped, and the session goes on.
+//! without the secret ever reaching the client; the mail tools read a real
+//! dovecot's mailbox the same way; and airlock-mcp works inside a governed
+//! session. A hostile client's garbage gets a clear answer (malformed JSON:
+//! -32700) and the session goes on.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +15,7 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use airlock_tests::dovecot::{Dovecot, Mail};
 use airlock_tests::proxy::Proxy;
 use airlock_tests::upstream::Upstream;
 use airlock_tests::{Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
@@ -52,13 +55,18 @@ impl McpClient {
     /// The same, as `user`.
     fn start_as(system: &System, proxy: &Proxy, user: &TestUser) -> (McpClient, Value) {
         let socket = proxy.socket.to_str().unwrap().to_owned();
-        let mut child = system
-            .as_user(
-                user,
-                &system.bin("airlock-mcp"),
-                &["--proxy-socket", &socket],
-                "/usr/bin:/bin",
-            )
+        Self::spawn(system.as_user(
+            user,
+            &system.bin("airlock-mcp"),
+            &["--proxy-socket", &socket],
+            "/usr/bin:/bin",
+        ))
+    }
+
+    /// `command` (which runs airlock-mcp, directly or in a governed
+    /// session) with its stdio piped to this client, after the handshake.
+    fn spawn(mut command: std::process::Command) -> (McpClient, Value) {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -423,11 +431,29 @@ fn a_hostile_client_gets_clear_errors_and_the_session_goes_on() {
     );
     assert!(error && text.contains("at most 480"), "{text}");
 
-    // Malformed JSON, a JSON value that is no message, a huge line: each
-    // is answered with a parse error or dropped, never the end of the session.
-    mcp.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 99, \"method\": \n");
+    // Malformed JSON: JSON-RPC's Parse error (-32700) with id null, each
+    // time, and the session goes on.
+    for garbage in [
+        &b"{\"jsonrpc\": \"2.0\", \"id\": 99, \"method\": \n"[..],
+        b"\xff\xfe not utf-8\n",
+        b"}{\n",
+    ] {
+        mcp.send_raw(garbage);
+        let answer = mcp.recv();
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        assert_eq!(answer["error"]["code"], -32700, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Parse error")),
+            "{answer}"
+        );
+        assert_eq!(answer.get("id"), Some(&Value::Null), "{answer}");
+        assert_eq!(mcp.request("ping", json!({})), json!({}));
+    }
+    // A JSON value that is no message, a huge line: answered with an
+    // error that holds no id, never the end of the session.
     mcp.send_raw(b"[1, 2, 3]\n");
-    mcp.send_raw(b"\xff\xfe not utf-8\n");
     let mut huge =
         b"{\"jsonrpc\":\"2.0\",\"id\":98,\"method\":\"tools/list\",\"params\":{\"pad\":\"".to_vec();
     // Longer than airlock-mcp's 1 MiB limit, shorter than the SDK's 16 MiB.
@@ -530,4 +556,298 @@ async fn the_sdk_client_is_refused_then_served_after_approval() {
         Some(format!("Bearer {API_TOKEN}").as_str())
     );
     client.cancel().await.unwrap();
+}
+
+const MAIL_USER: &str = "agent@example.test";
+const MAIL_PASSWORD: &str = "dovecot-Mcp-4Tq8Zr2Lw6Xn";
+
+fn mailbox() -> Vec<Mail> {
+    vec![
+        Mail {
+            raw: "From: Alice Example <alice@example.test>\nTo: agent@example.test\n\
+                  Subject: Quarterly report\nDate: Mon, 02 Nov 2026 09:00:00 +0000\n\
+                  Message-ID: <q1@example.test>\n\nThe numbers are up.\n"
+                .into(),
+            seen: false,
+        },
+        Mail {
+            raw: "From: bob@example.test\nTo: agent@example.test\nSubject: Lunch?\n\
+                  Date: Tue, 03 Nov 2026 12:00:00 +0000\n\nNoon at the usual place.\n"
+                .into(),
+            seen: true,
+        },
+    ]
+}
+
+/// The text of a tool's answer as JSON.
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn the_mail_tools_read_a_real_mailbox_after_approval_and_mark_nothing_read() {
+    let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mailbox());
+    let system = System::start_with(Options {
+        services: Some(vec![(
+            "mail.toml".into(),
+            format!(
+                "[[service]]\nname = \"mail\"\nkind = \"imap\"\n\
+                 upstream = \"imap://127.0.0.1:{}\"\nfields = [\"user\", \"password\"]\n\
+                 login = {{ user_field = \"user\", password_field = \"password\" }}\n",
+                dovecot.port
+            ),
+        )]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    for (field, value) in [("user", MAIL_USER), ("password", MAIL_PASSWORD)] {
+        system
+            .ctl(
+                &APPROVER,
+                &["credentials", "add", "mail", field, "--stdin"],
+                &format!("{value}\n"),
+            )
+            .success();
+    }
+    let proxy = Proxy::start(&system);
+    let (mut mcp, _) = McpClient::start(&system, &proxy);
+
+    let (error, text) = mcp.tool("airlock_count_unread", json!({"service": "mail"}));
+    assert!(
+        error && text.contains("no grant covers service \"mail\""),
+        "{text}"
+    );
+    assert!(
+        !dovecot.logs().contains("Login: user=<"),
+        "{}",
+        dovecot.logs()
+    );
+
+    let (error, text) = mcp.tool(
+        "airlock_request_access",
+        json!({"services": ["mail"], "reason": "summarise my mail"}),
+    );
+    assert!(!error && text.contains("not approved yet"), "{text}");
+    let id = text["request ".len()..]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", &id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+    let (error, text) = mcp.tool(
+        "airlock_wait_for_decision",
+        json!({"request_id": id, "timeout_s": 10}),
+    );
+    assert!(!error && text.starts_with("approved: grant"), "{text}");
+
+    let (error, text) = mcp.tool("airlock_count_unread", json!({"service": "mail"}));
+    assert!(!error, "{text}");
+    let unread = json_of(&text);
+    assert_eq!(
+        (unread["unread"].clone(), unread["messages"].clone()),
+        (json!(1), json!(2)),
+        "{text}"
+    );
+
+    let (error, text) = mcp.tool(
+        "airlock_list_emails",
+        json!({"service": "mail", "limit": 5}),
+    );
+    assert!(!error, "{text}");
+    let listed = json_of(&text);
+    let subjects: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["Lunch?", "Quarterly report"], "{text}");
+
+    let (error, text) = mcp.tool(
+        "airlock_search_emails",
+        json!({"service": "mail", "query": "numbers are up"}),
+    );
+    assert!(!error, "{text}");
+    let found = json_of(&text);
+    assert_eq!(found["total"], 1, "{text}");
+    let uid = found["messages"][0]["uid"].as_u64().unwrap();
+
+    let (error, text) = mcp.tool("airlock_get_email", json!({"service": "mail", "uid": uid}));
+    assert!(!error, "{text}");
+    let got = json_of(&text);
+    assert_eq!(got["message"]["message_id"], "q1@example.test", "{text}");
+    assert!(got["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("The numbers are up."));
+    assert_eq!(got["message"]["seen"], false);
+    // Read, and still unread: on disk and through IMAP.
+    assert_eq!(dovecot.seen_on_disk(), 1, "{:?}", dovecot.inbox_files());
+    let (_, text) = mcp.tool("airlock_count_unread", json!({"service": "mail"}));
+    assert_eq!(json_of(&text)["unread"], 1, "{text}");
+
+    // Bad arguments reach no one; a missing message is a clear error.
+    let (error, text) = mcp.tool("airlock_get_email", json!({"service": "mail", "uid": 999}));
+    assert!(
+        error && text.contains("404") && text.contains("no message with UID 999"),
+        "{text}"
+    );
+    let (error, text) = mcp.tool(
+        "airlock_search_emails",
+        json!({"service": "mail", "query": "x\r\nA1 STORE 1 +FLAGS (\\Deleted)"}),
+    );
+    assert!(error && text.contains("400"), "{text}");
+    assert_eq!(dovecot.inbox_files().len(), 2);
+
+    let records = system.audit_records();
+    for op in ["count_unread", "list_messages", "search", "get_message"] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["event"] == "operation" && r["credential"] == "mail" && r["op"] == op),
+            "{op}: {records:?}"
+        );
+    }
+    assert!(!std::fs::read_to_string(system.audit_log())
+        .unwrap()
+        .contains(MAIL_PASSWORD));
+}
+
+/// The `Seccomp:` mode and cgroup of the agent's airlock-mcp process.
+fn confinement_of_mcp(agent_uid: u32) -> Vec<(u32, String, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "airlock-mcp" {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        if field("Uid:").split_whitespace().next() != Some(&agent_uid.to_string()) {
+            continue;
+        }
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        found.push((pid, field("Seccomp:"), cgroup.trim().to_owned()));
+    }
+    found
+}
+
+/// airlock-mcp started as an agent would start it in a governed session
+/// (`airlockctl run -- airlock-mcp`): under the session's confinement it
+/// still reaches the system bus and the proxy's socket; it reports the
+/// session, judges commands under the session's role, and a grant it asks
+/// for is bound to the session and serves it there, not outside.
+#[test]
+fn airlock_mcp_works_inside_a_governed_session() {
+    let upstream = Upstream::start();
+    let system = System::start_with(Options {
+        services: Some(api_service(&upstream)),
+        enforcer: true,
+        ..Options::default()
+    });
+    system
+        .ctl(
+            &APPROVER,
+            &["credentials", "add", "api", "token", "--stdin"],
+            &format!("{API_TOKEN}\n"),
+        )
+        .success();
+    let proxy = Proxy::start(&system);
+    let mut app = system.enrol();
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let mcp_bin = system.bin("airlock-mcp").display().to_string();
+    let (mut mcp, init) = McpClient::spawn(system.as_user(
+        &AGENT,
+        &system.bin("airlockctl"),
+        &["run", "--", &mcp_bin, "--proxy-socket", &socket],
+        "/usr/local/bin:/usr/bin:/bin",
+    ));
+    assert_eq!(init["serverInfo"]["name"], "airlock-mcp", "{init}");
+
+    // It is the session's: in its cgroup, under its seccomp filter.
+    let agent = airlock_tests::users::uid(AGENT.name).as_raw();
+    let (error, text) = mcp.tool("airlock_status", json!({}));
+    assert!(!error, "{text}");
+    let status = json_of(&text);
+    let sessions = status["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{text}");
+    let session = sessions[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(sessions[0]["role"], "default", "{text}");
+    assert_eq!(status["gateway"]["policy_ok"], true, "{text}");
+    let processes = confinement_of_mcp(agent);
+    assert_eq!(processes.len(), 1, "{processes:?}");
+    let (_, seccomp, cgroup) = &processes[0];
+    assert!(
+        cgroup.contains(&session),
+        "not in the session's cgroup: {processes:?}"
+    );
+    assert_eq!(seccomp, "2", "not under a seccomp filter: {processes:?}");
+
+    // Commands are judged under the session's role without being told it.
+    let (error, text) = mcp.tool(
+        "airlock_check_command",
+        json!({"argv": ["terraform", "apply", "-auto-approve"]}),
+    );
+    assert!(!error, "{text}");
+    assert_eq!(json_of(&text)["decision"], "block", "{text}");
+    let (error, text) = mcp.tool("airlock_check_command", json!({"argv": ["ls", "-l"]}));
+    assert!(!error, "{text}");
+    assert_eq!(json_of(&text)["decision"], "allow", "{text}");
+
+    // A grant asked for from inside is the session's, and the proxy's
+    // socket serves it there.
+    let (error, text) = mcp.tool(
+        "airlock_request_access",
+        json!({"services": ["api"], "reason": "from the session"}),
+    );
+    assert!(!error && text.contains("not approved yet"), "{text}");
+    let id = text["request ".len()..]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pending = system.ctl(&APPROVER, &["requests", "--json"], "");
+    let pending: Vec<Value> = serde_json::from_str(&pending.success().stdout).unwrap();
+    assert_eq!(pending[0]["session"], session.as_str(), "{pending:?}");
+    system
+        .ctl(
+            &APPROVER,
+            &["approve", &id, "--code-stdin"],
+            &format!("{}\n", app.next_code()),
+        )
+        .success();
+    let (error, text) = mcp.tool(
+        "airlock_http_request",
+        json!({"service": "api", "method": "GET", "path": "/in-session"}),
+    );
+    assert!(!error, "{text}");
+    assert!(text.contains("upstream saw GET /v1/in-session"), "{text}");
+    assert!(!text.contains(API_TOKEN));
+    // The same user's airlock-mcp outside the session does not ride on it.
+    let (mut outside, _) = McpClient::start(&system, &proxy);
+    let (error, text) = outside.tool(
+        "airlock_http_request",
+        json!({"service": "api", "method": "GET", "path": "/outside"}),
+    );
+    assert!(error, "served outside the session: {text}");
+    assert_eq!(upstream.seen().len(), 1, "{:?}", upstream.seen());
+    assert!(
+        mcp.child.try_wait().unwrap().is_none(),
+        "the session's airlock-mcp exited"
+    );
 }

@@ -139,6 +139,8 @@ pub struct MailLogin {
     pub tls: bool,
     pub host: String,
     pub port: u16,
+    /// The service's own CA file ("" for the proxy's, the system's).
+    pub ca_file: String,
     pub user: String,
     pub password: String,
     pub grant_id: String,
@@ -150,6 +152,7 @@ impl std::fmt::Debug for MailLogin {
             .field("tls", &self.tls)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("ca_file", &self.ca_file)
             .field("grant_id", &self.grant_id)
             .finish_non_exhaustive()
     }

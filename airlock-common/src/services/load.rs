@@ -23,7 +23,15 @@ const HTTP_KEYS: &[&str] = &[
     "inject",
     "read_only_post",
 ];
-const IMAP_KEYS: &[&str] = &["name", "description", "kind", "upstream", "fields", "login"];
+const IMAP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "kind",
+    "upstream",
+    "fields",
+    "login",
+    "ca_file",
+];
 const INJECT_KEYS: &[&str] = &["style", "field", "name", "username_field", "password_field"];
 const LOGIN_KEYS: &[&str] = &["user_field", "password_field"];
 /// Headers an injection may not set: they frame the request itself.
@@ -166,11 +174,13 @@ impl FileCx<'_> {
             })
         } else {
             let login = self.login(&table, fields.as_deref());
+            let ca_file = self.ca_file(&table, upstream.as_ref());
             let (user_field, password_field) = login?;
             ServiceKind::Imap(ImapService {
                 upstream: upstream?,
                 user_field,
                 password_field,
+                ca_file: ca_file?,
             })
         };
         let (name, source) = name?;
@@ -372,6 +382,44 @@ impl FileCx<'_> {
         ok.then_some(rules)
     }
 
+    /// An imaps service's own certificate authorities (a self-hosted
+    /// server's CA): an absolute path to a PEM file holding at least one
+    /// certificate, read now so that a typo is reported here rather than
+    /// at the first operation.
+    fn ca_file(
+        &mut self,
+        table: &Table<'_>,
+        upstream: Option<&Upstream>,
+    ) -> Option<Option<PathBuf>> {
+        let Some(node) = table.get("ca_file") else {
+            return Some(None);
+        };
+        let path = self.string(node, "`ca_file`")?;
+        let problem = if upstream.is_some_and(|u| !u.tls) {
+            Some(
+                "is for an imaps upstream: plain imap (loopback only) has no certificate to check"
+                    .to_owned(),
+            )
+        } else if !path.starts_with('/') || path.chars().any(char::is_control) {
+            Some(format!("{path:?} is not an absolute path"))
+        } else {
+            match std::fs::read(path) {
+                Err(e) => Some(format!("cannot read {path}: {e}")),
+                Ok(pem) if !has_pem_certificate(&pem) => Some(format!(
+                    "{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                )),
+                Ok(_) => None,
+            }
+        };
+        match problem {
+            Some(message) => {
+                self.error(&node.span, format!("`ca_file`: {message}"));
+                None
+            }
+            None => Some(Some(PathBuf::from(path))),
+        }
+    }
+
     fn login(&mut self, table: &Table<'_>, fields: Option<&[String]>) -> Option<(String, String)> {
         let Some(node) = table.get("login") else {
             self.error(
@@ -387,6 +435,13 @@ impl FileCx<'_> {
         let password = self.field_ref(&login, "password_field", "`login`", fields);
         Some((user?, password?))
     }
+}
+
+/// Whether `pem` holds a certificate block (the proxy parses it in full
+/// when it connects).
+fn has_pem_certificate(pem: &[u8]) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    pem.windows(BEGIN.len()).any(|w| w == BEGIN)
 }
 
 /// `scheme://host[:port][/base/path]`: http or https for HTTP, imap or

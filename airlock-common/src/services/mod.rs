@@ -205,6 +205,9 @@ pub struct ImapService {
     pub upstream: Upstream,
     pub user_field: String,
     pub password_field: String,
+    /// The certificate authorities an imaps server is checked against
+    /// instead of the system's (`ca_file`, for a self-hosted server).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A path, or with a final `*` every path it is a prefix of.

@@ -680,6 +680,11 @@ impl CredentialsService {
             tls: imap.upstream.tls,
             host: imap.upstream.host.clone(),
             port: imap.upstream.port,
+            ca_file: imap
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             user: user.as_str().to_owned(),
             password: password.as_str().to_owned(),
             grant_id: grant.body.grant_id,

@@ -325,33 +325,51 @@ async fn run(
     } else {
         format!("{}:{}", login.host, login.port)
     };
-    if !login.tls && !is_loopback(&login.host) {
+    let resolved: Vec<std::net::SocketAddr> =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(&address))
+            .await
+            .map_err(|_| format!("resolving the mail server {address} took too long"))?
+            .map_err(|e| format!("cannot resolve the mail server {address}: {e}"))?
+            .collect();
+    // The loader allows plain IMAP to loopback only (an address, or
+    // localhost); checked again on what the name resolves to now.
+    if !login.tls && (resolved.is_empty() || !resolved.iter().all(|a| a.ip().is_loopback())) {
         return Err(Failure::Upstream(format!(
             "{service} is plain IMAP to {address}, which is not loopback; Airlock sends a \
              login in the clear only on this machine"
         )));
     }
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address))
-        .await
-        .map_err(|_| format!("the mail server at {address} did not accept a connection"))?
-        .map_err(|e| format!("cannot reach the mail server at {address}: {e}"))?;
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(&resolved[..]),
+    )
+    .await
+    .map_err(|_| format!("the mail server at {address} did not accept a connection"))?
+    .map_err(|e| format!("cannot reach the mail server at {address}: {e}"))?;
     if login.tls {
         let name = rustls_pki_types::ServerName::try_from(login.host.clone())
             .map_err(|_| format!("bad mail server name {:?}", login.host))?;
-        let tls = forwarder
-            .imap_tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with the mail server failed: {e}"))?;
+        // A self-hosted server's own authorities, else the system's.
+        let own;
+        let connector = if login.ca_file.is_empty() {
+            &forwarder.imap_tls
+        } else {
+            own = crate::forward::tls_connector(std::path::Path::new(&login.ca_file), &[b"imap"])
+                .map_err(|e| format!("{service}'s ca_file: {e}"))?;
+            &own
+        };
+        // The handshake comes first: a server whose certificate does not
+        // verify never sees the login.
+        let tls = connector.connect(name, tcp).await.map_err(|e| {
+            format!(
+                "TLS with the mail server at {address} failed, nothing was sent: {}",
+                imap::short(&e)
+            )
+        })?;
         session(Guarded::new(tls), service, login, operation).await
     } else {
         session(Guarded::new(tcp), service, login, operation).await
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn session<S>(

@@ -270,3 +270,65 @@ fn tool_services_refuse_fields_and_servers_the_tool_cannot_use() {
     let e = errors(&[("x.toml", unknown)]);
     assert!(e[0].contains("unknown kind \"ssh\""), "{e:?}");
 }
+
+#[test]
+fn an_imaps_service_may_name_its_own_ca_file_which_must_hold_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let not_pem = dir.path().join("key.txt");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let service = |upstream: &str, ca_file: &str| {
+        format!(
+            "[[service]]\nname = \"mail\"\nkind = \"imap\"\nupstream = \"{upstream}\"\n\
+             fields = [\"u\", \"p\"]\nlogin = {{ user_field = \"u\", password_field = \"p\" }}\n\
+             ca_file = {ca_file}\n"
+        )
+    };
+    let good = service("imaps://mail.home.test", &format!("{:?}", ca.display()));
+    let set = load(&[("m.toml", &good)]).unwrap();
+    let ServiceKind::Imap(imap) = &set.get("mail").unwrap().kind else {
+        panic!("imap");
+    };
+    assert_eq!(imap.ca_file.as_deref(), Some(ca.as_path()));
+    let missing = dir.path().join("nope.pem");
+    for (upstream, ca_file, why) in [
+        (
+            "imaps://mail.home.test",
+            format!("{:?}", missing.display()),
+            format!("m.toml:7:11: `ca_file`: cannot read {}", missing.display()),
+        ),
+        (
+            "imaps://mail.home.test",
+            format!("{:?}", not_pem.display()),
+            format!("m.toml:7:11: `ca_file`: {} holds no PEM", not_pem.display()),
+        ),
+        (
+            "imaps://mail.home.test",
+            "\"ca.pem\"".into(),
+            "m.toml:7:11: `ca_file`: \"ca.pem\" is not an absolute path".into(),
+        ),
+        (
+            "imaps://mail.home.test",
+            "7".into(),
+            "m.toml:7:11: `ca_file`".into(),
+        ),
+        (
+            "imap://127.0.0.1:1143",
+            format!("{:?}", ca.display()),
+            "m.toml:7:11: `ca_file`: is for an imaps upstream".into(),
+        ),
+    ] {
+        let errors = errors(&[("m.toml", &service(upstream, &ca_file))]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(&why), "{errors:?} vs {why}");
+    }
+    // An HTTP service has no such key.
+    let http = "[[service]]\nname = \"h\"\nkind = \"http\"\nupstream = \"https://x.test\"\n\
+                fields = [\"t\"]\ninject = { style = \"bearer\", field = \"t\" }\nca_file = \"/x\"\n";
+    assert!(errors(&[("h.toml", http)])[0].contains("unknown key `ca_file`"));
+}
