@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
-use crate::guard::{credentials, Hosts, RateLimit};
+use crate::guard::{credentials, Hosts};
+use crate::ratelimit::RateLimit;
 use crate::wire::{self, parse};
 
 /// The longest a long-poll is held (the SDKs clamp to it too).
