@@ -8,28 +8,71 @@
 //! a digest of the caller's credentials, which are all the gateway decides
 //! entitlement from: a poll only ever joins a fetch made with exactly its
 //! own credentials, so one caller's answer never reaches another.
+//!
+//! What a flight keeps is up to its user: the long-poll keeps its answer
+//! rendered, so the polls sharing a fetch also share one serialised body.
+//!
+//! A decided answer is final (a decision never changes), so it stays in
+//! the table for `LINGER` after it came: the polls one announcement wakes
+//! do not all wake within one fetch (1,000 took up to 30 ms on a loaded
+//! 2-core host), and each late batch used to start a fetch of its own
+//! (another D-Bus round trip to a busy gateway, one after another). Still
+//! only for the same credentials' digest; and `LINGER` is short, so a PAT
+//! or pairing revoked just after a decision was fetched is honoured
+//! within it.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use airlock_common::integrations::{sha256_hex, ApiCredentials, ExchangeView};
+use airlock_common::integrations::{sha256_hex, ApiCredentials};
 use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
 
 type Key = (String, String);
 
-/// One fetch in flight, and its answer once there is one.
-struct Flight {
-    started: Instant,
-    answer: OnceCell<Result<ExchangeView, ApiError>>,
+/// How long a final answer is kept for polls still waking up.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// An answer that never changes once given (an exchange's decision).
+pub trait Settled {
+    fn is_final(&self) -> bool;
 }
 
-#[derive(Default)]
-pub struct Fetches {
-    flights: Mutex<HashMap<Key, Arc<Flight>>>,
+/// One fetch in flight, and its answer once there is one.
+struct Flight<T> {
+    started: Instant,
+    answer: OnceCell<Result<T, ApiError>>,
+    /// Its answer is final: any look may take it while it is in the table.
+    settled: AtomicBool,
+}
+
+/// Fetches in flight, each answering with a `T` (cheap to clone: every
+/// look sharing the fetch takes a clone).
+pub struct Fetches<T> {
+    flights: Arc<Mutex<HashMap<Key, Arc<Flight<T>>>>>,
+}
+
+impl<T> Default for Fetches<T> {
+    fn default() -> Self {
+        Fetches {
+            flights: Arc::default(),
+        }
+    }
+}
+
+/// Takes `flight` out of the table if it is still the one under `key`.
+fn retire<T>(flights: &Mutex<HashMap<Key, Arc<Flight<T>>>>, key: &Key, flight: &Arc<Flight<T>>) {
+    let mut flights = flights.lock().expect("not poisoned");
+    if flights
+        .get(key)
+        .is_some_and(|current| Arc::ptr_eq(current, flight))
+    {
+        flights.remove(key);
+    }
 }
 
 /// The credentials as a key: digests only, no secret in the clear.
@@ -45,31 +88,37 @@ fn fingerprint(creds: &ApiCredentials) -> String {
     .join(":")
 }
 
-impl Fetches {
+impl<T: Clone + Settled + Send + Sync + 'static> Fetches<T> {
     /// The exchange `request_id` as the gateway answers `creds`, from a
     /// fetch begun after `not_before` (so a poll that subscribed to
-    /// decisions at `not_before` never takes an answer read before it):
-    /// joins such a fetch in flight, or starts one with `fetch`.
+    /// decisions at `not_before` never takes an answer read before it,
+    /// unless that answer is final): joins such a fetch in flight or
+    /// answered, or starts one with `fetch`.
     pub async fn exchange<F, Fut>(
         &self,
         request_id: &str,
         creds: &ApiCredentials,
         not_before: Instant,
         fetch: F,
-    ) -> Result<ExchangeView, ApiError>
+    ) -> Result<T, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<ExchangeView, ApiError>>,
+        Fut: Future<Output = Result<T, ApiError>>,
     {
         let key = (request_id.to_owned(), fingerprint(creds));
         let flight = {
             let mut flights = self.flights.lock().expect("not poisoned");
             match flights.get(&key) {
-                Some(flight) if flight.started > not_before => flight.clone(),
+                Some(flight)
+                    if flight.started > not_before || flight.settled.load(Ordering::Acquire) =>
+                {
+                    flight.clone()
+                }
                 _ => {
                     let flight = Arc::new(Flight {
                         started: Instant::now(),
                         answer: OnceCell::new(),
+                        settled: AtomicBool::new(false),
                     });
                     flights.insert(key.clone(), flight.clone());
                     flight
@@ -78,13 +127,18 @@ impl Fetches {
         };
         // If the poll running the fetch goes away, a joined one runs it.
         let answer = flight.answer.get_or_init(fetch).await.clone();
-        // Answered: later looks fetch afresh.
-        let mut flights = self.flights.lock().expect("not poisoned");
-        if flights
-            .get(&key)
-            .is_some_and(|current| Arc::ptr_eq(current, &flight))
-        {
-            flights.remove(&key);
+        if matches!(&answer, Ok(answer) if answer.is_final()) {
+            // Kept for `LINGER`; the first look to see it starts the clock.
+            if !flight.settled.swap(true, Ordering::AcqRel) {
+                let flights = self.flights.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(LINGER).await;
+                    retire(&flights, &key, &flight);
+                });
+            }
+        } else {
+            // Answered: later looks fetch afresh.
+            retire(&self.flights, &key, &flight);
         }
         answer
     }
@@ -106,6 +160,7 @@ impl Fetches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_common::integrations::ExchangeView;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::Semaphore;
 
@@ -119,6 +174,18 @@ mod tests {
         creds.client_id = "cli".into();
         creds.pat = pat.into();
         creds
+    }
+
+    impl Settled for ExchangeView {
+        fn is_final(&self) -> bool {
+            self.decision.is_some()
+        }
+    }
+
+    fn decided(request_id: &str) -> ExchangeView {
+        let mut decided = view(request_id, "Decided");
+        decided.decision = Some(Default::default()).into();
+        decided
     }
 
     fn view(request_id: &str, state: &str) -> ExchangeView {
@@ -137,7 +204,7 @@ mod tests {
     /// and their own answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_looks_share_one_fetch_per_caller() {
-        let fetches = Arc::new(Fetches::default());
+        let fetches = Arc::new(Fetches::<ExchangeView>::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Semaphore::new(0));
         let before = Instant::now();
@@ -182,7 +249,7 @@ mod tests {
     /// (possibly older) answer: it fetches again.
     #[tokio::test]
     async fn a_fetch_begun_before_the_poll_subscribed_is_not_joined() {
-        let fetches = Arc::new(Fetches::default());
+        let fetches = Arc::new(Fetches::<ExchangeView>::default());
         let release = Arc::new(Semaphore::new(0));
         let early = {
             let (fetches, release) = (fetches.clone(), release.clone());
@@ -208,5 +275,39 @@ mod tests {
         assert_eq!(late.state, "Decided");
         open(&release);
         assert_eq!(early.await.unwrap().unwrap().state, "PendingApproval");
+    }
+
+    /// A decision is final: a poll woken late by its announcement takes
+    /// the answer already fetched (same credentials only) instead of asking
+    /// the gateway again, for `LINGER`; then it is gone.
+    #[tokio::test]
+    async fn a_final_answer_serves_late_wakers_with_the_same_credentials() {
+        let fetches = Fetches::<ExchangeView>::default();
+        let first = fetches
+            .exchange("req-3", &creds("airpat_a"), Instant::now(), || async {
+                Ok(decided("req-3"))
+            })
+            .await
+            .unwrap();
+        assert!(first.is_final());
+        let late = fetches
+            .exchange("req-3", &creds("airpat_a"), Instant::now(), || async {
+                panic!("a final answer in the table is not fetched again")
+            })
+            .await
+            .unwrap();
+        assert!(late.is_final());
+        let other = fetches
+            .exchange("req-3", &creds("airpat_b"), Instant::now(), || async {
+                Ok(view("req-3", "not yours"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(other.state, "not yours", "another caller fetches its own");
+        let deadline = Instant::now() + LINGER * 10;
+        while fetches.in_flight() > 0 {
+            assert!(Instant::now() < deadline, "the final answer never left");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

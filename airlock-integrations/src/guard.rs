@@ -1,10 +1,7 @@
 //! What every request passes before the gateway is asked: the `Host`
 //! header (a DNS-rebinding page names its own host), the per-app rate
-//! limit, and the credentials headers, copied for the gateway unread.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! limit (`crate::ratelimit`), and the credentials headers, copied for the
+//! gateway unread.
 
 use airlock_common::integrations::{ApiCode, ApiCredentials, MAX_FIELD_LEN};
 use axum::http::{HeaderMap, StatusCode};
@@ -50,52 +47,6 @@ impl Hosts {
     }
 }
 
-/// A fixed window per app (client id): `limit` requests a minute.
-pub struct RateLimit {
-    limit: u32,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-const WINDOW: Duration = Duration::from_secs(60);
-/// Apps tracked at most; beyond, windows that ended are dropped first.
-const MAX_TRACKED: usize = 4096;
-
-impl RateLimit {
-    pub fn new(limit: u32) -> RateLimit {
-        RateLimit {
-            limit,
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Charges one request to `app` (the client id as sent; none shares one
-    /// anonymous window).
-    pub fn charge(&self, app: &str, now: Instant) -> Result<(), ApiError> {
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if windows.len() >= MAX_TRACKED && !windows.contains_key(app) {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-            if windows.len() >= MAX_TRACKED {
-                return Err(ApiError::new(ApiCode::QuotaExceeded, "too many clients"));
-            }
-        }
-        let window = windows.entry(app.to_owned()).or_insert((now, 0));
-        if now.duration_since(window.0) >= WINDOW {
-            *window = (now, 0);
-        }
-        if window.1 >= self.limit {
-            return Err(ApiError::new(
-                ApiCode::QuotaExceeded,
-                format!("more than {} requests a minute from this app", self.limit),
-            ));
-        }
-        window.1 += 1;
-        Ok(())
-    }
-}
-
 fn header(headers: &HeaderMap, name: &str) -> Result<String, ApiError> {
     let Some(value) = headers.get(name) else {
         return Ok(String::new());
@@ -133,41 +84,6 @@ pub fn credentials(headers: &HeaderMap) -> Result<ApiCredentials, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_window_refuses_the_sixty_first_and_reopens() {
-        let limit = RateLimit::new(60);
-        let start = Instant::now();
-        for _ in 0..60 {
-            limit.charge("app", start).unwrap();
-        }
-        let refused = limit.charge("app", start).unwrap_err();
-        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
-        limit.charge("other", start).unwrap();
-        limit.charge("app", start + WINDOW).unwrap();
-    }
-
-    #[test]
-    fn random_client_ids_cannot_grow_the_table_nor_free_a_limited_app() {
-        let limit = RateLimit::new(60);
-        let start = Instant::now();
-        for _ in 0..60 {
-            limit.charge("app", start).unwrap();
-        }
-        // A flood of made-up client ids, each sent once.
-        let refused = (0..3 * MAX_TRACKED)
-            .filter(|i| limit.charge(&format!("random-{i}"), start).is_err())
-            .count();
-        let tracked = limit.windows.lock().unwrap().len();
-        assert!(tracked <= MAX_TRACKED, "{tracked} windows kept");
-        assert_eq!(refused, 3 * MAX_TRACKED - (MAX_TRACKED - 1));
-        // The limited app stays limited: the flood did not reset its window.
-        let still = limit.charge("app", start).unwrap_err();
-        assert_eq!(still.status, StatusCode::TOO_MANY_REQUESTS);
-        // Once the flood's windows end, new apps get in again.
-        limit.charge("new-app", start + WINDOW).unwrap();
-        assert!(limit.windows.lock().unwrap().len() <= MAX_TRACKED);
-    }
 
     #[test]
     fn only_this_gateways_hosts_pass() {

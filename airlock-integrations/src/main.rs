@@ -14,6 +14,7 @@ mod cli;
 mod error;
 mod fetches;
 mod guard;
+mod ratelimit;
 mod routes;
 mod tls;
 mod wire;
@@ -31,7 +32,8 @@ use futures_util::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, watch};
 
-use crate::guard::{Hosts, RateLimit};
+use crate::guard::Hosts;
+use crate::ratelimit::RateLimit;
 use crate::routes::Api;
 
 fn main() -> anyhow::Result<()> {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_common::dbus::Gateway1Proxy;
-use airlock_common::integrations::ApiCode;
+use airlock_common::integrations::{ApiCode, ExchangeView};
 use airlock_common::timefmt::{now_unix, rfc3339};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +21,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
-use crate::guard::{credentials, Hosts, RateLimit};
+use crate::guard::{credentials, Hosts};
+use crate::ratelimit::RateLimit;
 use crate::wire::{self, parse};
 
 /// The longest a long-poll is held (the SDKs clamp to it too).
@@ -43,7 +45,7 @@ pub struct Api {
     /// in Debian's system.conf), and 1,000 long-polls would ask at once.
     pub calls: tokio::sync::Semaphore,
     /// Long-polls on one exchange share one gateway fetch.
-    pub fetches: crate::fetches::Fetches,
+    pub fetches: crate::fetches::Fetches<Look>,
 }
 
 /// Gateway calls in flight at most (well under the bus's 128).
@@ -324,6 +326,29 @@ async fn exchange(
     ok(StatusCode::OK, wire::exchange_status(&view))
 }
 
+/// What a long-poll answers from one look at its exchange: nothing yet, or
+/// the decision rendered once for all the polls sharing the look (1,000
+/// polls woken by one decision would otherwise build and serialise it
+/// 1,000 times).
+#[derive(Clone)]
+pub struct Look(Option<Bytes>);
+
+impl Look {
+    fn of(view: &ExchangeView) -> Look {
+        Look((*view.decision).as_ref().map(|decision| {
+            let rendered = serde_json::to_vec(&wire::decision_deliver(view, decision));
+            Bytes::from(rendered.expect("a JSON value serialises"))
+        }))
+    }
+}
+
+impl crate::fetches::Settled for Look {
+    /// A decision never changes.
+    fn is_final(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// The long-poll: 200 with the signed decision once there is one, 204
 /// after `timeout` seconds (1 to 60, default 30) without.
 async fn wait(
@@ -348,19 +373,21 @@ async fn wait(
     let mut decided = api.decided.subscribe();
     let mut subscribed = Instant::now();
     loop {
-        let view = api
+        let look = api
             .fetches
             .exchange(&request_id, &creds, subscribed, || async {
                 // The turn ends with the call, not with the wait.
                 let _turn = api.turn().await;
-                api.gateway
+                let view = api
+                    .gateway
                     .api_exchange(&creds, &request_id)
                     .await
-                    .map_err(|e| gw(e).about(&request_id))
+                    .map_err(|e| gw(e).about(&request_id))?;
+                Ok(Look::of(&view))
             })
             .await?;
-        if let Some(decision) = (*view.decision).as_ref() {
-            return ok(StatusCode::OK, wire::decision_deliver(&view, decision));
+        if let Look(Some(body)) = look {
+            return Ok(([(CONTENT_TYPE, "application/json")], body).into_response());
         }
         let recheck = tokio::time::Instant::now() + RECHECK;
         loop {
