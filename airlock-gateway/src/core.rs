@@ -750,7 +750,7 @@ fn no_session(id: &str) -> AirlockError {
 mod integrations;
 
 pub use integrations::verify_decision;
-mod service_grants;
+pub mod service_grants;
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use airlock_gateway::caller::Callers;
 use airlock_gateway::core::Core;
 use airlock_gateway::countersign::Countersigner;
+use airlock_gateway::credentials::cache::InjectionCache;
 use airlock_gateway::credentials::service::{CredentialsService, Peers};
 use airlock_gateway::credentials::services::Services;
 use airlock_gateway::credentials::CredentialStore;
@@ -103,10 +104,12 @@ async fn serve(
         );
     }
     // Credentials1 beside Gateway1, before the name is owned.
+    let injections = Arc::new(InjectionCache::default());
     let credentials = CredentialsService::new(
         credentials,
         core.clone(),
         services.clone(),
+        injections.clone(),
         Peers {
             keys: Keys1Proxy::new(&conn).await?,
             enforcer: enforcer.clone(),
@@ -161,6 +164,13 @@ async fn serve(
                     Err(e) => tracing::error!("expiring requests and grants failed: {}", e.message()),
                 }
                 countersigner.tick(&core, &totp).await;
+                // A revoked grant's injections leave memory (it stopped
+                // serving at once: each request looks its grant up).
+                let now = now_unix();
+                {
+                    let core = core.locked();
+                    injections.retain(now, |grant| core.grant_is_live(grant, now));
+                }
             }
             Some(change) = departures.next() => {
                 if let Ok(args) = change.args() {

@@ -188,7 +188,7 @@ pub async fn push_session(
 /// sessions it no longer has are marked exited.
 /// Waits, off the async workers, until the records a deferred call wrote are
 /// on disk; only then may it answer.
-async fn durable(
+pub(crate) async fn durable(
     (commit, seq): (airlock_common::audit::GroupCommit, u64),
 ) -> Result<(), AirlockError> {
     match tokio::task::spawn_blocking(move || commit.wait_durable(seq)).await {

@@ -14,17 +14,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroize;
 
 use crate::caller::Caller;
+use crate::upstream::Pool;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// How long the upstream may take to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Headers that belong to one hop, never forwarded either way.
 const HOP_BY_HOP: &[&str] = &[
@@ -41,8 +37,9 @@ const HOP_BY_HOP: &[&str] = &[
 
 pub struct Forwarder {
     pub gateway: Credentials1Proxy<'static>,
-    /// TLS to HTTPS upstreams, against the configured authorities.
-    pub tls: TlsConnector,
+    /// Kept-alive connections to HTTP(S) upstreams (TLS against the
+    /// configured authorities).
+    pub upstreams: Pool,
     /// The same for IMAP servers (no HTTP ALPN).
     pub imap_tls: TlsConnector,
     /// Services' kinds as the gateway said them lately.
@@ -266,7 +263,7 @@ async fn forward(
             let error = AirlockError::from_remote(e);
             text(refusal_status(&error), &error.message())
         })?;
-    let result = send(&forwarder.tls, &grant, tail, request).await;
+    let result = send(&forwarder.upstreams, &grant, tail, request).await;
     let needles = secrets(&grant);
     grant.zeroize();
     let mut response = result?;
@@ -302,22 +299,19 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The host of `host:port` or `[v6]:port`.
-fn host_of(authority: &str) -> &str {
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 async fn send(
-    tls: &TlsConnector,
+    upstreams: &Pool,
     grant: &ProxyGrant,
     tail: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Response<Body>> {
     let (mut parts, body) = request.into_parts();
-    let mut target = format!("{}{}", grant.base_path, tail);
+    // Absolute: the pool picks its connection by scheme and authority (and
+    // sends the path and query only).
+    let mut target = format!(
+        "{}://{}{}{}",
+        grant.scheme, grant.authority, grant.base_path, tail
+    );
     let query = parts.uri.query().map(str::to_owned);
     let mut joined = query.unwrap_or_default();
     if !grant.query_name.is_empty() {
@@ -360,62 +354,31 @@ async fn send(
     }
     let upstream = Request::from_parts(parts, body);
 
-    let stream = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(&grant.authority),
-    )
-    .await
-    .map_err(|_| {
-        text(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the upstream did not accept a connection",
-        )
-    })?
-    .map_err(|e| {
-        text(
-            StatusCode::BAD_GATEWAY,
-            &format!("cannot reach the upstream: {e}"),
-        )
-    })?;
-    let response = match grant.scheme.as_str() {
-        "https" => {
-            let name = rustls_pki_types::ServerName::try_from(host_of(&grant.authority).to_owned())
-                .map_err(|_| text(StatusCode::BAD_GATEWAY, "bad upstream host name"))?;
-            let stream = tls.connect(name, stream).await.map_err(|e| {
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("TLS with the upstream failed: {e}"),
-                )
-            })?;
-            exchange(stream, upstream).await?
-        }
-        _ => exchange(stream, upstream).await?,
-    };
+    let response = upstreams
+        .request(upstream)
+        .await
+        .map_err(|e| upstream_error(&e))?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
 }
 
-/// One request on a fresh upstream connection.
-async fn exchange<S>(
-    stream: S,
-    request: Request<Incoming>,
-) -> Result<Response<Incoming>, Response<Body>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("upstream connection: {e}");
+/// The pool's error as the caller's answer: the connector's own message
+/// (timeout, unreachable, TLS) when it failed to connect.
+fn upstream_error(error: &hyper_util::client::legacy::Error) -> Response<Body> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let status = if io.kind() == std::io::ErrorKind::TimedOut {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            return text(status, &io.to_string());
         }
-    });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")))
+        source = e.source();
+    }
+    text(StatusCode::BAD_GATEWAY, &format!("upstream: {error}"))
 }
 
 #[cfg(test)]
@@ -459,13 +422,6 @@ mod tests {
         assert!(!with("evil.example:7480"));
         assert!(!with("127.0.0.1.evil.example"));
         assert!(!loopback_host(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn hosts_of_authorities() {
-        assert_eq!(host_of("api.github.com:443"), "api.github.com");
-        assert_eq!(host_of("[::1]:8443"), "::1");
-        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod caller;
 mod cli;
 mod forward;
 mod mail;
+mod upstream;
 
 use airlock_daemon::confine;
 use std::net::SocketAddr;
@@ -108,7 +109,7 @@ async fn serve(
         .await?;
     let forwarder = Arc::new(Forwarder {
         gateway,
-        tls,
+        upstreams: upstream::pool(tls),
         imap_tls,
         kinds: forward::KindCache::default(),
     });
@@ -136,6 +137,7 @@ async fn serve(
             },
             accepted = tcp.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
                     let caller = match stream.local_addr().map(|local| caller::tcp_owner(peer, local)) {
                         Ok(Ok(Some(uid))) => Some(Caller { uid, pid: 0 }),
                         Ok(Ok(None)) => None,

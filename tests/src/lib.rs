@@ -15,6 +15,7 @@ pub mod catalogue;
 pub mod dovecot;
 pub mod enforcer;
 pub mod forged_grants;
+pub mod mcp_client;
 pub mod outside;
 pub mod proxy;
 pub mod sockets;
@@ -54,6 +55,26 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A process's resident memory (`VmRSS`), KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_field(pid, "VmRSS:")
+}
+
+/// A process's thread count.
+pub fn threads(pid: u32) -> u64 {
+    proc_status_field(pid, "Threads:")
+}
+
+fn proc_status_field(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn repo_root() -> PathBuf {

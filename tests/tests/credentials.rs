@@ -872,6 +872,116 @@ fn https_upstreams_are_reached_over_verified_tls() {
     assert_nowhere(&system, API_TOKEN);
 }
 
+/// The gateway keeps a grant's injected credential between requests, and
+/// that changes nothing a caller can see: an expired or revoked grant stops
+/// serving with the very next request, a credential stored anew is the
+/// one sent next, and every request of many at once leaves its audit
+/// record (their fsyncs are shared, none is skipped).
+#[test]
+fn an_expired_or_revoked_grant_stops_serving_at_once_and_every_request_is_audited() {
+    let upstream = Upstream::start();
+    let system = System::start_with(Options {
+        services: Some(api_service(&upstream)),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, &APPROVER, "api", "token", API_TOKEN).success();
+    let proxy = Proxy::start(&system);
+    let body = |grant: &SignedGrantWire| -> serde_json::Value {
+        serde_json::from_str(&grant.payload).unwrap()
+    };
+    let get = || curl(&system, &proxy, &AGENT, true, &[], "/api/items");
+    let allowed = || {
+        system
+            .audit_records()
+            .iter()
+            .filter(|r| r["event"] == "service_operation" && r["allowed"] == true)
+            .count()
+    };
+
+    // Expiry: served (the second time from what the gateway kept), then
+    // refused from the second the grant expires, before any tick.
+    let short = body(&grant_for(&system, &mut app, "api", "8s"));
+    for _ in 0..2 {
+        let out = get();
+        assert_eq!(status(&out), 200, "{out:?}");
+    }
+    let expires_at = short["expires_at"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while airlock_common::timefmt::now_unix() < expires_at {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let seen = upstream.seen().len();
+    let out = get();
+    assert_eq!(status(&out), 403, "{out:?}");
+    assert!(out.stdout.contains("no live grant"), "{out:?}");
+    assert_eq!(upstream.seen().len(), seen, "an expired grant was served");
+
+    // Revocation: the next request after `airlockctl revoke` is refused.
+    let long = body(&grant_for(&system, &mut app, "api", "30m"));
+    for _ in 0..2 {
+        assert_eq!(status(&get()), 200);
+    }
+    system
+        .ctl(
+            &APPROVER,
+            &["revoke", long["grant_id"].as_str().unwrap()],
+            "",
+        )
+        .success();
+    let out = get();
+    assert_eq!(status(&out), 403, "{out:?}");
+    assert!(out.stdout.contains("no live grant"), "{out:?}");
+    assert_eq!(
+        upstream.seen().len(),
+        seen + 2,
+        "a revoked grant was served"
+    );
+
+    // A value stored anew is the one injected next.
+    grant_for(&system, &mut app, "api", "30m");
+    assert_eq!(status(&get()), 200);
+    let rotated = "sk-live-rotated-4Kp8Tb2Yc6Hq";
+    add(&system, &APPROVER, "api", "token", rotated).success();
+    assert_eq!(status(&get()), 200);
+    let sent = upstream.seen();
+    assert_eq!(
+        sent[sent.len() - 2].header("authorization"),
+        Some(format!("Bearer {API_TOKEN}").as_str())
+    );
+    assert_eq!(
+        sent.last().unwrap().header("authorization"),
+        Some(format!("Bearer {rotated}").as_str())
+    );
+
+    // Many requests at once: one allowed record each, as many as the
+    // upstream saw.
+    let (records, seen) = (allowed(), upstream.seen().len());
+    let socket = proxy.socket.to_str().unwrap().to_owned();
+    let load = system.run_as(
+        &AGENT,
+        &system.bin("airlock-http-load"),
+        &[
+            "--unix",
+            &socket,
+            "--path",
+            "/api/items",
+            "--connections",
+            "8",
+            "--requests",
+            "400",
+        ],
+        "",
+    );
+    assert_eq!(load.code, 0, "{load:?}");
+    assert_eq!(upstream.seen().len() - seen, 400);
+    assert_eq!(allowed() - records, 400, "an operation went unaudited");
+    system.audit_verify().success();
+    assert_nowhere(&system, API_TOKEN);
+    assert_nowhere(&system, rotated);
+}
+
 /// Who can read the key-encryption key and the sealed store: their owners
 /// (and root) only; the proxy neither.
 #[test]

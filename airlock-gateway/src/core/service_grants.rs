@@ -50,6 +50,15 @@ impl Core {
         found
     }
 
+    /// Whether grant `grant_id` is live at `now`.
+    pub fn grant_is_live(&self, grant_id: &str, now: i64) -> bool {
+        self.journal
+            .state()
+            .grants
+            .live(now)
+            .any(|(_, body)| body.grant_id == grant_id)
+    }
+
     /// Whether `uid` holds any live grant for `service` bound to a session
     /// (so the caller's session is worth asking the enforcer about).
     pub fn has_session_bound_service_grant(&self, service: &str, uid: u32, now: i64) -> bool {

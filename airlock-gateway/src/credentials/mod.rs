@@ -7,6 +7,7 @@
 //! Files are replaced atomically and synced, mode 0600 in a 0700 directory.
 //! Nothing here ever holds a plaintext value.
 
+pub mod cache;
 pub mod service;
 pub mod services;
 

@@ -18,7 +18,9 @@ use airlock_common::event::Event;
 use airlock_common::grant::Access;
 use airlock_common::mail::MailOp;
 use airlock_common::names;
-use airlock_common::services::{HttpService, ImapService, Injection, ServiceKind, Tool};
+use airlock_common::services::{
+    HttpService, ImapService, Injection, ServiceDef, ServiceKind, Tool,
+};
 use airlock_common::timefmt::now_unix;
 use airlock_daemon::lock::MutexExt;
 use zbus::fdo::DBusProxy;
@@ -26,9 +28,11 @@ use zbus::message::Header;
 use zbus::zvariant::Optional;
 use zeroize::Zeroizing;
 
+use super::cache::{Injected, InjectionCache};
 use super::services::Services;
 use super::{CredentialStore, Entry, StoreError};
 use crate::caller::{caller_pid, require_admin, Callers};
+use crate::core::service_grants::Covering;
 use crate::core::Core;
 
 pub struct CredentialsService {
@@ -41,6 +45,8 @@ pub struct CredentialsService {
     callers: Arc<Callers>,
     /// airlock-proxy's uid, the only caller of `Authorize` but root.
     proxy_uid: Option<u32>,
+    /// HTTP services' injections per live grant (see the cache module).
+    injections: Arc<InjectionCache>,
 }
 
 /// What the gateway talks to on the bus.
@@ -49,6 +55,45 @@ pub struct Peers {
     pub enforcer: Enforcer1Proxy<'static>,
     pub dbus: DBusProxy<'static>,
     pub callers: Arc<Callers>,
+}
+
+/// A caller's standing for one service: its governed session (when a
+/// session-bound grant made it worth asking the enforcer) and the live
+/// grant that covers it, if any (write grants first, then the
+/// longest-lived).
+struct CallerGrant {
+    uid: u32,
+    session: Option<String>,
+    grant: Option<Covering>,
+}
+
+impl CallerGrant {
+    /// The audit record of one operation `op` on `service` by this caller.
+    fn operation(&self, service: &str, op: &str, allowed: bool, refusal: Option<String>) -> Event {
+        Event::ServiceOperation {
+            credential: service.to_owned(),
+            op: op.to_owned(),
+            uid: self.uid,
+            session: self.session.clone(),
+            grant_id: self.grant.as_ref().map(|g| g.body.grant_id.clone()),
+            allowed,
+            refusal,
+        }
+    }
+
+    /// Why nothing covers the caller, and how to ask (`more` ends it).
+    fn no_grant(&self, service: &str, more: &str) -> String {
+        format!(
+            "no live grant lets uid {} use {service}{}; ask for one: `airlockctl request \
+             --services {service} --reason \"…\"`, then an admin approves it with a TOTP \
+             code{more}",
+            self.uid,
+            self.session
+                .as_deref()
+                .map(|s| format!(" in session {s}"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// The longest path the audit log keeps of an operation.
@@ -61,6 +106,7 @@ impl CredentialsService {
         store: CredentialStore,
         core: Arc<Mutex<Core>>,
         services: Arc<Services>,
+        injections: Arc<InjectionCache>,
         peers: Peers,
     ) -> Self {
         CredentialsService {
@@ -75,7 +121,47 @@ impl CredentialsService {
                 .ok()
                 .flatten()
                 .map(|user| user.uid.as_raw()),
+            injections,
         }
+    }
+
+    /// `service`'s definition: a valid name that services.d defines.
+    fn service_def(&self, service: &str) -> Result<ServiceDef, AirlockError> {
+        slot(service, credential::DEFAULT_FIELD)?;
+        self.services.get(service).ok_or_else(|| {
+            AirlockError::NotFound(format!(
+                "no service {service:?} is defined (see `airlockctl services list`)"
+            ))
+        })
+    }
+
+    /// What lets `uid` (process `pid`, 0 if unknown) use `service` now.
+    async fn caller_grant(&self, service: &str, uid: u32, pid: u32) -> CallerGrant {
+        let session = self.session_of(service, uid, pid).await;
+        let grant = self
+            .core
+            .locked()
+            .service_grants(service, uid, session.as_deref(), now_unix())
+            .into_iter()
+            .next();
+        CallerGrant {
+            uid,
+            session,
+            grant,
+        }
+    }
+
+    /// Records an operation and returns once its record is on disk. The
+    /// record is written under the lock and synced outside it (group
+    /// commit: concurrent operations share one fsync); nobody is answered
+    /// before the sync covering its own record.
+    async fn audit(&self, event: Event) -> Result<(), AirlockError> {
+        let ticket = {
+            let mut core = self.core.locked();
+            core.record_deferred(event, now_unix())?;
+            core.durability_ticket()
+        };
+        crate::service::durable(ticket).await
     }
 
     /// The caller's governed session, asked of the enforcer only when a
@@ -134,7 +220,7 @@ impl CredentialsService {
         service: &str,
         http: &HttpService,
         grant: &airlock_common::grant::SignedGrant,
-    ) -> Result<(String, Zeroizing<String>, String, Zeroizing<String>), AirlockError> {
+    ) -> Result<Injected, AirlockError> {
         let text = |bytes: Zeroizing<Vec<u8>>| -> Result<Zeroizing<String>, AirlockError> {
             match std::str::from_utf8(&bytes) {
                 Ok(s) if !s.bytes().any(|b| b.is_ascii_control()) => {
@@ -146,7 +232,7 @@ impl CredentialsService {
             }
         };
         let none = || Zeroizing::new(String::new());
-        Ok(match &http.inject {
+        let (header_name, header_value, query_name, query_value) = match &http.inject {
             Injection::Bearer { field } => {
                 let value = text(self.open_field(service, field, grant).await?)?;
                 let header = Zeroizing::new(format!("Bearer {}", value.as_str()));
@@ -172,6 +258,12 @@ impl CredentialsService {
                 let encoded = Zeroizing::new(percent_encode(&value));
                 (String::new(), none(), name.clone(), encoded)
             }
+        };
+        Ok(Injected {
+            header_name,
+            header_value,
+            query_name,
+            query_value,
         })
     }
 }
@@ -334,6 +426,8 @@ impl CredentialsService {
         };
         let store = self.store.locked();
         let previous = store.put(slot, entry).map_err(store_error)?;
+        // Injections made from the old value are not served again.
+        self.injections.forget_service(service);
         let recorded = self.record(Event::CredentialStored {
             credential: service.to_owned(),
             field: field.to_owned(),
@@ -370,6 +464,7 @@ impl CredentialsService {
         slot(service, field.unwrap_or(credential::DEFAULT_FIELD))?;
         let store = self.store.locked();
         let removed = store.remove(service, *field).map_err(store_error)?;
+        self.injections.forget_service(service);
         let count = removed.len() as u32;
         let recorded = self.record(Event::CredentialRemoved {
             credential: service.to_owned(),
@@ -403,40 +498,23 @@ impl CredentialsService {
         caller_pid: u32,
     ) -> Result<ProxyGrant, AirlockError> {
         self.require_proxy(&header).await?;
-        slot(service, credential::DEFAULT_FIELD)?;
         check_request(method, path)?;
-        let def = self.services.get(service).ok_or_else(|| {
-            AirlockError::NotFound(format!(
-                "no service {service:?} is defined (see `airlockctl services list`)"
-            ))
-        })?;
+        let def = self.service_def(service)?;
         let ServiceKind::Http(http) = &def.kind else {
             return Err(AirlockError::InvalidArgument(format!(
                 "service {service} is {}, not reached over HTTP",
                 def.kind.as_str()
             )));
         };
-        let session = self.session_of(service, caller_uid, caller_pid).await;
         let mut audited: String = path.chars().take(MAX_AUDITED_PATH).collect();
         if audited.len() < path.len() {
             audited.push('…');
         }
         let op = format!("{method} {audited}");
-        let grants =
-            self.core
-                .locked()
-                .service_grants(service, caller_uid, session.as_deref(), now_unix());
+        let standing = self.caller_grant(service, caller_uid, caller_pid).await;
         let read_only = http.is_read_only(method, path);
-        let refusal = match grants.first() {
-            None => Some(format!(
-                "no live grant lets uid {caller_uid} use {service}{}; ask for one: \
-                 `airlockctl request --services {service} --reason \"…\"`, then an admin \
-                 approves it with a TOTP code",
-                session
-                    .as_deref()
-                    .map(|s| format!(" in session {s}"))
-                    .unwrap_or_default()
-            )),
+        let refusal = match &standing.grant {
+            None => Some(standing.no_grant(service, "")),
             Some(grant) if !read_only && grant.body.access == Access::Read => Some(format!(
                 "grant {} for {service} is read-only, and {method} {audited} may change \
                  something (read-only is GET, HEAD, OPTIONS and the service's read-only POST \
@@ -446,40 +524,53 @@ impl CredentialsService {
             )),
             Some(_) => None,
         };
-        let grant = grants.into_iter().next();
-        let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
-        let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
-            credential: service.to_owned(),
-            op: op.clone(),
-            uid: caller_uid,
-            session: session.clone(),
-            grant_id: grant_id.clone(),
-            allowed,
-            refusal,
-        };
         if let Some(why) = refusal {
-            self.record(record(false, Some(why.clone())))?;
+            self.audit(standing.operation(service, &op, false, Some(why.clone())))
+                .await?;
             return Err(AirlockError::AccessDenied(why));
         }
-        let grant = grant.expect("a grant when nothing refused");
-        let injected = match self.injection(service, http, &grant.signed).await {
-            Ok(injected) => injected,
-            Err(e) => {
-                self.record(record(false, Some(e.message())))?;
-                return Err(e);
+        let grant = standing
+            .grant
+            .as_ref()
+            .expect("a grant when nothing refused");
+        let grant_id = grant.body.grant_id.as_str();
+        let cached = self
+            .injections
+            .get(grant_id, service, &http.inject, now_unix());
+        let injected = match cached {
+            Some(hit) => hit,
+            None => {
+                let generation = self.injections.generation();
+                match self.injection(service, http, &grant.signed).await {
+                    Ok(made) => {
+                        self.injections.put(
+                            generation,
+                            (grant_id, service),
+                            &http.inject,
+                            grant.body.expires_at,
+                            made.clone(),
+                        );
+                        made
+                    }
+                    Err(e) => {
+                        self.audit(standing.operation(service, &op, false, Some(e.message())))
+                            .await?;
+                        return Err(e);
+                    }
+                }
             }
         };
-        self.record(record(true, None))?;
-        let (header_name, header_value, query_name, query_value) = injected;
+        self.audit(standing.operation(service, &op, true, None))
+            .await?;
         Ok(ProxyGrant {
             scheme: if http.upstream.tls { "https" } else { "http" }.into(),
             authority: http.upstream.authority(),
             base_path: http.upstream.base_path.clone(),
-            header_name,
-            header_value: header_value.as_str().to_owned(),
-            query_name,
-            query_value: query_value.as_str().to_owned(),
-            grant_id: grant.body.grant_id,
+            header_name: injected.header_name,
+            header_value: injected.header_value.as_str().to_owned(),
+            query_name: injected.query_name,
+            query_value: injected.query_value.as_str().to_owned(),
+            grant_id: grant.body.grant_id.clone(),
             access: grant.body.access,
         })
     }
@@ -495,12 +586,7 @@ impl CredentialsService {
         service: &str,
     ) -> Result<ReleasedCredential, AirlockError> {
         let uid = self.callers.uid(&self.dbus, &header).await?;
-        slot(service, credential::DEFAULT_FIELD)?;
-        let def = self.services.get(service).ok_or_else(|| {
-            AirlockError::NotFound(format!(
-                "no service {service:?} is defined (see `airlockctl services list`)"
-            ))
-        })?;
+        let def = self.service_def(service)?;
         let ServiceKind::Tool(tool) = &def.kind else {
             return Err(AirlockError::InvalidArgument(format!(
                 "service {service} is {}: its credential is never released, Airlock uses it \
@@ -509,33 +595,12 @@ impl CredentialsService {
             )));
         };
         let pid = caller_pid(&self.dbus, &header).await?;
-        let session = self.session_of(service, uid, pid).await;
-        let grants =
-            self.core
-                .locked()
-                .service_grants(service, uid, session.as_deref(), now_unix());
-        let grant = grants.into_iter().next();
-        let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
-        let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
-            credential: service.to_owned(),
-            op: release_op(tool.tool).to_owned(),
-            uid,
-            session: session.clone(),
-            grant_id: grant_id.clone(),
-            allowed,
-            refusal,
-        };
-        let Some(grant) = grant else {
-            let why = format!(
-                "no live grant lets uid {uid} use {service}{}; ask for one: `airlockctl \
-                 request --services {service} --reason \"…\"`, then an admin approves it with \
-                 a TOTP code (`airlockctl approve`)",
-                session
-                    .as_deref()
-                    .map(|s| format!(" in session {s}"))
-                    .unwrap_or_default()
-            );
-            self.record(record(false, Some(why.clone())))?;
+        let standing = self.caller_grant(service, uid, pid).await;
+        let op = release_op(tool.tool);
+        let Some(grant) = &standing.grant else {
+            let why = standing.no_grant(service, " (`airlockctl approve`)");
+            self.audit(standing.operation(service, op, false, Some(why.clone())))
+                .await?;
             return Err(AirlockError::AccessDenied(why));
         };
         let mut released = ReleasedCredential {
@@ -562,7 +627,8 @@ impl CredentialsService {
                 Ok(value) => value,
                 Err(AirlockError::NotFound(_)) if optional => continue,
                 Err(e) => {
-                    self.record(record(false, Some(e.message())))?;
+                    self.audit(standing.operation(service, op, false, Some(e.message())))
+                        .await?;
                     return Err(e);
                 }
             };
@@ -575,12 +641,14 @@ impl CredentialsService {
                         "the stored {service}/{field} holds control characters: a tool's \
                          protocol cannot carry it (store it again)"
                     ));
-                    self.record(record(false, Some(e.message())))?;
+                    self.audit(standing.operation(service, op, false, Some(e.message())))
+                        .await?;
                     return Err(e);
                 }
             }
         }
-        self.record(record(true, None))?;
+        self.audit(standing.operation(service, op, true, None))
+            .await?;
         tracing::info!(
             "released {service} to uid {uid} (pid {pid}) under {}",
             released.grant_id
@@ -595,13 +663,7 @@ impl CredentialsService {
         service: &str,
     ) -> Result<String, AirlockError> {
         self.require_proxy(&header).await?;
-        slot(service, credential::DEFAULT_FIELD)?;
-        let def = self.services.get(service).ok_or_else(|| {
-            AirlockError::NotFound(format!(
-                "no service {service:?} is defined (see `airlockctl services list`)"
-            ))
-        })?;
-        Ok(def.kind.as_str().to_owned())
+        Ok(self.service_def(service)?.kind.as_str().to_owned())
     }
 
     /// airlock-proxy asks for the login of one mail operation `op` on
@@ -618,12 +680,7 @@ impl CredentialsService {
         caller_pid: u32,
     ) -> Result<MailLogin, AirlockError> {
         self.require_proxy(&header).await?;
-        slot(service, credential::DEFAULT_FIELD)?;
-        let def = self.services.get(service).ok_or_else(|| {
-            AirlockError::NotFound(format!(
-                "no service {service:?} is defined (see `airlockctl services list`)"
-            ))
-        })?;
+        let def = self.service_def(service)?;
         let ServiceKind::Imap(imap) = &def.kind else {
             return Err(AirlockError::InvalidArgument(format!(
                 "service {service} is {}, not a mailbox",
@@ -631,51 +688,39 @@ impl CredentialsService {
             )));
         };
         let audited_op: String = op.chars().take(64).filter(|c| !c.is_control()).collect();
-        let session = self.session_of(service, caller_uid, caller_pid).await;
-        let grants =
-            self.core
-                .locked()
-                .service_grants(service, caller_uid, session.as_deref(), now_unix());
-        let grant = grants.into_iter().next();
-        let grant_id = grant.as_ref().map(|g| g.body.grant_id.clone());
-        let record = |allowed: bool, refusal: Option<String>| Event::ServiceOperation {
-            credential: service.to_owned(),
-            op: audited_op.clone(),
-            uid: caller_uid,
-            session: session.clone(),
-            grant_id: grant_id.clone(),
-            allowed,
-            refusal,
-        };
+        let standing = self.caller_grant(service, caller_uid, caller_pid).await;
         let refusal = if MailOp::parse(op).is_none() {
             Some(MailOp::refusal(op))
-        } else if grant.is_none() {
-            Some(format!(
-                "no live grant lets uid {caller_uid} use {service}{}; ask for one: \
-                 `airlockctl request --services {service} --reason \"…\"`, then an admin \
-                 approves it with a TOTP code (or run `airlockctl access {service} {op}`, \
-                 which asks and approves at the terminal)",
-                session
-                    .as_deref()
-                    .map(|s| format!(" in session {s}"))
-                    .unwrap_or_default()
+        } else if standing.grant.is_none() {
+            Some(standing.no_grant(
+                service,
+                &format!(
+                    " (or run `airlockctl access {service} {op}`, which asks and approves at \
+                     the terminal)"
+                ),
             ))
         } else {
             None
         };
         if let Some(why) = refusal {
-            self.record(record(false, Some(why.clone())))?;
+            self.audit(standing.operation(service, &audited_op, false, Some(why.clone())))
+                .await?;
             return Err(AirlockError::AccessDenied(why));
         }
-        let grant = grant.expect("a grant when nothing refused");
+        let grant = standing
+            .grant
+            .as_ref()
+            .expect("a grant when nothing refused");
         let (user, password) = match self.mail_login(service, imap, &grant.signed).await {
             Ok(login) => login,
             Err(e) => {
-                self.record(record(false, Some(e.message())))?;
+                self.audit(standing.operation(service, &audited_op, false, Some(e.message())))
+                    .await?;
                 return Err(e);
             }
         };
-        self.record(record(true, None))?;
+        self.audit(standing.operation(service, &audited_op, true, None))
+            .await?;
         Ok(MailLogin {
             tls: imap.upstream.tls,
             host: imap.upstream.host.clone(),
@@ -687,7 +732,7 @@ impl CredentialsService {
                 .unwrap_or_default(),
             user: user.as_str().to_owned(),
             password: password.as_str().to_owned(),
-            grant_id: grant.body.grant_id,
+            grant_id: grant.body.grant_id.clone(),
         })
     }
 
@@ -718,7 +763,7 @@ impl CredentialsService {
         if printable.len() > MAX_AUDITED_ERROR {
             kept.push('…');
         }
-        self.record(Event::Operation {
+        self.audit(Event::Operation {
             credential: service,
             op: op.as_str().to_owned(),
             uid: caller_uid,
@@ -726,6 +771,7 @@ impl CredentialsService {
             count: kept.is_empty().then_some(count),
             error: (!kept.is_empty()).then_some(kept),
         })
+        .await
     }
 
     /// The sealed value, for an admin's `airlockctl credentials get`, which
