@@ -525,7 +525,7 @@ mod tests {
         near[10..17].copy_from_slice(b"/bin/x\0");
         near[17..20].copy_from_slice(b"-v\0");
         near[100..100 + 400].fill(b'a');
-        let far = vec![b'f', b'a', b'r', 0];
+        let far = [b'f', b'a', b'r', 0];
         let far_at = far.as_ptr() as u64;
         let words = [
             base + 10,
