@@ -116,7 +116,7 @@ impl Supervisor {
             return Err(anyhow!("the descriptor passed is not a seccomp listener"));
         }
         let calls = Calls::new()?;
-        sync_wake_up(&listener);
+        let waits_in_recv = sync_wake_up(&listener);
         let key = {
             let mut sessions = self.sessions.locked();
             sessions.take_supervisor(id)?;
@@ -127,7 +127,7 @@ impl Supervisor {
         std::thread::Builder::new()
             .name(format!("supervise-{id}"))
             .spawn(move || {
-                supervisor.serve(&session, &listener, &calls, key);
+                supervisor.serve(&session, &listener, &calls, key, waits_in_recv);
                 tracing::info!("session {session}: its seccomp filter has no task left");
             })
             .context("starting the supervisor thread")?;
@@ -135,33 +135,42 @@ impl Supervisor {
         Ok(())
     }
 
-    fn serve(&self, session: &str, listener: &OwnedFd, calls: &Calls, key: HashKey) {
+    fn serve(
+        &self,
+        session: &str,
+        listener: &OwnedFd,
+        calls: &Calls,
+        key: HashKey,
+        waits_in_recv: bool,
+    ) {
         let fd = listener.as_raw_fd();
         loop {
-            let mut poll = [libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            // SAFETY: one pollfd, ours for the call.
-            let ready = unsafe { libc::poll(poll.as_mut_ptr(), 1, -1) };
-            if ready < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
+            // A kernel that takes SYNC_WAKE_UP (6.6 and later) also ends a
+            // waiting receive once no task uses the filter: we wait there,
+            // one system call per notification. Older ones would wait in
+            // it forever, so we poll first.
+            if !waits_in_recv {
+                match wait_readable(fd, -1) {
+                    Readable::Yes => {}
+                    Readable::Interrupted => continue,
+                    Readable::Orphaned => return,
+                    Readable::Failed => {
+                        tracing::error!("session {session}: polling the listener failed");
+                        return;
+                    }
                 }
-                tracing::error!("session {session}: polling the listener failed");
-                return;
-            }
-            if poll[0].revents & libc::POLLIN == 0 {
-                // POLLHUP: no task uses the filter any more.
-                return;
             }
             let request = match ScmpNotifReq::receive(fd) {
                 Ok(request) => request,
-                // The task was killed before we read it.
-                Err(e) if e.errno() == Some(libseccomp::error::SeccompErrno::ENOENT) => continue,
                 Err(e) => {
-                    tracing::error!("session {session}: reading a notification: {e}");
+                    // ENOENT: the task was killed before we read it, or (when
+                    // waiting in the receive) no task is left.
+                    if waits_in_recv && matches!(wait_readable(fd, 0), Readable::Orphaned) {
+                        return;
+                    }
+                    if e.errno() != Some(libseccomp::error::SeccompErrno::ENOENT) {
+                        tracing::error!("session {session}: reading a notification: {e}");
+                    }
                     continue;
                 }
             };
@@ -346,8 +355,9 @@ const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 /// waiting task to the supervisor and back, as a synchronous call, instead
 /// of waking each on whichever CPU is free: the exec waits anyway, and on a
 /// busy machine each wake-up could otherwise wait for a time slice. Older
-/// kernels refuse the flag and only lose that speed.
-fn sync_wake_up(listener: &OwnedFd) {
+/// kernels refuse the flag and only lose that speed. Says whether the
+/// kernel took it.
+fn sync_wake_up(listener: &OwnedFd) -> bool {
     // SAFETY: an ioctl on a seccomp listener we own, with an integer flag
     // word the kernel reads by value.
     let set = unsafe {
@@ -362,6 +372,38 @@ fn sync_wake_up(listener: &OwnedFd) {
             "the kernel does not hand over the CPU synchronously to the supervisor: {}",
             std::io::Error::last_os_error()
         );
+    }
+    set == 0
+}
+
+enum Readable {
+    Yes,
+    Interrupted,
+    /// No task uses the filter any more (POLLHUP).
+    Orphaned,
+    Failed,
+}
+
+/// Polls the listener for `timeout` ms (-1: until something happens).
+fn wait_readable(fd: i32, timeout: i32) -> Readable {
+    let mut poll = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one pollfd, ours for the call.
+    let ready = unsafe { libc::poll(poll.as_mut_ptr(), 1, timeout) };
+    if ready < 0 {
+        return if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            Readable::Interrupted
+        } else {
+            Readable::Failed
+        };
+    }
+    if poll[0].revents & libc::POLLIN != 0 || ready == 0 {
+        Readable::Yes
+    } else {
+        Readable::Orphaned
     }
 }
 

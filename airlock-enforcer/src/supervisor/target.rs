@@ -15,26 +15,50 @@ const PAGE: u64 = 4096;
 /// Longest path read from the task (`PATH_MAX`).
 const PATH_MAX: usize = 4096;
 
+/// Pages one `process_vm_readv` asks for at most (the kernel copies its
+/// iovec arrays up to `UIO_FASTIOV` without allocating).
+const PAGES_PER_READ: usize = 8;
+
 /// Copies up to `buf.len()` bytes at `addr` of task `pid`, stopping at the
-/// first page that is not mapped; returns how many were copied.
+/// first page that is not mapped; returns how many were copied. One system
+/// call per `PAGES_PER_READ` pages: the remote side is split at page
+/// boundaries, and the kernel stops at the first piece it cannot read and
+/// counts the whole pieces before it.
 fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> usize {
     let mut done = 0;
     while done < buf.len() {
-        let at = addr + done as u64;
-        // One page at a time: a read stops short at an unmapped page.
-        let len = (buf.len() - done).min((PAGE - at % PAGE) as usize);
+        let mut remote = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; PAGES_PER_READ];
+        let (mut pieces, mut len) = (0, 0);
+        while pieces < PAGES_PER_READ && done + len < buf.len() {
+            let at = addr + (done + len) as u64;
+            let piece = (buf.len() - done - len).min((PAGE - at % PAGE) as usize);
+            remote[pieces] = libc::iovec {
+                iov_base: at as *mut libc::c_void,
+                iov_len: piece,
+            };
+            pieces += 1;
+            len += piece;
+        }
         let local = libc::iovec {
             iov_base: buf[done..].as_mut_ptr().cast(),
             iov_len: len,
         };
-        let remote = libc::iovec {
-            iov_base: at as *mut libc::c_void,
-            iov_len: len,
-        };
         // SAFETY: the local iovec covers `len` bytes of `buf`, which we own
-        // mutably; the remote one is only read, by the kernel, from the
-        // other task.
-        let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        // mutably; the remote ones (`pieces` of them, `len` bytes in all)
+        // are only read, by the kernel, from the other task.
+        let n = unsafe {
+            libc::process_vm_readv(
+                pid as libc::pid_t,
+                &local,
+                1,
+                remote.as_ptr(),
+                pieces as libc::c_ulong,
+                0,
+            )
+        };
         if n <= 0 {
             break;
         }
@@ -44,6 +68,93 @@ fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> usize {
         }
     }
     done
+}
+
+/// Longest stretch of the task's memory read at once for the strings of
+/// one exec: more than `MAX_WORDS` words of `WORD_VISIBLE` bytes side by
+/// side.
+const SPAN_MAX: usize = 8192;
+/// How much of the path is looked at in the first read; a longer one is
+/// read on its own.
+const PATH_PEEK: usize = 256;
+
+/// Stretches of the task's memory copied at once, covering the strings an
+/// exec names: their pointers usually lie close together (the kernel's
+/// own argv block, a libc's or a runtime's heap), so a few reads replace
+/// one per string. Each string is then cut out as [`read_string`] and
+/// [`read_word`] would read it; one whose stretch was cut short by an
+/// unmapped page is read on its own, with their own answer.
+struct Spans {
+    spans: Vec<(u64, Vec<u8>)>,
+}
+
+impl Spans {
+    /// Reads the memory behind `windows` (`(address, length)`), merging
+    /// neighbours into spans of at most `SPAN_MAX` bytes.
+    fn read(pid: u32, windows: &mut [(u64, usize)]) -> Spans {
+        windows.sort_unstable();
+        let mut spans = Vec::new();
+        let mut current: Option<(u64, u64)> = None;
+        let flush = |span: (u64, u64), spans: &mut Vec<(u64, Vec<u8>)>| {
+            let mut bytes = vec![0u8; (span.1 - span.0) as usize];
+            let n = read_memory(pid, span.0, &mut bytes);
+            bytes.truncate(n);
+            spans.push((span.0, bytes));
+        };
+        for &(at, len) in windows.iter() {
+            let end = at.saturating_add(len as u64);
+            current = match current {
+                // Within a page of the span, and the whole no longer than
+                // SPAN_MAX: one read.
+                Some((start, stop))
+                    if at <= stop.saturating_add(PAGE) && end - start <= SPAN_MAX as u64 =>
+                {
+                    Some((start, stop.max(end)))
+                }
+                other => {
+                    if let Some(span) = other {
+                        flush(span, &mut spans);
+                    }
+                    Some((at, end))
+                }
+            };
+        }
+        if let Some(span) = current {
+            flush(span, &mut spans);
+        }
+        Spans { spans }
+    }
+
+    /// The bytes read at `at`, up to `len` of them (fewer where the read
+    /// stopped).
+    fn at(&self, at: u64, len: usize) -> &[u8] {
+        self.spans
+            .iter()
+            .find(|(start, bytes)| *start <= at && at - start < bytes.len() as u64)
+            .map_or(&[], |(start, bytes)| {
+                let from = (at - start) as usize;
+                &bytes[from..bytes.len().min(from + len)]
+            })
+    }
+
+    /// [`read_string`]`(pid, at, PATH_MAX)`.
+    fn path(&self, pid: u32, at: u64) -> Option<Vec<u8>> {
+        let seen = self.at(at, PATH_PEEK);
+        match seen.iter().position(|&b| b == 0) {
+            Some(end) if at != 0 => Some(seen[..end].to_vec()),
+            _ => read_string(pid, at, PATH_MAX),
+        }
+    }
+
+    /// [`read_word`]`(pid, at)`.
+    fn word(&self, pid: u32, at: u64) -> Option<Vec<u8>> {
+        let seen = self.at(at, WORD_VISIBLE);
+        match seen.iter().position(|&b| b == 0) {
+            Some(end) if at != 0 => Some(seen[..end].to_vec()),
+            None if at != 0 && seen.len() == WORD_VISIBLE => Some(seen.to_vec()),
+            _ => read_word(pid, at),
+        }
+    }
 }
 
 /// The NUL-terminated string at `addr`, at most `max` bytes; `None` when it
@@ -123,34 +234,41 @@ impl ExecCall {
         } else {
             (libc::AT_FDCWD, args[0], args[1], 0)
         };
-        let path = read_string(pid, path, PATH_MAX)?;
-        let mut call = ExecCall {
-            path,
-            dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
-            empty_path: flags & libc::AT_EMPTY_PATH as u64 != 0,
-            argv: Vec::new(),
-            argc: 0,
-            argv_readable: false,
-        };
-        if argv == 0 {
-            return Some(call);
-        }
+        // The pointer array first, then the path and the words it points
+        // to, in as few reads as their addresses allow.
         let mut pointers = [0u8; 8 * (MAX_WORDS + 1)];
-        let n = read_memory(pid, argv, &mut pointers) / 8;
-        let mut ended = false;
+        let n = if argv == 0 {
+            0
+        } else {
+            read_memory(pid, argv, &mut pointers) / 8
+        };
+        let mut words = Vec::with_capacity(MAX_WORDS);
+        let (mut argc, mut ended) = (0, false);
         for chunk in pointers[..n * 8].chunks_exact(8) {
             let pointer = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
             if pointer == 0 {
                 ended = true;
                 break;
             }
-            call.argc += 1;
-            if call.argv.len() < MAX_WORDS {
-                call.argv.push(read_word(pid, pointer));
+            argc += 1;
+            if words.len() < MAX_WORDS {
+                words.push(pointer);
             }
         }
-        call.argv_readable = call.argc > 0 && (ended || n == MAX_WORDS + 1);
-        Some(call)
+        let mut windows: Vec<(u64, usize)> = std::iter::once((path, PATH_PEEK))
+            .filter(|&(at, _)| at != 0)
+            .chain(words.iter().map(|&at| (at, WORD_VISIBLE)))
+            .collect();
+        let memory = Spans::read(pid, &mut windows);
+        let path = memory.path(pid, path)?;
+        Some(ExecCall {
+            path,
+            dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
+            empty_path: flags & libc::AT_EMPTY_PATH as u64 != 0,
+            argv: words.iter().map(|&at| memory.word(pid, at)).collect(),
+            argc,
+            argv_readable: argc > 0 && (ended || n == MAX_WORDS + 1),
+        })
     }
 
     /// `bprm->filename`: the path the kernel names the exec by.
@@ -392,6 +510,54 @@ mod tests {
         assert_eq!(read_string(pid, at, 254).as_deref(), Some(&b"apply"[..]));
         assert_eq!(read_string(pid, at, 4), None, "longer than allowed");
         assert_eq!(read_string(pid, 0, 254), None);
+    }
+
+    #[test]
+    fn an_execs_strings_read_together_are_read_as_one_by_one() {
+        // Words side by side, one across a page boundary, one longer than
+        // a word is read, one far away (its own read), one at an address
+        // never mapped.
+        let pid = std::process::id();
+        let mut near = vec![0u8; 3 * PAGE as usize];
+        let base = near.as_ptr() as u64;
+        let cross = (PAGE - base % PAGE) as usize + PAGE as usize - 2;
+        near[cross..cross + 6].copy_from_slice(b"apply\0");
+        near[10..17].copy_from_slice(b"/bin/x\0");
+        near[17..20].copy_from_slice(b"-v\0");
+        near[100..100 + 400].fill(b'a');
+        let far = [b'f', b'a', b'r', 0];
+        let far_at = far.as_ptr() as u64;
+        let words = [
+            base + 10,
+            base + 17,
+            base + cross as u64,
+            base + 100,
+            base + 18,
+            far_at,
+            8,
+        ];
+        let mut windows: Vec<(u64, usize)> = words.iter().map(|&at| (at, WORD_VISIBLE)).collect();
+        let spans = Spans::read(pid, &mut windows);
+        for at in words {
+            assert_eq!(spans.word(pid, at), read_word(pid, at), "word at {at:#x}");
+            assert_eq!(
+                spans.path(pid, at),
+                read_string(pid, at, PATH_MAX),
+                "path at {at:#x}"
+            );
+        }
+        assert_eq!(spans.word(pid, base + 100).unwrap().len(), WORD_VISIBLE);
+        assert_eq!(spans.word(pid, 8), None);
+        // A whole call: the pointer array, then the path and the words.
+        let argv: Vec<u64> = vec![base + 10, base + 17, far_at, 0];
+        let args = [base + 10, argv.as_ptr() as u64, 0, 0, 0, 0];
+        let call = ExecCall::read(pid, false, &args).unwrap();
+        assert_eq!(call.path, b"/bin/x");
+        let read: Vec<_> = call.argv.iter().map(|w| w.as_deref().unwrap()).collect();
+        assert_eq!(read, [&b"/bin/x"[..], b"-v", b"far"]);
+        assert!(call.argv_readable && call.argc == 3);
+        let unreadable_path = [8, argv.as_ptr() as u64, 0, 0, 0, 0];
+        assert!(ExecCall::read(pid, false, &unreadable_path).is_none());
     }
 
     #[test]
