@@ -10,6 +10,7 @@ mod cli;
 mod grants;
 mod proxy;
 mod server;
+mod session;
 mod stdio;
 
 use clap::Parser;

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::cli::Args;
 use crate::grants;
 use crate::proxy::ProxyClient;
+use crate::session;
 
 /// Longest wait a single `airlock_wait_for_decision` call may ask for.
 const MAX_WAIT_SECS: u64 = 300;
@@ -249,11 +250,13 @@ impl Airlock {
                 })
             })
             .collect();
-        let sessions: Vec<_> = self
+        let listed = self
             .gateway
             .list_sessions()
             .await
-            .map_err(|e| bus_error("sessions", e))?
+            .map_err(|e| bus_error("sessions", e))?;
+        let current = session::own(&listed).map(|s| s.id.clone());
+        let sessions: Vec<_> = listed
             .into_iter()
             .filter(|s| s.uid == uid && s.ended_at.is_none())
             .map(|s| json!({"id": s.id, "role": s.role}))
@@ -265,6 +268,7 @@ impl Airlock {
                 "approvals_available": status.totp_reachable,
             },
             "sessions": sessions,
+            "current_session": current,
             "grants": grants,
         })
         .to_string())
@@ -442,15 +446,14 @@ impl Airlock {
         let role = match p.role {
             Some(role) => role,
             None => {
-                let uid = nix_uid();
-                self.gateway
+                let sessions = self
+                    .gateway
                     .list_sessions()
                     .await
-                    .map_err(|e| bus_error("sessions", e))?
-                    .into_iter()
-                    .find(|s| s.uid == uid && s.ended_at.is_none())
-                    .map(|s| s.role)
-                    .ok_or("you are in no governed session: give the role to check under")?
+                    .map_err(|e| bus_error("sessions", e))?;
+                session::own(&sessions).map(|s| s.role.clone()).ok_or(
+                    "this airlock-mcp runs in no governed session: give the role to check under",
+                )?
             }
         };
         let argv: Vec<&str> = p.argv.iter().map(String::as_str).collect();

@@ -720,7 +720,33 @@ fn the_mail_tools_read_a_real_mailbox_after_approval_and_mark_nothing_read() {
 }
 
 /// The `Seccomp:` mode and cgroup of the agent's airlock-mcp process.
-fn confinement_of_mcp(agent_uid: u32) -> Vec<(u32, String, String)> {
+/// The parent of `pid`, from `/proc/PID/status`.
+fn parent_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `ancestor` started `pid` (directly or further up).
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    while let Some(parent) = parent_of(pid) {
+        if parent == ancestor {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        pid = parent;
+    }
+    false
+}
+
+/// The agent's airlock-mcp processes started under `ancestor` (other tests
+/// of this binary run their own at the same time): pid, seccomp mode and
+/// cgroups of each.
+fn confinement_of_mcp(agent_uid: u32, ancestor: u32) -> Vec<(u32, String, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -738,7 +764,9 @@ fn confinement_of_mcp(agent_uid: u32) -> Vec<(u32, String, String)> {
                 .map(|v| v.trim().to_owned())
                 .unwrap_or_default()
         };
-        if field("Uid:").split_whitespace().next() != Some(&agent_uid.to_string()) {
+        if field("Uid:").split_whitespace().next() != Some(&agent_uid.to_string())
+            || !descends_from(pid, ancestor)
+        {
             continue;
         }
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
@@ -788,8 +816,9 @@ fn airlock_mcp_works_inside_a_governed_session() {
     assert_eq!(sessions.len(), 1, "{text}");
     let session = sessions[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(sessions[0]["role"], "default", "{text}");
+    assert_eq!(status["current_session"], session.as_str(), "{text}");
     assert_eq!(status["gateway"]["policy_ok"], true, "{text}");
-    let processes = confinement_of_mcp(agent);
+    let processes = confinement_of_mcp(agent, mcp.child.id());
     assert_eq!(processes.len(), 1, "{processes:?}");
     let (_, seccomp, cgroup) = &processes[0];
     assert!(
@@ -846,6 +875,12 @@ fn airlock_mcp_works_inside_a_governed_session() {
     );
     assert!(error, "served outside the session: {text}");
     assert_eq!(upstream.seen().len(), 1, "{:?}", upstream.seen());
+    // Nor on its role: the user's live session is not this one's.
+    let (error, text) = outside.tool("airlock_status", json!({}));
+    assert!(!error, "{text}");
+    assert_eq!(json_of(&text)["current_session"], Value::Null, "{text}");
+    let (error, text) = outside.tool("airlock_check_command", json!({"argv": ["ls"]}));
+    assert!(error && text.contains("give the role"), "{text}");
     assert!(
         mcp.child.try_wait().unwrap().is_none(),
         "the session's airlock-mcp exited"
