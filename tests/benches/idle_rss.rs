@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use airlock_tests::mcp_client::Mcp;
+use airlock_tests::mcp_client::McpClient;
 use airlock_tests::proxy::Proxy;
 use airlock_tests::upstream::Upstream;
-use airlock_tests::{rss_kib, threads, Options, System, AGENT, APPROVER};
+use airlock_tests::{rss_kib, threads, Options, System, AGENT};
 use serde_json::json;
 
 const TARGET_KIB: u64 = 15 * 1024;
@@ -28,24 +28,11 @@ fn main() {
     let system = System::start_with(Options {
         enforcer: true,
         integrations: Some(Vec::new()),
-        services: Some(vec![(
-            "api.toml".into(),
-            format!(
-                "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
-                 fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
-                upstream.addr
-            ),
-        )]),
+        services: Some(vec![upstream.bearer_service()]),
         ..Options::default()
     });
     let mut app = system.enrol();
-    system
-        .ctl(
-            &APPROVER,
-            &["credentials", "add", "api", "token", "--stdin"],
-            "sk-bench-Rs5Tq2Lx7Vw4Nb1Mk8Pz3Yc6\n",
-        )
-        .success();
+    system.store_credential("api", "token", "sk-bench-Rs5Tq2Lx7Vw4Nb1Mk8Pz3Yc6");
     system.grant_services(&mut app, "api", "bench");
     let proxy = Proxy::start(&system);
 
@@ -72,12 +59,17 @@ fn main() {
         "",
     );
     assert_eq!(load.code, 0, "{load:?}");
-    let mut mcp = Mcp::start(&system, &proxy);
-    mcp.tool("airlock_status", &json!({}));
-    mcp.tool(
-        "airlock_http_request",
-        &json!({"service": "api", "method": "GET", "path": "/items"}),
-    );
+    let (mut mcp, _) = McpClient::start(&system, &proxy);
+    for (tool, arguments) in [
+        ("airlock_status", json!({})),
+        (
+            "airlock_http_request",
+            json!({"service": "api", "method": "GET", "path": "/items"}),
+        ),
+    ] {
+        let (error, text) = mcp.tool(tool, arguments);
+        assert!(!error, "{tool}: {text}");
+    }
 
     std::thread::sleep(IDLE);
     let (totp, gateway) = system.service_pids();

@@ -14,10 +14,10 @@
 
 use std::time::{Duration, Instant};
 
-use airlock_tests::mcp_client::Mcp;
+use airlock_tests::mcp_client::McpClient;
 use airlock_tests::proxy::Proxy;
 use airlock_tests::upstream::Upstream;
-use airlock_tests::{Options, System, APPROVER};
+use airlock_tests::{Options, System};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 1000;
@@ -34,27 +34,14 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let upstream = Upstream::start();
     let system = System::start_with(Options {
-        services: Some(vec![(
-            "api.toml".into(),
-            format!(
-                "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
-                 fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
-                upstream.addr
-            ),
-        )]),
+        services: Some(vec![upstream.bearer_service()]),
         ..Options::default()
     });
     let mut app = system.enrol();
-    system
-        .ctl(
-            &APPROVER,
-            &["credentials", "add", "api", "token", "--stdin"],
-            "sk-bench-Mc9Pq2Rz7Lx4Wv1Nb8Kt3Yd6\n",
-        )
-        .success();
+    system.store_credential("api", "token", "sk-bench-Mc9Pq2Rz7Lx4Wv1Nb8Kt3Yd6");
     system.grant_services(&mut app, "api", "bench");
     let proxy = Proxy::start(&system);
-    let mut mcp = Mcp::start(&system, &proxy);
+    let (mut mcp, _) = McpClient::start(&system, &proxy);
 
     let calls: [(&str, Option<&str>, Value); 4] = [
         ("ping (stdio only)", None, json!({})),
@@ -77,10 +64,11 @@ fn main() {
             let t = Instant::now();
             match tool {
                 None => {
-                    mcp.call("ping", json!({}));
+                    mcp.request("ping", json!({}));
                 }
                 Some(tool) => {
-                    mcp.tool(tool, arguments);
+                    let (error, text) = mcp.tool(tool, arguments.clone());
+                    assert!(!error, "{tool}: {text}");
                 }
             }
             if round >= 50 {

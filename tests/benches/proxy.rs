@@ -15,7 +15,7 @@
 
 use airlock_tests::proxy::Proxy;
 use airlock_tests::upstream::Upstream;
-use airlock_tests::{Options, System, AGENT, APPROVER};
+use airlock_tests::{Options, System, AGENT};
 use serde_json::Value;
 
 /// Sequential requests per latency round, and rounds of each.
@@ -85,24 +85,11 @@ fn audited(system: &System) -> usize {
 fn main() {
     let upstream = Upstream::start();
     let system = System::start_with(Options {
-        services: Some(vec![(
-            "api.toml".into(),
-            format!(
-                "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
-                 fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
-                upstream.addr
-            ),
-        )]),
+        services: Some(vec![upstream.bearer_service()]),
         ..Options::default()
     });
     let mut app = system.enrol();
-    system
-        .ctl(
-            &APPROVER,
-            &["credentials", "add", "api", "token", "--stdin"],
-            "sk-bench-7Hq2Lr9Zx4Vw1Mn8Kp3Tb6Yc5\n",
-        )
-        .success();
+    system.store_credential("api", "token", "sk-bench-7Hq2Lr9Zx4Vw1Mn8Kp3Tb6Yc5");
     system.grant_services(&mut app, "api", "bench");
     let proxy = Proxy::start(&system);
     let bench = Bench {

@@ -716,6 +716,17 @@ impl System {
             .unwrap()
     }
 
+    /// Stores `value` as `service`'s `field`, as the approver (from stdin,
+    /// as a script would).
+    pub fn store_credential(&self, service: &str, field: &str, value: &str) {
+        self.ctl(
+            &APPROVER,
+            &["credentials", "add", service, field, "--stdin"],
+            &format!("{value}\n"),
+        )
+        .success();
+    }
+
     /// Files a read-only request for `services` as the agent (outside any
     /// session) and has the approver approve it with a code; returns the
     /// request id.

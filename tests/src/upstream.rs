@@ -114,6 +114,19 @@ fn tokio_stream_from(
 }
 
 impl Upstream {
+    /// `api.toml`: a service `api` reaching this upstream's `/v1`, with the
+    /// bearer token of its field `token` injected.
+    pub fn bearer_service(&self) -> (String, String) {
+        (
+            "api.toml".into(),
+            format!(
+                "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
+                 fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
+                self.addr
+            ),
+        )
+    }
+
     pub fn start() -> Upstream {
         Self::start_with(None)
     }

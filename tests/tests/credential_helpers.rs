@@ -54,25 +54,15 @@ fields = ["username", "secret"]
     )]
 }
 
-fn add(system: &System, service: &str, field: &str, value: &str) {
-    system
-        .ctl(
-            &APPROVER,
-            &["credentials", "add", service, field, "--stdin"],
-            &format!("{value}\n"),
-        )
-        .success();
-}
-
 fn store_all(system: &System) {
-    add(system, "aws-dev", "access_key_id", AWS_KEY);
-    add(system, "aws-dev", "secret_access_key", AWS_SECRET);
-    add(system, "aws-dev", "session_token", AWS_TOKEN);
-    add(system, "kube", "token", KUBE_TOKEN);
-    add(system, "gh", "username", "octo");
-    add(system, "gh", "token", GIT_TOKEN);
-    add(system, "registry", "username", "robot");
-    add(system, "registry", "secret", DOCKER_SECRET);
+    system.store_credential("aws-dev", "access_key_id", AWS_KEY);
+    system.store_credential("aws-dev", "secret_access_key", AWS_SECRET);
+    system.store_credential("aws-dev", "session_token", AWS_TOKEN);
+    system.store_credential("kube", "token", KUBE_TOKEN);
+    system.store_credential("gh", "username", "octo");
+    system.store_credential("gh", "token", GIT_TOKEN);
+    system.store_credential("registry", "username", "robot");
+    system.store_credential("registry", "secret", DOCKER_SECRET);
 }
 
 /// The agent asks for `services` (outside any session) and the approver

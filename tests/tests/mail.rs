@@ -55,16 +55,6 @@ fn imap_service(name: &str, port: u16) -> String {
     )
 }
 
-fn add(system: &System, service: &str, field: &str, value: &str) {
-    system
-        .ctl(
-            &APPROVER,
-            &["credentials", "add", service, field, "--stdin"],
-            &format!("{value}\n"),
-        )
-        .success();
-}
-
 /// A read-only grant for `services`, requested by the agent and approved.
 fn grant(system: &System, app: &mut airlock_tests::totp::Authenticator, services: &str) {
     system.grant_services(app, services, "read mail");
@@ -126,8 +116,8 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
         ..Options::default()
     });
     let mut app = system.enrol();
-    add(&system, "mail", "user", MAIL_USER);
-    add(&system, "mail", "password", MAIL_PASSWORD);
+    system.store_credential("mail", "user", MAIL_USER);
+    system.store_credential("mail", "password", MAIL_PASSWORD);
     let proxy = Proxy::start(&system);
 
     // No grant: refused, saying how to ask, and dovecot sees no login.
@@ -425,8 +415,8 @@ fn hostile_mail_servers_get_a_clear_error_and_bounded_memory() {
     });
     let mut app = system.enrol();
     for service in ["garbage", "huge", "large", "cut"] {
-        add(&system, service, "user", "u");
-        add(&system, service, "password", "p");
+        system.store_credential(service, "user", "u");
+        system.store_credential(service, "password", "p");
     }
     let proxy = Proxy::start(&system);
     grant(&system, &mut app, "garbage,huge,large,cut");
@@ -501,22 +491,17 @@ fn access(
 fn airlockctl_access_asks_for_a_grant_at_the_terminal_then_performs_the_operation() {
     let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
     let upstream = airlock_tests::upstream::Upstream::start();
-    let api = format!(
-        "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"http://{}/v1\"\n\
-         fields = [\"token\"]\ninject = {{ style = \"bearer\", field = \"token\" }}\n",
-        upstream.addr
-    );
     let system = System::start_with(Options {
         services: Some(vec![
             ("mail.toml".into(), imap_service("mail", dovecot.port)),
-            ("api.toml".into(), api),
+            upstream.bearer_service(),
         ]),
         ..Options::default()
     });
     let mut app = system.enrol();
-    add(&system, "mail", "user", MAIL_USER);
-    add(&system, "mail", "password", MAIL_PASSWORD);
-    add(&system, "api", "token", "sk-access-test-9Zx4Vw1Mn8Kp3");
+    system.store_credential("mail", "user", MAIL_USER);
+    system.store_credential("mail", "password", MAIL_PASSWORD);
+    system.store_credential("api", "token", "sk-access-test-9Zx4Vw1Mn8Kp3");
     let proxy = Proxy::start(&system);
 
     // Someone who may not approve gets a request filed and told who must
@@ -690,8 +675,8 @@ fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_veri
     let mut app = system.enrol();
     let all = ["home", "wrong-ca", "wrong-name", "system-roots"];
     for service in all {
-        add(&system, service, "user", MAIL_USER);
-        add(&system, service, "password", MAIL_PASSWORD);
+        system.store_credential(service, "user", MAIL_USER);
+        system.store_credential(service, "password", MAIL_PASSWORD);
     }
     let proxy = Proxy::start(&system);
     grant(&system, &mut app, &all.join(","));
