@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_common::dbus::Gateway1Proxy;
-use airlock_common::integrations::{ApiCode, ExchangeView};
+use airlock_common::integrations::{ApiCode, ApiCredentials, ExchangeView};
 use airlock_common::timefmt::{now_unix, rfc3339};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -58,6 +58,20 @@ impl Api {
             .acquire()
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// The exchange `request_id` as the gateway shows it to `creds`, in a
+    /// turn of its own.
+    async fn exchange(
+        &self,
+        creds: &ApiCredentials,
+        request_id: &str,
+    ) -> Result<ExchangeView, ApiError> {
+        let _turn = self.turn().await;
+        self.gateway
+            .api_exchange(creds, request_id)
+            .await
+            .map_err(|e| gw(e).about(request_id))
     }
 }
 
@@ -317,12 +331,7 @@ async fn exchange(
     Path(request_id): Path<String>,
 ) -> ApiResult {
     let creds = credentials(&headers)?;
-    let _turn = api.turn().await;
-    let view = api
-        .gateway
-        .api_exchange(&creds, &request_id)
-        .await
-        .map_err(|e| gw(e).about(&request_id))?;
+    let view = api.exchange(&creds, &request_id).await?;
     ok(StatusCode::OK, wire::exchange_status(&view))
 }
 
@@ -377,13 +386,7 @@ async fn wait(
             .fetches
             .exchange(&request_id, &creds, subscribed, || async {
                 // The turn ends with the call, not with the wait.
-                let _turn = api.turn().await;
-                let view = api
-                    .gateway
-                    .api_exchange(&creds, &request_id)
-                    .await
-                    .map_err(|e| gw(e).about(&request_id))?;
-                Ok(Look::of(&view))
+                Ok(Look::of(&api.exchange(&creds, &request_id).await?))
             })
             .await?;
         if let Look(Some(body)) = look {
