@@ -30,6 +30,36 @@ pub struct Mail {
     pub seen: bool,
 }
 
+/// A mailbox's first two messages: an unread report from Alice, a lunch
+/// note from Bob already seen.
+pub fn sample_mails() -> Vec<Mail> {
+    vec![
+        Mail {
+            raw: "From: Alice Example <alice@example.test>\nTo: agent@example.test\n\
+                  Subject: Quarterly report\nDate: Mon, 02 Nov 2026 09:00:00 +0000\n\
+                  Message-ID: <q1@example.test>\n\nThe numbers are up.\n"
+                .into(),
+            seen: false,
+        },
+        Mail {
+            raw: "From: bob@example.test\nTo: agent@example.test\nSubject: Lunch?\n\
+                  Date: Tue, 03 Nov 2026 12:00:00 +0000\n\nNoon at the usual place.\n"
+                .into(),
+            seen: true,
+        },
+    ]
+}
+
+/// A service definition for plain IMAP to a server on this machine's
+/// loopback at `port`, logging in with the fields `user` and `password`.
+pub fn plain_imap_service(name: &str, port: u16) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nkind = \"imap\"\nupstream = \"imap://127.0.0.1:{port}\"\n\
+         fields = [\"user\", \"password\"]\n\
+         login = {{ user_field = \"user\", password_field = \"password\" }}\n\n"
+    )
+}
+
 impl Dovecot {
     /// Starts dovecot with one user (`user`, `password`) whose INBOX holds
     /// `mails` in order, and waits for its greeting.

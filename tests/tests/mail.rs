@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use airlock_tests::dovecot::{Dovecot, Mail};
+use airlock_tests::dovecot::{plain_imap_service, sample_mails, Dovecot, Mail};
 use airlock_tests::proxy::Proxy;
 use airlock_tests::{CtlOutput, Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
 use serde_json::{json, Value};
@@ -18,22 +18,9 @@ const MAIL_USER: &str = "agent@example.test";
 const MAIL_PASSWORD: &str = "dovecot-Pw-7Hq2Lr9Zx4Vw1Mn8";
 
 fn mails() -> Vec<Mail> {
-    vec![
-        Mail {
-            raw: "From: Alice Example <alice@example.test>\nTo: agent@example.test\n\
-                  Subject: Quarterly report\nDate: Mon, 02 Nov 2026 09:00:00 +0000\n\
-                  Message-ID: <q1@example.test>\n\nThe numbers are up.\n"
-                .into(),
-            seen: false,
-        },
-        Mail {
-            raw: "From: bob@example.test\nTo: agent@example.test\nSubject: Lunch?\n\
-                  Date: Tue, 03 Nov 2026 12:00:00 +0000\n\nNoon at the usual place.\n"
-                .into(),
-            seen: true,
-        },
-        Mail {
-            raw: "From: Billing <billing@example.test>\nTo: agent@example.test\n\
+    let mut mails = sample_mails();
+    mails.extend([Mail {
+        raw: "From: Billing <billing@example.test>\nTo: agent@example.test\n\
                   Subject: =?UTF-8?Q?Invoice_42_=E2=80=94_due?=\n\
                   Date: Wed, 04 Nov 2026 08:30:00 +0000\nMIME-Version: 1.0\n\
                   Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n\
@@ -41,18 +28,10 @@ fn mails() -> Vec<Mail> {
                   Content-Type: application/pdf; name=\"invoice-42.pdf\"\n\
                   Content-Disposition: attachment; filename=\"invoice-42.pdf\"\n\
                   Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b1--\n"
-                .into(),
-            seen: false,
-        },
-    ]
-}
-
-fn imap_service(name: &str, port: u16) -> String {
-    format!(
-        "[[service]]\nname = \"{name}\"\nkind = \"imap\"\nupstream = \"imap://127.0.0.1:{port}\"\n\
-         fields = [\"user\", \"password\"]\n\
-         login = {{ user_field = \"user\", password_field = \"password\" }}\n\n"
-    )
+            .into(),
+        seen: false,
+    }]);
+    mails
 }
 
 /// A read-only grant for `services`, requested by the agent and approved.
@@ -111,7 +90,7 @@ fn mail_operations_read_the_mailbox_and_mark_nothing_read() {
     let system = System::start_with(Options {
         services: Some(vec![(
             "mail.toml".into(),
-            imap_service("mail", dovecot.port),
+            plain_imap_service("mail", dovecot.port),
         )]),
         ..Options::default()
     });
@@ -404,10 +383,10 @@ fn hostile_mail_servers_get_a_clear_error_and_bounded_memory() {
         services: Some(vec![(
             "hostile.toml".into(),
             [
-                imap_service("garbage", garbage),
-                imap_service("huge", huge),
-                imap_service("large", large),
-                imap_service("cut", cut),
+                plain_imap_service("garbage", garbage),
+                plain_imap_service("huge", huge),
+                plain_imap_service("large", large),
+                plain_imap_service("cut", cut),
             ]
             .concat(),
         )]),
@@ -493,7 +472,7 @@ fn airlockctl_access_asks_for_a_grant_at_the_terminal_then_performs_the_operatio
     let upstream = airlock_tests::upstream::Upstream::start();
     let system = System::start_with(Options {
         services: Some(vec![
-            ("mail.toml".into(), imap_service("mail", dovecot.port)),
+            ("mail.toml".into(), plain_imap_service("mail", dovecot.port)),
             upstream.bearer_service(),
         ]),
         ..Options::default()

@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use airlock_tests::dovecot::{Dovecot, Mail};
+use airlock_tests::dovecot::{plain_imap_service, sample_mails, Dovecot};
 use airlock_tests::mcp_client::McpClient;
 use airlock_tests::proxy::Proxy;
 use airlock_tests::upstream::Upstream;
@@ -378,24 +378,6 @@ async fn the_sdk_client_is_refused_then_served_after_approval() {
 const MAIL_USER: &str = "agent@example.test";
 const MAIL_PASSWORD: &str = "dovecot-Mcp-4Tq8Zr2Lw6Xn";
 
-fn mailbox() -> Vec<Mail> {
-    vec![
-        Mail {
-            raw: "From: Alice Example <alice@example.test>\nTo: agent@example.test\n\
-                  Subject: Quarterly report\nDate: Mon, 02 Nov 2026 09:00:00 +0000\n\
-                  Message-ID: <q1@example.test>\n\nThe numbers are up.\n"
-                .into(),
-            seen: false,
-        },
-        Mail {
-            raw: "From: bob@example.test\nTo: agent@example.test\nSubject: Lunch?\n\
-                  Date: Tue, 03 Nov 2026 12:00:00 +0000\n\nNoon at the usual place.\n"
-                .into(),
-            seen: true,
-        },
-    ]
-}
-
 /// The text of a tool's answer as JSON.
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -403,28 +385,17 @@ fn json_of(text: &str) -> Value {
 
 #[test]
 fn the_mail_tools_read_a_real_mailbox_after_approval_and_mark_nothing_read() {
-    let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mailbox());
+    let dovecot = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &sample_mails());
     let system = System::start_with(Options {
         services: Some(vec![(
             "mail.toml".into(),
-            format!(
-                "[[service]]\nname = \"mail\"\nkind = \"imap\"\n\
-                 upstream = \"imap://127.0.0.1:{}\"\nfields = [\"user\", \"password\"]\n\
-                 login = {{ user_field = \"user\", password_field = \"password\" }}\n",
-                dovecot.port
-            ),
+            plain_imap_service("mail", dovecot.port),
         )]),
         ..Options::default()
     });
     let mut app = system.enrol();
     for (field, value) in [("user", MAIL_USER), ("password", MAIL_PASSWORD)] {
-        system
-            .ctl(
-                &APPROVER,
-                &["credentials", "add", "mail", field, "--stdin"],
-                &format!("{value}\n"),
-            )
-            .success();
+        system.store_credential("mail", field, value);
     }
     let proxy = Proxy::start(&system);
     let (mut mcp, _) = McpClient::start(&system, &proxy);
