@@ -91,13 +91,16 @@ elif kind == "signal":
         time.sleep(3600)
 "#;
 
-/// `client.py KIND TARGET WORD`: sends WORD and prints the reply, or the
-/// error. KIND is `tcp`, `tfo` (TCP fast open: the data goes with the
+/// `client.py KIND TARGET WORD [HOLD]`: sends WORD and prints the reply, or
+/// the error; given HOLD, a refused client then waits (at most 30 s) for that
+/// file before exiting, so that the enforcer can still name its executable
+/// from /proc when it records the refusal. KIND is `tcp`, `tfo` (TCP fast open: the data goes with the
 /// SYN, through `sendto`), `udp` (TARGET `host:port`, `[v6]:port`),
 /// `unix` or `unix-dgram` (TARGET a path or `@name`).
 const CLIENT: &str = r#"
-import socket, sys
+import os, socket, sys, time
 kind, target, word = sys.argv[1], sys.argv[2], sys.argv[3]
+hold = sys.argv[4] if len(sys.argv) > 4 else None
 message = (word + "\n").encode()
 try:
     if kind in ("tcp", "tfo", "udp"):
@@ -138,7 +141,10 @@ try:
             break
     print(reply.decode(errors="replace"))
 except OSError as e:
-    print("client:", e)
+    print("client:", e, flush=True)
+    deadline = time.monotonic() + 30
+    while hold and not os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.01)
 "#;
 
 /// Where a container engine listens (`/var/run` is a link to `/run`).

@@ -184,8 +184,26 @@ fn a_role_reaches_the_local_ports_it_allows_and_dns_but_no_other_listener() {
     let out = run(catalogue::ROLE, &allowed);
     assert!(!out.stdout.contains("STAND-IN RAN"), "{out:#?}");
     assert!(out.stdout.contains("Operation not permitted"), "{out:#?}");
-    // Any other port stays closed to it.
-    let out = run("local-db-agent", &other);
+    // Any other port stays closed to it. The refused client waits until
+    // its refusal is recorded: the enforcer names the executable from
+    // /proc, which an exited process no longer has.
+    let recorded = bench.work.join("udp-refusal-recorded");
+    let held = format!("{other} {}", recorded.display());
+    let peer = format!("\"peer\":\"udp 127.0.0.1:{udp}\"");
+    let out = std::thread::scope(|scope| {
+        let client = scope.spawn(|| run("local-db-agent", &held));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(system.audit_log())
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("socket_denied") && l.contains(&peer))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::write(&recorded, "").unwrap();
+        client.join().unwrap()
+    });
     assert!(!out.stdout.contains("STAND-IN RAN"), "{out:#?}");
     assert!(out.stdout.contains("Operation not permitted"), "{out:#?}");
     let session = catalogue::session_of(&out).expect("a session id");
