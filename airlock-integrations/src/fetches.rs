@@ -12,11 +12,14 @@
 //! What a flight keeps is up to its user: the long-poll keeps its answer
 //! rendered, so the polls sharing a fetch also share one serialised body.
 //!
+//! A poll woken by an announcement asks for a fetch begun after the
+//! announcement arrived, not after it woke: 1,000 woken polls do not all
+//! run within one fetch (up to 30 ms on a loaded 2-core host), and asking
+//! "after I woke" made each late one start a fetch of its own, up to
+//! `MAX_CALLS` D-Bus calls at a time, until the first answer came.
+//!
 //! A decided answer is final (a decision never changes), so it stays in
-//! the table for `LINGER` after it came: the polls one announcement wakes
-//! do not all wake within one fetch (1,000 took up to 30 ms on a loaded
-//! 2-core host), and each late batch used to start a fetch of its own
-//! (another D-Bus round trip to a busy gateway, one after another). Still
+//! the table for `LINGER` after it came, for polls that wake after it: still
 //! only for the same credentials' digest; and `LINGER` is short, so a PAT
 //! or pairing revoked just after a decision was fetched is honoured
 //! within it.

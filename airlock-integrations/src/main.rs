@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let conn = airlock_daemon::bus::connect().await?;
         let gateway = Gateway1Proxy::new(&conn).await?;
-        let (decided, _) = broadcast::channel(1024);
+        let (announcements, _) = broadcast::channel(1024);
         let (stop, shutdown) = watch::channel(false);
         let tls_shutdown = shutdown.clone();
         let api = Arc::new(Api {
@@ -85,18 +85,34 @@ fn main() -> anyhow::Result<()> {
                 &config.allowed_hosts,
             ),
             limit: RateLimit::new(config.requests_per_minute),
-            decided: decided.clone(),
+            announcements: announcements.clone(),
             shutdown,
             idp_base_url: config.idp_base_url.clone(),
             calls: tokio::sync::Semaphore::new(routes::MAX_CALLS),
             fetches: Default::default(),
         });
-        // Decisions wake the long-polls waiting for them.
-        let mut signals = gateway.receive_exchange_decided().await?;
+        // Decisions wake the long-polls waiting for them; so does the
+        // gateway's start (it may have recorded one it never announced).
+        let mut decisions = gateway.receive_exchange_decided().await?;
+        let announce = announcements.clone();
         tokio::spawn(async move {
-            while let Some(signal) = signals.next().await {
+            while let Some(signal) = decisions.next().await {
                 if let Ok(args) = signal.args() {
-                    let _ = decided.send(args.request_id.to_string());
+                    let _ = announce.send(routes::Announcement::Decided {
+                        request_id: Arc::from(args.request_id),
+                        at: std::time::Instant::now(),
+                    });
+                }
+            }
+        });
+        let mut owners = gateway.inner().receive_owner_changed().await?;
+        tokio::spawn(async move {
+            while let Some(owner) = owners.next().await {
+                if owner.is_some() {
+                    tracing::info!("airlock-gateway started; open long-polls look again");
+                    let _ = announcements.send(routes::Announcement::GatewayStarted {
+                        at: std::time::Instant::now(),
+                    });
                 }
             }
         });

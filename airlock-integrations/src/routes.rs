@@ -27,16 +27,28 @@ use crate::wire::{self, parse};
 
 /// The longest a long-poll is held (the SDKs clamp to it too).
 pub const MAX_WAIT_SECS: u64 = 60;
-/// A waiting poll asks the gateway again this often even without a
-/// signal (one missed while the gateway restarted).
-const RECHECK: Duration = Duration::from_secs(5);
+/// A waiting poll asks the gateway again after `RECHECK` and up to
+/// `RECHECK_SPREAD` more without an announcement: a backstop for one lost
+/// (a gateway restart wakes every poll by itself). Spread at random, since
+/// polls opened together would otherwise ask together: 1,000 D-Bus calls
+/// in one burst every 5 s made a decision that landed in one late.
+const RECHECK: Duration = Duration::from_secs(20);
+const RECHECK_SPREAD: Duration = Duration::from_secs(10);
+
+/// When a poll that starts waiting now asks again unprompted.
+fn recheck_at() -> tokio::time::Instant {
+    use std::hash::BuildHasher;
+    let spread = RECHECK_SPREAD.as_millis() as u64;
+    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    tokio::time::Instant::now() + RECHECK + Duration::from_millis(random % spread)
+}
 
 pub struct Api {
     pub gateway: Gateway1Proxy<'static>,
     pub hosts: Hosts,
     pub limit: RateLimit,
-    /// Request ids the gateway announced a decision for.
-    pub decided: broadcast::Sender<String>,
+    /// What the gateway announced (decisions, its own start).
+    pub announcements: broadcast::Sender<Announcement>,
     /// Turns true on shutdown: open long-polls answer 204 at once.
     pub shutdown: watch::Receiver<bool>,
     pub idp_base_url: String,
@@ -46,6 +58,19 @@ pub struct Api {
     pub calls: tokio::sync::Semaphore,
     /// Long-polls on one exchange share one gateway fetch.
     pub fetches: crate::fetches::Fetches<Look>,
+}
+
+/// What the gateway announced, stamped when it reached this process: a
+/// fetch begun after `at` sees it, so every poll it wakes may share such a
+/// fetch, however late that poll wakes.
+#[derive(Clone, Debug)]
+pub enum Announcement {
+    /// An exchange was decided (the gateway records a decision before it
+    /// announces it).
+    Decided { request_id: Arc<str>, at: Instant },
+    /// The gateway (re)started: a decision it recorded just before it went
+    /// away may never have been announced, so every poll looks again.
+    GatewayStarted { at: Instant },
 }
 
 /// Gateway calls in flight at most (well under the bus's 128).
@@ -340,21 +365,30 @@ async fn exchange(
 /// polls woken by one decision would otherwise build and serialise it
 /// 1,000 times).
 #[derive(Clone)]
-pub struct Look(Option<Bytes>);
+pub struct Look {
+    /// The decision as delivered, once there is one.
+    decision: Option<Bytes>,
+    /// When the exchange expires (Unix seconds): a poll looks again then,
+    /// to answer with the expiry rather than wait on for its timeout.
+    expires_at: i64,
+}
 
 impl Look {
     fn of(view: &ExchangeView) -> Look {
-        Look((*view.decision).as_ref().map(|decision| {
-            let rendered = serde_json::to_vec(&wire::decision_deliver(view, decision));
-            Bytes::from(rendered.expect("a JSON value serialises"))
-        }))
+        Look {
+            decision: (*view.decision).as_ref().map(|decision| {
+                let rendered = serde_json::to_vec(&wire::decision_deliver(view, decision));
+                Bytes::from(rendered.expect("a JSON value serialises"))
+            }),
+            expires_at: view.expires_at,
+        }
     }
 }
 
 impl crate::fetches::Settled for Look {
     /// A decision never changes.
     fn is_final(&self) -> bool {
-        self.0.is_some()
+        self.decision.is_some()
     }
 }
 
@@ -377,37 +411,45 @@ async fn wait(
     .clamp(1, MAX_WAIT_SECS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let mut shutdown = api.shutdown.clone();
-    // Subscribed before each look, so a decision in between is seen; the
-    // look is a fetch begun after that.
-    let mut decided = api.decided.subscribe();
-    let mut subscribed = Instant::now();
+    // Subscribed before the first look, so a decision after it is seen;
+    // each look is a fetch begun after `not_before`.
+    let mut announcements = api.announcements.subscribe();
+    let mut not_before = Instant::now();
     loop {
         let look = api
             .fetches
-            .exchange(&request_id, &creds, subscribed, || async {
+            .exchange(&request_id, &creds, not_before, || async {
                 // The turn ends with the call, not with the wait.
                 Ok(Look::of(&api.exchange(&creds, &request_id).await?))
             })
             .await?;
-        if let Look(Some(body)) = look {
+        if let Some(body) = look.decision {
             return Ok(([(CONTENT_TYPE, "application/json")], body).into_response());
         }
-        let recheck = tokio::time::Instant::now() + RECHECK;
-        loop {
+        let left = look.expires_at.saturating_sub(now_unix()).max(0) as u64;
+        let expiry = Duration::from_secs(left + 1);
+        let recheck = recheck_at().min(tokio::time::Instant::now() + expiry);
+        // The next look's answer must be read after this instant: the
+        // announcement's arrival when one woke the poll (all the polls it
+        // wakes then share one fetch), else now.
+        not_before = loop {
             tokio::select! {
-                message = decided.recv() => match message {
-                    Ok(id) if id != request_id => continue,
-                    _ => break,
+                message = announcements.recv() => match message {
+                    Ok(Announcement::Decided { request_id: decided, .. })
+                        if *decided != *request_id => continue,
+                    Ok(Announcement::Decided { at, .. } | Announcement::GatewayStarted { at }) => {
+                        break at
+                    }
+                    // Lagged: an announcement for it may have been dropped.
+                    Err(_) => break Instant::now(),
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 }
-                _ = tokio::time::sleep_until(recheck) => break,
+                _ = tokio::time::sleep_until(recheck) => break Instant::now(),
                 _ = shutdown.changed() => return Ok(StatusCode::NO_CONTENT.into_response()),
             }
-        }
-        // Signals after this instant are still queued on `decided`.
-        subscribed = Instant::now();
+        };
     }
 }
 

@@ -72,8 +72,12 @@ fn encode_slot(head: &Head) -> io::Result<Vec<u8>> {
 #[derive(Debug)]
 pub(super) struct HeadWriter {
     path: PathBuf,
-    /// What this writer last stored, if it knows: only the next `seq` can go
-    /// in place, since a reader takes the higher of the two slots.
+    /// What this writer last stored, if it knows: a later `seq` goes in
+    /// place, into slot `seq % 2`, since the other slot then holds an older
+    /// head (the last one or the one before it) and a reader takes the
+    /// higher whole slot. A group commit's head skips the records its batch
+    /// covered, so "later" is not "next": requiring the next seq replaced
+    /// the file by a rename (which ext4 flushes) after every batch.
     last: Option<Stored>,
 }
 
@@ -103,15 +107,13 @@ impl HeadWriter {
         });
     }
 
-    /// Records `head`: in place when it follows the last one stored, in the
-    /// same file, otherwise by replacing the file. After a failure the next
+    /// Records `head`: in place when it is later than the last one stored,
+    /// in the same file, otherwise by replacing the file. After a failure the next
     /// call replaces the file.
     pub(super) fn store(&mut self, head: &Head) -> io::Result<()> {
         let previous = self.last.take();
         let in_place = match previous {
-            Some(last) if head.seq.checked_sub(1) == Some(last.seq) => {
-                self.store_in_place(head, last)?
-            }
+            Some(last) if head.seq > last.seq => self.store_in_place(head, last)?,
             _ => None,
         };
         let stored = match in_place {

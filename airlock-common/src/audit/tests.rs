@@ -794,6 +794,28 @@ fn appends_update_the_head_in_place() {
 }
 
 #[test]
+fn a_group_commit_batch_updates_the_head_in_place() {
+    // One sync covers records 4 to 6: the head jumps from 3 to 6 and must
+    // still be written into the same file (a rename is flushed by ext4).
+    let fx = Fixture::with_records(3);
+    let alias = fx.head.with_file_name("alias");
+    fs::hard_link(&fx.head, &alias).unwrap();
+    let mut log = fx.open().unwrap();
+    let commit = log.group_commit();
+    let syncs = commit.syncs();
+    let mut last = 0;
+    for _ in 0..3 {
+        last = log.write("service_started", Map::new()).unwrap().seq;
+    }
+    commit.wait_durable(last).unwrap();
+    assert_eq!(commit.syncs(), syncs + 1, "one sync for the batch");
+    assert_eq!(read_head(&alias).unwrap(), Some(log.head()));
+    assert_eq!(log.head().seq, 6);
+    // Both slots stay whole: tearing the newest leaves an older head.
+    assert_eq!(fs::metadata(&alias).unwrap().len(), 320);
+}
+
+#[test]
 fn a_head_file_swapped_by_someone_else_is_replaced_not_patched() {
     // Record 6 sits in slot 0 of a file the writer did not write; patching
     // slot 1 with record 5 would leave that stale 6 in force.
