@@ -109,11 +109,12 @@ fn open_polls(
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while connections(system.integrations_pid()) < base + POLLS {
-        assert!(Instant::now() < deadline, "the polls did not all connect");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_connections(
+        system,
+        Duration::from_secs(60),
+        |held| held >= base + POLLS,
+        "the polls did not all connect",
+    );
     // Connected is not yet parked: give the last ones their first lookup.
     std::thread::sleep(Duration::from_secs(2));
     polls
@@ -171,11 +172,12 @@ fn deliveries(
     after_start.sort();
     ctl_took.sort();
     let p99 = percentile(&after_return, 0.99);
-    let (how, counts) = match client {
-        Client::KeepAlive => ("clients keeping their connections alive", true),
-        Client::CloseOnAnswer => ("clients closing each connection on its answer", false),
+    let how = match client {
+        Client::KeepAlive => "clients keeping their connections alive",
+        Client::CloseOnAnswer => "clients closing each connection on its answer",
     };
-    let target = if counts {
+    // The target is read against the SDKs' kind of client.
+    let target = if client == Client::KeepAlive {
         format!(
             " (target p99 < {} ms: {})",
             DELIVERY_TARGET.as_millis(),
@@ -218,6 +220,21 @@ fn cpu_time(pid: u32) -> Duration {
         .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     Duration::from_nanos(nanos)
+}
+
+/// Waits (up to `within`, else panics with `failure`) until the daemon
+/// holds a number of sockets that `done` accepts.
+fn await_connections(
+    system: &System,
+    within: Duration,
+    done: impl Fn(usize) -> bool,
+    failure: &str,
+) {
+    let deadline = Instant::now() + within;
+    while !done(connections(system.integrations_pid())) {
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Sockets the process holds.
@@ -312,14 +329,12 @@ fn main() {
         rss_kib(system.integrations_pid())
     );
     polls.into_iter().for_each(|poll| poll.abort());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while connections(system.integrations_pid()) > base {
-        assert!(
-            Instant::now() < deadline,
-            "the aborted polls' connections stayed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_connections(
+        &system,
+        Duration::from_secs(30),
+        |held| held <= base,
+        "the aborted polls' connections stayed",
+    );
     let clients = [Client::KeepAlive, Client::CloseOnAnswer];
     for (c, client) in clients.into_iter().enumerate() {
         let first = c * DECISIONS.len();

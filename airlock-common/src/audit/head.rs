@@ -108,8 +108,8 @@ impl HeadWriter {
     }
 
     /// Records `head`: in place when it is later than the last one stored,
-    /// in the same file, otherwise by replacing the file. After a failure the next
-    /// call replaces the file.
+    /// in the same file, otherwise by replacing the file. After a failure
+    /// the next call replaces the file.
     pub(super) fn store(&mut self, head: &Head) -> io::Result<()> {
         let previous = self.last.take();
         let in_place = match previous {

@@ -779,13 +779,18 @@ proptest! {
 
 // ---- the head anchor's two slots ------------------------------------------
 
+/// A second name for the head file: it sees later heads only if they are
+/// written into the same file rather than replacing it.
+fn head_alias(fx: &Fixture) -> PathBuf {
+    let alias = fx.head.with_file_name("alias");
+    fs::hard_link(&fx.head, &alias).unwrap();
+    alias
+}
+
 #[test]
 fn appends_update_the_head_in_place() {
     let fx = Fixture::with_records(3);
-    // A second name for the file: it sees the appends only if they write
-    // into the same file rather than replacing it.
-    let alias = fx.head.with_file_name("alias");
-    fs::hard_link(&fx.head, &alias).unwrap();
+    let alias = head_alias(&fx);
     let mut log = fx.open().unwrap();
     log.append("service_started", Map::new()).unwrap();
     log.append("service_started", Map::new()).unwrap();
@@ -798,8 +803,7 @@ fn a_group_commit_batch_updates_the_head_in_place() {
     // One sync covers records 4 to 6: the head jumps from 3 to 6 and must
     // still be written into the same file (a rename is flushed by ext4).
     let fx = Fixture::with_records(3);
-    let alias = fx.head.with_file_name("alias");
-    fs::hard_link(&fx.head, &alias).unwrap();
+    let alias = head_alias(&fx);
     let mut log = fx.open().unwrap();
     let commit = log.group_commit();
     let syncs = commit.syncs();
