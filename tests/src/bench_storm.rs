@@ -15,18 +15,39 @@ const STORM: u32 = 10_000;
 /// Pause between two latency probes.
 const PROBE_EVERY: Duration = Duration::from_millis(5);
 
-/// `CheckCommand` round trips over the system bus until `done` says stop.
-async fn probe(system: &System, done: impl Fn() -> bool) -> Vec<Duration> {
+/// Latencies of one probe run: `CheckCommand`, and for scale a bare
+/// `Peer.Ping` to the gateway sent right after it on the same connection
+/// (the bus and the wake-ups alone, no policy).
+#[derive(Default)]
+struct Probes {
+    check: Vec<Duration>,
+    ping: Vec<Duration>,
+}
+
+/// `CheckCommand` and `Ping` round trips over the system bus until `done`
+/// says stop.
+async fn probe(system: &System, done: impl Fn() -> bool) -> Probes {
     let gateway = system.gateway_proxy().await;
+    let peer = zbus::fdo::PeerProxy::builder(gateway.inner().connection())
+        .destination(airlock_common::names::GATEWAY_BUS_NAME)
+        .unwrap()
+        .path(airlock_common::names::GATEWAY_OBJECT_PATH)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
     let argv = ["terraform", "-chdir=infra", "apply", "-auto-approve"];
-    let mut samples = Vec::new();
+    let mut probes = Probes::default();
     while !done() {
         let start = Instant::now();
         gateway.check_command(ROLE, &argv).await.unwrap();
-        samples.push(start.elapsed());
+        probes.check.push(start.elapsed());
+        let start = Instant::now();
+        peer.ping().await.unwrap();
+        probes.ping.push(start.elapsed());
         tokio::time::sleep(PROBE_EVERY).await;
     }
-    samples
+    probes
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -72,7 +93,9 @@ pub fn run() {
         .block_on(async { system.gateway_proxy().await.enforcer_status().await })
         .unwrap();
     let idle_until = Instant::now() + Duration::from_secs(3);
-    let (idle, idle_p99) = describe(rt.block_on(probe(&system, || Instant::now() >= idle_until)));
+    let idle = rt.block_on(probe(&system, || Instant::now() >= idle_until));
+    let (idle_ping, _) = describe(idle.ping);
+    let (idle, idle_p99) = describe(idle.check);
     let records_before = std::fs::read_to_string(system.audit_log())
         .unwrap()
         .lines()
@@ -110,7 +133,8 @@ pub fn run() {
     let status = rt
         .block_on(async { system.gateway_proxy().await.enforcer_status().await })
         .unwrap();
-    let (during, p99) = describe(during);
+    let (during_ping, _) = describe(during.ping);
+    let (during, p99) = describe(during.check);
     // A process-tree session without BPF LSM is supervised.
     let sessions = match mode.mode {
         EnforcementMode::Degraded => EnforcementMode::Supervised,
@@ -125,6 +149,7 @@ pub fn run() {
         STORM as f64 / took.as_secs_f64()
     );
     println!("CheckCommand idle:            {idle}");
+    println!("  for scale, Peer.Ping idle:  {idle_ping}");
     println!(
         "CheckCommand during the storm: {during}; p99 {:.2} times idle (target p99 < 1 ms: {})",
         p99.as_secs_f64() / idle_p99.as_secs_f64(),
@@ -134,6 +159,7 @@ pub fn run() {
             "NOT met"
         }
     );
+    println!("  for scale, Peer.Ping during the storm: {during_ping}");
     println!(
         "audit log: {} records added for {STORM} refusals ({full} in full, {folded} folded \
          kernel_repeated records)",
