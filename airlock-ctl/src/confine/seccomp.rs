@@ -5,8 +5,9 @@
 //!   is refused unless the role allows it: a debugger could change a
 //!   program after the kernel judged its exec (`gdb` rewriting `argv`).
 //! - **Undoing the session's protections**: new user or mount namespaces
-//!   (`unshare`, `clone`), `setns`, and every mount call are refused, so
-//!   that the masks the session was started with stay in place. `clone3`
+//!   (`unshare`, `clone`), `setns`, `chroot` and every mount call are
+//!   refused, so that the masks the session was started with stay in place
+//!   and every task keeps the session's root. `clone3`
 //!   fails with ENOSYS (its flags are in memory a filter cannot read), and
 //!   libc falls back to `clone`.
 //! - A second supervisor (`seccomp` with a new listener) is refused: a
@@ -33,10 +34,12 @@ pub const DEBUGGING: [&str; 4] = [
     "pidfd_getfd",
 ];
 
-/// Calls that could undo the session's mount masks, whatever their
-/// arguments.
-pub const MOUNTS: [&str; 10] = [
+/// Calls that could undo the session's mount masks or change a task's
+/// root, whatever their arguments. (The supervisor resolves every exec's
+/// path in the root of the session's first process.)
+pub const MOUNTS: [&str; 11] = [
     "setns",
+    "chroot",
     "mount",
     "umount2",
     "pivot_root",
@@ -229,6 +232,29 @@ mod tests {
             }
         }
         assert_eq!(in_filtered_child(&Confinement::default(), check), 0);
+    }
+
+    #[test]
+    fn the_filter_refuses_chroot() {
+        fn check() -> i32 {
+            // SAFETY: a raw system call with a static NUL-terminated path.
+            errno(unsafe { libc::syscall(libc::SYS_chroot, c"/".as_ptr()) })
+        }
+        // As root a chroot to / succeeds unfiltered (and changes nothing):
+        // the refusal below is the filter's.
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chroot("/").unwrap();
+        }
+        for supervise in [false, true] {
+            let plan = Confinement {
+                supervise,
+                ..Confinement::default()
+            };
+            let refused = in_filtered_child(&plan, check);
+            // Supervised, no listener answers: the kernel fails the call.
+            let expected = if supervise { libc::ENOSYS } else { libc::EPERM };
+            assert_eq!(refused, expected, "supervise {supervise}");
+        }
     }
 
     #[test]

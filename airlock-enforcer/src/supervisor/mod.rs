@@ -44,7 +44,7 @@ use libseccomp::{notify_id_valid, ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlag
 use crate::events;
 use crate::loader::boot_ns;
 use crate::sessions::Sessions;
-use target::{ExecCall, Executable, Status};
+use target::{ExecCall, Executable, Lookup, Status};
 
 /// Calls the session filter sends here besides the execs, by kind.
 const DEBUGGING: [&str; 4] = [
@@ -53,8 +53,9 @@ const DEBUGGING: [&str; 4] = [
     "process_vm_writev",
     "pidfd_getfd",
 ];
-const NAMESPACES: [&str; 12] = [
+const NAMESPACES: [&str; 13] = [
     "unshare",
+    "chroot",
     "clone",
     "setns",
     "mount",
@@ -144,6 +145,7 @@ impl Supervisor {
         waits_in_recv: bool,
     ) {
         let fd = listener.as_raw_fd();
+        let mut lookup = Lookup::default();
         loop {
             // A kernel that takes SYNC_WAKE_UP (6.6 and later) also ends a
             // waiting receive once no task uses the filter: we wait there,
@@ -174,7 +176,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let (answer, continues) = self.answer(session, calls, &key, &request, fd);
+            let (answer, continues) = self.answer(session, calls, &key, &request, fd, &mut lookup);
             // A refusal was decided on memory read from the task: it is
             // given only while the id still names that task. Going on needs
             // no such check (a stale id is refused by the kernel, and the
@@ -199,6 +201,7 @@ impl Supervisor {
         key: &HashKey,
         request: &ScmpNotifReq,
         fd: i32,
+        lookup: &mut Lookup,
     ) -> (ScmpNotifResp, bool) {
         let refuse =
             ScmpNotifResp::new_error(request.id, -libc::EPERM, ScmpNotifRespFlags::empty());
@@ -206,7 +209,9 @@ impl Supervisor {
         let pid = request.pid;
         let call = request.data.syscall;
         let refusal = if call == calls.execve || call == calls.execveat {
-            match self.judge_exec(session, key, request, call == calls.execveat) {
+            let still_asking = || notify_id_valid(fd, request.id).is_ok();
+            let execveat = call == calls.execveat;
+            match self.judge_exec(session, key, request, execveat, lookup, &still_asking) {
                 // Going on is what the kernel does without a supervisor (the
                 // exec-commit program judges it all the same), so it needs
                 // no proof that the task is the session's.
@@ -249,11 +254,13 @@ impl Supervisor {
         key: &HashKey,
         request: &ScmpNotifReq,
         execveat: bool,
+        lookup: &mut Lookup,
+        still_asking: &dyn Fn() -> bool,
     ) -> Option<(EnforcementEvent, Option<RuleSpec>)> {
         let pid = request.pid;
         // Unreadable: the kernel reads the same memory and fails the exec.
         let mut call = ExecCall::read(pid, execveat, &request.data.args)?;
-        let mut exe = Executable::open(pid, &call)?;
+        let mut exe = Executable::open(pid, &call, lookup, still_asking)?;
         // A script is judged, then what the kernel runs for it (its
         // interpreter, argv rewritten), as the exec-commit program will.
         let mut depth = 0;
@@ -290,7 +297,7 @@ impl Supervisor {
                 argc: 0,
                 argv_readable: false,
             };
-            exe = Executable::open(pid, &opened)?;
+            exe = Executable::open(pid, &opened, lookup, still_asking)?;
             call = next;
         };
         let kind = denial_kind(&verdict, revoked);

@@ -2,6 +2,7 @@
 //! memory (`process_vm_readv`, CAP_SYS_PTRACE) and the file its exec names,
 //! resolved as the kernel would resolve it for that task.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -70,6 +71,66 @@ fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> usize {
     done
 }
 
+/// Copies two stretches of task `pid`'s memory in one system call (an
+/// exec's pointer array and its path's neighbourhood), each split at page
+/// boundaries as in [`read_memory`]; returns how many bytes of each were
+/// copied. The kernel stops at the first page it cannot read, so what
+/// follows an unreadable page of the first stretch is not copied.
+fn read_memory_pair(pid: u32, first: (u64, &mut [u8]), second: (u64, &mut [u8])) -> (usize, usize) {
+    let mut remote = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; PAGES_PER_READ];
+    let mut pieces = 0;
+    for (addr, len) in [(first.0, first.1.len()), (second.0, second.1.len())] {
+        let mut done = 0;
+        while done < len {
+            let at = addr + done as u64;
+            let piece = (len - done).min((PAGE - at % PAGE) as usize);
+            assert!(
+                pieces < PAGES_PER_READ,
+                "a pair spans at most {PAGES_PER_READ} pages"
+            );
+            remote[pieces] = libc::iovec {
+                iov_base: at as *mut libc::c_void,
+                iov_len: piece,
+            };
+            pieces += 1;
+            done += piece;
+        }
+    }
+    let (first_len, second_len) = (first.1.len(), second.1.len());
+    let local = [
+        libc::iovec {
+            iov_base: first.1.as_mut_ptr().cast(),
+            iov_len: first_len,
+        },
+        libc::iovec {
+            iov_base: second.1.as_mut_ptr().cast(),
+            iov_len: second_len,
+        },
+    ];
+    // SAFETY: the two local iovecs cover the two buffers, which we own
+    // mutably, `first_len + second_len` bytes in all, as many as the
+    // `pieces` remote ones; those are only read, by the kernel, from the
+    // other task.
+    let n = unsafe {
+        libc::process_vm_readv(
+            pid as libc::pid_t,
+            local.as_ptr(),
+            2,
+            remote.as_ptr(),
+            pieces as libc::c_ulong,
+            0,
+        )
+    };
+    let n = n.max(0) as usize;
+    (
+        n.min(first_len),
+        n.saturating_sub(first_len).min(second_len),
+    )
+}
+
 /// Longest stretch of the task's memory read at once for the strings of
 /// one exec: more than `MAX_WORDS` words of `WORD_VISIBLE` bytes side by
 /// side.
@@ -77,6 +138,12 @@ const SPAN_MAX: usize = 8192;
 /// How much of the path is looked at in the first read; a longer one is
 /// read on its own.
 const PATH_PEEK: usize = 256;
+
+/// The stretch read at an exec's path: to the end of its page, and at
+/// least `PATH_PEEK` bytes.
+fn path_window(path: u64) -> usize {
+    ((PAGE - path % PAGE) as usize).max(PATH_PEEK)
+}
 
 /// Stretches of the task's memory copied at once, covering the strings an
 /// exec names: their pointers usually lie close together (the kernel's
@@ -90,9 +157,15 @@ struct Spans {
 
 impl Spans {
     /// Reads the memory behind `windows` (`(address, length)`), merging
-    /// neighbours into spans of at most `SPAN_MAX` bytes.
-    fn read(pid: u32, windows: &mut [(u64, usize)]) -> Spans {
+    /// neighbours into spans of at most `SPAN_MAX` bytes; `known` holds
+    /// spans already read, and a window inside one is not read again.
+    fn read(pid: u32, windows: &mut [(u64, usize)], known: Vec<(u64, Vec<u8>)>) -> Spans {
         windows.sort_unstable();
+        let covered = |&(at, len): &(u64, usize)| {
+            known.iter().any(|(start, bytes)| {
+                *start <= at && at.saturating_add(len as u64) <= start + bytes.len() as u64
+            })
+        };
         let mut spans = Vec::new();
         let mut current: Option<(u64, u64)> = None;
         let flush = |span: (u64, u64), spans: &mut Vec<(u64, Vec<u8>)>| {
@@ -101,7 +174,7 @@ impl Spans {
             bytes.truncate(n);
             spans.push((span.0, bytes));
         };
-        for &(at, len) in windows.iter() {
+        for &(at, len) in windows.iter().filter(|w| !covered(w)) {
             let end = at.saturating_add(len as u64);
             current = match current {
                 // Within a page of the span, and the whole no longer than
@@ -122,6 +195,7 @@ impl Spans {
         if let Some(span) = current {
             flush(span, &mut spans);
         }
+        spans.extend(known);
         Spans { spans }
     }
 
@@ -234,14 +308,18 @@ impl ExecCall {
         } else {
             (libc::AT_FDCWD, args[0], args[1], 0)
         };
-        // The pointer array first, then the path and the words it points
-        // to, in as few reads as their addresses allow.
+        // The pointer array and the path's neighbourhood (to the end of
+        // its page: words often lie beside it) in one read, then the words
+        // it does not cover, in as few reads as their addresses allow.
         let mut pointers = [0u8; 8 * (MAX_WORDS + 1)];
-        let n = if argv == 0 {
-            0
-        } else {
-            read_memory(pid, argv, &mut pointers) / 8
+        let mut near_path = vec![0u8; path_window(path)];
+        let (got, near) = match (argv, path) {
+            (0, 0) => (0, 0),
+            (0, _) => (0, read_memory(pid, path, &mut near_path)),
+            (_, 0) => (read_memory(pid, argv, &mut pointers), 0),
+            _ => read_memory_pair(pid, (argv, &mut pointers), (path, &mut near_path)),
         };
+        let n = got / 8;
         let mut words = Vec::with_capacity(MAX_WORDS);
         let (mut argc, mut ended) = (0, false);
         for chunk in pointers[..n * 8].chunks_exact(8) {
@@ -255,11 +333,14 @@ impl ExecCall {
                 words.push(pointer);
             }
         }
-        let mut windows: Vec<(u64, usize)> = std::iter::once((path, PATH_PEEK))
-            .filter(|&(at, _)| at != 0)
-            .chain(words.iter().map(|&at| (at, WORD_VISIBLE)))
-            .collect();
-        let memory = Spans::read(pid, &mut windows);
+        near_path.truncate(near);
+        let known = if path == 0 {
+            Vec::new()
+        } else {
+            vec![(path, near_path)]
+        };
+        let mut windows: Vec<(u64, usize)> = words.iter().map(|&at| (at, WORD_VISIBLE)).collect();
+        let memory = Spans::read(pid, &mut windows, known);
         let path = memory.path(pid, path)?;
         Some(ExecCall {
             path,
@@ -349,15 +430,108 @@ fn open_path(dir: i32, path: &Path, resolve: ResolveFlag) -> io::Result<OwnedFd>
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Opens `path` beneath the task's own root, absolute symlinks included
+/// What one session's supervisor keeps from one exec to the next, so that
+/// an exec costs fewer system calls: the session's root, and the first
+/// bytes of the files its tasks ran.
+#[derive(Default)]
+pub struct Lookup {
+    /// The session's root directory as its tasks see it, opened through
+    /// the first task that execs. Every task of a session has the root of
+    /// the process that installed the session's filter, which refuses
+    /// `chroot`, `pivot_root`, `setns` and new mount namespaces.
+    root: Option<OwnedFd>,
+    heads: HashMap<(u64, u64), Head>,
+}
+
+/// A file's first bytes as read, and what its inode said then: a write
+/// changes its ctime (and on 6.13 and later kernels, once the time has
+/// been read, the ctime of the next write is fine-grained), so a file
+/// whose size and times are unchanged is taken to hold the same bytes. A
+/// file rewritten within one coarse tick is judged by its old head here;
+/// the exec-commit program reads the real one, as for any change that
+/// races the supervisor.
+struct Head {
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    bytes: [u8; BINPRM_BUF],
+}
+
+/// Files whose heads a session keeps; past this the cache starts again.
+const HEADS_KEPT: usize = 512;
+
+impl Lookup {
+    /// The session's root, opened through task `pid` the first time.
+    /// `still_asking` says whether the task still waits in its call: then
+    /// its pid was not reused while we opened its root.
+    fn root(&mut self, pid: u32, still_asking: &dyn Fn() -> bool) -> io::Result<i32> {
+        if let Some(root) = &self.root {
+            return Ok(root.as_raw_fd());
+        }
+        let root = open_path(
+            libc::AT_FDCWD,
+            Path::new(&format!("/proc/{pid}/root")),
+            ResolveFlag::empty(),
+        )?;
+        if !still_asking() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(self.root.insert(root).as_raw_fd())
+    }
+
+    /// The first bytes of the regular file `fd` (`meta` its status), from
+    /// the cache when the inode is unchanged.
+    fn head(&mut self, fd: &OwnedFd, meta: &libc::stat) -> Option<[u8; BINPRM_BUF]> {
+        let key = (meta.st_dev, meta.st_ino);
+        let seen = Head {
+            size: meta.st_size,
+            mtime: (meta.st_mtime, meta.st_mtime_nsec),
+            ctime: (meta.st_ctime, meta.st_ctime_nsec),
+            bytes: [0; BINPRM_BUF],
+        };
+        if let Some(kept) = self.heads.get(&key) {
+            if (kept.size, kept.mtime, kept.ctime) == (seen.size, seen.mtime, seen.ctime) {
+                return Some(kept.bytes);
+            }
+        }
+        let bytes = read_head(fd)?;
+        if self.heads.len() >= HEADS_KEPT {
+            self.heads.clear();
+        }
+        self.heads.insert(key, Head { bytes, ..seen });
+        Some(bytes)
+    }
+}
+
+/// Reads the first bytes of the file behind the `O_PATH` descriptor `fd`,
+/// reopened for reading through `/proc/self/fd` (not by its path again).
+fn read_head(fd: &OwnedFd) -> Option<[u8; BINPRM_BUF]> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()?;
+    let mut head = [0u8; BINPRM_BUF];
+    let mut filled = 0;
+    while filled < BINPRM_BUF {
+        match file.read_at(&mut head[filled..], filled as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    Some(head)
+}
+
+/// Opens `path` beneath the session's root, absolute symlinks included
 /// (the enforcer's mount namespace may differ from the agent's).
-fn open_in_root(pid: u32, path: &Path) -> io::Result<OwnedFd> {
-    let root = open_path(
-        libc::AT_FDCWD,
-        Path::new(&format!("/proc/{pid}/root")),
-        ResolveFlag::empty(),
-    )?;
-    open_path(root.as_raw_fd(), path, ResolveFlag::RESOLVE_IN_ROOT)
+fn open_in_root(
+    pid: u32,
+    path: &Path,
+    lookup: &mut Lookup,
+    still_asking: &dyn Fn() -> bool,
+) -> io::Result<OwnedFd> {
+    let root = lookup.root(pid, still_asking)?;
+    open_path(root, path, ResolveFlag::RESOLVE_IN_ROOT)
 }
 
 /// `/proc/self/...`, `/proc/thread-self/...` and `/dev/fd/...` name the
@@ -379,7 +553,12 @@ fn own_files(pid: u32, path: &[u8]) -> Option<PathBuf> {
 }
 
 /// Opens the file `call` would run (`O_PATH`: a FIFO does not block us).
-fn open_target(pid: u32, call: &ExecCall) -> io::Result<OwnedFd> {
+fn open_target(
+    pid: u32,
+    call: &ExecCall,
+    lookup: &mut Lookup,
+    still_asking: &dyn Fn() -> bool,
+) -> io::Result<OwnedFd> {
     let path = Path::new(std::ffi::OsStr::from_bytes(&call.path));
     if let Some(own) = own_files(pid, &call.path) {
         return open_path(libc::AT_FDCWD, &own, ResolveFlag::empty());
@@ -393,13 +572,13 @@ fn open_target(pid: u32, call: &ExecCall) -> io::Result<OwnedFd> {
             let dir = open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty())?;
             open_path(dir.as_raw_fd(), path, ResolveFlag::empty())
         }
-        _ if call.path.starts_with(b"/") => open_in_root(pid, path),
+        _ if call.path.starts_with(b"/") => open_in_root(pid, path, lookup, still_asking),
         _ => {
             // Relative to the task's working directory, named as the task
             // sees it, so that absolute symlinks resolve in its root.
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
             if cwd.is_absolute() && !cwd.as_os_str().as_bytes().ends_with(b" (deleted)") {
-                open_in_root(pid, &cwd.join(path))
+                open_in_root(pid, &cwd.join(path), lookup, still_asking)
             } else {
                 let dir = format!("/proc/{pid}/cwd");
                 let dir = open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty())?;
@@ -412,28 +591,21 @@ fn open_target(pid: u32, call: &ExecCall) -> io::Result<OwnedFd> {
 impl Executable {
     /// The regular file `call` would run, or `None` when there is none to
     /// judge (missing, a directory, a device...: the exec itself fails).
-    pub fn open(pid: u32, call: &ExecCall) -> Option<Executable> {
-        let fd = open_target(pid, call).ok()?;
-        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    /// `still_asking` says whether the task still waits in its call.
+    pub fn open(
+        pid: u32,
+        call: &ExecCall,
+        lookup: &mut Lookup,
+        still_asking: &dyn Fn() -> bool,
+    ) -> Option<Executable> {
+        let fd = open_target(pid, call, lookup, still_asking).ok()?;
         // The O_PATH descriptor itself: no second lookup of the path.
         let meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
         if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&link)
-            .ok()?;
-        let mut head = [0u8; BINPRM_BUF];
-        let mut filled = 0;
-        while filled < BINPRM_BUF {
-            match file.read_at(&mut head[filled..], filled as u64) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => filled += n,
-            }
-        }
-        let target = std::fs::read_link(&link).ok()?;
+        let head = lookup.head(&fd, &meta)?;
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
         let mut name = target
             .file_name()
             .map(|n| n.as_bytes().to_vec())
@@ -537,7 +709,7 @@ mod tests {
             8,
         ];
         let mut windows: Vec<(u64, usize)> = words.iter().map(|&at| (at, WORD_VISIBLE)).collect();
-        let spans = Spans::read(pid, &mut windows);
+        let spans = Spans::read(pid, &mut windows, Vec::new());
         for at in words {
             assert_eq!(spans.word(pid, at), read_word(pid, at), "word at {at:#x}");
             assert_eq!(
@@ -558,6 +730,19 @@ mod tests {
         assert!(call.argv_readable && call.argc == 3);
         let unreadable_path = [8, argv.as_ptr() as u64, 0, 0, 0, 0];
         assert!(ExecCall::read(pid, false, &unreadable_path).is_none());
+        // A pointer array the kernel cannot read: the path is still read
+        // (on its own), and no argument is trusted.
+        let unreadable_argv = [base + 10, 8, 0, 0, 0, 0];
+        let call = ExecCall::read(pid, false, &unreadable_argv).unwrap();
+        assert_eq!(call.path, b"/bin/x");
+        assert!(!call.argv_readable && call.argc == 0);
+        // A path that ends beside a page boundary, its words beyond it.
+        let edge = base + cross as u64;
+        let argv: Vec<u64> = vec![edge, base + 17, 0];
+        let call = ExecCall::read(pid, false, &[edge, argv.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
+        assert_eq!(call.path, b"apply");
+        let read: Vec<_> = call.argv.iter().map(|w| w.as_deref().unwrap()).collect();
+        assert_eq!(read, [&b"apply"[..], b"-v"]);
     }
 
     #[test]
@@ -631,17 +816,32 @@ mod tests {
             argc: 0,
             argv_readable: false,
         };
-        let exe = Executable::open(pid, &call).unwrap();
+        let mut lookup = Lookup::default();
+        let asking = || true;
+        // A task gone while its root was opened leaves no root behind.
+        let gone = || false;
+        assert!(Executable::open(pid, &call, &mut lookup, &gone).is_none());
+        assert!(lookup.root.is_none());
+        let exe = Executable::open(pid, &call, &mut lookup, &asking).unwrap();
         assert_eq!(exe.name, b"terraform");
         assert_eq!(exe.size, 18);
         assert_eq!(&exe.head[..10], b"#!/bin/sh\n");
         assert!(exe.head[18..].iter().all(|&b| b == 0));
+        // Rewritten in place, same size, after a clock tick: the new bytes
+        // are read, not the kept ones.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&real, b"#!/bin/tf\necho hi\n").unwrap();
+        let exe = Executable::open(pid, &call, &mut lookup, &asking).unwrap();
+        assert_eq!(&exe.head[..10], b"#!/bin/tf\n");
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let call = ExecCall {
             path: fifo.as_os_str().as_bytes().to_vec(),
             ..call
         };
-        assert!(Executable::open(pid, &call).is_none(), "a FIFO is not run");
+        assert!(
+            Executable::open(pid, &call, &mut lookup, &asking).is_none(),
+            "a FIFO is not run"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Benchmark helper: forks and execs a program N times, one after the
-//! other, and prints the total time in nanoseconds.
+//! other, and prints the total time and the median of one fork+exec (up
+//! to the child's exit), in nanoseconds.
 //!
 //!   airlock-exec-loop N PROGRAM [ARGS...]
 //!   airlock-exec-loop --refused N PROGRAM [ARGS...]
@@ -24,21 +25,28 @@ fn main() -> ExitCode {
     };
     let rest: Vec<String> = args.collect();
     let start = Instant::now();
+    let mut each = Vec::with_capacity(n as usize);
     for i in 0..n {
+        let started = Instant::now();
         let mut command = Command::new(&program);
         command.args(&rest);
         if refused {
             command.stderr(Stdio::null());
         }
         match (refused, command.status()) {
-            (false, Ok(status)) if status.success() => {}
-            (true, Err(e)) if e.kind() == ErrorKind::PermissionDenied => {}
+            (false, Ok(status)) if status.success() => each.push(started.elapsed()),
+            (true, Err(e)) if e.kind() == ErrorKind::PermissionDenied => {
+                each.push(started.elapsed())
+            }
             (_, other) => {
                 eprintln!("{program} (run {i}): {other:?}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    println!("{}", start.elapsed().as_nanos());
+    let total = start.elapsed();
+    each.sort_unstable();
+    let median = each.get(each.len() / 2).copied().unwrap_or_default();
+    println!("{} {}", total.as_nanos(), median.as_nanos());
     ExitCode::SUCCESS
 }
