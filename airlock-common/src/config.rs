@@ -98,7 +98,8 @@ pub struct GatewayConfig {
     pub policy_dir: PathBuf,
     pub state_dir: PathBuf,
     pub audit_dir: PathBuf,
-    /// How long a pending request waits for a human.
+    /// How long a pending request waits for a human: a local one, or a
+    /// third-party enforcer's artifact.
     pub request_ttl: String,
     pub default_grant_ttl: String,
     pub max_grant_ttl: String,

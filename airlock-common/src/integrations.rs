@@ -28,9 +28,6 @@ pub const MAX_PAT_TTL_SECS: u64 = 366 * 24 * 3600;
 /// pre-generated code for its enforcer.
 pub const PAIRING_TTL_SECS: i64 = 10 * 60;
 pub const PREGENERATED_TTL_SECS: i64 = 30 * 60;
-/// How long a submitted artifact waits for a decision (the spec: the
-/// server applies its own TTL, whatever `expiresAt` says).
-pub const ARTIFACT_TTL_SECS: i64 = 10 * 60;
 /// How long a decided exchange can still be read (wait, status, ack).
 pub const DECIDED_RETENTION_SECS: i64 = 24 * 3600;
 /// An enforcer is online when it sent a heartbeat this recently.

@@ -876,3 +876,34 @@ fn a_user_with_too_many_open_exchanges_is_refused_until_one_closes() {
         .post("/v1/artifacts", &artifact(&third, &routing, HASH))
         .expect(202);
 }
+
+#[test]
+fn a_waiting_long_poll_answers_410_as_soon_as_its_exchange_expires() {
+    // Artifacts live as long as local requests: four seconds here.
+    let system = System::start_with(Options {
+        integrations: Some(vec![("requests_per_minute", "1000")]),
+        gateway_config: vec![("request_ttl", "\"4s\"")],
+        ..Options::default()
+    });
+    let (app_id, client_id, secret) = add_app(&system, "desktop", "Expiring");
+    let pat = create_pat(&system, &AGENT);
+    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (routing, _) = pair(&system, &enforcer, &app_id);
+    let request_id = format!("req-{}", hex32());
+    enforcer
+        .post("/v1/artifacts", &artifact(&request_id, &routing, HASH))
+        .expect(202);
+    let started = Instant::now();
+    let reply = enforcer.get(&format!("/v1/exchanges/{request_id}/wait?timeout=60"));
+    let took = started.elapsed();
+    reply.envelope(410, "expired");
+    // Woken by the expiry itself: an unprompted recheck comes 20 s or more
+    // after the poll began, and the timeout asked for is 60 s.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "answered after {took:?}"
+    );
+    enforcer
+        .get(&format!("/v1/exchanges/{request_id}"))
+        .envelope(410, "expired");
+}

@@ -14,9 +14,9 @@ use airlock_common::ids;
 use airlock_common::integrations::{
     normalize_code, pairing_code, random_token, sha256_hex, ApiCode, ApiCredentials, AppInfo,
     AppKind, ArtifactInfo, ArtifactSubmission, ConsentRefusal, DecisionKey, EnforcerHello,
-    EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision,
-    ARTIFACT_TTL_SECS, MAX_APPS, MAX_CIPHERTEXT_LEN, MAX_EXCHANGES, MAX_FIELD_LEN, MAX_PAIRINGS,
-    MAX_PATS, MAX_PAT_TTL_SECS, ONLINE_SECS, PAIRING_TTL_SECS, PAT_PREFIX, PREGENERATED_TTL_SECS,
+    EnforcerInfo, ExchangeView, NewApp, NewPat, PairingView, PatInfo, SignedDecision, MAX_APPS,
+    MAX_CIPHERTEXT_LEN, MAX_EXCHANGES, MAX_FIELD_LEN, MAX_PAIRINGS, MAX_PATS, MAX_PAT_TTL_SECS,
+    ONLINE_SECS, PAIRING_TTL_SECS, PAT_PREFIX, PREGENERATED_TTL_SECS,
 };
 use airlock_common::validate::check_text;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -631,7 +631,10 @@ impl Core {
                 artifact_type: artifact.artifact_type,
                 artifact_hash: artifact.artifact_hash.to_ascii_lowercase(),
                 ciphertext: artifact.ciphertext,
-                expires_at: now + ARTIFACT_TTL_SECS,
+                // A pending request like the local ones, with their
+                // lifetime: the spec has the server apply its own TTL,
+                // whatever the artifact's `expiresAt` says.
+                expires_at: now + self.times.request_ttl.as_secs() as i64,
             },
             now,
         )?;
@@ -1060,7 +1063,7 @@ fn app_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use airlock_common::integrations::{Ciphertext, ARTIFACT_TTL_SECS, DECIDED_RETENTION_SECS};
+    use airlock_common::integrations::{Ciphertext, DECIDED_RETENTION_SECS};
     use airlock_common::timefmt::now_unix;
 
     use super::*;
@@ -1127,7 +1130,7 @@ mod tests {
         let (creds, routing) = paired(&mut core, now);
         core.api_submit(&creds, submission("req-1", &routing), now)
             .unwrap();
-        let later = now + ARTIFACT_TTL_SECS;
+        let later = now + core.times.request_ttl.as_secs() as i64;
         // Due, before the tick and after it.
         let e = core.api_exchange(&creds, "req-1", later).unwrap_err();
         assert_eq!(code_of(e), ApiCode::Expired);
