@@ -20,6 +20,37 @@ const PATH_MAX: usize = 4096;
 /// iovec arrays up to `UIO_FASTIOV` without allocating).
 const PAGES_PER_READ: usize = 8;
 
+/// An empty `PAGES_PER_READ` array of remote iovecs.
+fn no_pieces() -> [libc::iovec; PAGES_PER_READ] {
+    [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; PAGES_PER_READ]
+}
+
+/// Adds `len` bytes at `addr`, split at page boundaries, to the remote
+/// iovecs after the first `*pieces`, as far as there is room; returns how
+/// many bytes the added pieces cover.
+fn add_pieces(
+    remote: &mut [libc::iovec; PAGES_PER_READ],
+    pieces: &mut usize,
+    addr: u64,
+    len: usize,
+) -> usize {
+    let mut covered = 0;
+    while *pieces < PAGES_PER_READ && covered < len {
+        let at = addr + covered as u64;
+        let piece = (len - covered).min((PAGE - at % PAGE) as usize);
+        remote[*pieces] = libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: piece,
+        };
+        *pieces += 1;
+        covered += piece;
+    }
+    covered
+}
+
 /// Copies up to `buf.len()` bytes at `addr` of task `pid`, stopping at the
 /// first page that is not mapped; returns how many were copied. One system
 /// call per `PAGES_PER_READ` pages: the remote side is split at page
@@ -28,21 +59,14 @@ const PAGES_PER_READ: usize = 8;
 fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> usize {
     let mut done = 0;
     while done < buf.len() {
-        let mut remote = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; PAGES_PER_READ];
-        let (mut pieces, mut len) = (0, 0);
-        while pieces < PAGES_PER_READ && done + len < buf.len() {
-            let at = addr + (done + len) as u64;
-            let piece = (buf.len() - done - len).min((PAGE - at % PAGE) as usize);
-            remote[pieces] = libc::iovec {
-                iov_base: at as *mut libc::c_void,
-                iov_len: piece,
-            };
-            pieces += 1;
-            len += piece;
-        }
+        let mut remote = no_pieces();
+        let mut pieces = 0;
+        let len = add_pieces(
+            &mut remote,
+            &mut pieces,
+            addr + done as u64,
+            buf.len() - done,
+        );
         let local = libc::iovec {
             iov_base: buf[done..].as_mut_ptr().cast(),
             iov_len: len,
@@ -77,27 +101,11 @@ fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> usize {
 /// copied. The kernel stops at the first page it cannot read, so what
 /// follows an unreadable page of the first stretch is not copied.
 fn read_memory_pair(pid: u32, first: (u64, &mut [u8]), second: (u64, &mut [u8])) -> (usize, usize) {
-    let mut remote = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; PAGES_PER_READ];
+    let mut remote = no_pieces();
     let mut pieces = 0;
     for (addr, len) in [(first.0, first.1.len()), (second.0, second.1.len())] {
-        let mut done = 0;
-        while done < len {
-            let at = addr + done as u64;
-            let piece = (len - done).min((PAGE - at % PAGE) as usize);
-            assert!(
-                pieces < PAGES_PER_READ,
-                "a pair spans at most {PAGES_PER_READ} pages"
-            );
-            remote[pieces] = libc::iovec {
-                iov_base: at as *mut libc::c_void,
-                iov_len: piece,
-            };
-            pieces += 1;
-            done += piece;
-        }
+        let covered = add_pieces(&mut remote, &mut pieces, addr, len);
+        assert_eq!(covered, len, "a pair spans at most {PAGES_PER_READ} pages");
     }
     let (first_len, second_len) = (first.1.len(), second.1.len());
     let local = [
@@ -451,10 +459,19 @@ pub struct Lookup {
 /// the exec-commit program reads the real one, as for any change that
 /// races the supervisor.
 struct Head {
-    size: i64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+    stamp: Stamp,
     bytes: [u8; BINPRM_BUF],
+}
+
+/// What an inode says of its contents' version: size, mtime and ctime.
+type Stamp = (i64, (i64, i64), (i64, i64));
+
+fn stamp(meta: &libc::stat) -> Stamp {
+    (
+        meta.st_size,
+        (meta.st_mtime, meta.st_mtime_nsec),
+        (meta.st_ctime, meta.st_ctime_nsec),
+    )
 }
 
 /// Files whose heads a session keeps; past this the cache starts again.
@@ -483,22 +500,15 @@ impl Lookup {
     /// the cache when the inode is unchanged.
     fn head(&mut self, fd: &OwnedFd, meta: &libc::stat) -> Option<[u8; BINPRM_BUF]> {
         let key = (meta.st_dev, meta.st_ino);
-        let seen = Head {
-            size: meta.st_size,
-            mtime: (meta.st_mtime, meta.st_mtime_nsec),
-            ctime: (meta.st_ctime, meta.st_ctime_nsec),
-            bytes: [0; BINPRM_BUF],
-        };
-        if let Some(kept) = self.heads.get(&key) {
-            if (kept.size, kept.mtime, kept.ctime) == (seen.size, seen.mtime, seen.ctime) {
-                return Some(kept.bytes);
-            }
+        let stamp = stamp(meta);
+        if let Some(kept) = self.heads.get(&key).filter(|kept| kept.stamp == stamp) {
+            return Some(kept.bytes);
         }
         let bytes = read_head(fd)?;
         if self.heads.len() >= HEADS_KEPT {
             self.heads.clear();
         }
-        self.heads.insert(key, Head { bytes, ..seen });
+        self.heads.insert(key, Head { stamp, bytes });
         Some(bytes)
     }
 }

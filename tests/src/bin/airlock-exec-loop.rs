@@ -34,15 +34,14 @@ fn main() -> ExitCode {
             command.stderr(Stdio::null());
         }
         match (refused, command.status()) {
-            (false, Ok(status)) if status.success() => each.push(started.elapsed()),
-            (true, Err(e)) if e.kind() == ErrorKind::PermissionDenied => {
-                each.push(started.elapsed())
-            }
+            (false, Ok(status)) if status.success() => {}
+            (true, Err(e)) if e.kind() == ErrorKind::PermissionDenied => {}
             (_, other) => {
                 eprintln!("{program} (run {i}): {other:?}");
                 return ExitCode::FAILURE;
             }
         }
+        each.push(started.elapsed());
     }
     let total = start.elapsed();
     each.sort_unstable();
