@@ -474,6 +474,10 @@ pub trait Enforcer1 {
     fn sync(&self, specs: Vec<SessionSpec>) -> zbus::Result<Vec<String>>;
     /// The session a process belongs to, if any.
     fn session_of_pid(&self, pid: u32) -> zbus::Result<Optional<String>>;
+    /// The session a socket belongs to, by the cgroup it was made in (its
+    /// `sock_diag` cgroup id) or, for a session that binds a user, by its
+    /// owner `uid`; if any.
+    fn session_of_socket(&self, cgroup: u64, uid: u32) -> zbus::Result<Optional<String>>;
     /// Takes the seccomp user-notification listener of a process-tree
     /// session's filter (degraded mode): from then on it judges the
     /// session's execs before they happen. One per session.

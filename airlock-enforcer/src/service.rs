@@ -249,4 +249,14 @@ impl Enforcer {
         self.check_caller(&header).await?;
         Ok(self.sessions().session_of_pid(pid).into())
     }
+
+    async fn session_of_socket(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        cgroup: u64,
+        uid: u32,
+    ) -> Result<Optional<String>, AirlockError> {
+        self.check_caller(&header).await?;
+        Ok(self.sessions().session_of_socket(cgroup, uid).into())
+    }
 }

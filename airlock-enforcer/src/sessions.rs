@@ -43,7 +43,7 @@ struct Live {
     tables: Compiled,
     /// The seccomp supervisor has the session's listener.
     supervised: bool,
-    /// The role's `allow_local_ports`, as installed.
+    /// The role's `allow_local_ports` and Airlock's own, as installed.
     ports: BTreeSet<LocalPortKey>,
 }
 
@@ -71,6 +71,9 @@ pub struct Sessions {
     pub kernel: Kernel,
     cgroups: Cgroups,
     live: BTreeMap<String, Live>,
+    /// Ports of this machine every session may reach besides its role's:
+    /// the credential proxy's loopback port, where its grants are served.
+    airlock_ports: Vec<u16>,
 }
 
 fn words(command: &str) -> Vec<String> {
@@ -99,11 +102,12 @@ fn remove(kernel: &mut Kernel, old: &Compiled, kept: &Compiled) {
 }
 
 impl Sessions {
-    pub fn new(kernel: Kernel, cgroups: Cgroups) -> Sessions {
+    pub fn new(kernel: Kernel, cgroups: Cgroups, airlock_ports: Vec<u16>) -> Sessions {
         Sessions {
             kernel,
             cgroups,
             live: BTreeMap::new(),
+            airlock_ports,
         }
     }
 
@@ -131,6 +135,18 @@ impl Sessions {
         }
         let uid = crate::cgroup::uid_of(pid).ok()?;
         self.binding_of(uid).map(|l| l.spec.id.clone())
+    }
+
+    /// The session of a socket: the live session whose cgroup is the one
+    /// the socket was made in (session cgroups are leaves the enforcer
+    /// owns, so a process cannot make a socket there from outside), else
+    /// the one that binds its owner `uid`.
+    pub fn session_of_socket(&self, cgroup: u64, uid: u32) -> Option<String> {
+        self.live
+            .values()
+            .find(|l| cgroup != 0 && l.scope == Scope::Cgroup(cgroup))
+            .or_else(|| self.binding_of(uid))
+            .map(|l| l.spec.id.clone())
     }
 
     /// The live session that binds `uid`, if any.
@@ -315,6 +331,7 @@ impl Sessions {
         let ports: BTreeSet<LocalPortKey> = spec
             .allow_local_ports
             .iter()
+            .chain(&self.airlock_ports)
             .map(|&port| LocalPortKey {
                 session: spec.index,
                 port: port as u32,

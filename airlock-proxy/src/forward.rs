@@ -257,7 +257,7 @@ async fn forward(
     let method = request.method().as_str().to_owned();
     let mut grant = forwarder
         .gateway
-        .authorize(service, &method, tail, caller.uid, caller.pid)
+        .authorize(service, &method, tail, caller)
         .await
         .map_err(|e| {
             let error = AirlockError::from_remote(e);

@@ -130,6 +130,7 @@ async fn serve(
                     let caller = stream.peer_cred().ok().map(|cred| Caller {
                         uid: cred.uid(),
                         pid: cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                        socket_cgroup: 0,
                     });
                     spawn_connection(stream, forwarder.clone(), caller, Via::Unix);
                 }
@@ -138,9 +139,8 @@ async fn serve(
             accepted = tcp.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let caller = match stream.local_addr().map(|local| caller::tcp_owner(peer, local)) {
-                        Ok(Ok(Some(uid))) => Some(Caller { uid, pid: 0 }),
-                        Ok(Ok(None)) => None,
+                    let caller = match stream.local_addr().map(|local| caller::tcp_caller(peer, local)) {
+                        Ok(Ok(found)) => found,
                         Ok(Err(e)) | Err(e) => {
                             tracing::warn!("cannot identify the caller at {peer}: {e}");
                             None

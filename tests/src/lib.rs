@@ -183,6 +183,9 @@ pub struct System {
     integrations: Option<Child>,
     /// Where airlock-integrations listens (when started).
     pub integrations_addr: Option<std::net::SocketAddr>,
+    /// The loopback port a [`proxy::Proxy`] of this system listens on, as
+    /// `proxy.listen` says (the enforcer lets sessions reach it).
+    pub proxy_port: u16,
     /// Unique per system: the enforcer's pin directory and cgroup name.
     tag: String,
     options: Options,
@@ -281,9 +284,12 @@ impl System {
         }
         // The enforcer reads where the proxy listens (a test's proxy, see
         // `proxy::Proxy`), to let sessions reach it under BPF LSM.
+        let proxy_port = unclaimed_port();
         if options.other_build.is_none() {
             let socket = dir.path().join("proxy").join("proxy.sock");
-            config_text.push_str(&format!("[proxy]\nsocket = {socket:?}\n"));
+            config_text.push_str(&format!(
+                "[proxy]\nsocket = {socket:?}\nlisten = \"127.0.0.1:{proxy_port}\"\n"
+            ));
         }
         let integrations_addr = options.integrations.as_ref().map(|extra| {
             // A free port: bound and released; nothing else here races for it.
@@ -319,6 +325,7 @@ impl System {
             enforcer: None,
             integrations: None,
             integrations_addr,
+            proxy_port,
             tag,
             options,
         };
@@ -928,4 +935,30 @@ impl CtlOutput {
         assert_ne!(self.code, 0, "expected failure, got {self:#?}");
         self
     }
+}
+
+/// A loopback port nothing listens on, below the kernel's ephemeral range:
+/// one the test binds later stays free until then, since no connection
+/// is ever given it as its own port (a released port from the ephemeral
+/// range may be). Starts from this process's id, so that concurrent test
+/// processes seldom try the same ones.
+pub fn unclaimed_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start: u32 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|&start| start > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_start - LOWEST;
+    let base = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let offset = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(101));
+        let port = (LOWEST + offset % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_start}");
 }

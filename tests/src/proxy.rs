@@ -34,12 +34,8 @@ impl Proxy {
         chown(&dir, Some(user), Some(user)).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.join("proxy.sock");
-        // A free port: bound and released (the proxy binds it again).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // The system's `proxy.listen` (given again for another build's proxy).
+        let port = system.proxy_port;
         let log = system.path("airlock-proxy.log");
         let out = fs::File::create(&log).unwrap();
         let mut command = users::setpriv_as(names::PROXY_USER);

@@ -735,9 +735,10 @@ fn bad_service_files_are_refused_with_file_and_line() {
 }
 
 /// A grant asked for from inside a governed session opens the service in
-/// that session only: not for the same user outside it, nor over the port
-/// (where no process, so no session, can be told; the session's network
-/// policy refuses the port too unless its role allows it).
+/// that session only, over the socket (the caller's process is in the
+/// session) and over the loopback port (the caller's socket was made in
+/// the session's cgroup; the enforcer lets sessions reach the proxy's
+/// port): not for the same user outside it, over either.
 #[test]
 fn a_grant_from_a_session_serves_that_session_only() {
     let upstream = Upstream::start();
@@ -815,19 +816,28 @@ fn a_grant_from_a_session_serves_that_session_only() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("upstream saw GET /v1/inside"), "{stdout}");
     assert!(
-        !stdout.contains("upstream saw GET /v1/over-tcp"),
-        "{stdout}"
+        stdout.contains("upstream saw GET /v1/over-tcp"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     assert!(!stdout.contains(API_TOKEN));
     let targets: Vec<String> = upstream.seen().into_iter().map(|s| s.target).collect();
-    assert_eq!(targets, ["/v1/inside"]);
+    assert_eq!(targets, ["/v1/inside", "/v1/over-tcp"]);
     let allowed: Vec<_> = system
         .audit_records()
         .into_iter()
         .filter(|r| r["event"] == "service_operation" && r["allowed"] == true)
         .collect();
-    assert_eq!(allowed.len(), 1, "{allowed:#?}");
-    assert_eq!(allowed[0]["session"], session_id.as_str());
+    assert_eq!(allowed.len(), 2, "{allowed:#?}");
+    for record in &allowed {
+        assert_eq!(record["session"], session_id.as_str(), "{record:#}");
+    }
+    let refused = system
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "service_operation" && r["allowed"] == false)
+        .count();
+    assert_eq!(refused, 2, "the two calls from outside the session");
 }
 
 /// An HTTPS upstream gets the credential over TLS checked against the

@@ -28,6 +28,24 @@ pub struct SealedCredential {
     pub sealed_value: String,
 }
 
+/// Who called airlock-proxy (or the gateway itself), as the kernel told it.
+///
+/// - On the Unix socket, `SO_PEERCRED` gives the uid and pid of the
+///   process that connected; the gateway asks the enforcer which session
+///   that process runs in.
+/// - On the loopback port, `sock_diag` gives the connecting socket's owner
+///   and the cgroup it was made in; the enforcer knows which session, if
+///   any, that cgroup is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct CallerIdentity {
+    pub uid: u32,
+    /// The connecting process; 0 when unknown (loopback TCP).
+    pub pid: u32,
+    /// The cgroup id of the connecting socket; 0 when unknown (the Unix
+    /// socket, or a kernel without `INET_DIAG_CGROUP_ID`).
+    pub socket_cgroup: u64,
+}
+
 /// What the proxy needs to forward one request: where to, and the header
 /// or query parameter that carries the credential (a secret: the proxy
 /// zeroizes it after use and never logs it). Empty strings for none.
@@ -204,15 +222,14 @@ pub trait Credentials1 {
     fn sealed(&self, service: &str, field: &str) -> zbus::Result<SealedCredential>;
     /// airlock-proxy only: the credential for `method` on `path` (under the
     /// service) for the caller it identified, if a live grant covers it.
-    /// `caller_pid` 0 when the proxy cannot tell the process (loopback
-    /// TCP): then only a grant for the whole uid covers it. Audited.
+    /// A grant bound to a session covers the caller only when its process
+    /// or its socket's cgroup is in that session. Audited.
     fn authorize(
         &self,
         service: &str,
         method: &str,
         path: &str,
-        caller_uid: u32,
-        caller_pid: u32,
+        caller: CallerIdentity,
     ) -> zbus::Result<ProxyGrant>;
     /// airlock-proxy only: `http` or `imap`, so that it knows how to serve
     /// `/SERVICE/…`. NotFound for an undefined service.
@@ -224,8 +241,7 @@ pub trait Credentials1 {
         &self,
         service: &str,
         op: &str,
-        caller_uid: u32,
-        caller_pid: u32,
+        caller: CallerIdentity,
     ) -> zbus::Result<MailLogin>;
     /// airlock-proxy only: how an operation `authorize_mail` let through
     /// ended. Audited as the seed's `operation` record.

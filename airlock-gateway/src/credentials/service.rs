@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 
 use airlock_common::credential::bus::{
-    CredentialInfo, Keys1Proxy, MailLogin, MailOutcome, ProxyGrant, ReleasedCredential,
-    SealedCredential,
+    CallerIdentity, CredentialInfo, Keys1Proxy, MailLogin, MailOutcome, ProxyGrant,
+    ReleasedCredential, SealedCredential,
 };
 use airlock_common::credential::{self, Purpose, Slot, KEY_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN};
 use airlock_common::dbus::{AirlockError, Enforcer1Proxy};
@@ -135,9 +135,10 @@ impl CredentialsService {
         })
     }
 
-    /// What lets `uid` (process `pid`, 0 if unknown) use `service` now.
-    async fn caller_grant(&self, service: &str, uid: u32, pid: u32) -> CallerGrant {
-        let session = self.session_of(service, uid, pid).await;
+    /// What lets `caller` use `service` now.
+    async fn caller_grant(&self, service: &str, caller: CallerIdentity) -> CallerGrant {
+        let uid = caller.uid;
+        let session = self.session_of(service, caller).await;
         let grant = self
             .core
             .locked()
@@ -166,8 +167,14 @@ impl CredentialsService {
 
     /// The caller's governed session, asked of the enforcer only when a
     /// session-bound grant could cover it; none if it cannot be told.
-    async fn session_of(&self, service: &str, uid: u32, pid: u32) -> Option<String> {
-        let worth_asking = pid != 0
+    async fn session_of(&self, service: &str, caller: CallerIdentity) -> Option<String> {
+        let CallerIdentity {
+            uid,
+            pid,
+            socket_cgroup,
+        } = caller;
+        let knowable = pid != 0 || socket_cgroup != 0;
+        let worth_asking = knowable
             && self
                 .core
                 .locked()
@@ -175,10 +182,15 @@ impl CredentialsService {
         if !worth_asking {
             return None;
         }
-        match self.enforcer.session_of_pid(pid).await {
+        let asked = if pid != 0 {
+            self.enforcer.session_of_pid(pid).await
+        } else {
+            self.enforcer.session_of_socket(socket_cgroup, uid).await
+        };
+        match asked {
             Ok(session) => session.into(),
             Err(e) => {
-                tracing::warn!("cannot tell process {pid}'s session: {e}");
+                tracing::warn!("cannot tell the session of {caller:?}: {e}");
                 None
             }
         }
@@ -483,8 +495,7 @@ impl CredentialsService {
     }
 
     /// airlock-proxy asks for the credential of one request: `method` on
-    /// `path` under `service`, for the caller it identified (`caller_pid` 0
-    /// when it cannot tell the process: loopback TCP). Refused without a
+    /// `path` under `service`, for the caller it identified. Refused without a
     /// live grant for the caller (and, for a session-bound grant, its
     /// session), and for a method that writes under a read-only grant;
     /// every answer is audited, never with a value.
@@ -494,8 +505,7 @@ impl CredentialsService {
         service: &str,
         method: &str,
         path: &str,
-        caller_uid: u32,
-        caller_pid: u32,
+        caller: CallerIdentity,
     ) -> Result<ProxyGrant, AirlockError> {
         self.require_proxy(&header).await?;
         check_request(method, path)?;
@@ -511,7 +521,7 @@ impl CredentialsService {
             audited.push('…');
         }
         let op = format!("{method} {audited}");
-        let standing = self.caller_grant(service, caller_uid, caller_pid).await;
+        let standing = self.caller_grant(service, caller).await;
         let read_only = http.is_read_only(method, path);
         let refusal = match &standing.grant {
             None => Some(standing.no_grant(service, "")),
@@ -595,7 +605,12 @@ impl CredentialsService {
             )));
         };
         let pid = caller_pid(&self.dbus, &header).await?;
-        let standing = self.caller_grant(service, uid, pid).await;
+        let caller = CallerIdentity {
+            uid,
+            pid,
+            socket_cgroup: 0,
+        };
+        let standing = self.caller_grant(service, caller).await;
         let op = release_op(tool.tool);
         let Some(grant) = &standing.grant else {
             let why = standing.no_grant(service, " (`airlockctl approve`)");
@@ -676,8 +691,7 @@ impl CredentialsService {
         #[zbus(header)] header: Header<'_>,
         service: &str,
         op: &str,
-        caller_uid: u32,
-        caller_pid: u32,
+        caller: CallerIdentity,
     ) -> Result<MailLogin, AirlockError> {
         self.require_proxy(&header).await?;
         let def = self.service_def(service)?;
@@ -688,7 +702,7 @@ impl CredentialsService {
             )));
         };
         let audited_op: String = op.chars().take(64).filter(|c| !c.is_control()).collect();
-        let standing = self.caller_grant(service, caller_uid, caller_pid).await;
+        let standing = self.caller_grant(service, caller).await;
         let refusal = if MailOp::parse(op).is_none() {
             Some(MailOp::refusal(op))
         } else if standing.grant.is_none() {

@@ -231,7 +231,7 @@ pub async fn serve(
     };
     let login = forwarder
         .gateway
-        .authorize_mail(service, name, caller.uid, caller.pid)
+        .authorize_mail(service, name, caller)
         .await
         .map_err(AirlockError::from_remote);
     let mut login = match login {
