@@ -76,8 +76,7 @@ pub struct ProxyConfig {
     /// The Unix socket (callers are identified by SO_PEERCRED).
     pub socket: PathBuf,
     /// The loopback address and port (callers are identified by the owner
-    /// of the connecting socket and the cgroup it was made in). The
-    /// enforcer lets every session connect to this port.
+    /// of the connecting socket and the cgroup it was made in).
     pub listen: String,
     /// The certificate authorities HTTPS upstreams are checked against (PEM).
     pub ca_file: PathBuf,

@@ -139,31 +139,15 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // Sessions also reach the credential proxy: its socket (`proxy.socket`)
-    // and its loopback port (`proxy.listen`).
-    let proxy = airlock_common::config::Config::load(&args.config)
-        .map(|c| c.proxy)
+    // Sessions also reach the credential proxy's socket (`proxy.socket`).
+    let proxy_socket = airlock_common::config::Config::load(&args.config)
+        .map(|c| c.proxy.socket)
         .unwrap_or_else(|e| {
-            tracing::warn!("{e}; assuming the proxy's default socket and port");
-            Default::default()
+            tracing::warn!("{e}; assuming the proxy's default socket");
+            names::DEFAULT_PROXY_SOCKET.into()
         });
-    let proxy_ports = match proxy.listen.parse::<std::net::SocketAddr>() {
-        Ok(listen) if listen.ip().is_loopback() => vec![listen.port()],
-        Ok(listen) => {
-            tracing::warn!("proxy.listen {listen} is not loopback: sessions may not reach it");
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::warn!(
-                "proxy.listen {:?}: {e}; sessions may not reach it",
-                proxy.listen
-            );
-            Vec::new()
-        }
-    };
-    let proxy_socket = proxy.socket;
     runtime.block_on(serve(
-        Sessions::new(kernel, cgroups, proxy_ports),
+        Sessions::new(kernel, cgroups),
         mode,
         (gateway_uid, totp_uid),
         proxy_socket,

@@ -43,7 +43,7 @@ struct Live {
     tables: Compiled,
     /// The seccomp supervisor has the session's listener.
     supervised: bool,
-    /// The role's `allow_local_ports` and Airlock's own, as installed.
+    /// The role's `allow_local_ports`, as installed.
     ports: BTreeSet<LocalPortKey>,
 }
 
@@ -71,9 +71,6 @@ pub struct Sessions {
     pub kernel: Kernel,
     cgroups: Cgroups,
     live: BTreeMap<String, Live>,
-    /// Ports of this machine every session may reach besides its role's:
-    /// the credential proxy's loopback port, where its grants are served.
-    airlock_ports: Vec<u16>,
 }
 
 fn words(command: &str) -> Vec<String> {
@@ -102,12 +99,11 @@ fn remove(kernel: &mut Kernel, old: &Compiled, kept: &Compiled) {
 }
 
 impl Sessions {
-    pub fn new(kernel: Kernel, cgroups: Cgroups, airlock_ports: Vec<u16>) -> Sessions {
+    pub fn new(kernel: Kernel, cgroups: Cgroups) -> Sessions {
         Sessions {
             kernel,
             cgroups,
             live: BTreeMap::new(),
-            airlock_ports,
         }
     }
 
@@ -331,7 +327,6 @@ impl Sessions {
         let ports: BTreeSet<LocalPortKey> = spec
             .allow_local_ports
             .iter()
-            .chain(&self.airlock_ports)
             .map(|&port| LocalPortKey {
                 session: spec.index,
                 port: port as u32,

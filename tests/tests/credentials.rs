@@ -737,8 +737,8 @@ fn bad_service_files_are_refused_with_file_and_line() {
 /// A grant asked for from inside a governed session opens the service in
 /// that session only, over the socket (the caller's process is in the
 /// session) and over the loopback port (the caller's socket was made in
-/// the session's cgroup; the enforcer lets sessions reach the proxy's
-/// port): not for the same user outside it, over either.
+/// the session's cgroup; the session's role lists the port in
+/// `allow_local_ports`): not for the same user outside it, over either.
 #[test]
 fn a_grant_from_a_session_serves_that_session_only() {
     let upstream = Upstream::start();
@@ -750,6 +750,16 @@ fn a_grant_from_a_session_serves_that_session_only() {
     let mut app = system.enrol();
     add(&system, &APPROVER, "api", "token", API_TOKEN).success();
     let proxy = Proxy::start(&system);
+    std::fs::write(
+        system.policy_dir().join("proxy-port.toml"),
+        format!(
+            "[[role]]\nid = \"api-agent\"\npolicies = [\"infra-mutation-block\"]\n\
+             allow_local_ports = [{}]\n",
+            proxy.port
+        ),
+    )
+    .unwrap();
+    system.ctl(&APPROVER, &["policy", "reload"], "").success();
     let ctl = system.bin("airlockctl");
     let socket = proxy.socket.display().to_string();
     let scratch = system.path("agent-scratch");
@@ -767,7 +777,10 @@ fn a_grant_from_a_session_serves_that_session_only() {
         base = proxy.tcp_base(),
         marker = marker.display(),
     );
-    let mut session = system.spawn_ctl(&AGENT, &["run", "--", "sh", "-c", &script]);
+    let mut session = system.spawn_ctl(
+        &AGENT,
+        &["run", "--role", "api-agent", "--", "sh", "-c", &script],
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let request = loop {
         let pending = system.ctl(&APPROVER, &["requests", "--json"], "");
