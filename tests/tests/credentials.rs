@@ -825,6 +825,14 @@ fn a_grant_from_a_session_serves_that_session_only() {
         let out = curl(&system, &proxy, &AGENT, unix, &[], "/api/outside");
         assert_eq!(status(&out), 403, "{out:?}");
     }
+    // A session whose role does not list the port cannot reach it at all.
+    let url = format!("{}/api/unlisted", proxy.tcp_base());
+    let unlisted = system.ctl(
+        &AGENT,
+        &["run", "--", "curl", "-sS", "--max-time", "20", &url],
+        "",
+    );
+    assert_eq!(unlisted.code, 7, "curl: failed to connect: {unlisted:?}");
     let output = session.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("upstream saw GET /v1/inside"), "{stdout}");
