@@ -861,6 +861,67 @@ fn a_grant_from_a_session_serves_that_session_only() {
     assert_eq!(refused, 2, "the two calls from outside the session");
 }
 
+/// A user bound to a session (`sessions bind-user`): every process of the
+/// user is in the session, so its session-bound grant serves it over the
+/// loopback port too, whatever cgroup its socket was made in; another
+/// user gets nothing.
+#[test]
+fn a_bound_users_grant_serves_it_over_the_port() {
+    let upstream = Upstream::start();
+    let system = System::start_with(Options {
+        services: Some(api_service(&upstream)),
+        enforcer: true,
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    add(&system, &APPROVER, "api", "token", API_TOKEN).success();
+    let proxy = Proxy::start(&system);
+    std::fs::write(
+        system.policy_dir().join("proxy-port.toml"),
+        format!(
+            "[[role]]\nid = \"api-agent\"\npolicies = [\"infra-mutation-block\"]\n\
+             allow_local_ports = [{}]\n",
+            proxy.port
+        ),
+    )
+    .unwrap();
+    system.ctl(&APPROVER, &["policy", "reload"], "").success();
+    let bind = system.ctl(
+        &APPROVER,
+        &["sessions", "bind-user", AGENT.name, "--role", "api-agent"],
+        "",
+    );
+    let binding = bind
+        .success()
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    grant_for(&system, &mut app, "api", "30m");
+    let out = curl(&system, &proxy, &AGENT, false, &[], "/api/bound");
+    assert_eq!(status(&out), 200, "{out:?}");
+    assert!(out.stdout.contains("upstream saw GET /v1/bound"), "{out:?}");
+    let out = curl(&system, &proxy, &OUTSIDER, false, &[], "/api/other-user");
+    assert_eq!(status(&out), 403, "{out:?}");
+    let operations: Vec<_> = system
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "service_operation")
+        .collect();
+    assert_eq!(operations.len(), 2, "{operations:#?}");
+    assert_eq!(operations[0]["allowed"], true);
+    assert_eq!(
+        operations[0]["session"],
+        binding.as_str(),
+        "{operations:#?}"
+    );
+    assert_eq!(operations[1]["allowed"], false);
+    system
+        .ctl(&APPROVER, &["sessions", "revoke", &binding], "")
+        .success();
+}
+
 /// An HTTPS upstream gets the credential over TLS checked against the
 /// proxy's authorities; one whose certificate they do not vouch for gets
 /// nothing.

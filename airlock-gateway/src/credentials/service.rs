@@ -173,15 +173,15 @@ impl CredentialsService {
             pid,
             socket_cgroup,
         } = caller;
-        let knowable = pid != 0 || socket_cgroup != 0;
-        let worth_asking = knowable
-            && self
-                .core
+        let worth_asking =
+            self.core
                 .locked()
                 .has_session_bound_service_grant(service, uid, now_unix());
         if !worth_asking {
             return None;
         }
+        // Without a pid (loopback TCP) the socket's cgroup tells; without
+        // that either (an older kernel), only a session binding the uid.
         let asked = if pid != 0 {
             self.enforcer.session_of_pid(pid).await
         } else {
