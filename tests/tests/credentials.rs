@@ -734,20 +734,15 @@ fn bad_service_files_are_refused_with_file_and_line() {
     );
 }
 
-/// A grant asked for from inside a governed session opens the service in
-/// that session only, over the socket (the caller's process is in the
-/// session) and over the loopback port (the caller's socket was made in
-/// the session's cgroup; the session's role lists the port in
-/// `allow_local_ports`): not for the same user outside it, over either.
-#[test]
-fn a_grant_from_a_session_serves_that_session_only() {
-    let upstream = Upstream::start();
+/// A system with the enforcer, the `api` service and its token, a proxy,
+/// and role `api-agent`, whose sessions may connect to the proxy's port.
+fn governed_api(upstream: &Upstream) -> (System, Proxy, airlock_tests::totp::Authenticator) {
     let system = System::start_with(Options {
-        services: Some(api_service(&upstream)),
+        services: Some(api_service(upstream)),
         enforcer: true,
         ..Options::default()
     });
-    let mut app = system.enrol();
+    let app = system.enrol();
     add(&system, &APPROVER, "api", "token", API_TOKEN).success();
     let proxy = Proxy::start(&system);
     std::fs::write(
@@ -760,6 +755,18 @@ fn a_grant_from_a_session_serves_that_session_only() {
     )
     .unwrap();
     system.ctl(&APPROVER, &["policy", "reload"], "").success();
+    (system, proxy, app)
+}
+
+/// A grant asked for from inside a governed session opens the service in
+/// that session only, over the socket (the caller's process is in the
+/// session) and over the loopback port (the caller's socket was made in
+/// the session's cgroup; the session's role lists the port in
+/// `allow_local_ports`): not for the same user outside it, over either.
+#[test]
+fn a_grant_from_a_session_serves_that_session_only() {
+    let upstream = Upstream::start();
+    let (system, proxy, mut app) = governed_api(&upstream);
     let ctl = system.bin("airlockctl");
     let socket = proxy.socket.display().to_string();
     let scratch = system.path("agent-scratch");
@@ -868,24 +875,7 @@ fn a_grant_from_a_session_serves_that_session_only() {
 #[test]
 fn a_bound_users_grant_serves_it_over_the_port() {
     let upstream = Upstream::start();
-    let system = System::start_with(Options {
-        services: Some(api_service(&upstream)),
-        enforcer: true,
-        ..Options::default()
-    });
-    let mut app = system.enrol();
-    add(&system, &APPROVER, "api", "token", API_TOKEN).success();
-    let proxy = Proxy::start(&system);
-    std::fs::write(
-        system.policy_dir().join("proxy-port.toml"),
-        format!(
-            "[[role]]\nid = \"api-agent\"\npolicies = [\"infra-mutation-block\"]\n\
-             allow_local_ports = [{}]\n",
-            proxy.port
-        ),
-    )
-    .unwrap();
-    system.ctl(&APPROVER, &["policy", "reload"], "").success();
+    let (system, proxy, mut app) = governed_api(&upstream);
     let bind = system.ctl(
         &APPROVER,
         &["sessions", "bind-user", AGENT.name, "--role", "api-agent"],
