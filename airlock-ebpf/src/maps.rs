@@ -41,6 +41,12 @@ pub static LOCAL_ADDRS: HashMap<LocalAddr, u8> = HashMap::pinned(4096, 0);
 /// `allow_local_ports`).
 #[map(name = "AL_LOCAL_PORTS")]
 pub static LOCAL_PORTS: HashMap<LocalPortKey, u8> = HashMap::pinned(1 << 14, BPF_F_NO_PREALLOC);
+/// Ports on this machine every session may reach when whoever listens
+/// there is Airlock's own service (the credential proxy's `proxy.listen`):
+/// port (host byte order) to the uid that must own every listener on it.
+/// While the service is down, a listener of anyone else is refused.
+#[map(name = "AL_SERVICE_PORTS")]
+pub static SERVICE_PORTS: HashMap<u32, u32> = HashMap::pinned(16, 0);
 /// Listening Unix sockets every session may connect to (the system bus).
 #[map(name = "AL_BUS_SOCKETS")]
 pub static BUS_SOCKETS: HashMap<ListenerKey, u8> = HashMap::pinned(64, 0);

@@ -47,7 +47,20 @@ pub fn in_session(off: &KernelOffsets, sk: u64, session: &SessionInfo) -> bool {
 /// member of the group.
 #[inline(always)]
 pub fn listeners_in_session(off: &KernelOffsets, sk: u64, session: &SessionInfo) -> bool {
-    if !in_session(off, sk, session) {
+    every_listener(off, sk, |member| in_session(off, member, session))
+}
+
+/// Whether every socket that may take a connection addressed to the
+/// listener `sk` (as above) is owned by `uid`.
+#[inline(always)]
+pub fn listeners_owned_by(off: &KernelOffsets, sk: u64, uid: u32) -> bool {
+    every_listener(off, sk, |member| kread::<u32>(member, off.sock_uid) == uid)
+}
+
+/// Whether `sk` and every member of its `SO_REUSEPORT` group pass `test`.
+#[inline(always)]
+fn every_listener(off: &KernelOffsets, sk: u64, test: impl Fn(u64) -> bool) -> bool {
+    if !test(sk) {
         return false;
     }
     let group: u64 = kread(sk, off.sock_reuseport_cb);
@@ -62,7 +75,7 @@ pub fn listeners_in_session(off: &KernelOffsets, sk: u64, session: &SessionInfo)
     while i < MAX_GROUP {
         if i < members {
             let member: u64 = kread(group, off.reuseport_socks + 8 * i);
-            if !in_session(off, member, session) {
+            if !test(member) {
                 return false;
             }
         }

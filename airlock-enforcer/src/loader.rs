@@ -6,7 +6,7 @@
 //! attached before the old ones are unpinned: there is no moment without a
 //! program in place.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -98,6 +98,7 @@ pub struct Kernel {
     local_addrs: HashMap<MapData, LocalAddr, u8>,
     pub local_ports: HashMap<MapData, LocalPortKey, u8>,
     bus_sockets: HashMap<MapData, ListenerKey, u8>,
+    service_ports: HashMap<MapData, u32, u32>,
     pub key: HashKey,
     // Keeps program fds open for as long as the enforcer runs.
     _ebpf: Ebpf,
@@ -331,6 +332,7 @@ pub fn load(pin_dir: &Path, offsets: &KernelOffsets) -> anyhow::Result<Kernel> {
         local_addrs: take(&mut ebpf, "AL_LOCAL_ADDRS")?,
         local_ports: take(&mut ebpf, "AL_LOCAL_PORTS")?,
         bus_sockets: take(&mut ebpf, "AL_BUS_SOCKETS")?,
+        service_ports: take(&mut ebpf, "AL_SERVICE_PORTS")?,
         config,
         _ebpf: ebpf,
     })
@@ -364,6 +366,25 @@ impl Kernel {
             listeners,
             "the bus socket map is full",
         )
+    }
+
+    /// Makes the map of Airlock's own service ports equal to `ports` (port
+    /// to the uid its listener must have): sessions reach a listener there
+    /// only if it is that uid's.
+    pub fn set_service_ports(&mut self, ports: &BTreeMap<u16, u32>) -> anyhow::Result<()> {
+        let present: BTreeSet<u32> = self.service_ports.keys().collect::<Result<_, _>>()?;
+        for (&port, &uid) in ports {
+            self.service_ports
+                .insert(port as u32, uid, 0)
+                .context("the service port map is full")?;
+        }
+        for port in present
+            .iter()
+            .filter(|p| u16::try_from(**p).map_or(true, |p| !ports.contains_key(&p)))
+        {
+            let _ = self.service_ports.remove(port);
+        }
+        Ok(())
     }
 
     /// Events the program could not queue because the ring buffer was full.

@@ -24,6 +24,7 @@ mod supervisor;
 mod system_bus;
 mod totp_key;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,26 +140,52 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // Sessions also reach the credential proxy's socket (`proxy.socket`).
-    let proxy_socket = airlock_common::config::Config::load(&args.config)
-        .map(|c| c.proxy.socket)
+    // Sessions also reach the credential proxy: its socket (`proxy.socket`)
+    // and its loopback port (`proxy.listen`) while the proxy's user listens
+    // there.
+    let proxy = airlock_common::config::Config::load(&args.config)
+        .map(|c| c.proxy)
         .unwrap_or_else(|e| {
-            tracing::warn!("{e}; assuming the proxy's default socket");
-            names::DEFAULT_PROXY_SOCKET.into()
+            tracing::warn!("{e}; assuming the proxy's default socket and port");
+            Default::default()
         });
+    let service_ports = proxy_port(&proxy.listen, uid_of(names::PROXY_USER));
     runtime.block_on(serve(
         Sessions::new(kernel, cgroups),
         mode,
         (gateway_uid, totp_uid),
-        proxy_socket,
+        (proxy.socket, service_ports),
     ))
+}
+
+/// The proxy's loopback port and its user's uid, for `AL_SERVICE_PORTS`;
+/// none (and a warning) when either is missing.
+fn proxy_port(listen: &str, proxy_uid: Option<u32>) -> BTreeMap<u16, u32> {
+    let Some(uid) = proxy_uid else {
+        tracing::warn!(
+            "there is no user {}: sessions may not reach the proxy's port",
+            names::PROXY_USER
+        );
+        return BTreeMap::new();
+    };
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => BTreeMap::from([(addr.port(), uid)]),
+        Ok(addr) => {
+            tracing::warn!("proxy.listen {addr} is not loopback: sessions may not reach it");
+            BTreeMap::new()
+        }
+        Err(e) => {
+            tracing::warn!("proxy.listen {listen:?}: {e}; sessions may not reach it");
+            BTreeMap::new()
+        }
+    }
 }
 
 async fn serve(
     mut sessions: Sessions,
     mode: Mode,
     (gateway_uid, totp_uid): (Option<u32>, Option<u32>),
-    proxy_socket: std::path::PathBuf,
+    (proxy_socket, service_ports): (std::path::PathBuf, BTreeMap<u16, u32>),
 ) -> anyhow::Result<()> {
     let ring = sessions
         .kernel
@@ -169,6 +196,7 @@ async fn serve(
     // before the first session can start.
     let address_changes = local_addrs::Changes::subscribe()?;
     sessions.kernel.set_local_addrs(&local_addrs::current()?)?;
+    sessions.kernel.set_service_ports(&service_ports)?;
     let bus_paths =
         system_bus::socket_paths(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok().as_deref());
     if bus_paths.is_empty() {

@@ -734,8 +734,8 @@ fn bad_service_files_are_refused_with_file_and_line() {
     );
 }
 
-/// A system with the enforcer, the `api` service and its token, a proxy,
-/// and role `api-agent`, whose sessions may connect to the proxy's port.
+/// A system with the enforcer, the `api` service and its token, and a
+/// proxy.
 fn governed_api(upstream: &Upstream) -> (System, Proxy, airlock_tests::totp::Authenticator) {
     let system = System::start_with(Options {
         services: Some(api_service(upstream)),
@@ -745,24 +745,15 @@ fn governed_api(upstream: &Upstream) -> (System, Proxy, airlock_tests::totp::Aut
     let app = system.enrol();
     add(&system, &APPROVER, "api", "token", API_TOKEN).success();
     let proxy = Proxy::start(&system);
-    std::fs::write(
-        system.policy_dir().join("proxy-port.toml"),
-        format!(
-            "[[role]]\nid = \"api-agent\"\npolicies = [\"infra-mutation-block\"]\n\
-             allow_local_ports = [{}]\n",
-            proxy.port
-        ),
-    )
-    .unwrap();
-    system.ctl(&APPROVER, &["policy", "reload"], "").success();
     (system, proxy, app)
 }
 
 /// A grant asked for from inside a governed session opens the service in
 /// that session only, over the socket (the caller's process is in the
 /// session) and over the loopback port (the caller's socket was made in
-/// the session's cgroup; the session's role lists the port in
-/// `allow_local_ports`): not for the same user outside it, over either.
+/// the session's cgroup): not for the same user outside it, over either.
+/// Sessions reach the proxy's port whatever their role, but only while the
+/// proxy's user listens there.
 #[test]
 fn a_grant_from_a_session_serves_that_session_only() {
     let upstream = Upstream::start();
@@ -784,10 +775,7 @@ fn a_grant_from_a_session_serves_that_session_only() {
         base = proxy.tcp_base(),
         marker = marker.display(),
     );
-    let mut session = system.spawn_ctl(
-        &AGENT,
-        &["run", "--role", "api-agent", "--", "sh", "-c", &script],
-    );
+    let mut session = system.spawn_ctl(&AGENT, &["run", "--", "sh", "-c", &script]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let request = loop {
         let pending = system.ctl(&APPROVER, &["requests", "--json"], "");
@@ -832,14 +820,58 @@ fn a_grant_from_a_session_serves_that_session_only() {
         let out = curl(&system, &proxy, &AGENT, unix, &[], "/api/outside");
         assert_eq!(status(&out), 403, "{out:?}");
     }
-    // A session whose role does not list the port cannot reach it at all.
-    let url = format!("{}/api/unlisted", proxy.tcp_base());
-    let unlisted = system.ctl(
+    // While the proxy is down, a server of the agent's own outside the
+    // session on the proxy's port answers the agent ungoverned, but a
+    // session cannot reach it.
+    let url = format!("{}/", proxy.tcp_base());
+    let port = proxy.port.to_string();
+    drop(proxy);
+    let _impostor = system.spawn_as_with_path(
         &AGENT,
-        &["run", "--", "curl", "-sS", "--max-time", "20", &url],
-        "",
+        std::path::Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "--bind", "127.0.0.1", &port],
+        "/usr/bin:/bin",
     );
-    assert_eq!(unlisted.code, 7, "curl: failed to connect: {unlisted:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let curl_args = [
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+    ];
+    let ungoverned = loop {
+        let args: Vec<&str> = curl_args.iter().copied().chain([url.as_str()]).collect();
+        let out = system.run_as(&AGENT, std::path::Path::new("/usr/bin/curl"), &args, "");
+        if out.code == 0 || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        ungoverned.stdout, "200",
+        "the impostor answers: {ungoverned:?}"
+    );
+    let mut governed_args = vec!["run", "--", "curl"];
+    governed_args.extend(curl_args);
+    governed_args.push(&url);
+    let governed = system.ctl(&AGENT, &governed_args, "");
+    assert_eq!(governed.code, 7, "curl: failed to connect: {governed:?}");
+    let refused_in = airlock_tests::catalogue::session_of(&governed).expect("a session id");
+    let events = airlock_tests::catalogue::session_events(
+        &system,
+        &refused_in,
+        &["socket_"],
+        std::time::Duration::from_secs(10),
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "socket_denied"
+            && e["peer"] == format!("tcp 127.0.0.1:{port}")
+            && e["stage"] == "connect"),
+        "Airlock refused the connection: {events:#?}"
+    );
     let output = session.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("upstream saw GET /v1/inside"), "{stdout}");
@@ -878,7 +910,7 @@ fn a_bound_users_grant_serves_it_over_the_port() {
     let (system, proxy, mut app) = governed_api(&upstream);
     let bind = system.ctl(
         &APPROVER,
-        &["sessions", "bind-user", AGENT.name, "--role", "api-agent"],
+        &["sessions", "bind-user", AGENT.name, "--role", "default"],
         "",
     );
     let binding = bind

@@ -8,7 +8,8 @@
 //! this machine (loopback, `0.0.0.0`/`::`, broadcast and multicast, an
 //! interface address the enforcer registered) the program looks the
 //! listening socket up itself and lets the call through only if it belongs
-//! to the session (an agent's own dev server on localhost:3000) or the role
+//! to the session (an agent's own dev server on localhost:3000), or is
+//! Airlock's own service on its port (the credential proxy), or the role
 //! allows the port. Otherwise the call fails with EPERM and the enforcer is
 //! told. A TCP connection to a port where the lookup finds nothing fails
 //! with ECONNREFUSED, what the caller would see anyway: the lookup does not
@@ -24,8 +25,10 @@ use aya_ebpf::macros::cgroup_sock_addr;
 use aya_ebpf::programs::SockAddrContext;
 use aya_ebpf::EbpfContext;
 
-use crate::maps::{LOCAL_ADDRS, LOCAL_PORTS, OFFSETS};
-use crate::socket::{listeners_in_session, peer, report_socket, socket_address};
+use crate::maps::{LOCAL_ADDRS, LOCAL_PORTS, OFFSETS, SERVICE_PORTS};
+use crate::socket::{
+    listeners_in_session, listeners_owned_by, peer, report_socket, socket_address,
+};
 use crate::task::current_session;
 
 /// What the programs return: 1 lets the call through, 0 fails it with
@@ -229,7 +232,7 @@ fn judge(ctx: &SockAddrContext, session: &SessionInfo, dest: Dest, net_port: u16
         Transport::Icmp => false,
         Transport::Other => true,
         Transport::Tcp | Transport::Udp => match listener(ctx, session, dest, net_port, tcp) {
-            Listener::Session => false,
+            Listener::Session | Listener::Airlock => false,
             Listener::Outside => true,
             // A datagram to a port nobody bound is simply lost.
             Listener::None if !tcp => false,
@@ -256,6 +259,9 @@ fn judge(ctx: &SockAddrContext, session: &SessionInfo, dest: Dest, net_port: u16
 enum Listener {
     /// The session's own (with all of its `SO_REUSEPORT` group).
     Session,
+    /// Airlock's own service on its port (`AL_SERVICE_PORTS`), with all of
+    /// its group.
+    Airlock,
     Outside,
     /// None the lookup can see.
     None,
@@ -305,12 +311,18 @@ fn listener(
         return Listener::None;
     }
     let off = OFFSETS.load();
-    let inside = listeners_in_session(&off, socket_address(sk), session);
-    // SAFETY: `sk` came from a lookup helper and is released once.
-    unsafe { h::bpf_sk_release(sk.cast()) };
-    if inside {
+    let address = socket_address(sk);
+    let found = if listeners_in_session(&off, address, session) {
         Listener::Session
     } else {
-        Listener::Outside
-    }
+        let port = u16::from_be(net_port) as u32;
+        // SAFETY: the value is copied out at once; it is plain data.
+        match unsafe { SERVICE_PORTS.get(port) }.copied() {
+            Some(owner) if listeners_owned_by(&off, address, owner) => Listener::Airlock,
+            _ => Listener::Outside,
+        }
+    };
+    // SAFETY: `sk` came from a lookup helper and is released once.
+    unsafe { h::bpf_sk_release(sk.cast()) };
+    found
 }
