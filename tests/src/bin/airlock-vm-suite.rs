@@ -292,9 +292,10 @@ fn fail_closed(system: &mut System, bench: &catalogue::Bench) -> Result<String, 
     Ok("refused while the enforcer was dead; restarted and enforcing".into())
 }
 
-/// Sessions reach the credential proxy under BPF LSM (the enforcer
-/// registers its listener as it does the system bus's), while the other
-/// path sockets stay refused (the catalogue's socket rows).
+/// Sessions reach the credential proxy under BPF LSM: its socket (the
+/// enforcer registers its listener as it does the system bus's) and its
+/// port, while the other path sockets and ports stay refused (the
+/// catalogue's socket rows).
 fn proxy_reachable(system: &System, bench: &catalogue::Bench) -> Result<String, String> {
     const REGISTERED: &str = "the listening sockets sessions may reach changed";
     let registered = || {
@@ -325,11 +326,24 @@ fn proxy_reachable(system: &System, bench: &catalogue::Bench) -> Result<String, 
         ));
     }
     let inside = catalogue::run_in_session(system, bench, catalogue::ROLE, &script);
+    if !inside.stdout.contains("status=404") {
+        return Err(format!(
+            "a governed curl did not reach the proxy: {inside:?}\nproxy log:\n{}",
+            proxy.log_text()
+        ));
+    }
+    // Its loopback port too, whose listener is the proxy user's
+    // (AL_SERVICE_PORTS), whatever the role.
+    let over_tcp = format!(
+        "curl -s -o /dev/null -w 'status=%{{http_code}}' {}/no-such-service/x",
+        proxy.tcp_base()
+    );
+    let inside = catalogue::run_in_session(system, bench, catalogue::ROLE, &over_tcp);
     if inside.stdout.contains("status=404") {
-        Ok("the proxy answered a governed curl (404 for an unknown service)".into())
+        Ok("the proxy answered a governed curl on its socket and its port (404 for an unknown service)".into())
     } else {
         Err(format!(
-            "a governed curl did not reach the proxy: {inside:?}\nproxy log:\n{}",
+            "a governed curl did not reach the proxy's port: {inside:?}\nproxy log:\n{}",
             proxy.log_text()
         ))
     }
@@ -446,13 +460,13 @@ fn main() -> ExitCode {
     }
     match proxy_reachable(&system, &bench) {
         Ok(note) => table.record(
-            "the credential proxy's socket is reachable from a session",
+            "the credential proxy's socket and port are reachable from a session",
             true,
-            "unix_stream_connect (registered listener)",
+            "unix_stream_connect (registered listener), connect (AL_SERVICE_PORTS)",
             &note,
         ),
         Err(e) => table.record(
-            "the credential proxy's socket is reachable from a session",
+            "the credential proxy's socket and port are reachable from a session",
             false,
             "",
             &e,
