@@ -171,6 +171,15 @@ pub fn add_app(system: &System, kind: &str, name: &str) -> (String, String, Stri
     )
 }
 
+/// A new app of `kind` named `name`, and an enforcer speaking for it with
+/// a fresh PAT of the agent user; returns it, the app's id and the PAT.
+pub fn agent_enforcer(system: &System, kind: &str, name: &str) -> (Enforcer, String, String) {
+    let (app_id, client_id, secret) = add_app(system, kind, name);
+    let pat = create_pat(system, &AGENT);
+    let enforcer = Enforcer::new(system, &client_id, &secret, &pat);
+    (enforcer, app_id, pat)
+}
+
 pub fn create_pat(system: &System, user: &TestUser) -> String {
     create_pat_with_id(system, user).0
 }

@@ -257,9 +257,7 @@ fn an_enforcer_pairs_submits_and_receives_a_signed_decision() {
 #[test]
 fn bad_credentials_and_hostile_input_get_a_clear_4xx_and_change_nothing() {
     let system = start("1000");
-    let (app_id, client_id, secret) = add_app(&system, "agent", "Agent Plugin");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, pat) = agent_enforcer(&system, "agent", "Agent Plugin");
     let (routing, _) = pair(&system, &enforcer, &app_id);
 
     // The authentication matrix.
@@ -485,9 +483,7 @@ fn an_app_gets_sixty_requests_a_minute_then_429() {
 #[test]
 fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin() {
     let system = start("1000");
-    let (app_id, client_id, secret) = add_app(&system, "desktop", "CLI");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, pat) = agent_enforcer(&system, "desktop", "CLI");
     system
         .ctl(&AGENT, &["apps", "consent", &app_id], "")
         .success();
@@ -596,9 +592,7 @@ fn an_enforcer_claims_a_pregenerated_code_and_a_public_app_is_checked_by_origin(
 fn pairings_and_pending_artifacts_survive_a_gateway_crash() {
     let mut system = start("1000");
     let mut app = system.enrol();
-    let (app_id, client_id, secret) = add_app(&system, "desktop", "Crash");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, pat) = agent_enforcer(&system, "desktop", "Crash");
     let (routing, e2e) = pair(&system, &enforcer, &app_id);
     let request_id = format!("req-{}", hex32());
     let canonical = r#"{"command":"terraform apply"}"#;
@@ -656,9 +650,7 @@ fn concurrent_submissions_are_all_in_the_log_when_acknowledged_and_survive_a_cra
     const CLIENTS: usize = 16;
     const EACH: usize = 12;
     let mut system = start("100000");
-    let (app_id, client_id, secret) = add_app(&system, "desktop", "Batch");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, pat) = agent_enforcer(&system, "desktop", "Batch");
     let (routing, _) = pair(&system, &enforcer, &app_id);
     let accepted: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..CLIENTS)
@@ -796,9 +788,7 @@ fn the_api_is_also_served_over_tls_on_a_second_address() {
 #[test]
 fn pairings_survive_an_integrations_restart() {
     let mut system = start("1000");
-    let (app_id, client_id, secret) = add_app(&system, "desktop", "Restart");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, _) = agent_enforcer(&system, "desktop", "Restart");
     let (routing, _) = pair(&system, &enforcer, &app_id);
     let first = format!("req-{}", hex32());
     enforcer
@@ -846,9 +836,7 @@ fn a_user_with_too_many_open_exchanges_is_refused_until_one_closes() {
         gateway_config: vec![("max_open_exchanges_per_user", "2")],
         ..Options::default()
     });
-    let (app_id, client_id, secret) = add_app(&system, "desktop", "Busy");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, _) = agent_enforcer(&system, "desktop", "Busy");
     let (routing, _) = pair(&system, &enforcer, &app_id);
     let open: Vec<String> = (0..2).map(|_| format!("req-{}", hex32())).collect();
     for request_id in &open {
@@ -885,9 +873,7 @@ fn a_waiting_long_poll_answers_410_as_soon_as_its_exchange_expires() {
         gateway_config: vec![("request_ttl", "\"4s\"")],
         ..Options::default()
     });
-    let (app_id, client_id, secret) = add_app(&system, "desktop", "Expiring");
-    let pat = create_pat(&system, &AGENT);
-    let enforcer = Enforcer::new(&system, &client_id, &secret, &pat);
+    let (enforcer, app_id, _) = agent_enforcer(&system, "desktop", "Expiring");
     let (routing, _) = pair(&system, &enforcer, &app_id);
     let request_id = format!("req-{}", hex32());
     enforcer
