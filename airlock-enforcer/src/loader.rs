@@ -372,17 +372,15 @@ impl Kernel {
     /// to the uid its listener must have): sessions reach a listener there
     /// only if it is that uid's.
     pub fn set_service_ports(&mut self, ports: &BTreeMap<u16, u32>) -> anyhow::Result<()> {
+        let wanted: BTreeMap<u32, u32> = ports.iter().map(|(&p, &uid)| (p as u32, uid)).collect();
         let present: BTreeSet<u32> = self.service_ports.keys().collect::<Result<_, _>>()?;
-        for (&port, &uid) in ports {
+        for (port, uid) in &wanted {
             self.service_ports
-                .insert(port as u32, uid, 0)
+                .insert(port, uid, 0)
                 .context("the service port map is full")?;
         }
-        for port in present
-            .iter()
-            .filter(|p| u16::try_from(**p).map_or(true, |p| !ports.contains_key(&p)))
-        {
-            let _ = self.service_ports.remove(port);
+        for stale in present.iter().filter(|p| !wanted.contains_key(p)) {
+            let _ = self.service_ports.remove(stale);
         }
         Ok(())
     }
