@@ -437,13 +437,25 @@ fn load8(pos: usize, byte_at: &impl Fn(usize) -> u8) -> u64 {
     m
 }
 
-/// Calls `f` for blocks 0..32, unrolled: the BPF verifier walks a loop's
-/// iterations one state at a time and gives up on branches inside them,
-/// while straight-line code is checked once.
+/// Calls `f` for blocks `0..count` (at most 32), unrolled: the BPF
+/// verifier walks a loop's iterations one state at a time and gives up on
+/// branches inside them, while straight-line code is checked once. Each
+/// block's test leaves for the end, so a word costs its own length, not
+/// [`WORD_BUF`]'s (most words are a few bytes: 32 rounds each were most of
+/// an exec's judging, in the kernel and in the supervisor).
 #[inline(always)]
-fn each_block(mut f: impl FnMut(u64)) {
+fn each_block(count: u64, mut f: impl FnMut(u64)) {
     macro_rules! calls {
-        ($($n:literal)*) => { $( f($n); )* };
+        ($($n:literal)*) => {
+            'blocks: {
+                $(
+                    if $n >= count {
+                        break 'blocks;
+                    }
+                    f($n);
+                )*
+            }
+        };
     }
     calls!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
 }
@@ -457,14 +469,14 @@ fn lt_mask(a: u64, b: u64) -> u64 {
 }
 
 /// Index just past the last `/` of the first `len` bytes: where `argv[0]`'s
-/// basename starts. Branch-free over [`WORD_BUF`] bytes, 8 at a time.
+/// basename starts. Branch-free within the first `len` bytes, 8 at a time.
 #[inline(always)]
 pub fn basename_start(len: usize, byte_at: impl Fn(usize) -> u8) -> usize {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const SLASHES: u64 = 0x2f2f_2f2f_2f2f_2f2f;
     let len = len as u64;
     let mut start = 0u64;
-    each_block(|block| {
+    each_block(len.div_ceil(8), |block| {
         let base = block * 8;
         // Exact per-byte zero test of v = bytes ^ '/': the top bit of each
         // byte of `found` is set where the byte is '/'.
@@ -484,9 +496,8 @@ pub fn basename_start(len: usize, byte_at: impl Fn(usize) -> u8) -> usize {
 }
 
 /// Keyed SipHash-1-3 of bytes `start..len` (at most [`WORD_BUF`] of them,
-/// `start <= len`), each fetched with `byte_at`. Bytes at or past `len` are
-/// fetched but do not count. Branch-free: always [`WORD_BUF`] / 8 rounds,
-/// those past the input masked out.
+/// `start <= len`), each fetched with `byte_at`; the tail's bytes at or
+/// past `len` are fetched but do not count. One round per whole 8 bytes.
 #[inline(always)]
 pub fn siphash13(key: &HashKey, start: usize, len: usize, byte_at: impl Fn(usize) -> u8) -> u64 {
     let mut v0 = key.k0 ^ 0x736f_6d65_7073_6575;
@@ -497,16 +508,11 @@ pub fn siphash13(key: &HashKey, start: usize, len: usize, byte_at: impl Fn(usize
     // caller from indexing far (a `min` would be a branch).
     let n = (len.wrapping_sub(start) & (2 * WORD_BUF - 1)) as u64;
     let blocks = n / 8;
-    each_block(|block| {
+    each_block(blocks, |block| {
         let m = load8(start + 8 * block as usize, &byte_at);
-        let (mut w0, mut w1, mut w2, mut w3) = (v0, v1, v2, v3 ^ m);
-        sipround(&mut w0, &mut w1, &mut w2, &mut w3);
-        w0 ^= m;
-        let apply = lt_mask(block, blocks);
-        v0 = (w0 & apply) | (v0 & !apply);
-        v1 = (w1 & apply) | (v1 & !apply);
-        v2 = (w2 & apply) | (v2 & !apply);
-        v3 = (w3 & apply) | (v3 & !apply);
+        v3 ^= m;
+        sipround(&mut v0, &mut v1, &mut v2, &mut v3);
+        v0 ^= m;
     });
     let tail = n & 7;
     let m = load8(start + 8 * blocks as usize, &byte_at) & ((1u64 << (8 * tail)) - 1);

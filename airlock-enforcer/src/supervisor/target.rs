@@ -430,8 +430,17 @@ pub struct Executable {
 }
 
 fn open_path(dir: i32, path: &Path, resolve: ResolveFlag) -> io::Result<OwnedFd> {
+    open_path_with(dir, path, resolve, OFlag::empty())
+}
+
+fn open_path_with(
+    dir: i32,
+    path: &Path,
+    resolve: ResolveFlag,
+    flags: OFlag,
+) -> io::Result<OwnedFd> {
     let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | flags)
         .resolve(resolve);
     let fd = openat2(dir, path, how)?;
     // SAFETY: a fresh fd the kernel just returned.
@@ -537,11 +546,29 @@ fn read_head(fd: &OwnedFd) -> Option<[u8; BINPRM_BUF]> {
 fn open_in_root(
     pid: u32,
     path: &Path,
+    last: Last,
     lookup: &mut Lookup,
     still_asking: &dyn Fn() -> bool,
 ) -> io::Result<OwnedFd> {
     let root = lookup.root(pid, still_asking)?;
-    open_path(root, path, ResolveFlag::RESOLVE_IN_ROOT)
+    open_path_with(root, path, ResolveFlag::RESOLVE_IN_ROOT, last.flags())
+}
+
+/// Whether the path's last component, if a symlink, is followed.
+#[derive(Clone, Copy)]
+enum Last {
+    Follow,
+    /// Opened as it is: a symlink gives a descriptor of the link itself.
+    Literal,
+}
+
+impl Last {
+    fn flags(self) -> OFlag {
+        match self {
+            Last::Follow => OFlag::empty(),
+            Last::Literal => OFlag::O_NOFOLLOW,
+        }
+    }
 }
 
 /// `/proc/self/...`, `/proc/thread-self/...` and `/dev/fd/...` name the
@@ -566,36 +593,53 @@ fn own_files(pid: u32, path: &[u8]) -> Option<PathBuf> {
 fn open_target(
     pid: u32,
     call: &ExecCall,
+    last: Last,
     lookup: &mut Lookup,
     still_asking: &dyn Fn() -> bool,
 ) -> io::Result<OwnedFd> {
     let path = Path::new(std::ffi::OsStr::from_bytes(&call.path));
     if let Some(own) = own_files(pid, &call.path) {
-        return open_path(libc::AT_FDCWD, &own, ResolveFlag::empty());
+        return open_path_with(libc::AT_FDCWD, &own, ResolveFlag::empty(), last.flags());
     }
     match call.dirfd {
         Some(fd) if !call.path.starts_with(b"/") => {
             let dir = format!("/proc/{pid}/fd/{fd}");
             if call.path.is_empty() && call.empty_path {
-                return open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty());
+                return open_path_with(
+                    libc::AT_FDCWD,
+                    Path::new(&dir),
+                    ResolveFlag::empty(),
+                    last.flags(),
+                );
             }
             let dir = open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty())?;
-            open_path(dir.as_raw_fd(), path, ResolveFlag::empty())
+            open_path_with(dir.as_raw_fd(), path, ResolveFlag::empty(), last.flags())
         }
-        _ if call.path.starts_with(b"/") => open_in_root(pid, path, lookup, still_asking),
+        _ if call.path.starts_with(b"/") => open_in_root(pid, path, last, lookup, still_asking),
         _ => {
             // Relative to the task's working directory, named as the task
             // sees it, so that absolute symlinks resolve in its root.
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
             if cwd.is_absolute() && !cwd.as_os_str().as_bytes().ends_with(b" (deleted)") {
-                open_in_root(pid, &cwd.join(path), lookup, still_asking)
+                open_in_root(pid, &cwd.join(path), last, lookup, still_asking)
             } else {
                 let dir = format!("/proc/{pid}/cwd");
                 let dir = open_path(libc::AT_FDCWD, Path::new(&dir), ResolveFlag::empty())?;
-                open_path(dir.as_raw_fd(), path, ResolveFlag::empty())
+                open_path_with(dir.as_raw_fd(), path, ResolveFlag::empty(), last.flags())
             }
         }
     }
+}
+
+/// The name the path's last component gives the file it opens, when that
+/// is a plain name (not `.`, `..` or empty, and not one of the task's own
+/// files, whose names are numbers or `exe`).
+fn literal_name(pid: u32, call: &ExecCall) -> Option<&[u8]> {
+    if own_files(pid, &call.path).is_some() {
+        return None;
+    }
+    let name = call.path.rsplit(|&b| b == b'/').next()?;
+    (!matches!(name, b"" | b"." | b"..")).then_some(name)
 }
 
 impl Executable {
@@ -608,18 +652,37 @@ impl Executable {
         lookup: &mut Lookup,
         still_asking: &dyn Fn() -> bool,
     ) -> Option<Executable> {
-        let fd = open_target(pid, call, lookup, still_asking).ok()?;
+        // The last component opened as it is: when it is no symlink, the
+        // path's last name is the file's, and the common exec costs no
+        // readlink. A symlink (or a magic link in /proc) is opened again,
+        // followed, and the file named by its real path. (A case-folding
+        // file system may spell the kernel's dentry otherwise: the
+        // exec-commit program judges the dentry's name.)
+        let literal = literal_name(pid, call);
+        let mut fd = open_target(pid, call, Last::Literal, lookup, still_asking).ok()?;
         // The O_PATH descriptor itself: no second lookup of the path.
-        let meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
+        let mut meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
+        let mut followed = false;
+        if meta.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            fd = open_target(pid, call, Last::Follow, lookup, still_asking).ok()?;
+            meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
+            followed = true;
+        }
         if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
         let head = lookup.head(&fd, &meta)?;
-        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        let mut name = target
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .unwrap_or_default();
+        let mut name = match literal.filter(|_| !followed) {
+            Some(name) => name.to_vec(),
+            None => {
+                let target =
+                    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+                target
+                    .file_name()
+                    .map(|n| n.as_bytes().to_vec())
+                    .unwrap_or_default()
+            }
+        };
         // An unlinked file (a memfd) is shown with this suffix; its dentry
         // has the name alone.
         if meta.st_nlink == 0 {
@@ -835,6 +898,24 @@ mod tests {
         let exe = Executable::open(pid, &call, &mut lookup, &asking).unwrap();
         assert_eq!(exe.name, b"terraform");
         assert_eq!(exe.size, 18);
+        // Named without a symlink: by the last component, as the kernel's
+        // dentry names it (a hard link by its own name).
+        let hard = dir.path().join("tf-hard");
+        std::fs::hard_link(&real, &hard).unwrap();
+        for (path, name) in [(&real, &b"terraform"[..]), (&hard, b"tf-hard")] {
+            let direct = ExecCall {
+                path: path.as_os_str().as_bytes().to_vec(),
+                dirfd: None,
+                empty_path: false,
+                argv: Vec::new(),
+                argc: 0,
+                argv_readable: false,
+            };
+            let exe = Executable::open(pid, &direct, &mut lookup, &asking).unwrap();
+            assert_eq!(exe.name, name);
+            let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&real).unwrap());
+            assert_eq!(exe.ino, ino);
+        }
         assert_eq!(&exe.head[..10], b"#!/bin/sh\n");
         assert!(exe.head[18..].iter().all(|&b| b == 0));
         // Rewritten in place, same size, after a clock tick: the new bytes
