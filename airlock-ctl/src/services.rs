@@ -72,7 +72,11 @@ pub fn list(dir: &Path) -> anyhow::Result<i32> {
             }
             ServiceKind::Imap(imap) => {
                 let scheme = if imap.upstream.tls { "imaps" } else { "imap" };
-                format!("{scheme}://{}", imap.upstream.authority())
+                format!(
+                    "{scheme}://{} ({})",
+                    imap.upstream.authority(),
+                    imap.security().as_str()
+                )
             }
             ServiceKind::Tool(tool) => format!(
                 "{} credential helper{}",

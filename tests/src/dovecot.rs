@@ -1,8 +1,8 @@
 //! A real Debian dovecot-imapd (2.3) for the mail tests: `dovecot -F -c
 //! test.conf` with a passwd-file and a maildir in a temporary directory,
 //! on a free loopback port: plain IMAP (loopback counts as secure, so plain
-//! LOGIN works), or implicit TLS only (`ssl = required`, no plain listener)
-//! with a certificate the test made.
+//! LOGIN works), or with a certificate the test made and `ssl = required`:
+//! implicit TLS only (no plain listener), or STARTTLS on the plain port.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -60,6 +60,15 @@ pub fn plain_imap_service(name: &str, port: u16) -> String {
     )
 }
 
+/// How a TLS dovecot takes TLS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// From the first byte (imaps).
+    Implicit,
+    /// On the plain port, after STARTTLS.
+    StartTls,
+}
+
 impl Dovecot {
     /// Starts dovecot with one user (`user`, `password`) whose INBOX holds
     /// `mails` in order, and waits for its greeting.
@@ -76,14 +85,36 @@ impl Dovecot {
         certificate: &str,
         key: &str,
     ) -> Dovecot {
-        Self::start_with(user, password, mails, Some((certificate, key)))
+        Self::start_with(
+            user,
+            password,
+            mails,
+            Some((certificate, key, Tls::Implicit)),
+        )
+    }
+
+    /// The same on a plain IMAP port that requires STARTTLS before a login
+    /// (`ssl = required`: LOGIN is refused until TLS is up).
+    pub fn start_starttls(
+        user: &str,
+        password: &str,
+        mails: &[Mail],
+        certificate: &str,
+        key: &str,
+    ) -> Dovecot {
+        Self::start_with(
+            user,
+            password,
+            mails,
+            Some((certificate, key, Tls::StartTls)),
+        )
     }
 
     fn start_with(
         user: &str,
         password: &str,
         mails: &[Mail],
-        tls: Option<(&str, &str)>,
+        tls: Option<(&str, &str, Tls)>,
     ) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("airlock-dovecot")
@@ -117,15 +148,11 @@ impl Dovecot {
             format!("{user}:{{PLAIN}}{password}::::::\n"),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::unclaimed_port();
         let d = root.display();
         let (ssl, plain_port, tls_port) = match tls {
             None => ("ssl = no\ndisable_plaintext_auth = no".to_owned(), port, 0),
-            Some((certificate, key)) => {
+            Some((certificate, key, how)) => {
                 fs::write(root.join("cert.pem"), certificate).unwrap();
                 fs::write(root.join("key.pem"), key).unwrap();
                 fs::set_permissions(root.join("key.pem"), fs::Permissions::from_mode(0o600))
@@ -135,8 +162,8 @@ impl Dovecot {
                         "ssl = required\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n\
                          disable_plaintext_auth = yes\nverbose_ssl = yes"
                     ),
-                    0,
-                    port,
+                    if how == Tls::StartTls { port } else { 0 },
+                    if how == Tls::Implicit { port } else { 0 },
                 )
             }
         };
@@ -195,7 +222,7 @@ service stats {{
             user: user.to_owned(),
             child,
         };
-        server.wait_until_listening(tls.is_none());
+        server.wait_until_listening(!matches!(tls, Some((_, _, Tls::Implicit))));
         server
     }
 

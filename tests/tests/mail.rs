@@ -2,7 +2,9 @@
 //! operation answers with the mailbox's data, nothing is marked read, a
 //! write is refused, and only a caller a live grant covers is served. A
 //! hostile IMAP server (garbage, a huge literal, a cut-off reply) gets a
-//! clear error and bounded memory, and the proxy keeps serving.
+//! clear error and bounded memory, and the proxy keeps serving. Over TLS
+//! and STARTTLS the login is sent only once the server's certificate
+//! verified.
 
 #![forbid(unsafe_code)]
 
@@ -745,5 +747,132 @@ fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_veri
         "{logs}"
     );
     assert!(logs.contains("TLS"), "{logs}");
+    assert!(!proxy.log_text().contains(MAIL_PASSWORD));
+}
+
+/// An `imap://` service on `host:port` that STARTTLS secures, checked
+/// against `ca_file`.
+fn starttls_service(name: &str, host: &str, port: u16, ca_file: &std::path::Path) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nkind = \"imap\"\nupstream = \"imap://{host}:{port}\"\n\
+         starttls = true\nca_file = {:?}\nfields = [\"user\", \"password\"]\n\
+         login = {{ user_field = \"user\", password_field = \"password\" }}\n\n",
+        ca_file.display().to_string()
+    )
+}
+
+#[test]
+fn starttls_upgrades_before_the_login_and_a_server_without_it_gets_no_login() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "home mail");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certified = params.self_signed(&key).unwrap();
+    // Requires STARTTLS on its plain port; the other offers no TLS at all.
+    let upgrading = Dovecot::start_starttls(
+        MAIL_USER,
+        MAIL_PASSWORD,
+        &mails(),
+        &certified.pem(),
+        &key.serialize_pem(),
+    );
+    let clear_only = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
+    // Ungoverned first: the clear-only server takes a plain login, so a
+    // refusal below is the proxy's doing, not the server's.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", clear_only.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    write!(stream, "a1 LOGIN \"{MAIL_USER}\" \"{MAIL_PASSWORD}\"\r\n").unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.starts_with("a1 ") {
+            break;
+        }
+    }
+    assert!(line.starts_with("a1 OK"), "{line}");
+    drop((stream, reader));
+
+    let cas = tempfile::Builder::new()
+        .prefix("airlock-mail-ca")
+        .tempdir_in("/run")
+        .unwrap();
+    std::fs::set_permissions(cas.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ca = cas.path().join("home-ca.pem");
+    std::fs::write(&ca, certified.pem()).unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let services = [
+        starttls_service("home", "127.0.0.1", upgrading.port, &ca),
+        starttls_service("no-tls", "127.0.0.1", clear_only.port, &ca),
+    ]
+    .concat();
+    let system = System::start_with(Options {
+        services: Some(vec![("home.toml".into(), services)]),
+        ..Options::default()
+    });
+    let mut app = system.enrol();
+    for service in ["home", "no-tls"] {
+        system.store_credential(service, "user", MAIL_USER);
+        system.store_credential(service, "password", MAIL_PASSWORD);
+    }
+    let proxy = Proxy::start(&system);
+    grant(&system, &mut app, "home,no-tls");
+    let services_dir = system.path("services");
+    let shown = system.ctl(
+        &APPROVER,
+        &["services", "list", services_dir.to_str().unwrap()],
+        "",
+    );
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("imap://127.0.0.1:{} (STARTTLS)", upgrading.port)),
+        "{shown:?}"
+    );
+
+    // A server that does not offer STARTTLS: 502, and it saw no login.
+    let logins_before = clear_only.logs().matches("Login: user=<").count();
+    let (status, refused) = op(&system, &proxy, &AGENT, true, "/no-tls/count_unread", "{}");
+    assert_eq!(status, 502, "{refused}");
+    let error = error_of(&refused);
+    assert!(
+        error.contains("does not offer STARTTLS") && error.contains("nothing was sent"),
+        "{refused}"
+    );
+    assert_eq!(
+        clear_only.logs().matches("Login: user=<").count(),
+        logins_before,
+        "{}",
+        clear_only.logs()
+    );
+
+    // Upgraded: the operation is served, and dovecot logged the login as
+    // made over TLS.
+    let (status, unread) = op(&system, &proxy, &AGENT, true, "/home/count_unread", "{}");
+    assert_eq!(status, 200, "{unread} {}", upgrading.logs());
+    assert_eq!(unread["unread"], 2, "{unread}");
+    let (status, found) = op(
+        &system,
+        &proxy,
+        &AGENT,
+        false,
+        "/home/search",
+        r#"{"query":"invoice 42"}"#,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    let logs = upgrading.logs();
+    let login = logs
+        .lines()
+        .find(|l| l.contains(&format!("Login: user=<{MAIL_USER}>")))
+        .unwrap_or_else(|| panic!("no login: {logs}"));
+    assert!(login.contains(", TLS"), "{login}");
+    assert_eq!(upgrading.seen_on_disk(), 1);
     assert!(!proxy.log_text().contains(MAIL_PASSWORD));
 }

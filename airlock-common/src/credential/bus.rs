@@ -153,8 +153,7 @@ impl Drop for ReleasedCredential {
 /// and the login (a secret: zeroized after `LOGIN`, never logged).
 #[derive(Clone, Serialize, Deserialize, Type)]
 pub struct MailLogin {
-    /// TLS from the first byte (`imaps`); plain only on loopback.
-    pub tls: bool,
+    pub security: crate::services::MailSecurity,
     pub host: String,
     pub port: u16,
     /// The service's own CA file ("" for the proxy's, the system's).
@@ -167,7 +166,7 @@ pub struct MailLogin {
 impl std::fmt::Debug for MailLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MailLogin")
-            .field("tls", &self.tls)
+            .field("security", &self.security)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("ca_file", &self.ca_file)

@@ -283,7 +283,7 @@ impl FileCx<'_> {
         self.diagnostics.push(diagnostic);
     }
 
-    fn expected(&mut self, node: &Node, what: &str, expected: &str) {
+    pub fn expected(&mut self, node: &Node, what: &str, expected: &str) {
         let found = node.kind.type_name();
         self.error(
             &node.span,

@@ -31,6 +31,7 @@ const IMAP_KEYS: &[&str] = &[
     "fields",
     "login",
     "ca_file",
+    "starttls",
 ];
 const INJECT_KEYS: &[&str] = &["style", "field", "name", "username_field", "password_field"];
 const LOGIN_KEYS: &[&str] = &["user_field", "password_field"];
@@ -163,7 +164,8 @@ impl FileCx<'_> {
             .unwrap_or_default()
             .to_owned();
         let fields = self.fields(&table);
-        let upstream = self.upstream(&table, kind_name == "http");
+        let starttls = self.starttls(&table, kind_name == "http");
+        let upstream = self.upstream(&table, kind_name == "http", starttls.unwrap_or(false));
         let kind = if kind_name == "http" {
             let inject = self.injection(&table, fields.as_deref());
             let read_only_post = self.read_only_post(&table);
@@ -174,13 +176,15 @@ impl FileCx<'_> {
             })
         } else {
             let login = self.login(&table, fields.as_deref());
-            let ca_file = self.ca_file(&table, upstream.as_ref());
+            let starttls = starttls?;
+            let ca_file = self.ca_file(&table, upstream.as_ref(), starttls);
             let (user_field, password_field) = login?;
             ServiceKind::Imap(ImapService {
                 upstream: upstream?,
                 user_field,
                 password_field,
                 ca_file: ca_file?,
+                starttls,
             })
         };
         let (name, source) = name?;
@@ -245,12 +249,28 @@ impl FileCx<'_> {
         ok.then_some(fields)
     }
 
-    fn upstream(&mut self, table: &Table<'_>, http: bool) -> Option<Upstream> {
+    fn upstream(&mut self, table: &Table<'_>, http: bool, starttls: bool) -> Option<Upstream> {
         let (text, node) = self.required_string(table, "upstream", "[[service]]")?;
-        match parse_upstream(text, http) {
+        match parse_upstream_upgraded(text, http, starttls) {
             Ok(upstream) => Some(upstream),
             Err(message) => {
                 self.error(&node.span, format!("`upstream`: {message}"));
+                None
+            }
+        }
+    }
+
+    /// `starttls = true|false` (an IMAP key; absent: false).
+    fn starttls(&mut self, table: &Table<'_>, http: bool) -> Option<bool> {
+        let Some(node) = table.get("starttls") else {
+            return Some(false);
+        };
+        match node.kind {
+            // An HTTP service's unknown key is reported by the key check.
+            _ if http => Some(false),
+            Kind::Bool(value) => Some(value),
+            _ => {
+                self.expected(node, "`starttls`", "a boolean");
                 None
             }
         }
@@ -390,14 +410,16 @@ impl FileCx<'_> {
         &mut self,
         table: &Table<'_>,
         upstream: Option<&Upstream>,
+        starttls: bool,
     ) -> Option<Option<PathBuf>> {
         let Some(node) = table.get("ca_file") else {
             return Some(None);
         };
         let path = self.string(node, "`ca_file`")?;
-        let problem = if upstream.is_some_and(|u| !u.tls) {
+        let problem = if upstream.is_some_and(|u| !u.tls) && !starttls {
             Some(
-                "is for an imaps upstream: plain imap (loopback only) has no certificate to check"
+                "is for an imaps or STARTTLS upstream: plain imap (loopback only) has no \
+                 certificate to check"
                     .to_owned(),
             )
         } else if !path.starts_with('/') || path.chars().any(char::is_control) {
@@ -447,6 +469,12 @@ fn has_pem_certificate(pem: &[u8]) -> bool {
 /// `scheme://host[:port][/base/path]`: http or https for HTTP, imap or
 /// imaps for IMAP; plain text only to a loopback address.
 pub(crate) fn parse_upstream(text: &str, http: bool) -> Result<Upstream, String> {
+    parse_upstream_upgraded(text, http, false)
+}
+
+/// As [`parse_upstream`]; `starttls`: an `imap://` upstream that STARTTLS
+/// secures before the login is sent, so to any host.
+fn parse_upstream_upgraded(text: &str, http: bool, starttls: bool) -> Result<Upstream, String> {
     let (schemes, default_ports): (&[&str], [u16; 2]) = if http {
         (&["https", "http"], [443, 80])
     } else {
@@ -492,11 +520,18 @@ pub(crate) fn parse_upstream(text: &str, http: bool) -> Result<Upstream, String>
     {
         return Err(format!("host {host:?} is not a DNS name or an IP address"));
     }
-    if !tls && !is_loopback(host) {
+    if starttls && tls {
+        return Err(format!(
+            "`starttls` is for an {} upstream; {} is TLS from the first byte",
+            schemes[1], schemes[0]
+        ));
+    }
+    if !tls && !starttls && !is_loopback(host) {
         return Err(format!(
             "{scheme} sends the credential in the clear: only to a loopback address \
-             (use {} for {host})",
-            schemes[0]
+             (use {} for {host}{})",
+            schemes[0],
+            if http { "" } else { ", or `starttls = true`" }
         ));
     }
     if path.contains("//") || path.split('/').any(|s| s == "." || s == "..") {

@@ -205,9 +205,50 @@ pub struct ImapService {
     pub upstream: Upstream,
     pub user_field: String,
     pub password_field: String,
-    /// The certificate authorities an imaps server is checked against
-    /// instead of the system's (`ca_file`, for a self-hosted server).
+    /// The certificate authorities the server's TLS certificate is checked
+    /// against instead of the system's (`ca_file`, for a self-hosted
+    /// server).
     pub ca_file: Option<std::path::PathBuf>,
+    /// `imap://` upgraded with STARTTLS (`starttls = true`).
+    pub starttls: bool,
+}
+
+impl ImapService {
+    pub fn security(&self) -> MailSecurity {
+        match (self.upstream.tls, self.starttls) {
+            (true, _) => MailSecurity::Tls,
+            (false, true) => MailSecurity::StartTls,
+            (false, false) => MailSecurity::Plain,
+        }
+    }
+}
+
+/// How the proxy secures its connection to an IMAP server.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, zbus::zvariant::Type,
+)]
+#[serde(rename_all = "snake_case")]
+#[zvariant(signature = "s")]
+pub enum MailSecurity {
+    /// TLS from the first byte (`imaps://`, port 993).
+    Tls,
+    /// Plain until the server's greeting, then `STARTTLS` before anything
+    /// else is sent; a server that does not offer it gets nothing
+    /// (`imap://` with `starttls = true`, port 143).
+    StartTls,
+    /// In the clear: to loopback only.
+    Plain,
+}
+
+impl MailSecurity {
+    /// As `airlockctl services` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailSecurity::Tls => "TLS",
+            MailSecurity::StartTls => "STARTTLS",
+            MailSecurity::Plain => "plain, loopback only",
+        }
+    }
 }
 
 /// A path, or with a final `*` every path it is a prefix of.

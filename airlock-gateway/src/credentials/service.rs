@@ -736,7 +736,7 @@ impl CredentialsService {
         self.audit(standing.operation(service, &audited_op, true, None))
             .await?;
         Ok(MailLogin {
-            tls: imap.upstream.tls,
+            security: imap.security(),
             host: imap.upstream.host.clone(),
             port: imap.upstream.port,
             ca_file: imap

@@ -13,6 +13,8 @@ use async_imap::types::Fetch;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::Greeting;
+
 /// What a message is searched by.
 pub enum SearchKey<'a> {
     All,
@@ -86,14 +88,21 @@ impl<S> ReadOnlySession<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Debug + Send,
 {
-    /// Reads the greeting and logs in. The login strings are the caller's
-    /// to zeroize.
-    pub async fn login(stream: S, user: &str, password: &str) -> Result<Self, String> {
+    /// Reads the greeting (unless it came before STARTTLS) and logs in.
+    /// The login strings are the caller's to zeroize.
+    pub async fn login(
+        stream: S,
+        greeting: Greeting,
+        user: &str,
+        password: &str,
+    ) -> Result<Self, String> {
         let mut client = async_imap::Client::new(stream);
-        match client.read_response().await {
-            Ok(Some(_greeting)) => {}
-            Ok(None) => return Err("the mail server closed the connection at once".into()),
-            Err(e) => return Err(format!("the mail server's greeting: {}", short(&e))),
+        if greeting == Greeting::Expected {
+            match client.read_response().await {
+                Ok(Some(_greeting)) => {}
+                Ok(None) => return Err("the mail server closed the connection at once".into()),
+                Err(e) => return Err(format!("the mail server's greeting: {}", short(&e))),
+            }
         }
         let session = client
             .login(user, password)

@@ -4,20 +4,23 @@
 //!
 //! For each operation the gateway is asked for the login (it refuses a
 //! name that is not a read and a caller no live grant covers, and audits
-//! both), a fresh connection is made (TLS unless the server is on
-//! loopback), the login is zeroized once sent, the operation runs through
+//! both), a fresh connection is made (TLS from the first byte, or upgraded
+//! with STARTTLS before anything else is sent; plain only to loopback),
+//! the login is zeroized once sent, the operation runs through
 //! [`imap::ReadOnlySession`], and the gateway is told how it ended (the
 //! `operation` record with its count).
 
 mod guard;
 mod imap;
 mod render;
+mod starttls;
 
 use std::time::Duration;
 
 use airlock_common::credential::bus::{MailLogin, MailOutcome};
 use airlock_common::dbus::AirlockError;
 use airlock_common::mail::MailOp;
+use airlock_common::services::MailSecurity;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -333,47 +336,98 @@ async fn run(
             .collect();
     // The loader allows plain IMAP to loopback only (an address, or
     // localhost); checked again on what the name resolves to now.
-    if !login.tls && (resolved.is_empty() || !resolved.iter().all(|a| a.ip().is_loopback())) {
+    let plain = login.security == MailSecurity::Plain;
+    if plain && (resolved.is_empty() || !resolved.iter().all(|a| a.ip().is_loopback())) {
         return Err(Failure::Upstream(format!(
             "{service} is plain IMAP to {address}, which is not loopback; Airlock sends a \
              login in the clear only on this machine"
         )));
     }
-    let tcp = tokio::time::timeout(
+    let mut tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(&resolved[..]),
     )
     .await
     .map_err(|_| format!("the mail server at {address} did not accept a connection"))?
     .map_err(|e| format!("cannot reach the mail server at {address}: {e}"))?;
-    if login.tls {
-        let name = rustls_pki_types::ServerName::try_from(login.host.clone())
-            .map_err(|_| format!("bad mail server name {:?}", login.host))?;
-        // A self-hosted server's own authorities, else the system's.
-        let own;
-        let connector = if login.ca_file.is_empty() {
-            &forwarder.imap_tls
-        } else {
-            own = crate::forward::tls_connector(std::path::Path::new(&login.ca_file), &[b"imap"])
-                .map_err(|e| format!("{service}'s ca_file: {e}"))?;
-            &own
-        };
-        // The handshake comes first: a server whose certificate does not
-        // verify never sees the login.
-        let tls = connector.connect(name, tcp).await.map_err(|e| {
-            format!(
-                "TLS with the mail server at {address} failed, nothing was sent: {}",
-                imap::short(&e)
+    match login.security {
+        MailSecurity::Plain => {
+            session(
+                Guarded::new(tcp),
+                Greeting::Expected,
+                service,
+                login,
+                operation,
             )
-        })?;
-        session(Guarded::new(tls), service, login, operation).await
-    } else {
-        session(Guarded::new(tcp), service, login, operation).await
+            .await
+        }
+        MailSecurity::Tls => {
+            let tls = handshake(forwarder, service, login, &address, tcp).await?;
+            session(
+                Guarded::new(tls),
+                Greeting::Expected,
+                service,
+                login,
+                operation,
+            )
+            .await
+        }
+        MailSecurity::StartTls => {
+            starttls::upgrade(&mut tcp)
+                .await
+                .map_err(|e| format!("STARTTLS with the mail server at {address}: {e}"))?;
+            let tls = handshake(forwarder, service, login, &address, tcp).await?;
+            session(
+                Guarded::new(tls),
+                Greeting::Given,
+                service,
+                login,
+                operation,
+            )
+            .await
+        }
     }
+}
+
+/// Whether the server greets on this stream (not after STARTTLS: its
+/// greeting came before TLS).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Greeting {
+    Expected,
+    Given,
+}
+
+/// TLS with the mail server, verified against the service's authorities
+/// (else the system's), before anything of the login is sent.
+async fn handshake(
+    forwarder: &Forwarder,
+    service: &str,
+    login: &MailLogin,
+    address: &str,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Failure> {
+    let name = rustls_pki_types::ServerName::try_from(login.host.clone())
+        .map_err(|_| format!("bad mail server name {:?}", login.host))?;
+    let own;
+    let connector = if login.ca_file.is_empty() {
+        &forwarder.imap_tls
+    } else {
+        own = crate::forward::tls_connector(std::path::Path::new(&login.ca_file), &[b"imap"])
+            .map_err(|e| format!("{service}'s ca_file: {e}"))?;
+        &own
+    };
+    // A server whose certificate does not verify never sees the login.
+    Ok(connector.connect(name, tcp).await.map_err(|e| {
+        format!(
+            "TLS with the mail server at {address} failed, nothing was sent: {}",
+            imap::short(&e)
+        )
+    })?)
 }
 
 async fn session<S>(
     stream: S,
+    greeting: Greeting,
     service: &str,
     login: &mut MailLogin,
     operation: &Operation,
@@ -381,7 +435,7 @@ async fn session<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
-    let logged_in = ReadOnlySession::login(stream, &login.user, &login.password).await;
+    let logged_in = ReadOnlySession::login(stream, greeting, &login.user, &login.password).await;
     login.zeroize();
     let mut session = logged_in?;
     let result = perform(&mut session, service, operation).await;

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::services::ToolService;
+use crate::services::{MailSecurity, ToolService};
 
 fn load(files: &[(&str, &str)]) -> Result<ServiceSet, Vec<String>> {
     let files: Vec<_> = files
@@ -199,6 +199,60 @@ fn upstreams() {
 }
 
 #[test]
+fn starttls_secures_an_imap_upstream_to_any_host_and_only_that() {
+    let service = |upstream: &str, extra: &str| {
+        format!(
+            "[[service]]\nname = \"mail\"\nkind = \"imap\"\nupstream = \"{upstream}\"\n\
+             fields = [\"u\", \"p\"]\nlogin = {{ user_field = \"u\", password_field = \"p\" }}\n\
+             {extra}\n"
+        )
+    };
+    let set = load(&[(
+        "m.toml",
+        &service("imap://mail.example.com", "starttls = true"),
+    )])
+    .unwrap();
+    let ServiceKind::Imap(imap) = &set.get("mail").unwrap().kind else {
+        panic!("imap");
+    };
+    assert_eq!(imap.security(), MailSecurity::StartTls);
+    assert_eq!(imap.upstream.authority(), "mail.example.com:143");
+    let plain = load(&[("m.toml", &service("imap://127.0.0.1:1143", ""))]).unwrap();
+    let ServiceKind::Imap(imap) = &plain.get("mail").unwrap().kind else {
+        panic!("imap");
+    };
+    assert_eq!(imap.security(), MailSecurity::Plain);
+    for (upstream, extra, why) in [
+        (
+            "imaps://mail.example.com",
+            "starttls = true",
+            "m.toml:4:12: `upstream`: `starttls` is for an imap upstream",
+        ),
+        (
+            "imap://mail.example.com",
+            "starttls = false",
+            "m.toml:4:12: `upstream`: imap sends the credential in the clear",
+        ),
+        (
+            "imap://mail.example.com",
+            "starttls = \"yes\"",
+            "m.toml:7:12: `starttls` must be a boolean",
+        ),
+    ] {
+        let errors = errors(&[("m.toml", &service(upstream, extra))]);
+        assert!(
+            errors.iter().any(|e| e.starts_with(why)),
+            "{errors:?} vs {why}"
+        );
+    }
+    // An HTTP service has no such key.
+    let http = "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"https://x.example\"\n\
+                fields = [\"t\"]\ninject = { style = \"bearer\", field = \"t\" }\nstarttls = true\n";
+    let errors = errors(&[("a.toml", http)]);
+    assert!(errors.iter().any(|e| e.contains("starttls")), "{errors:?}");
+}
+
+#[test]
 fn tool_services_load_with_their_fields_and_servers() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services");
     let set = ServiceSet::load_dir(&dir).unwrap();
@@ -320,7 +374,7 @@ fn an_imaps_service_may_name_its_own_ca_file_which_must_hold_a_certificate() {
         (
             "imap://127.0.0.1:1143",
             format!("{:?}", ca.display()),
-            "m.toml:7:11: `ca_file`: is for an imaps upstream".into(),
+            "m.toml:7:11: `ca_file`: is for an imaps or STARTTLS upstream".into(),
         ),
     ] {
         let errors = errors(&[("m.toml", &service(upstream, &ca_file))]);
