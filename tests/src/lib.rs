@@ -292,12 +292,7 @@ impl System {
             ));
         }
         let integrations_addr = options.integrations.as_ref().map(|extra| {
-            // A free port: bound and released; nothing else here races for it.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = unclaimed_port();
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             config_text.push_str(&format!("[integrations]\nlisten = \"{addr}\"\n"));
             for (key, value) in extra {

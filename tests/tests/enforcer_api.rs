@@ -724,11 +724,7 @@ fn the_api_is_also_served_over_tls_on_a_second_address() {
         .unwrap();
     assert!(made.status.success(), "{made:?}");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = airlock_tests::unclaimed_port();
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let system = System::start_with(Options {
         integrations: Some(vec![
