@@ -603,19 +603,58 @@ fn imaps_service(name: &str, host: &str, port: u16, ca_file: Option<&std::path::
     )
 }
 
+/// A self-signed certificate for 127.0.0.1 only, named `name`, and its key.
+fn self_signed(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate().unwrap();
+    (params.self_signed(&key).unwrap(), key)
+}
+
+/// `certificates` as CA files (`name`, PEM) where the gateway (which
+/// validates the service files) and the proxy (which trusts them) may read
+/// them under their Landlock confinement: the system's directories (/etc
+/// in a real install). The directory, and each file's path.
+fn ca_files(certificates: &[(&str, String)]) -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    use std::os::unix::fs::PermissionsExt;
+    let cas = tempfile::Builder::new()
+        .prefix("airlock-mail-ca")
+        .tempdir_in("/run")
+        .unwrap();
+    std::fs::set_permissions(cas.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let paths = certificates
+        .iter()
+        .map(|(name, pem)| {
+            let path = cas.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            path
+        })
+        .collect();
+    (cas, paths)
+}
+
+/// The search for "invoice 42" in `service` (one message of [`mails`]).
+fn search_invoice(system: &System, proxy: &Proxy, unix: bool, service: &str) -> Value {
+    let (status, found) = op(
+        system,
+        proxy,
+        &AGENT,
+        unix,
+        &format!("/{service}/search"),
+        r#"{"query":"invoice 42"}"#,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    found
+}
+
 #[test]
 fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_verify() {
-    use std::os::unix::fs::PermissionsExt;
     // dovecot's certificate, for 127.0.0.1 only, and a stranger's (another
     // name, so the stranger is another authority, not a forgery of this one).
-    let self_signed = |name: &str| {
-        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        (params.self_signed(&key).unwrap(), key)
-    };
     let (certified, key) = self_signed("home mail");
     let (stranger, _) = self_signed("a stranger");
     let dovecot = Dovecot::start_tls(
@@ -625,27 +664,17 @@ fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_veri
         &certified.pem(),
         &key.serialize_pem(),
     );
-    // Where the gateway (which validates the service files) and the proxy
-    // (which trusts them) may read the CA files under their Landlock
-    // confinement: the system's directories (/etc in a real install).
-    let cas = tempfile::Builder::new()
-        .prefix("airlock-mail-ca")
-        .tempdir_in("/run")
-        .unwrap();
-    std::fs::set_permissions(cas.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let ca = cas.path().join("home-ca.pem");
-    let wrong_ca = cas.path().join("stranger-ca.pem");
-    std::fs::write(&ca, certified.pem()).unwrap();
-    std::fs::write(&wrong_ca, stranger.pem()).unwrap();
-    for file in [&ca, &wrong_ca] {
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    let (_cas, files) = ca_files(&[
+        ("home-ca.pem", certified.pem()),
+        ("stranger-ca.pem", stranger.pem()),
+    ]);
+    let (ca, wrong_ca) = (&files[0], &files[1]);
     let port = dovecot.port;
     let services = [
-        imaps_service("home", "127.0.0.1", port, Some(&ca)),
-        imaps_service("wrong-ca", "127.0.0.1", port, Some(&wrong_ca)),
+        imaps_service("home", "127.0.0.1", port, Some(ca)),
+        imaps_service("wrong-ca", "127.0.0.1", port, Some(wrong_ca)),
         // The certificate names 127.0.0.1, not localhost.
-        imaps_service("wrong-name", "localhost", port, Some(&ca)),
+        imaps_service("wrong-name", "localhost", port, Some(ca)),
         imaps_service("system-roots", "127.0.0.1", port, None),
     ]
     .concat();
@@ -712,16 +741,7 @@ fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_veri
     let (status, listed) = op(&system, &proxy, &AGENT, false, "/home/list_messages", "{}");
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["messages"].as_array().unwrap().len(), 3, "{listed}");
-    let (status, found) = op(
-        &system,
-        &proxy,
-        &AGENT,
-        true,
-        "/home/search",
-        r#"{"query":"invoice 42"}"#,
-    );
-    assert_eq!(status, 200, "{found}");
-    assert_eq!(found["total"], 1, "{found}");
+    let found = search_invoice(&system, &proxy, true, "home");
     let uid = found["messages"][0]["uid"].as_u64().unwrap();
     let (status, got) = op(
         &system,
@@ -763,13 +783,7 @@ fn starttls_service(name: &str, host: &str, port: u16, ca_file: &std::path::Path
 
 #[test]
 fn starttls_upgrades_before_the_login_and_a_server_without_it_gets_no_login() {
-    use std::os::unix::fs::PermissionsExt;
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "home mail");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let certified = params.self_signed(&key).unwrap();
+    let (certified, key) = self_signed("home mail");
     // Requires STARTTLS on its plain port; the other offers no TLS at all.
     let upgrading = Dovecot::start_starttls(
         MAIL_USER,
@@ -799,17 +813,11 @@ fn starttls_upgrades_before_the_login_and_a_server_without_it_gets_no_login() {
     assert!(line.starts_with("a1 OK"), "{line}");
     drop((stream, reader));
 
-    let cas = tempfile::Builder::new()
-        .prefix("airlock-mail-ca")
-        .tempdir_in("/run")
-        .unwrap();
-    std::fs::set_permissions(cas.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let ca = cas.path().join("home-ca.pem");
-    std::fs::write(&ca, certified.pem()).unwrap();
-    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_cas, files) = ca_files(&[("home-ca.pem", certified.pem())]);
+    let ca = &files[0];
     let services = [
-        starttls_service("home", "127.0.0.1", upgrading.port, &ca),
-        starttls_service("no-tls", "127.0.0.1", clear_only.port, &ca),
+        starttls_service("home", "127.0.0.1", upgrading.port, ca),
+        starttls_service("no-tls", "127.0.0.1", clear_only.port, ca),
     ]
     .concat();
     let system = System::start_with(Options {
@@ -857,16 +865,7 @@ fn starttls_upgrades_before_the_login_and_a_server_without_it_gets_no_login() {
     let (status, unread) = op(&system, &proxy, &AGENT, true, "/home/count_unread", "{}");
     assert_eq!(status, 200, "{unread} {}", upgrading.logs());
     assert_eq!(unread["unread"], 2, "{unread}");
-    let (status, found) = op(
-        &system,
-        &proxy,
-        &AGENT,
-        false,
-        "/home/search",
-        r#"{"query":"invoice 42"}"#,
-    );
-    assert_eq!(status, 200, "{found}");
-    assert_eq!(found["total"], 1, "{found}");
+    search_invoice(&system, &proxy, false, "home");
     let logs = upgrading.logs();
     let login = logs
         .lines()
