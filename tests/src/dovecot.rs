@@ -93,8 +93,9 @@ impl Dovecot {
         )
     }
 
-    /// The same on a plain IMAP port that requires STARTTLS before a login
-    /// (`ssl = required`: LOGIN is refused until TLS is up).
+    /// The same on a plain IMAP port that offers STARTTLS (`ssl =
+    /// required`; dovecot may still count a loopback client as secure, so
+    /// a test tells a TLS login by its log line's `, TLS`).
     pub fn start_starttls(
         user: &str,
         password: &str,

@@ -850,7 +850,7 @@ fn starttls_upgrades_before_the_login_and_a_server_without_it_gets_no_login() {
     assert_eq!(status, 502, "{refused}");
     let error = error_of(&refused);
     assert!(
-        error.contains("does not offer STARTTLS") && error.contains("nothing was sent"),
+        error.contains("does not offer STARTTLS") && error.contains("the login was not sent"),
         "{refused}"
     );
     assert_eq!(

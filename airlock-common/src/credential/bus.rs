@@ -153,6 +153,8 @@ impl Drop for ReleasedCredential {
 /// and the login (a secret: zeroized after `LOGIN`, never logged).
 #[derive(Clone, Serialize, Deserialize, Type)]
 pub struct MailLogin {
+    /// TLS from the first byte, STARTTLS, or plain (loopback only). A
+    /// string on the bus: the gateway and the proxy of one release agree.
     pub security: crate::services::MailSecurity,
     pub host: String,
     pub port: u16,

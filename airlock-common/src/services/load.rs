@@ -165,7 +165,10 @@ impl FileCx<'_> {
             .to_owned();
         let fields = self.fields(&table);
         let starttls = self.starttls(&table, kind_name == "http");
-        let upstream = self.upstream(&table, kind_name == "http", starttls.unwrap_or(false));
+        // An invalid `starttls` is reported once: the upstream and the CA
+        // file are checked as if it were true, so neither adds an error of
+        // its own because of it.
+        let upstream = self.upstream(&table, kind_name == "http", starttls.unwrap_or(true));
         let kind = if kind_name == "http" {
             let inject = self.injection(&table, fields.as_deref());
             let read_only_post = self.read_only_post(&table);
@@ -176,15 +179,26 @@ impl FileCx<'_> {
             })
         } else {
             let login = self.login(&table, fields.as_deref());
-            let starttls = starttls?;
-            let ca_file = self.ca_file(&table, upstream.as_ref(), starttls);
+            let starttls = match (starttls, upstream.as_ref(), table.get("starttls")) {
+                (Some(true), Some(upstream), Some(node)) if upstream.tls => {
+                    self.error(
+                        &node.span,
+                        "`starttls` is for an imap:// upstream; imaps:// is TLS from the first \
+                         byte"
+                            .into(),
+                    );
+                    None
+                }
+                (starttls, ..) => starttls,
+            };
+            let ca_file = self.ca_file(&table, upstream.as_ref(), starttls.unwrap_or(true));
             let (user_field, password_field) = login?;
             ServiceKind::Imap(ImapService {
                 upstream: upstream?,
                 user_field,
                 password_field,
                 ca_file: ca_file?,
-                starttls,
+                starttls: starttls?,
             })
         };
         let (name, source) = name?;
@@ -519,12 +533,6 @@ fn parse_upstream_upgraded(text: &str, http: bool, starttls: bool) -> Result<Ups
             }))
     {
         return Err(format!("host {host:?} is not a DNS name or an IP address"));
-    }
-    if starttls && tls {
-        return Err(format!(
-            "`starttls` is for an {} upstream; {} is TLS from the first byte",
-            schemes[1], schemes[0]
-        ));
     }
     if !tls && !starttls && !is_loopback(host) {
         return Err(format!(

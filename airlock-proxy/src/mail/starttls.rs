@@ -29,7 +29,7 @@ where
     if starts_with_word(&greeting, "* PREAUTH") {
         return Err(
             "the mail server logged in before TLS (PREAUTH), so STARTTLS is not possible; \
-             nothing was sent"
+             the login was not sent"
                 .into(),
         );
     }
@@ -59,7 +59,7 @@ where
             || starts_with_word(&line, &format!("{TAG} BAD"))
         {
             return Err(format!(
-                "the mail server does not offer STARTTLS ({}); nothing was sent",
+                "the mail server does not offer STARTTLS ({}); the login was not sent",
                 printable(&line)
             ));
         }

@@ -226,7 +226,7 @@ fn starttls_secures_an_imap_upstream_to_any_host_and_only_that() {
         (
             "imaps://mail.example.com",
             "starttls = true",
-            "m.toml:4:12: `upstream`: `starttls` is for an imap upstream",
+            "m.toml:7:12: `starttls` is for an imap:// upstream",
         ),
         (
             "imap://mail.example.com",
@@ -238,12 +238,16 @@ fn starttls_secures_an_imap_upstream_to_any_host_and_only_that() {
             "starttls = \"yes\"",
             "m.toml:7:12: `starttls` must be a boolean",
         ),
+        (
+            "imaps://mail.example.com",
+            "starttls = \"yes\"",
+            "m.toml:7:12: `starttls` must be a boolean",
+        ),
     ] {
         let errors = errors(&[("m.toml", &service(upstream, extra))]);
-        assert!(
-            errors.iter().any(|e| e.starts_with(why)),
-            "{errors:?} vs {why}"
-        );
+        // One error each: a bad `starttls` adds none of its own elsewhere.
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(why), "{errors:?} vs {why}");
     }
     // An HTTP service has no such key.
     let http = "[[service]]\nname = \"api\"\nkind = \"http\"\nupstream = \"https://x.example\"\n\
