@@ -62,7 +62,7 @@ pub fn plain_imap_service(name: &str, port: u16) -> String {
 
 /// How a TLS dovecot takes TLS.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tls {
+pub enum Tls {
     /// From the first byte (imaps).
     Implicit,
     /// On the plain port, after STARTTLS.
@@ -76,39 +76,19 @@ impl Dovecot {
         Self::start_with(user, password, mails, None)
     }
 
-    /// The same, speaking only implicit TLS (an imaps listener, `ssl =
-    /// required`) with `certificate` and `key` (PEM).
+    /// The same with `certificate` and `key` (PEM) and `ssl = required`:
+    /// speaking only implicit TLS (an imaps listener), or offering STARTTLS
+    /// on its plain port (dovecot may still count a loopback client as
+    /// secure there, so a test tells a TLS login by its log line's `, TLS`).
     pub fn start_tls(
         user: &str,
         password: &str,
         mails: &[Mail],
         certificate: &str,
         key: &str,
+        how: Tls,
     ) -> Dovecot {
-        Self::start_with(
-            user,
-            password,
-            mails,
-            Some((certificate, key, Tls::Implicit)),
-        )
-    }
-
-    /// The same on a plain IMAP port that offers STARTTLS (`ssl =
-    /// required`; dovecot may still count a loopback client as secure, so
-    /// a test tells a TLS login by its log line's `, TLS`).
-    pub fn start_starttls(
-        user: &str,
-        password: &str,
-        mails: &[Mail],
-        certificate: &str,
-        key: &str,
-    ) -> Dovecot {
-        Self::start_with(
-            user,
-            password,
-            mails,
-            Some((certificate, key, Tls::StartTls)),
-        )
+        Self::start_with(user, password, mails, Some((certificate, key, how)))
     }
 
     fn start_with(

@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use airlock_tests::dovecot::{plain_imap_service, sample_mails, Dovecot, Mail};
+use airlock_tests::dovecot::{plain_imap_service, sample_mails, Dovecot, Mail, Tls};
 use airlock_tests::proxy::Proxy;
 use airlock_tests::{CtlOutput, Options, System, TestUser, AGENT, APPROVER, OUTSIDER};
 use serde_json::{json, Value};
@@ -663,6 +663,7 @@ fn mail_over_tls_verifies_the_server_and_never_logs_in_to_one_that_does_not_veri
         &mails(),
         &certified.pem(),
         &key.serialize_pem(),
+        Tls::Implicit,
     );
     let (_cas, files) = ca_files(&[
         ("home-ca.pem", certified.pem()),
@@ -785,12 +786,13 @@ fn starttls_service(name: &str, host: &str, port: u16, ca_file: &std::path::Path
 fn starttls_upgrades_before_the_login_and_a_server_without_it_gets_no_login() {
     let (certified, key) = self_signed("home mail");
     // Requires STARTTLS on its plain port; the other offers no TLS at all.
-    let upgrading = Dovecot::start_starttls(
+    let upgrading = Dovecot::start_tls(
         MAIL_USER,
         MAIL_PASSWORD,
         &mails(),
         &certified.pem(),
         &key.serialize_pem(),
+        Tls::StartTls,
     );
     let clear_only = Dovecot::start(MAIL_USER, MAIL_PASSWORD, &mails());
     // Ungoverned first: the clear-only server takes a plain login, so a

@@ -658,21 +658,20 @@ impl Executable {
         // followed, and the file named by its real path. (A case-folding
         // file system may spell the kernel's dentry otherwise: the
         // exec-commit program judges the dentry's name.)
-        let literal = literal_name(pid, call);
+        let mut literal = literal_name(pid, call);
         let mut fd = open_target(pid, call, Last::Literal, lookup, still_asking).ok()?;
         // The O_PATH descriptor itself: no second lookup of the path.
         let mut meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
-        let mut followed = false;
         if meta.st_mode & libc::S_IFMT == libc::S_IFLNK {
             fd = open_target(pid, call, Last::Follow, lookup, still_asking).ok()?;
             meta = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
-            followed = true;
+            literal = None;
         }
         if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
         let head = lookup.head(&fd, &meta)?;
-        let mut name = match literal.filter(|_| !followed) {
+        let mut name = match literal {
             Some(name) => name.to_vec(),
             None => {
                 let target =

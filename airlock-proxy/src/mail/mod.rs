@@ -350,43 +350,26 @@ async fn run(
     .await
     .map_err(|_| format!("the mail server at {address} did not accept a connection"))?
     .map_err(|e| format!("cannot reach the mail server at {address}: {e}"))?;
-    match login.security {
-        MailSecurity::Plain => {
-            session(
-                Guarded::new(tcp),
-                Greeting::Expected,
-                service,
-                login,
-                operation,
-            )
-            .await
-        }
-        MailSecurity::Tls => {
-            let tls = handshake(forwarder, service, login, &address, tcp).await?;
-            session(
-                Guarded::new(tls),
-                Greeting::Expected,
-                service,
-                login,
-                operation,
-            )
-            .await
-        }
-        MailSecurity::StartTls => {
-            starttls::upgrade(&mut tcp)
-                .await
-                .map_err(|e| format!("STARTTLS with the mail server at {address}: {e}"))?;
-            let tls = handshake(forwarder, service, login, &address, tcp).await?;
-            session(
-                Guarded::new(tls),
-                Greeting::Given,
-                service,
-                login,
-                operation,
-            )
-            .await
-        }
+    if plain {
+        return session(
+            Guarded::new(tcp),
+            Greeting::Expected,
+            service,
+            login,
+            operation,
+        )
+        .await;
     }
+    let greeting = if login.security == MailSecurity::StartTls {
+        starttls::upgrade(&mut tcp)
+            .await
+            .map_err(|e| format!("STARTTLS with the mail server at {address}: {e}"))?;
+        Greeting::Given
+    } else {
+        Greeting::Expected
+    };
+    let tls = handshake(forwarder, service, login, &address, tcp).await?;
+    session(Guarded::new(tls), greeting, service, login, operation).await
 }
 
 /// Whether the server greets on this stream (not after STARTTLS: its
